@@ -1,0 +1,170 @@
+"""The daemon's life: start the servers, react to signals, reload, and stop gracefully.
+
+`Daemon` is also the core the servers talk to: it holds the current config, the gatekeeper,
+the finished-upload hand-off and the open-transfer count. A reload builds a complete new
+config and gatekeeper first and swaps them in one assignment each; connected sessions keep
+the partner they logged in as.
+"""
+
+import os
+import select
+import signal
+import time
+
+import structlog
+
+from daemon.config import Config, ConfigInvalid, load_config
+from daemon.ftp_server import FtpServer
+from daemon.gatekeeper import BanList, Gatekeeper
+from daemon.handoff import UploadHandoff
+from daemon.sd_notify import SystemdNotifier
+from daemon.sessions import partner_home
+from daemon.sftp_server import SftpServer
+from daemon.tls_certificates import ensure_self_signed
+from daemon.uploads import TransferCounter
+
+log = structlog.get_logger("dropd.service")
+
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class StartupError(Exception):
+    """The daemon cannot start; the message says what to fix."""
+
+
+class Daemon:
+    def __init__(self, config: Config):
+        self.config = config
+        self.bans = BanList(config.security)
+        self.gatekeeper = Gatekeeper(config.partners, self.bans)
+        self.handoff = UploadHandoff()
+        self.transfers = TransferCounter()
+        self.notifier = SystemdNotifier()
+        self.sftp: SftpServer | None = None
+        self.ftp: FtpServer | None = None
+
+    @property
+    def servers(self):
+        return [server for server in (self.sftp, self.ftp) if server is not None]
+
+    def _prepare_folders(self, config: Config) -> None:
+        for folder in (config.daemon.state_dir, config.daemon.drop_root):
+            os.makedirs(folder, mode=0o750, exist_ok=True)
+        for partner in config.partners.values():
+            partner_home(config.daemon.drop_root, partner)
+
+    def _prepare_certificate(self, config: Config) -> None:
+        ftp = config.ftp
+        if ftp and ftp.tls == "required" and ftp.self_signed:
+            ensure_self_signed(ftp.certfile, ftp.keyfile)
+
+    def start(self) -> None:
+        try:
+            self._prepare_folders(self.config)
+            self._prepare_certificate(self.config)
+            if self.config.sftp:
+                self.sftp = SftpServer(self.config.sftp, self)
+                self.sftp.start()
+            if self.config.ftp:
+                self.ftp = FtpServer(self.config.ftp, self)
+                self.ftp.start()
+        except (OSError, RuntimeError, ValueError) as exc:
+            self.stop_servers()
+            raise StartupError(str(exc)) from exc
+        log.info("daemon.started", partners=len(self.config.partners), pid=os.getpid())
+
+    def status_text(self) -> str:
+        listening = ", ".join(f"{name} {s.address[0]}:{s.address[1]}" for name, s in (("sftp", self.sftp), ("ftp", self.ftp)) if s)
+        return f"serving {len(self.config.partners)} partners; {listening}"
+
+    def run(self) -> int:
+        """Serve until SIGTERM/SIGINT; SIGHUP reloads. Returns the exit code."""
+        wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(wake_write)
+        for signum in (*_STOP_SIGNALS, signal.SIGHUP):
+            signal.signal(signum, lambda *_: None)
+        self.start()
+        self.notifier.ready(self.status_text())
+        self.notifier.start_watchdog()
+        try:
+            while True:
+                select.select([wake_read], [], [])
+                received = _drain(wake_read)
+                if any(signum in _STOP_SIGNALS for signum in received):
+                    self.stop(wake_read)
+                    return 0
+                if signal.SIGHUP in received:
+                    self.reload()
+        finally:
+            signal.set_wakeup_fd(-1)
+            os.close(wake_read)
+            os.close(wake_write)
+
+    def reload(self) -> bool:
+        """Re-read the whole config; keep the running one if the new one is rejected."""
+        self.notifier.reloading()
+        try:
+            new = load_config(self.config.file)
+            self._prepare_folders(new)
+            self._prepare_certificate(new)
+            if self.ftp and new.ftp:
+                self.ftp.reload_certificate(new.ftp)
+        except ConfigInvalid as invalid:
+            log.error("config.reload_rejected", errors=[str(error) for error in invalid.errors])
+            self.notifier.ready(f"reload rejected, old config kept: {invalid.errors[0]}")
+            return False
+        except Exception as exc:
+            log.error("config.reload_rejected", errors=[str(exc)])
+            if self.ftp and self.config.ftp:
+                self.ftp.reload_certificate(self.config.ftp)
+            self.notifier.ready(f"reload rejected, old config kept: {exc}")
+            return False
+        for section in ("sftp", "ftp"):
+            old, fresh = getattr(self.config, section), getattr(new, section)
+            if (old and old.listen) != (fresh and fresh.listen):
+                log.warning("config.restart_needed", key=f"{section}.listen", message="listen addresses change on restart")
+        self.bans.settings = new.security
+        self.gatekeeper = Gatekeeper(new.partners, self.bans)
+        self.config = new
+        log.info("config.reloaded", partners=len(new.partners))
+        self.notifier.ready(self.status_text())
+        return True
+
+    def stop(self, wake_read: int | None = None) -> None:
+        """Stop accepting, let open transfers finish within grace_time, then close everything."""
+        self.notifier.stopping()
+        for server in self.servers:
+            server.stop_accepting()
+        grace = self.config.daemon.grace_time
+        log.info("daemon.stopping", open_transfers=self.transfers.open, grace_time=grace)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and not self.transfers.wait_idle(0.2):
+            if wake_read is not None and any(s in _STOP_SIGNALS for s in _drain(wake_read)):
+                log.warning("daemon.stop_forced", open_transfers=self.transfers.open)
+                break
+        if self.transfers.open:
+            log.warning("daemon.transfers_cut", open_transfers=self.transfers.open)
+        self.stop_servers()
+        self.notifier.stop_watchdog()
+        log.info("daemon.stopped")
+
+    def stop_servers(self) -> None:
+        for server in self.servers:
+            server.stop()
+
+
+def _drain(descriptor: int) -> set[int]:
+    received = set()
+    while True:
+        try:
+            chunk = os.read(descriptor, 64)
+        except BlockingIOError:
+            return received
+        if not chunk:
+            return received
+        received.update(chunk)
+
+
+def run_daemon(config_file: str) -> int:
+    config = load_config(config_file)
+    return Daemon(config).run()
