@@ -99,7 +99,8 @@ def _store(value) -> str:
     return store
 
 
-def _read_daemon(table: v.TableReader, base: Path) -> DaemonSettings | None:
+def _read_daemon(table: v.TableReader, base: Path) -> dict:
+    """The [daemon] values; a value that failed to parse is None (its error is recorded)."""
     path = v.path_from(base)
     state_dir = table.take("state_dir", path)
     settings = dict(
@@ -114,7 +115,7 @@ def _read_daemon(table: v.TableReader, base: Path) -> DaemonSettings | None:
         ),
     )
     table.finish()
-    return None if None in settings.values() else DaemonSettings(**settings)
+    return settings
 
 
 def _read_sftp(table: v.TableReader, base: Path) -> SftpSettings | None:
@@ -195,7 +196,8 @@ def load_config(file: str | Path) -> Config:
 
     top = v.TableReader(errors, file, "", document)
     daemon_table = top.sub("daemon", required=True)
-    daemon = _read_daemon(daemon_table, base) if daemon_table else None
+    daemon_values = _read_daemon(daemon_table, base) if daemon_table else {}
+    daemon = DaemonSettings(**daemon_values) if daemon_values and None not in daemon_values.values() else None
     sftp_table, ftp_table = top.sub("sftp"), top.sub("ftp")
     sftp = _read_sftp(sftp_table, base) if sftp_table else None
     ftp = _read_ftp(ftp_table, base) if ftp_table else None
@@ -208,7 +210,8 @@ def load_config(file: str | Path) -> Config:
     if sftp and ftp and sftp.listen == ftp.listen:
         errors.append(v.ConfigError(str(file), "ftp.listen", "is the same address as sftp.listen"))
 
-    partners = _read_partners(errors, daemon.partners_dir) if daemon else {}
+    partners_dir = daemon_values.get("partners_dir")
+    partners = _read_partners(errors, partners_dir) if partners_dir else {}
     if errors:
         raise ConfigInvalid(errors)
     return Config(file, daemon, sftp, ftp, smtp, security, partners)

@@ -5,6 +5,7 @@ paths, or names with NUL bytes; symlinks may point anywhere. The result is alway
 or something below it, or `JailError`.
 """
 
+import errno
 import os
 import posixpath
 from pathlib import Path
@@ -15,6 +16,9 @@ PATH_MAX = 4096
 
 class JailError(PermissionError):
     """The path would leave the jail, or is not a path a file system can hold."""
+
+    def __init__(self, message: str):
+        super().__init__(errno.EACCES, message)
 
 
 class Jail:

@@ -5,6 +5,7 @@ atomic uploads, the finished-upload hand-off and the per-transfer and per-sessio
 log lines all happen here, once.
 """
 
+import errno
 import os
 import threading
 import time
@@ -55,9 +56,9 @@ class PartnerSession:
     def begin_upload(self, path: str, append: bool = False) -> AtomicUpload:
         real = self.jail.resolve(path)
         if is_our_temp_name(real.name):
-            raise PermissionError(f"{real.name}: names like this are reserved by the server")
+            raise PermissionError(errno.EACCES, "names like this are reserved by the server", real.name)
         if real.is_dir():
-            raise IsADirectoryError(f"{path} is a folder")
+            raise IsADirectoryError(errno.EISDIR, "is a folder", path)
         upload = AtomicUpload(real, self._transfers, append=append)
         with self._lock:
             self._open_uploads.add(upload)

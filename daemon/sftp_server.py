@@ -28,7 +28,7 @@ MAX_PACKET = 32768
 
 
 def _sftp_error(exc: Exception) -> int:
-    if isinstance(exc, JailError) or getattr(exc, "errno", None) is None and isinstance(exc, PermissionError):
+    if isinstance(exc, JailError):
         return SFTP_PERMISSION_DENIED
     if isinstance(exc, OSError) and exc.errno is not None:
         return paramiko.SFTPServer.convert_errno(exc.errno)

@@ -1,0 +1,138 @@
+"""The FTPS server, driven by lftp, curl and ftplib against the running daemon."""
+
+import ftplib
+import io
+import os
+import ssl
+
+import pytest
+
+from tests.conftest import PASSWORD
+
+
+@pytest.fixture
+def running(dropd):
+    dropd.add_partner("northfield")
+    dropd.add_partner("westbrook")
+    dropd.start()
+    return dropd
+
+
+def ftps(dropd, user="northfield", password=PASSWORD, source="127.0.0.1") -> ftplib.FTP_TLS:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    client = ftplib.FTP_TLS(context=context, timeout=15, source_address=(source, 0))
+    try:
+        client.connect("127.0.0.1", dropd.ftp_port)
+        client.login(user, password)
+        client.prot_p()
+    except BaseException:
+        client.close()
+        raise
+    return client
+
+
+def test_lftp_does_every_operation(running, tmp_path):
+    local = tmp_path / "StudentData_2026_11_23.csv"
+    local.write_bytes(b"id,name\n1,Ada\n" * 5000)
+    script = "; ".join(
+        [
+            "mkdir imports",
+            f"put {local} -o imports/StudentData_2026_11_23.csv",
+            "cls -l imports",
+            f"get imports/StudentData_2026_11_23.csv -o {tmp_path / 'back.csv'}",
+            "mv imports/StudentData_2026_11_23.csv imports/renamed.csv",
+            "chmod 640 imports/renamed.csv",
+            "rm imports/renamed.csv",
+            "mkdir imports/sub",
+            "rmdir imports/sub",
+        ]
+    )
+    result = running.lftp("northfield", script)
+    assert result.returncode == 0, result.stderr
+    assert "StudentData_2026_11_23.csv" in result.stdout
+    assert (tmp_path / "back.csv").read_bytes() == local.read_bytes()
+    assert os.listdir(running.home("northfield") / "imports") == []
+    upload = running.wait_for("upload.completed", partner="northfield", protocol="ftp")[0]
+    assert upload["path"] == "/imports/StudentData_2026_11_23.csv" and upload["size"] == local.stat().st_size
+
+
+def test_curl_ftps_upload_list_download(running, tmp_path):
+    local = tmp_path / "list.csv"
+    local.write_text("email\na@example.org\n")
+    assert running.curl_ftps("/list.csv", "-T", str(local), user="westbrook").returncode == 0
+    listing = running.curl_ftps("/", "--list-only", user="westbrook")
+    assert listing.stdout.split() == ["list.csv"]
+    fetched = running.curl_ftps("/list.csv", user="westbrook")
+    assert fetched.stdout == local.read_text()
+    running.wait_for("upload.completed", partner="westbrook", path="/list.csv", protocol="ftp")
+
+
+def test_ftplib_size_mdtm_append_and_resume(running):
+    client = ftps(running)
+    try:
+        client.storbinary("STOR data.csv", io.BytesIO(b"0123456789"))
+        assert client.size("data.csv") == 10
+        assert client.sendcmd("MDTM data.csv").startswith("213")
+        client.storbinary("APPE data.csv", io.BytesIO(b"abc"))
+        client.storbinary("STOR data.csv", io.BytesIO(b"XYZ"), rest=5)
+        assert client.pwd() == "/"
+        client.cwd("/")
+    finally:
+        client.quit()
+    assert (running.home("northfield") / "data.csv").read_bytes() == b"01234XYZ89abc"
+
+
+def test_plain_ftp_login_is_refused_when_tls_is_required(running):
+    client = ftplib.FTP(timeout=10)
+    client.connect("127.0.0.1", running.ftp_port)
+    with pytest.raises(ftplib.error_perm, match="TLS required"):
+        client.login("northfield", PASSWORD)
+    client.close()
+
+
+def test_part_upload_then_rename_hands_off_only_the_final_name(running):
+    client = ftps(running)
+    try:
+        client.storbinary("STOR StudentData.csv.part", io.BytesIO(b"a,b\n"))
+        client.rename("StudentData.csv.part", "StudentData.csv")
+    finally:
+        client.quit()
+    completed = running.wait_for("upload.completed", partner="northfield")
+    assert [event["path"] for event in completed] == ["/StudentData.csv"]
+
+
+def test_temporary_names_are_hidden_and_reserved(running):
+    home = running.home("northfield")
+    (home / ".dropd-0123456789abcdef.upload").write_bytes(b"in flight")
+    client = ftps(running)
+    try:
+        assert client.nlst() == []
+        with pytest.raises(ftplib.error_perm):
+            client.delete(".dropd-0123456789abcdef.upload")
+        with pytest.raises(ftplib.error_perm):
+            client.storbinary("STOR .dropd-aaaaaaaaaaaaaaaa.upload", io.BytesIO(b"x"))
+    finally:
+        client.quit()
+
+
+def test_partners_are_isolated_and_escapes_refused(running, tmp_path):
+    (running.home("westbrook") / "secret.csv").write_text("westbrook only")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.symlink(outside, running.home("northfield") / "escape")
+    client = ftps(running)
+    try:
+        for path in ("../westbrook/secret.csv", "/../westbrook/secret.csv", "/../../../etc/passwd"):
+            with pytest.raises(ftplib.error_perm):
+                client.size(path)
+        with pytest.raises(ftplib.error_perm):
+            client.storbinary("STOR escape/new.csv", io.BytesIO(b"x"))
+        with pytest.raises(ftplib.error_perm):
+            client.cwd("escape")
+        client.cwd("..")
+        assert client.pwd() == "/"
+    finally:
+        client.quit()
+    assert os.listdir(outside) == []

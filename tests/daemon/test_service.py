@@ -1,0 +1,130 @@
+"""The daemon's lifecycle through real signals: reload, graceful stop, systemd notifications."""
+
+import io
+import os
+import signal
+import socket
+import subprocess
+import time
+
+import paramiko
+import pytest
+
+from daemon.gatekeeper import hash_password
+from tests.conftest import PASSWORD
+
+NEW_PASSWORD = "a brand new password"
+
+
+def test_sighup_adds_a_partner_and_changes_a_password_without_dropping_sessions(dropd):
+    dropd.add_partner("northfield")
+    dropd.start()
+    transport, sftp = dropd.paramiko_sftp("northfield")
+    with transport:
+        sftp.putfo(io.BytesIO(b"before"), "/before.csv")
+        (dropd.partners_dir / "northfield.toml").write_text(
+            f'[partner]\nname = "northfield"\npassword_hash = "{hash_password(NEW_PASSWORD)}"\n'
+        )
+        dropd.add_partner("eastgate")
+        dropd.signal(signal.SIGHUP)
+        dropd.wait_for("config.reloaded", partners=2)
+        # The connected session carries on.
+        sftp.putfo(io.BytesIO(b"after"), "/after.csv")
+        assert sorted(sftp.listdir("/")) == ["after.csv", "before.csv"]
+    with pytest.raises(paramiko.AuthenticationException):
+        dropd.paramiko_sftp("northfield", PASSWORD)
+    for user, password in (("northfield", NEW_PASSWORD), ("eastgate", PASSWORD)):
+        transport, _ = dropd.paramiko_sftp(user, password)
+        transport.close()
+    assert dropd.home("eastgate").is_dir()
+
+
+def test_broken_config_on_sighup_keeps_the_running_one(dropd):
+    dropd.add_partner("northfield")
+    dropd.start()
+    (dropd.partners_dir / "northfield.toml").write_text('[partner]\nname = "northfield"\npassword_hash = \n')
+    dropd.add_partner("eastgate")
+    dropd.signal(signal.SIGHUP)
+    rejected = dropd.wait_for("config.reload_rejected")[0]
+    assert any("northfield.toml" in error and "is not valid TOML" in error for error in rejected["errors"])
+    assert dropd.process.poll() is None
+    transport, _ = dropd.paramiko_sftp("northfield", PASSWORD)
+    transport.close()
+    with pytest.raises(paramiko.AuthenticationException):
+        dropd.paramiko_sftp("eastgate", PASSWORD)
+
+
+def slow_upload(dropd, path, size, rate="200k"):
+    source = dropd.root / "upload.bin"
+    source.write_bytes(os.urandom(size))
+    return subprocess.Popen(
+        ["curl", "-sS", "--ssl-reqd", "--insecure", "--limit-rate", rate, "--user", f"northfield:{PASSWORD}",
+         "-T", str(source), f"ftp://127.0.0.1:{dropd.ftp_port}{path}"],  # fmt: skip
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def wait_for_transfer_start(dropd, partner, timeout=15):
+    deadline = time.monotonic() + timeout
+    while not any(name.startswith(".dropd-") for name in os.listdir(dropd.home(partner))):
+        assert time.monotonic() < deadline, "upload did not start"
+        time.sleep(0.05)
+
+
+def test_sigterm_waits_for_an_open_transfer_then_exits_0(dropd):
+    dropd.add_partner("northfield")
+    dropd.start()
+    upload = slow_upload(dropd, "/finishing.csv", 600_000)
+    wait_for_transfer_start(dropd, "northfield")
+    dropd.signal(signal.SIGTERM)
+    dropd.wait_for("daemon.stopping")
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", dropd.sftp_port), timeout=2).close()
+    assert upload.wait(30) == 0, upload.stderr.read()
+    upload.stderr.close()
+    assert dropd.process.wait(30) == 0
+    assert (dropd.home("northfield") / "finishing.csv").stat().st_size == 600_000
+    assert not dropd.find("daemon.transfers_cut")
+
+
+def test_sigterm_cuts_a_transfer_that_outlasts_grace_time_and_leaves_no_file(dropd):
+    dropd.settings["daemon"]["grace_time"] = "1s"
+    dropd.add_partner("northfield")
+    dropd.start()
+    upload = slow_upload(dropd, "/too-slow.csv", 5_000_000, rate="100k")
+    wait_for_transfer_start(dropd, "northfield")
+    dropd.signal(signal.SIGTERM)
+    assert dropd.process.wait(30) == 0
+    upload.wait(30)
+    upload.stderr.close()
+    assert dropd.find("daemon.transfers_cut")
+    assert os.listdir(dropd.home("northfield")) == []
+
+
+def test_systemd_notifications(dropd, tmp_path):
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(tmp_path / "notify.sock"))
+    listener.settimeout(10)
+
+    def next_message(wanted: str) -> str:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            message = listener.recv(4096).decode()
+            if wanted in message.splitlines():
+                return message
+        raise AssertionError(f"no {wanted}")
+
+    with listener:
+        dropd.add_partner("northfield")
+        dropd.start({"NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "400000"})
+        ready = next_message("READY=1")
+        assert "STATUS=serving 1 partners" in ready
+        next_message("WATCHDOG=1")
+        dropd.signal(signal.SIGHUP)
+        reloading = next_message("RELOADING=1")
+        assert any(line.startswith("MONOTONIC_USEC=") for line in reloading.splitlines())
+        next_message("READY=1")
+        dropd.signal(signal.SIGTERM)
+        next_message("STOPPING=1")
+        assert dropd.process.wait(30) == 0

@@ -1,0 +1,131 @@
+"""The SFTP server, driven by OpenSSH sftp, curl and paramiko against the running daemon."""
+
+import io
+import os
+import socket
+import stat
+
+import paramiko
+import pytest
+
+
+@pytest.fixture
+def running(dropd, client_key):
+    dropd.add_partner("northfield", keys=[client_key.public])
+    dropd.add_partner("westbrook")
+    dropd.start()
+    return dropd
+
+
+def test_openssh_sftp_batch_with_key_does_every_operation(running, client_key, tmp_path):
+    local = tmp_path / "StudentData_2026_11_23.csv"
+    local.write_bytes(b"id,name\n1,Ada\n" * 1000)
+    batch = "\n".join(
+        [
+            "mkdir /imports",
+            f"put {local} /imports/StudentData_2026_11_23.csv",
+            "ls -l /imports",
+            "chmod 640 /imports/StudentData_2026_11_23.csv",
+            f"get /imports/StudentData_2026_11_23.csv {tmp_path / 'back.csv'}",
+            "rename /imports/StudentData_2026_11_23.csv /imports/renamed.csv",
+            "rm /imports/renamed.csv",
+            "mkdir /imports/sub",
+            "rmdir /imports/sub",
+            "ls /",
+        ]
+    )
+    result = running.openssh_sftp("northfield", client_key, batch)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "back.csv").read_bytes() == local.read_bytes()
+    home = running.home("northfield")
+    assert sorted(os.listdir(home / "imports")) == []
+    uploads = running.wait_for("upload.completed", partner="northfield", protocol="sftp")
+    assert uploads[0]["path"] == "/imports/StudentData_2026_11_23.csv"
+    assert uploads[0]["size"] == local.stat().st_size
+    running.wait_for("session.closed", partner="northfield", protocol="sftp", uploads=1, downloads=1)
+
+
+def test_paramiko_client_stat_setstat_listdir(running):
+    transport, sftp = running.paramiko_sftp("westbrook")
+    with transport:
+        sftp.putfo(io.BytesIO(b"x" * 70000), "/data.csv")
+        attributes = sftp.stat("/data.csv")
+        assert attributes.st_size == 70000 and stat.S_ISREG(attributes.st_mode)
+        sftp.utime("/data.csv", (1_600_000_000, 1_600_000_000))
+        assert sftp.stat("/data.csv").st_mtime == 1_600_000_000
+        sftp.truncate("/data.csv", 10)
+        assert sftp.stat("/data.csv").st_size == 10
+        assert sftp.listdir("/") == ["data.csv"]
+        assert sftp.normalize(".") == "/"
+        with pytest.raises(IOError):
+            sftp.symlink("/etc/passwd", "/link")
+        with pytest.raises(IOError):
+            sftp.rename("/missing.csv", "/other.csv")
+
+
+def test_curl_sftp_upload_and_download(running, tmp_path):
+    local = tmp_path / "list.csv"
+    local.write_text("email\na@example.org\n")
+    url = f"sftp://127.0.0.1:{running.sftp_port}/list.csv"
+    common = ["--insecure", "--user", "westbrook:correct horse battery"]
+    assert running.curl(*common, "-T", str(local), url).returncode == 0
+    fetched = running.curl(*common, url)
+    assert fetched.returncode == 0 and fetched.stdout == local.read_text()
+    running.wait_for("upload.completed", partner="westbrook", path="/list.csv")
+
+
+def test_filepart_upload_hands_off_only_the_final_name(running):
+    transport, sftp = running.paramiko_sftp("westbrook")
+    with transport:
+        sftp.putfo(io.BytesIO(b"a,b\n1,2\n"), "/StudentData.csv.filepart")
+        sftp.posix_rename("/StudentData.csv.filepart", "/StudentData.csv")
+    completed = running.wait_for("upload.completed", partner="westbrook")
+    assert [event["path"] for event in completed] == ["/StudentData.csv"]
+    assert (running.home("westbrook") / "StudentData.csv").read_bytes() == b"a,b\n1,2\n"
+
+
+def test_killed_client_leaves_no_file_and_no_temporary(running):
+    sock = socket.create_connection(("127.0.0.1", running.sftp_port))
+    transport = paramiko.Transport(sock)
+    transport.connect(username="westbrook", password="correct horse battery")
+    sftp = paramiko.SFTPClient.from_transport(transport)
+    handle = sftp.open("/half.csv", "wb")
+    handle.write(b"x" * 300_000)
+    handle.flush()
+    # Drop the TCP connection without closing the file, as a crashed client would.
+    sock.shutdown(socket.SHUT_RDWR)
+    sock.close()
+    running.wait_for("transfer.finished", partner="westbrook", status="aborted")
+    assert os.listdir(running.home("westbrook")) == []
+    assert not running.find("upload.completed")
+
+
+def test_partners_are_isolated(running, client_key):
+    (running.home("westbrook") / "secret.csv").write_text("westbrook only")
+    transport, sftp = running.paramiko_sftp("northfield", key=client_key.pkey)
+    with transport:
+        assert sftp.listdir("/") == []
+        for path in ("/../westbrook/secret.csv", "../westbrook/secret.csv", "/../../../etc/passwd"):
+            with pytest.raises(IOError):
+                sftp.stat(path)
+
+
+def test_path_escapes_are_refused(running, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "target.txt").write_text("not yours")
+    os.symlink(outside, running.home("westbrook") / "escape")
+    transport, sftp = running.paramiko_sftp("westbrook")
+    with transport:
+        with pytest.raises(PermissionError):
+            sftp.listdir("/escape")
+        with pytest.raises(PermissionError):
+            sftp.open("/escape/target.txt").read()
+        with pytest.raises(PermissionError):
+            sftp.putfo(io.BytesIO(b"x"), "/escape/new.txt")
+        with pytest.raises(IOError):
+            sftp.stat("/a\x00b")
+        with pytest.raises(IOError):
+            sftp.putfo(io.BytesIO(b"x"), "/" + "n" * 300)
+        assert sftp.normalize("/../../..") == "/"
+    assert sorted(os.listdir(outside)) == ["target.txt"]

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs the whole test suite on any machine: installs the system tools the tests drive
+# (when run as root; otherwise names what is missing), the Python packages, then pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+for pair in lftp:lftp sftp:openssh-client ssh-keygen:openssh-client curl:curl systemd-analyze:systemd; do
+  command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair##*:}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+  else
+    echo "tests/run.sh: missing system packages: ${missing[*]} (install them, or run as root)" >&2
+    exit 1
+  fi
+fi
+python3 -m pip install -q --disable-pip-version-check -e '.[test]'
+exec python3 -m pytest "$@"
