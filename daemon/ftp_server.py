@@ -6,11 +6,12 @@ decision to publish one is taken when its data connection closes and before the
 "226 Transfer complete" reply, so a client that renames right after 226 finds its file.
 FTP has no end-of-file marker in stream mode: a client killed mid-upload closes its data
 connection like a finished one. Its control connection closes at the same moment, so an
-upload whose control connection is already gone is treated as aborted.
+upload whose control connection closes with it (within CONTROL_CLOSE_WAIT) is aborted.
 """
 
 import errno
 import os
+import select
 import socket
 import threading
 from pathlib import Path
@@ -29,6 +30,7 @@ from daemon.sessions import PartnerSession, partner_home
 log = structlog.get_logger("dropd.ftp")
 
 _OUTSIDE = "\x00outside-the-home"
+CONTROL_CLOSE_WAIT = 0.1
 
 
 class _UploadFile:
@@ -228,12 +230,20 @@ class _SessionHandling:
         self.fs = self.abstracted_fs(str(home), self)
 
     def control_connected(self) -> bool:
-        """False when the client has already closed the control connection (peeked, not read)."""
+        """False when the client has closed the control connection (peeked, never read).
+
+        A killed client's two connections close within a millisecond of each other, in no
+        fixed order, so the control connection gets a moment to show its end of file. A
+        live client is waiting for our reply and sends nothing meanwhile.
+        """
         try:
+            readable, _, _ = select.select([self._raw_socket], [], [], CONTROL_CLOSE_WAIT)
+            if not readable:
+                return True
             return self._raw_socket.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""
         except BlockingIOError:
             return True
-        except OSError:
+        except (OSError, ValueError):
             return False
 
     def close(self):

@@ -34,8 +34,8 @@ def free_port_range(size: int = 20) -> tuple[int, int]:
         try:
             for port in range(start, start + size):
                 sock = socket.socket()
-                sock.bind(("127.0.0.1", port))
                 sockets.append(sock)
+                sock.bind(("127.0.0.1", port))
             return start, start + size - 1
         except OSError:
             continue

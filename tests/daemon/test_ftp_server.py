@@ -106,9 +106,10 @@ def test_part_upload_then_rename_hands_off_only_the_final_name(running):
 def test_temporary_names_are_hidden_and_reserved(running):
     home = running.home("northfield")
     (home / ".dropd-0123456789abcdef.upload").write_bytes(b"in flight")
+    (home / "visible.csv").write_bytes(b"done")
     client = ftps(running)
     try:
-        assert client.nlst() == []
+        assert client.nlst() == ["visible.csv"]
         with pytest.raises(ftplib.error_perm):
             client.delete(".dropd-0123456789abcdef.upload")
         with pytest.raises(ftplib.error_perm):
