@@ -2,12 +2,17 @@
 
 import argparse
 import getpass
+import json
 import sys
+from pathlib import Path
 
 from daemon.config import ConfigInvalid, load_config
 from daemon.gatekeeper import hash_password
 from daemon.logs import configure_logging
+from daemon.runs import DryRunReport, RunContext, import_file
 from daemon.service import Daemon, StartupError
+from daemon.control import ControlUnavailable, send_command
+from daemon.store import RunRecord, SchemaError, Store
 
 DEFAULT_CONFIG = "/etc/dropd/dropd.toml"
 
@@ -58,6 +63,122 @@ def _run(args) -> int:
         return 1
 
 
+def _load(args):
+    try:
+        config = load_config(args.config)
+        return config, Store.for_config(config)
+    except ConfigInvalid as invalid:
+        raise SystemExit("\n".join(map(str, invalid.errors)))
+    except SchemaError as exc:
+        raise SystemExit(f"dropd: {exc}")
+
+
+def _find_feed(config, name: str):
+    try:
+        return config.feed(name)
+    except KeyError:
+        known = ", ".join(feed.name for _, feed in config.feeds()) or "none"
+        raise SystemExit(f"dropd: no feed named {name!r} in {config.file} (feeds: {known})")
+
+
+def _print_runs(records, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps([record.as_dict() for record in records], indent=2))
+        return
+    for r in records:
+        counts = f"{r.rows_in_file} rows, {r.rows_applied} applied, {r.rows_rejected} rejected" if r.rows_in_file is not None else ""
+        print(f"#{r.id}  {r.started[:19]}  {r.feed:<24} {r.status:<8} {r.file or '-':<32} {counts}")
+        if r.reason:
+            print(f"      reason: {r.reason}")
+        if r.error_file:
+            print(f"      errors: {r.error_file}")
+
+
+def _ingest(args) -> int:
+    config, store = _load(args)
+    partner, feed = _find_feed(config, args.feed)
+    path = Path(args.file)
+    if not path.is_file():
+        print(f"dropd ingest: {path} is not a file", file=sys.stderr)
+        return 1
+    result = import_file(RunContext(store, config), partner, feed, path, "ingest", force=args.force, dry_run=args.dry_run, manual=True)
+    if isinstance(result, DryRunReport):
+        return _print_dry_run(result, args.json)
+    _print_runs([result], args.json)
+    return 0 if result.status in ("success", "skipped") else 1
+
+
+def _print_dry_run(report: DryRunReport, as_json: bool) -> int:
+    counts = report.counts
+    summary = {
+        "file": report.file,
+        "would_fail": report.reason if counts is None else None,
+        "note": report.reason if counts is not None else None,
+        "rows": counts.rows if counts else None,
+        "would_create": counts.created if counts else 0,
+        "would_update": counts.updated if counts else 0,
+        "unchanged": counts.unchanged if counts else 0,
+        "would_reject": counts.rejected if counts else 0,
+        "errors": [dict(zip(("row", "code", "failure_type", "message"), error)) for error in report.errors],
+    }
+    if as_json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"dry run of {report.file}: nothing was changed")
+        if counts is None:
+            print(f"  the run would fail: {report.reason}")
+        else:
+            print(f"  rows {counts.rows}: would create {counts.created}, update {counts.updated}, "
+                  f"leave {counts.unchanged} unchanged, reject {counts.rejected}")
+        for error in summary["errors"]:
+            print(f"  row {error['row']}: {error['code']} ({error['failure_type']}): {error['message']}")
+    return 0 if counts is not None else 1
+
+
+def _run_now(args) -> int:
+    config, _ = _load(args)
+    _find_feed(config, args.feed)
+    request = {"command": "run-now", "feed": args.feed, "force": args.force, "timeout": args.timeout}
+    try:
+        reply = send_command(config.daemon.control_socket, request, timeout=args.timeout + 5)
+    except ControlUnavailable as exc:
+        print(f"dropd run-now: {exc}; start it, or import a file by hand with `dropd ingest {args.feed} FILE`", file=sys.stderr)
+        return 1
+    except PermissionError:
+        print(f"dropd run-now: no permission on {config.daemon.control_socket}; run as root or the service user", file=sys.stderr)
+        return 1
+    if not reply.get("ok"):
+        print(f"dropd run-now: {reply.get('error')}", file=sys.stderr)
+        return 1
+    if reply.get("message"):
+        print(reply["message"])
+    records = [RunRecord(**run) for run in reply["runs"]]
+    _print_runs(records, args.json)
+    return 1 if any(record.status == "failed" for record in records) else 0
+
+
+def _runs(args) -> int:
+    _, store = _load(args)
+    _print_runs(store.runs(feed=args.feed, status=args.status, limit=args.limit), args.json)
+    return 0
+
+
+def _contacts(args) -> int:
+    config, store = _load(args)
+    if args.partner not in config.partners:
+        raise SystemExit(f"dropd: no partner named {args.partner!r} in {config.file}")
+    contacts = store.contacts(args.partner)
+    if args.json:
+        print(json.dumps(contacts, indent=2))
+        return 0
+    for c in contacts:
+        status = "opted-out" if c["opted_out"] else "opted-in"
+        print(f"{c['contact_id']:<16} {c['first_name'] or ''} {c['last_name'] or ''}  {c['mobile_number'] or '-'}  "
+              f"{c['email'] or '-'}  crm={c['crm_id'] or '-'}  {status}")
+    print(f"{len(contacts)} contacts")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dropd", description="Partner file-exchange daemon (SFTP/FTPS drop zone).")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -71,6 +192,29 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=_run)
     check = with_config(commands.add_parser("check-config", help="validate the config; exit 1 listing every error"))
     check.set_defaults(handler=_check_config)
+    ingest = with_config(commands.add_parser("ingest", help="import a local file through a feed now (the manual import)"))
+    ingest.add_argument("feed")
+    ingest.add_argument("file")
+    ingest.add_argument("--dry-run", action="store_true", help="show what would happen and change nothing")
+    ingest.add_argument("--force", action="store_true", help="import even if an identical file was imported before")
+    ingest.add_argument("--json", action="store_true")
+    ingest.set_defaults(handler=_ingest)
+    run_now = with_config(commands.add_parser("run-now", help="start a feed's run now, through the running daemon"))
+    run_now.add_argument("feed")
+    run_now.add_argument("--force", action="store_true", help="import files even if identical ones were imported before")
+    run_now.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the run (default 3600)")
+    run_now.add_argument("--json", action="store_true")
+    run_now.set_defaults(handler=_run_now)
+    runs = with_config(commands.add_parser("runs", help="recent runs, newest first"))
+    runs.add_argument("--feed")
+    runs.add_argument("--status", choices=["success", "running", "skipped", "failed"])
+    runs.add_argument("--limit", type=int, default=50)
+    runs.add_argument("--json", action="store_true")
+    runs.set_defaults(handler=_runs)
+    contacts = with_config(commands.add_parser("contacts", help="the contacts the store holds for a partner"))
+    contacts.add_argument("--partner", required=True)
+    contacts.add_argument("--json", action="store_true")
+    contacts.set_defaults(handler=_contacts)
     passwd = commands.add_parser("passwd", help="read a password (terminal or stdin) and print its argon2id hash")
     passwd.set_defaults(handler=_passwd)
     return parser
@@ -78,6 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command != "run":
+        # Commands print their results on stdout; their log lines go to stderr.
+        configure_logging("warning", stream=sys.stderr)
     return args.handler(args)
 
 

@@ -23,6 +23,7 @@ class DaemonSettings:
     timezone: str
     store: str
     grace_time: float
+    quiet_period: float
     control_socket: Path
 
 
@@ -110,6 +111,7 @@ def _read_daemon(table: v.TableReader, base: Path) -> dict:
         timezone=table.take("timezone", _timezone, "UTC"),
         store=table.take("store", _store, "sqlite"),
         grace_time=table.take("grace_time", v.duration, 30.0),
+        quiet_period=table.take("quiet_period", v.duration, 30.0),
         control_socket=table.take(
             "control_socket", path, state_dir / "control.sock" if state_dir else None
         ),

@@ -10,6 +10,7 @@ from pathlib import Path
 import paramiko
 
 from daemon import config_values as v
+from handlers import HANDLERS
 
 PARTNER_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 FEED_KINDS = (
@@ -41,8 +42,8 @@ class Feed:
     schedule: tuple[str, ...]
     notify: tuple[str, ...]
     notify_on: tuple[str, ...]
-    options: dict = field(default_factory=dict, compare=False)
-    """Kind-specific keys and sub-tables, checked by the feed's handler."""
+    options: object = field(default=None, compare=False)
+    """Kind-specific settings, read and checked by the feed's handler."""
 
 
 @dataclass(frozen=True)
@@ -95,10 +96,6 @@ def schedule_entries(kind: str):
     return v.choice_list(*allowed, allow_empty=True)
 
 
-_KIND_KEYS = ("mode", "max_removal", "import_since", "channels", "directions", "outgoing_sources")
-_KIND_TABLES = ("columns", "opt_out", "custom", "destination", "mapping")
-
-
 def read_feed(errors, file: Path, index: int, table) -> Feed | None:
     reader = v.TableReader(errors, file, f"feed[{index}]", table)
     if not isinstance(table, dict):
@@ -128,9 +125,11 @@ def read_feed(errors, file: Path, index: int, table) -> Feed | None:
             "notify_on", v.choice_list("failed", "success", "skipped", allow_empty=True), ("failed",)
         ),
     )
-    options = {key: reader.table[key] for key in _KIND_KEYS + _KIND_TABLES if reader.has(key)}
-    for key in options:
-        reader.take(key, lambda value: value)
+    options = None
+    if kind in HANDLERS:
+        options = HANDLERS[kind].read_options(reader)
+    elif kind is not None:
+        reader.error("kind", f"{kind!r} feeds are not available in this version (available: {', '.join(HANDLERS)})")
     if feed["after_import"] == "move" and not feed["archive_path"] and feed["path"] and not exporting:
         feed["archive_path"] = feed["path"].rstrip("/") + "/archive"
     reader.finish()

@@ -13,13 +13,18 @@ import time
 
 import structlog
 
+from daemon.arrivals import Arrivals
 from daemon.config import Config, ConfigInvalid, load_config
+from daemon.control import ControlServer
+from daemon.feed_runner import FeedRunner
 from daemon.ftp_server import FtpServer
 from daemon.gatekeeper import BanList, Gatekeeper
 from daemon.handoff import UploadHandoff
+from daemon.scheduler import WindowScheduler
 from daemon.sd_notify import SystemdNotifier
 from daemon.sessions import partner_home
 from daemon.sftp_server import SftpServer
+from daemon.store import SchemaError, Store
 from daemon.tls_certificates import ensure_self_signed
 from daemon.uploads import TransferCounter
 
@@ -42,6 +47,12 @@ class Daemon:
         self.notifier = SystemdNotifier()
         self.sftp: SftpServer | None = None
         self.ftp: FtpServer | None = None
+        self.store: Store | None = None
+        self.runner = FeedRunner(self)
+        self.arrivals = Arrivals(config.daemon.quiet_period, self.runner.file_arrived)
+        self.handoff.subscribe(lambda upload: self.arrivals.handed_off(upload.real_path))
+        self.scheduler = WindowScheduler(self, self.runner.request)
+        self.control = ControlServer(config.daemon.control_socket, self)
 
     @property
     def servers(self):
@@ -62,15 +73,24 @@ class Daemon:
         try:
             self._prepare_folders(self.config)
             self._prepare_certificate(self.config)
+            self.store = Store.for_config(self.config)
+            interrupted = self.store.mark_interrupted_runs()
+            for run_id, feed in interrupted:
+                log.warning("run.interrupted", run_id=run_id, feed=feed)
+            self.arrivals.watch(self.config.daemon.drop_root)
+            self.control.start()
             if self.config.sftp:
                 self.sftp = SftpServer(self.config.sftp, self)
                 self.sftp.start()
             if self.config.ftp:
                 self.ftp = FtpServer(self.config.ftp, self)
                 self.ftp.start()
-        except (OSError, RuntimeError, ValueError) as exc:
+        except (OSError, RuntimeError, ValueError, SchemaError) as exc:
             self.stop_servers()
             raise StartupError(str(exc)) from exc
+        self.scheduler.start()
+        for feed in sorted({feed for _, feed in interrupted}):
+            self.runner.request(feed, "recovery")
         log.info("daemon.started", partners=len(self.config.partners), pid=os.getpid())
 
     def status_text(self) -> str:
@@ -124,6 +144,7 @@ class Daemon:
             if (old and old.listen) != (fresh and fresh.listen):
                 log.warning("config.restart_needed", key=f"{section}.listen", message="listen addresses change on restart")
         self.bans.settings = new.security
+        self.arrivals.quiet_period = new.daemon.quiet_period
         self.gatekeeper = Gatekeeper(new.partners, self.bans)
         self.config = new
         log.info("config.reloaded", partners=len(new.partners))
@@ -135,15 +156,20 @@ class Daemon:
         self.notifier.stopping()
         for server in self.servers:
             server.stop_accepting()
+        self.scheduler.stop()
+        self.control.stop()
         grace = self.config.daemon.grace_time
-        log.info("daemon.stopping", open_transfers=self.transfers.open, grace_time=grace)
+        log.info("daemon.stopping", open_transfers=self.transfers.open, runs=self.runner.busy(), grace_time=grace)
         deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and not self.transfers.wait_idle(0.2):
+        while time.monotonic() < deadline and not (self.transfers.wait_idle(0.2) and self.runner.wait_idle(0.2)):
             if wake_read is not None and any(s in _STOP_SIGNALS for s in _drain(wake_read)):
                 log.warning("daemon.stop_forced", open_transfers=self.transfers.open)
                 break
         if self.transfers.open:
             log.warning("daemon.transfers_cut", open_transfers=self.transfers.open)
+        if self.runner.busy():
+            log.warning("daemon.runs_cut", message="unfinished runs are rolled back and retried at the next start")
+        self.arrivals.stop()
         self.stop_servers()
         self.notifier.stop_watchdog()
         log.info("daemon.stopped")

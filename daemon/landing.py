@@ -1,0 +1,61 @@
+"""Landing folders: which files belong to a feed, and where they go after their run."""
+
+import datetime
+import os
+from pathlib import Path
+
+from daemon.uploads import is_temporary_name
+
+COUNT_SUFFIX = "_count.txt"
+FAILED_FOLDER = "failed"
+
+
+def landing_dir(drop_root: Path, partner, feed) -> Path:
+    return drop_root / partner.name / feed.path.lstrip("/")
+
+
+def archive_dir(drop_root: Path, partner, feed) -> Path:
+    archive = feed.archive_path or feed.path.rstrip("/") + "/archive"
+    return drop_root / partner.name / archive.lstrip("/")
+
+
+def is_feed_file(name: str, prefix: str) -> bool:
+    """A data file of the feed: the prefix, not hidden, not a temporary or count file."""
+    return (
+        name.startswith(prefix)
+        and not name.startswith(".")
+        and not is_temporary_name(name)
+        and not name.endswith(COUNT_SUFFIX)
+    )
+
+
+def feed_files(folder: Path, prefix: str) -> list[Path]:
+    """Matching regular files, oldest first (modification time, then name)."""
+    try:
+        entries = list(os.scandir(folder))
+    except FileNotFoundError:
+        return []
+    files = [
+        (entry.stat().st_mtime_ns, entry.name)
+        for entry in entries
+        if entry.is_file(follow_symlinks=False) and is_feed_file(entry.name, prefix)
+    ]
+    return [folder / name for _, name in sorted(files)]
+
+
+def archive_name_for(path: Path, when: datetime.datetime) -> str:
+    """`StudentData_2018_09_30.csv` -> `StudentData_2018_09_30_20261123T021000Z.csv`."""
+    stamp = when.astimezone(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return f"{path.stem}_{stamp}{path.suffix}"
+
+
+def move_aside(path: Path, folder: Path, when: datetime.datetime) -> Path:
+    """Move `path` into `folder` under its timestamped name, never overwriting anything."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / archive_name_for(path, when)
+    counter = 1
+    while target.exists():
+        target = folder / f"{Path(archive_name_for(path, when)).stem}-{counter}{path.suffix}"
+        counter += 1
+    os.rename(path, target)
+    return target

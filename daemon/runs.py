@@ -1,0 +1,210 @@
+"""Running imports: a feed's landing folder, or one file, becomes recorded runs.
+
+A file is applied in one transaction together with its run's final row and the ledger
+entry, so a crash leaves the store as before the run or as after it, never between. The
+landing file is moved (archive, `failed/`) or deleted only after that commit; on restart a
+run left `running` is marked failed and its file, still in place, is picked up again.
+"""
+
+import csv
+import datetime
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from daemon import landing
+from daemon.csv_source import CsvRows, CsvStructureError, inspect_file
+from daemon.store import RunRecord, Store
+from handlers import HANDLERS
+from handlers.base import FileRejected, ImportCounts, RowErrors
+
+log = structlog.get_logger("dropd.runs")
+
+ERROR_BATCH = 1000
+
+
+@dataclass
+class RunContext:
+    store: Store
+    config: object
+    settled: object = None
+    """A callable telling whether a landed file is complete; None treats every file as complete."""
+
+
+class ErrorFile:
+    """The run's error CSV (UTF-8 with BOM, for Excel) and its rows in the store, made on first use."""
+
+    def __init__(self, path: Path, header: list[str]):
+        self.path = path
+        self.header = header
+        self._handle = None
+        self._writer = None
+        self.pending: list[tuple] = []
+        self.count = 0
+
+    def write(self, row: int, code: str, failure_type: str, message: str, values) -> None:
+        if self._handle is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._handle = open(self.path, "w", encoding="utf-8-sig", newline="")
+            self._writer = csv.writer(self._handle)
+            self._writer.writerow(["row", "code", "failure_type", "message", *self.header])
+        self._writer.writerow([row, code, failure_type, message, *values])
+        self.pending.append((row, code, failure_type, message))
+        self.count += 1
+
+    def flush_rows(self, store: Store, connection, run_id: int) -> None:
+        store.add_row_errors(connection, run_id, self.pending)
+        self.pending = []
+
+    @property
+    def written(self) -> str | None:
+        return str(self.path) if self._handle is not None else None
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+
+
+class _BatchedErrors(RowErrors):
+    """Row errors go to the CSV at once and to the store in batches, inside the transaction."""
+
+    def __init__(self, error_file: ErrorFile, store: Store, connection, run_id: int | None):
+        def write(*error):
+            error_file.write(*error)
+            if run_id is not None and len(error_file.pending) >= ERROR_BATCH:
+                error_file.flush_rows(store, connection, run_id)
+
+        super().__init__(write)
+
+
+@dataclass
+class DryRunReport:
+    file: str
+    counts: ImportCounts | None
+    errors: list
+    reason: str | None
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def import_file(
+    ctx: RunContext, partner, feed, path: Path, trigger: str, force=False, dry_run=False, manual=False
+) -> RunRecord | DryRunReport:
+    """Import one file through `feed`. `manual` (dropd ingest) leaves the file where it is."""
+    store = ctx.store
+    facts = inspect_file(path)
+    bound = log.bind(partner=partner.name, feed=feed.name, file=path.name, trigger=trigger)
+    previous = None if force or dry_run else store.imported_by(feed.name, facts.sha256)
+    if previous is not None:
+        run_id = store.record_run(
+            partner.name, feed.name, feed.kind, trigger, "skipped",
+            f"duplicate: identical to the file imported by run {previous}", path.name, facts.sha256,
+        )  # fmt: skip
+        bound.info("run.finished", run_id=run_id, status="skipped", reason="duplicate")
+        if not manual:
+            _dispose(ctx, partner, feed, path, imported=True)
+        return store.run(run_id)
+
+    run_id = None if dry_run else store.start_run(partner.name, feed.name, feed.kind, trigger, path.name, facts.sha256)
+    bound = bound.bind(run_id=run_id)
+    bound.info("run.started", size=facts.size, encoding=facts.encoding)
+    errors_path = ctx.config.daemon.state_dir / "errors" / f"run-{run_id or 'dry'}-{feed.name}.csv"
+    connection = store.connect()
+    error_file = None
+    try:
+        with CsvRows(path, facts, feed.delimiter) as rows:
+            error_file = ErrorFile(errors_path, rows.header)
+            handler = HANDLERS[feed.kind](partner.name, feed.options)
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                counts = handler.run(connection, rows, _BatchedErrors(error_file, store, connection, run_id))
+                if dry_run:
+                    connection.execute("ROLLBACK")
+                    return DryRunReport(path.name, counts, error_file.pending, facts.encoding_note)
+                error_file.flush_rows(store, connection, run_id)
+                store.finish_run(
+                    connection, run_id, "success", facts.encoding_note, counts.rows, counts.applied,
+                    counts.rejected, counts.details(), error_file.written,
+                )  # fmt: skip
+                store.record_import(connection, feed.name, facts.sha256, path.name, run_id)
+                connection.execute("COMMIT")
+            except BaseException:
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
+                raise
+    except (FileRejected, CsvStructureError) as exc:
+        reason = f"{exc.code}: {exc.message}" if isinstance(exc, FileRejected) else f"malformed-row: {exc}"
+        return _failed(ctx, partner, feed, path, run_id, reason, error_file, dry_run, manual, bound)
+    except Exception as exc:
+        bound.exception("run.crashed")
+        reason = f"internal-error: {type(exc).__name__}: {exc} (see the daemon log)"
+        return _failed(ctx, partner, feed, path, run_id, reason, error_file, dry_run, manual, bound)
+    finally:
+        connection.close()
+        if error_file is not None:
+            error_file.close()
+    bound.info(
+        "run.finished", status="success", rows=counts.rows, applied=counts.applied, rejected=counts.rejected,
+        **counts.details(),
+    )  # fmt: skip
+    if not manual:
+        _dispose(ctx, partner, feed, path, imported=True)
+    return store.run(run_id)
+
+
+def _failed(ctx, partner, feed, path, run_id, reason, error_file, dry_run, manual, bound):
+    if dry_run:
+        return DryRunReport(path.name, None, error_file.pending if error_file else [], reason)
+    with ctx.store.transaction() as connection:
+        ctx.store.finish_run(
+            connection, run_id, "failed", reason, error_file=error_file.written if error_file else None
+        )
+    bound.warning("run.finished", status="failed", reason=reason)
+    if not manual:
+        _dispose(ctx, partner, feed, path, imported=False)
+    return ctx.store.run(run_id)
+
+
+def _dispose(ctx, partner, feed, path: Path, imported: bool) -> None:
+    """After the commit: archive or delete an imported file; move a failed one to `failed/`."""
+    drop_root = ctx.config.daemon.drop_root
+    if not imported:
+        target = landing.move_aside(path, path.parent / landing.FAILED_FOLDER, _now())
+        log.info("file.failed_aside", partner=partner.name, feed=feed.name, file=path.name, to=target.name)
+    elif feed.after_import == "delete":
+        path.unlink(missing_ok=True)
+        log.info("file.deleted", partner=partner.name, feed=feed.name, file=path.name)
+    else:
+        target = landing.move_aside(path, landing.archive_dir(drop_root, partner, feed), _now())
+        log.info("file.archived", partner=partner.name, feed=feed.name, file=path.name, to=target.name)
+
+
+def run_feed(ctx: RunContext, partner, feed, trigger: str, force=False) -> list[RunRecord]:
+    """One pass over the feed's landing folder, as `files` says: newest only, or each in turn."""
+    folder = landing.landing_dir(ctx.config.daemon.drop_root, partner, feed)
+    files = [path for path in landing.feed_files(folder, feed.prefix) if ctx.settled is None or ctx.settled(path)]
+    if not files:
+        if trigger == "arrival":
+            return []
+        run_id = ctx.store.record_run(
+            partner.name, feed.name, feed.kind, trigger, "skipped",
+            f"no-file: no complete file starting with {feed.prefix!r} in {feed.path}",
+        )  # fmt: skip
+        return [ctx.store.run(run_id)]
+    records = []
+    if feed.files == "most_recent":
+        newest = files[-1]
+        for older in files[:-1]:
+            run_id = ctx.store.record_run(
+                partner.name, feed.name, feed.kind, trigger, "skipped", f"superseded by {newest.name}", older.name
+            )
+            target = landing.move_aside(older, landing.archive_dir(ctx.config.daemon.drop_root, partner, feed), _now())
+            log.info("file.superseded", partner=partner.name, feed=feed.name, file=older.name, to=target.name)
+            records.append(ctx.store.run(run_id))
+        files = [newest]
+    for path in files:
+        records.append(import_file(ctx, partner, feed, path, trigger, force=force))
+    return records

@@ -1,0 +1,315 @@
+"""The store: contacts, runs and their row errors, the file ledger and schedule claims.
+
+One interface (`Store`), SQLite behind it (WAL). The schema is a list of numbered
+migrations; a database whose version is newer than the code knows is refused rather than
+guessed at. Connections are per thread: every run opens its own.
+"""
+
+import datetime
+import json
+import sqlite3
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+MIGRATIONS = [
+    # 1: contacts, runs, row errors, file ledger, window claims
+    """
+    CREATE TABLE contacts (
+        id            INTEGER PRIMARY KEY,
+        partner       TEXT NOT NULL,
+        contact_id    TEXT NOT NULL,
+        crm_id        TEXT,
+        first_name    TEXT,
+        last_name     TEXT,
+        mobile_number TEXT,
+        email         TEXT,
+        staff_id      TEXT,
+        opted_out     INTEGER NOT NULL DEFAULT 0,
+        custom        TEXT NOT NULL DEFAULT '{}',
+        source_hash   BLOB,
+        created_at    TEXT NOT NULL,
+        updated_at    TEXT NOT NULL
+    );
+    CREATE UNIQUE INDEX contacts_by_contact_id ON contacts(partner, contact_id);
+    CREATE UNIQUE INDEX contacts_by_crm_id ON contacts(partner, crm_id) WHERE crm_id IS NOT NULL;
+    CREATE UNIQUE INDEX contacts_by_phone ON contacts(partner, mobile_number) WHERE mobile_number IS NOT NULL;
+    CREATE TABLE custom_fields (
+        partner   TEXT NOT NULL,
+        field     TEXT NOT NULL,
+        mergeable INTEGER NOT NULL,
+        visible   INTEGER NOT NULL,
+        PRIMARY KEY (partner, field)
+    );
+    CREATE TABLE runs (
+        id            INTEGER PRIMARY KEY,
+        partner       TEXT NOT NULL,
+        feed          TEXT NOT NULL,
+        kind          TEXT NOT NULL,
+        trigger       TEXT NOT NULL,
+        file          TEXT,
+        sha256        TEXT,
+        rows_in_file  INTEGER,
+        rows_applied  INTEGER,
+        rows_rejected INTEGER,
+        started       TEXT NOT NULL,
+        finished      TEXT,
+        status        TEXT NOT NULL CHECK (status IN ('success', 'running', 'skipped', 'failed')),
+        reason        TEXT,
+        details       TEXT NOT NULL DEFAULT '{}',
+        error_file    TEXT
+    );
+    CREATE INDEX runs_by_feed ON runs(feed, id);
+    CREATE TABLE run_errors (
+        run_id       INTEGER NOT NULL REFERENCES runs(id),
+        row_number   INTEGER NOT NULL,
+        code         TEXT NOT NULL,
+        failure_type TEXT NOT NULL,
+        message      TEXT NOT NULL
+    );
+    CREATE INDEX run_errors_by_run ON run_errors(run_id);
+    CREATE TABLE imported_files (
+        feed        TEXT NOT NULL,
+        sha256      TEXT NOT NULL,
+        file        TEXT NOT NULL,
+        run_id      INTEGER NOT NULL REFERENCES runs(id),
+        imported_at TEXT NOT NULL,
+        PRIMARY KEY (feed, sha256)
+    );
+    CREATE TABLE window_claims (
+        feed       TEXT NOT NULL,
+        window     TEXT NOT NULL,
+        claimed_at TEXT NOT NULL,
+        PRIMARY KEY (feed, window)
+    );
+    """,
+]
+
+RUN_COLUMNS = (
+    "id", "partner", "feed", "kind", "trigger", "file", "sha256", "rows_in_file", "rows_applied",
+    "rows_rejected", "started", "finished", "status", "reason", "details", "error_file",
+)  # fmt: skip
+
+
+class SchemaError(RuntimeError):
+    """The database was written by a newer dropd, or is not a dropd store."""
+
+
+def utc_now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: int
+    partner: str
+    feed: str
+    kind: str
+    trigger: str
+    file: str | None
+    sha256: str | None
+    rows_in_file: int | None
+    rows_applied: int | None
+    rows_rejected: int | None
+    started: str
+    finished: str | None
+    status: str
+    reason: str | None
+    details: dict
+    error_file: str | None
+
+    def as_dict(self) -> dict:
+        return {column: getattr(self, column) for column in RUN_COLUMNS}
+
+
+class Store:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self.migrate()
+
+    @classmethod
+    def for_config(cls, config) -> "Store":
+        if config.daemon.store != "sqlite":
+            raise SchemaError(
+                f"{config.file}: daemon.store: PostgreSQL stores are not supported by this version; use \"sqlite\""
+            )
+        return cls(config.daemon.state_dir / "dropd.db")
+
+    def connect(self) -> sqlite3.Connection:
+        """A new connection in autocommit mode; use `transaction()` around writes."""
+        connection = sqlite3.connect(self.path, isolation_level=None, timeout=60, check_same_thread=False)
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")
+        connection.execute("PRAGMA foreign_keys=ON")
+        connection.row_factory = sqlite3.Row
+        return connection
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """This thread's connection, for short reads and writes outside an import."""
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self._local.connection = self.connect()
+        return connection
+
+    @contextmanager
+    def transaction(self, connection: sqlite3.Connection | None = None):
+        connection = connection or self.connection
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            yield connection
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
+
+    def migrate(self) -> None:
+        with self.transaction() as connection:
+            connection.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = connection.execute("SELECT version FROM schema_version").fetchone()
+            version = row[0] if row else 0
+            if version > len(MIGRATIONS):
+                raise SchemaError(
+                    f"{self.path}: schema version {version} is newer than this dropd knows ({len(MIGRATIONS)}); "
+                    "upgrade dropd or point state_dir elsewhere"
+                )
+            for number in range(version, len(MIGRATIONS)):
+                for statement in MIGRATIONS[number].split(";"):
+                    if statement.strip():
+                        connection.execute(statement)
+            if row:
+                connection.execute("UPDATE schema_version SET version = ?", (len(MIGRATIONS),))
+            else:
+                connection.execute("INSERT INTO schema_version VALUES (?)", (len(MIGRATIONS),))
+
+    # Runs ---------------------------------------------------------------------------------
+
+    def start_run(self, partner: str, feed: str, kind: str, trigger: str, file: str | None, sha256: str | None) -> int:
+        with self.transaction() as connection:
+            cursor = connection.execute(
+                "INSERT INTO runs (partner, feed, kind, trigger, file, sha256, started, status) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, 'running')",
+                (partner, feed, kind, trigger, file, sha256, utc_now()),
+            )
+            return cursor.lastrowid
+
+    def finish_run(
+        self,
+        connection: sqlite3.Connection,
+        run_id: int,
+        status: str,
+        reason: str | None = None,
+        rows_in_file: int | None = None,
+        rows_applied: int | None = None,
+        rows_rejected: int | None = None,
+        details: dict | None = None,
+        error_file: str | None = None,
+    ) -> None:
+        """Close a run; called inside the import's transaction so both commit together."""
+        connection.execute(
+            "UPDATE runs SET status = ?, reason = ?, rows_in_file = ?, rows_applied = ?, rows_rejected = ?, "
+            "details = ?, error_file = ?, finished = ? WHERE id = ?",
+            (status, reason, rows_in_file, rows_applied, rows_rejected, json.dumps(details or {}), error_file,
+             utc_now(), run_id),
+        )  # fmt: skip
+
+    def record_run(self, partner, feed, kind, trigger, status, reason, file=None, sha256=None, details=None) -> int:
+        """A run that did no work (skipped, or failed before starting), recorded in one step."""
+        run_id = self.start_run(partner, feed, kind, trigger, file, sha256)
+        with self.transaction() as connection:
+            self.finish_run(connection, run_id, status, reason, details=details)
+        return run_id
+
+    def add_row_errors(self, connection, run_id: int, errors: list[tuple]) -> None:
+        connection.executemany(
+            "INSERT INTO run_errors (run_id, row_number, code, failure_type, message) VALUES (?, ?, ?, ?, ?)",
+            [(run_id, *error) for error in errors],
+        )
+
+    def mark_interrupted_runs(self) -> list[tuple[int, str]]:
+        """Runs left `running` by a daemon that died: failed now. Returns (run id, feed) pairs."""
+        with self.transaction() as connection:
+            ids = [tuple(row) for row in connection.execute("SELECT id, feed FROM runs WHERE status = 'running'")]
+            connection.execute(
+                "UPDATE runs SET status = 'failed', reason = 'interrupted: the daemon stopped during the run; "
+                "nothing was applied', finished = ? WHERE status = 'running'",
+                (utc_now(),),
+            )
+        return ids
+
+    def runs(self, feed: str | None = None, status: str | None = None, limit: int = 50) -> list[RunRecord]:
+        query, params = "SELECT * FROM runs WHERE 1=1", []
+        if feed:
+            query += " AND feed = ?"
+            params.append(feed)
+        if status:
+            query += " AND status = ?"
+            params.append(status)
+        query += " ORDER BY id DESC LIMIT ?"
+        params.append(limit)
+        return [_run_record(row) for row in self.connection.execute(query, params)]
+
+    def run(self, run_id: int) -> RunRecord:
+        return _run_record(self.connection.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone())
+
+    def row_errors(self, run_id: int) -> list[tuple]:
+        return [
+            tuple(row)
+            for row in self.connection.execute(
+                "SELECT row_number, code, failure_type, message FROM run_errors WHERE run_id = ? ORDER BY rowid",
+                (run_id,),
+            )
+        ]
+
+    # File ledger and schedule claims -----------------------------------------------------------
+
+    def imported_by(self, feed: str, sha256: str) -> int | None:
+        row = self.connection.execute(
+            "SELECT run_id FROM imported_files WHERE feed = ? AND sha256 = ?", (feed, sha256)
+        ).fetchone()
+        return row[0] if row else None
+
+    def record_import(self, connection, feed: str, sha256: str, file: str, run_id: int) -> None:
+        connection.execute(
+            "INSERT OR REPLACE INTO imported_files (feed, sha256, file, run_id, imported_at) VALUES (?, ?, ?, ?, ?)",
+            (feed, sha256, file, run_id, utc_now()),
+        )
+
+    def claim_window(self, feed: str, window: str) -> bool:
+        """True for the first caller only: a window runs once, whatever restarts or clocks do."""
+        with self.transaction() as connection:
+            cursor = connection.execute(
+                "INSERT OR IGNORE INTO window_claims (feed, window, claimed_at) VALUES (?, ?, ?)",
+                (feed, window, utc_now()),
+            )
+            return cursor.rowcount == 1
+
+    # Contacts ---------------------------------------------------------------------------
+
+    def contacts(self, partner: str) -> list[dict]:
+        result = []
+        for row in self.connection.execute(
+            "SELECT contact_id, crm_id, first_name, last_name, mobile_number, email, staff_id, opted_out, custom, "
+            "created_at, updated_at FROM contacts WHERE partner = ? ORDER BY contact_id",
+            (partner,),
+        ):
+            contact = dict(row)
+            contact["opted_out"] = bool(contact["opted_out"])
+            contact["custom"] = json.loads(contact["custom"])
+            result.append(contact)
+        return result
+
+    def close(self) -> None:
+        connection = getattr(self._local, "connection", None)
+        if connection is not None:
+            connection.close()
+            self._local.connection = None
+
+
+def _run_record(row) -> RunRecord:
+    values = dict(row)
+    values["details"] = json.loads(values["details"] or "{}")
+    return RunRecord(**values)

@@ -1,0 +1,7 @@
+"""Import handlers, one module per feed kind; this registry is the only way they are found."""
+
+from handlers.contacts import ContactsImport
+
+HANDLERS = {
+    "contacts": ContactsImport,
+}
