@@ -48,6 +48,7 @@ class Arrivals:
         self._on_arrival(path)
 
     def _written(self, path: Path) -> None:
+        """Someone wrote to the file: it is open for writing until a close-write is seen."""
         with self._lock:
             self._open_for_writing.add(path)
             self._last_event[path] = self._clock()
@@ -131,12 +132,16 @@ class _Events(FileSystemEventHandler):
         return None if is_temporary_name(candidate.name) else candidate
 
     def on_created(self, event):
+        # Created events are also made up for files found in a folder that was just created,
+        # closed before its watch existed; so creation alone does not mean "open".
         if not event.is_directory and (path := self._relevant(event.src_path)):
-            self.arrivals._written(path)
+            self.arrivals._touched(path)
+
+    on_attrib = on_created
 
     def on_modified(self, event):
         if not event.is_directory and (path := self._relevant(event.src_path)):
-            self.arrivals._touched(path)
+            self.arrivals._written(path)
 
     def on_closed(self, event):
         if not event.is_directory and (path := self._relevant(event.src_path)):

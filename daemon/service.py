@@ -20,6 +20,7 @@ from daemon.feed_runner import FeedRunner
 from daemon.ftp_server import FtpServer
 from daemon.gatekeeper import BanList, Gatekeeper
 from daemon.handoff import UploadHandoff
+from daemon.landing import landing_dir
 from daemon.scheduler import WindowScheduler
 from daemon.sd_notify import SystemdNotifier
 from daemon.sessions import partner_home
@@ -63,6 +64,8 @@ class Daemon:
             os.makedirs(folder, mode=0o750, exist_ok=True)
         for partner in config.partners.values():
             partner_home(config.daemon.drop_root, partner)
+        for partner, feed in config.feeds():
+            os.makedirs(landing_dir(config.daemon.drop_root, partner, feed), mode=0o750, exist_ok=True)
 
     def _prepare_certificate(self, config: Config) -> None:
         ftp = config.ftp

@@ -128,6 +128,59 @@ class DropdProcess:
     def home(self, partner: str) -> Path:
         return self.drop_root / partner
 
+    def add_feed_partner(self, name: str, feeds: list[dict], **fields) -> None:
+        """A password partner with feeds; each feed dict may hold sub-tables (dicts) and lists of tables."""
+        partner = {"name": name, "enabled": True, "password_hash": self.password_hash, **fields}
+        text = toml_table("partner", partner)
+        for feed in feeds:
+            plain = {k: v for k, v in feed.items() if not isinstance(v, dict) and not (isinstance(v, list) and v and isinstance(v[0], dict))}
+            text += "\n[[feed]]\n" + toml_table("x", plain).split("\n", 1)[1]
+            for key, value in feed.items():
+                if isinstance(value, dict):
+                    text += toml_table(f"feed.{key}", value)
+                elif isinstance(value, list) and value and isinstance(value[0], dict):
+                    for item in value:
+                        text += f"[[feed.{key}]]\n" + toml_table("x", item).split("\n", 1)[1]
+        (self.partners_dir / f"{name}.toml").write_text(text)
+
+    def cli(self, *args, check=True, timeout=120) -> subprocess.CompletedProcess:
+        result = subprocess.run(
+            [sys.executable, "-m", "daemon.cli", *args, "-c", str(self.config_file)],
+            capture_output=True, text=True, timeout=timeout,
+        )  # fmt: skip
+        if check and result.returncode != 0:
+            raise AssertionError(f"dropd {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def runs(self, *args) -> list[dict]:
+        return json.loads(self.cli("runs", "--json", *args).stdout)
+
+    def contacts(self, partner: str) -> dict[str, dict]:
+        found = json.loads(self.cli("contacts", "--partner", partner, "--json").stdout)
+        return {contact["contact_id"]: contact for contact in found}
+
+    def wait_for_runs(self, feed: str, count: int = 1, timeout: float = 30) -> list[dict]:
+        """The feed's finished runs, oldest first, once there are at least `count`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            finished = [run for run in self.runs("--feed", feed) if run["status"] != "running"]
+            if len(finished) >= count:
+                return list(reversed(finished))
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{len(finished)} of {count} runs of {feed} within {timeout}s:\n{self.log_text()}")
+            time.sleep(0.1)
+
+    def upload(self, partner: str, path: str, content: bytes, password: str = PASSWORD) -> None:
+        transport, sftp = self.paramiko_sftp(partner, password)
+        with transport:
+            folder = path.rsplit("/", 1)[0] or "/"
+            try:
+                sftp.stat(folder)
+            except FileNotFoundError:
+                sftp.mkdir(folder)
+            with sftp.open(path, "wb") as handle:
+                handle.write(content)
+
     def start(self, extra_env=None) -> None:
         self.write_config()
         env = dict(os.environ)

@@ -1,0 +1,162 @@
+"""Feed runs through the running daemon: file selection, after-import, duplicates, run-now,
+dry runs, window catch-up and files written by other means."""
+
+import datetime
+import json
+import os
+import time
+
+import pytest
+
+from tests.handlers.test_contacts import HEADER, students_feed
+
+ROW = "{id},Name{id},Last,202-555-01{id:02d},,,,\n"
+
+
+def place(dropd, name: str, ids, age: float = 120, partner="northfield") -> None:
+    """Write a file straight into the landing folder, as the organisation's own job would."""
+    folder = dropd.home(partner) / "imports"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(HEADER + "\n" + "".join(ROW.format(id=i) for i in ids))
+    stamp = time.time() - age
+    os.utime(path, (stamp, stamp))
+
+
+def start_with(dropd, quiet="1s", **feed):
+    dropd.settings["daemon"]["quiet_period"] = quiet
+    dropd.add_feed_partner("northfield", [students_feed(schedule=[], **feed)])
+    dropd.start()
+
+
+def run_now(dropd, *extra) -> list[dict]:
+    time.sleep(2.0)  # placed files count once quiet for 1s; watchdog delivers events up to 0.5s late
+    return json.loads(dropd.cli("run-now", "students", "--json", *extra, check=False).stdout)
+
+
+def test_most_recent_imports_the_newest_and_supersedes_the_rest(dropd):
+    start_with(dropd, files="most_recent")
+    place(dropd, "StudentData_1.csv", [1], age=300)
+    place(dropd, "StudentData_2.csv", [2], age=200)
+    place(dropd, "StudentData_3.csv", [3], age=100)
+    runs = run_now(dropd)
+    assert [(r["file"], r["status"]) for r in runs] == [
+        ("StudentData_1.csv", "skipped"),
+        ("StudentData_2.csv", "skipped"),
+        ("StudentData_3.csv", "success"),
+    ]
+    assert runs[0]["reason"] == "superseded by StudentData_3.csv"
+    assert set(dropd.contacts("northfield")) == {"3"}
+    archive = sorted(os.listdir(dropd.home("northfield") / "imports" / "archive"))
+    assert [name.split("_")[1] for name in archive] == ["1", "2", "3"]
+
+
+def test_all_imports_each_file_oldest_first(dropd):
+    start_with(dropd, files="all")
+    place(dropd, "StudentData_b.csv", [2], age=200)
+    place(dropd, "StudentData_c.csv", [3], age=100)
+    place(dropd, "StudentData_a.csv", [1], age=300)
+    runs = run_now(dropd)
+    assert [(r["file"], r["status"]) for r in runs] == [
+        ("StudentData_a.csv", "success"),
+        ("StudentData_b.csv", "success"),
+        ("StudentData_c.csv", "success"),
+    ]
+    assert set(dropd.contacts("northfield")) == {"1", "2", "3"}
+
+
+def test_delete_after_import_and_nonmatching_files_untouched(dropd):
+    start_with(dropd, after_import="delete")
+    place(dropd, "StudentData_1.csv", [1])
+    place(dropd, "Other_1.csv", [2])
+    place(dropd, "StudentData_1_count.txt", [])
+    assert [r["status"] for r in run_now(dropd)] == ["success"]
+    assert sorted(os.listdir(dropd.home("northfield") / "imports")) == ["Other_1.csv", "StudentData_1_count.txt"]
+
+
+def test_identical_file_dropped_again_is_skipped_as_duplicate_unless_forced(dropd):
+    start_with(dropd)
+    place(dropd, "StudentData_1.csv", [1])
+    run_now(dropd)
+    place(dropd, "StudentData_again.csv", [1])
+    [duplicate] = run_now(dropd)
+    assert duplicate["status"] == "skipped" and duplicate["reason"].startswith("duplicate: identical to the file imported by run")
+    assert len(os.listdir(dropd.home("northfield") / "imports" / "archive")) == 2
+    place(dropd, "StudentData_forced.csv", [1])
+    [forced] = run_now(dropd, "--force")
+    assert forced["status"] == "success" and forced["details"]["unchanged"] == 1
+
+
+def test_run_now_with_no_file_records_a_skipped_run(dropd):
+    start_with(dropd)
+    [run] = run_now(dropd)
+    assert run["status"] == "skipped" and run["reason"].startswith("no-file:")
+    assert run["trigger"] == "run-now"
+
+
+def test_run_now_without_a_daemon_says_so(dropd):
+    dropd.add_feed_partner("northfield", [students_feed()])
+    dropd.write_config()
+    result = dropd.cli("run-now", "students", check=False)
+    assert result.returncode == 1
+    assert "dropd is not running" in result.stderr and "dropd ingest students FILE" in result.stderr
+
+
+def test_dry_run_reports_and_changes_nothing(dropd, tmp_path):
+    start_with(dropd)
+    place(dropd, "StudentData_1.csv", [1])
+    run_now(dropd)
+    local = tmp_path / "StudentData_local.csv"
+    local.write_text(HEADER + "\n1,Renamed,Last,202-555-0101,,,,\n2,New,Person,202-555-0102,,,,\n3,,Bad,202-555-0103,,,,\n")
+    result = dropd.cli("ingest", "students", str(local), "--dry-run", "--json")
+    report = json.loads(result.stdout)
+    assert (report["would_create"], report["would_update"], report["would_reject"]) == (1, 1, 1)
+    assert report["errors"] == [{"row": 4, "code": "missing-value", "failure_type": "complete", "message": "first_name ('First Name') is empty"}]
+    assert set(dropd.contacts("northfield")) == {"1"} and dropd.contacts("northfield")["1"]["first_name"] == "Name1"
+    assert len(dropd.runs()) == 1 and local.exists()
+
+
+def test_ingest_imports_a_local_file_and_leaves_it_in_place(dropd, tmp_path):
+    start_with(dropd)
+    local = tmp_path / "roster.csv"
+    local.write_text(HEADER + "\n5,Five,Last,202-555-0105,,,,\n")
+    [run] = json.loads(dropd.cli("ingest", "students", str(local), "--json").stdout)
+    assert run["status"] == "success" and run["trigger"] == "ingest"
+    assert local.exists() and "5" in dropd.contacts("northfield")
+
+
+def overnight_zone() -> str:
+    """A fixed-offset zone in which it is now 03:xx, so the overnight window is open."""
+    hour = datetime.datetime.now(datetime.timezone.utc).hour
+    offset = (3 - hour + 12) % 24 - 12  # local = utc + offset, within -12..+11
+    # Etc/GMT signs are inverted: Etc/GMT-5 is UTC+5.
+    return "Etc/GMT" if offset == 0 else f"Etc/GMT{-offset:+d}"
+
+
+def test_daemon_started_inside_a_window_catches_up_once(dropd):
+    dropd.settings["daemon"]["timezone"] = overnight_zone()
+    dropd.add_feed_partner("northfield", [students_feed(schedule=["overnight"])])
+    place(dropd, "StudentData_1.csv", [1])
+    dropd.start()
+    [run] = dropd.wait_for_runs("students")
+    assert run["trigger"] == "window:overnight" and run["status"] == "success"
+    dropd.stop()
+    dropd.start()
+    time.sleep(1)
+    assert len(dropd.runs()) == 1
+
+
+def test_file_written_by_another_process_is_imported_once_closed_and_quiet(dropd):
+    dropd.settings["daemon"]["quiet_period"] = "1s"
+    dropd.add_feed_partner("northfield", [students_feed()])
+    dropd.start()
+    folder = dropd.home("northfield") / "imports"
+    assert folder.is_dir()  # landing folders exist from the start
+    with open(folder / "StudentData_job.csv", "w") as handle:
+        handle.write(HEADER + "\n")
+        handle.flush()
+        time.sleep(2.5)  # open, but silent for longer than the quiet period
+        assert dropd.runs() == []
+        handle.write(ROW.format(id=9))
+    [run] = dropd.wait_for_runs("students")
+    assert run["status"] == "success" and run["rows_applied"] == 1

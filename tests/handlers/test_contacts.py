@@ -1,0 +1,230 @@
+"""The contacts import through the running daemon: files uploaded over SFTP/FTPS, results read
+back with `dropd contacts --json` and `dropd runs --json`."""
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+HEADER = "Student ID,First Name,Last Name,Cell,Email,CRM,Text Opt Out,Major"
+
+
+def students_feed(**overrides) -> dict:
+    feed = {
+        "name": "students",
+        "kind": "contacts",
+        "path": "/imports",
+        "prefix": "StudentData",
+        "files": "all",
+        "schedule": ["on_arrival"],
+        "columns": {
+            "contact_id": "Student ID",
+            "first_name": "First Name",
+            "last_name": "Last Name",
+            "mobile_number": "Cell",
+            "email": "Email",
+            "crm_id": "CRM",
+        },
+        "opt_out": {"column": "Text Opt Out", "opted_in": ["N", "No"], "opted_out": ["Y", "Yes"], "empty": "keep"},
+        "custom": [{"field": "Major", "column": "Major", "mergeable": True, "visible": True}],
+    }
+    feed.update(overrides)
+    return feed
+
+
+@pytest.fixture
+def school(dropd):
+    dropd.add_feed_partner("northfield", [students_feed()])
+    dropd.start()
+    return dropd
+
+
+def drop(dropd, name: str, text: str, encoding="utf-8") -> dict:
+    """Upload a file over SFTP and return its finished run."""
+    before = len(dropd.runs("--feed", "students"))
+    dropd.upload("northfield", f"/imports/{name}", text.encode(encoding) if isinstance(text, str) else text)
+    return dropd.wait_for_runs("students", before + 1)[-1]
+
+
+def error_rows(run: dict) -> list[dict]:
+    with open(run["error_file"], encoding="utf-8-sig", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_sftp_upload_becomes_contacts_run_archive_and_error_file(school):
+    run = drop(
+        school,
+        "StudentData_2026_11_23.csv",
+        f"{HEADER}\n0042,Ada,Lovelace,(202) 555-0143,ada@example.org,C1,N,Maths\n"
+        "0043,Alan,Turing,202-555-0199,bad-email,C2,,Logic\n",
+    )
+    assert run["status"] == "success" and run["trigger"] == "arrival"
+    assert (run["rows_in_file"], run["rows_applied"], run["rows_rejected"]) == (2, 2, 0)
+    contacts = school.contacts("northfield")
+    assert contacts["0042"]["mobile_number"] == "+12025550143"
+    assert contacts["0042"]["custom"] == {"Major": "Maths"}
+    assert contacts["0043"]["email"] is None and contacts["0043"]["opted_out"] is False
+    [error] = error_rows(run)
+    assert error["row"] == "3" and error["code"] == "invalid-email" and error["failure_type"] == "partial"
+    assert error["Student ID"] == "0043" and "bad-email" in error["message"]
+    assert Path(run["error_file"]).read_bytes()[:3] == b"\xef\xbb\xbf"
+    archive = os.listdir(school.home("northfield") / "imports" / "archive")
+    assert len(archive) == 1 and archive[0].startswith("StudentData_2026_11_23_") and archive[0].endswith("Z.csv")
+    assert [p for p in os.listdir(school.home("northfield") / "imports") if p != "archive"] == []
+
+
+def test_ftps_upload_is_imported(school, tmp_path):
+    local = tmp_path / "StudentData_ftps.csv"
+    local.write_text(f"{HEADER}\n7,Grace,Hopper,202-555-0101,g@example.org,,,\n")
+    school.lftp("northfield", f"mkdir -f imports; put {local} -o imports/StudentData_ftps.csv")
+    run = school.wait_for_runs("students")[-1]
+    assert run["status"] == "success" and run["file"] == "StudentData_ftps.csv"
+    assert school.contacts("northfield")["7"]["first_name"] == "Grace"
+
+
+def test_missing_column_rejects_the_whole_file_and_keeps_it(school):
+    run = drop(school, "StudentData_nocell.csv", "Student ID,First Name,Last Name\n1,A,B\n")
+    assert run["status"] == "failed"
+    assert run["reason"] == "missing-column: required column 'Cell' (mobile_number) is not in the header"
+    assert school.contacts("northfield") == {}
+    failed = os.listdir(school.home("northfield") / "imports" / "failed")
+    assert len(failed) == 1 and failed[0].startswith("StudentData_nocell_")
+
+
+@pytest.mark.parametrize(
+    "row, code, failure_type",
+    [
+        ("5,,Smith,202-555-0111,,,,", "missing-value", "complete"),
+        ("5,Al,Smith,12,,,,", "invalid-phone", "complete"),
+        ("5,Al,Smith,202-555-0111,al@@example,,,", "invalid-email", "partial"),
+        ("5,Al,Smith,202-555-0111,,,Maybe,", "invalid-messaging-status", "partial"),
+        ("5,Al,Smith,202-555-0111,,,," + "x" * 1001, "custom-values-too-long", "partial"),
+        ("5,Al,Smith,202-555-0111,,,,,extra", "malformed-row", "complete"),
+        ('5,Al,"Sm"ith,202-555-0111,,,,', "malformed-row", "complete"),
+    ],
+)
+def test_row_errors_name_row_code_and_problem(school, row, code, failure_type):
+    run = drop(school, "StudentData_rows.csv", f"{HEADER}\n1,Ok,Row,202-555-0100,,,,\n{row}\n")
+    assert run["status"] == "success"
+    [error] = error_rows(run)
+    assert (error["row"], error["code"], error["failure_type"]) == ("3", code, failure_type)
+    contacts = school.contacts("northfield")
+    assert "1" in contacts
+    assert ("5" in contacts) == (failure_type == "partial")
+
+
+def test_matching_errors_duplicate_contact_and_crm_mismatch(school):
+    drop(school, "StudentData_a.csv", f"{HEADER}\n1,Ann,One,202-555-0101,,CRM-1,,\n2,Bob,Two,202-555-0102,,CRM-2,,\n3,Cy,Three,202-555-0103,,,,\n")
+    run = drop(
+        school,
+        "StudentData_b.csv",
+        f"{HEADER}\n"
+        "1,Ann,One,202-555-0102,,CRM-1,,\n"  # CRM-1 matches Ann, but the phone is Bob's
+        "9,Zed,Nine,202-555-0102,,CRM-9,,\n"  # phone is Bob's, who has another CRM ID
+        "8,Eve,Eight,202-555-0103,,,,\n"  # phone is Cy's, who has another contact ID
+        "2,Bob,Two,202-555-0199,,CRM-7,,\n",  # contact ID 2 has CRM-2, not CRM-7
+    )
+    codes = [(e["row"], e["code"]) for e in error_rows(run)]
+    assert codes == [
+        ("2", "duplicate-contact"),
+        ("3", "phone-match-found-but-crmId-mismatch"),
+        ("4", "duplicate-contact"),
+        ("5", "contactId-match-found-but-crmId-mismatch"),
+    ]
+    assert run["rows_rejected"] == 4 and run["rows_applied"] == 0
+
+
+def test_phone_match_updates_and_acquires_crm_id_and_invalid_phone_on_update_is_partial(school):
+    drop(school, "StudentData_a.csv", f"{HEADER}\n1,Ann,One,202-555-0101,,,,\n")
+    run = drop(school, "StudentData_b.csv", f"{HEADER}\n1,Annie,One,+1 202 555 0101,,CRM-1,,\n")
+    assert run["details"]["updated"] == 1
+    run = drop(school, "StudentData_c.csv", f"{HEADER}\n1,Annie,One,555,,CRM-1,,\n")
+    [error] = error_rows(run)
+    assert (error["code"], error["failure_type"]) == ("invalid-phone", "partial")
+    ann = school.contacts("northfield")["1"]
+    assert (ann["first_name"], ann["crm_id"], ann["mobile_number"]) == ("Annie", "CRM-1", "+12025550101")
+
+
+def test_unset_clears_and_empty_keeps(school):
+    drop(school, "StudentData_a.csv", f"{HEADER}\n1,Ann,One,202-555-0101,a@example.org,CRM-1,Y,Maths\n")
+    drop(school, "StudentData_b.csv", f"{HEADER}\n1,Ann,One,202-555-0101,UNSET,,,UNSET\n")
+    ann = school.contacts("northfield")["1"]
+    assert ann["email"] is None and ann["custom"] == {}
+    assert ann["crm_id"] == "CRM-1" and ann["opted_out"] is True
+
+
+def test_opt_out_semantics(dropd):
+    feed = students_feed()
+    feed["opt_out"]["empty"] = "opt_in"
+    dropd.add_feed_partner("northfield", [feed])
+    dropd.start()
+    drop(dropd, "StudentData_a.csv", f"{HEADER}\n1,A,A,202-555-0101,,,Yes,\n2,B,B,202-555-0102,,,,\n")
+    contacts = dropd.contacts("northfield")
+    assert contacts["1"]["opted_out"] is True and contacts["2"]["opted_out"] is False
+    drop(dropd, "StudentData_b.csv", f"{HEADER}\n1,A,A,202-555-0101,,,,\n")
+    assert dropd.contacts("northfield")["1"]["opted_out"] is False
+
+
+def test_without_opt_out_column_new_contacts_are_opted_in_and_existing_keep_status(school):
+    drop(school, "StudentData_a.csv", f"{HEADER}\n1,A,A,202-555-0101,,,Y,\n")
+    drop(school, "StudentData_b.csv", "Student ID,First Name,Last Name,Cell\n1,A,Z,202-555-0101\n2,B,B,202-555-0102\n")
+    contacts = school.contacts("northfield")
+    assert contacts["1"]["opted_out"] is True and contacts["1"]["last_name"] == "Z"
+    assert contacts["2"]["opted_out"] is False
+
+
+@pytest.mark.parametrize(
+    "name, payload, delimiter, note",
+    [
+        ("bom", "\ufeff" + HEADER + "\n1,Zoë,Ng,202-555-0101,,,,\n", "comma", None),
+        ("cp1252", (HEADER + "\n1,Zoë,Ng,202-555-0101,,,,Café\n").encode("cp1252"), "comma", "Windows-1252"),
+        ("tab", HEADER.replace(",", "\t") + "\n1\tZoë\tNg\t202-555-0101\t\t\t\t\n", "tab", None),
+        ("cr-only", HEADER + "\r1,Zoë,Ng,202-555-0101,,,,\r", "comma", None),
+        ("crlf", HEADER + "\r\n1,Zoë,Ng,202-555-0101,,,,\r\n", "comma", None),
+    ],
+)
+def test_encodings_delimiters_and_line_ends(dropd, name, payload, delimiter, note):
+    dropd.add_feed_partner("northfield", [students_feed(delimiter=delimiter)])
+    dropd.start()
+    run = drop(dropd, f"StudentData_{name}.csv", payload)
+    assert run["status"] == "success" and run["rows_applied"] == 1, run
+    assert dropd.contacts("northfield")["1"]["first_name"] == "Zoë"
+    assert (note is None and run["reason"] is None) or note in run["reason"]
+
+
+def test_embedded_newlines_and_leading_zeros(school):
+    run = drop(school, "StudentData_nl.csv", f'{HEADER}\n007,Ada,"Love\nlace",202-555-0101,,,,"Line one\nLine two"\n008,B,B,202-555-0102,,,,\n')
+    assert run["rows_applied"] == 2
+    contacts = school.contacts("northfield")
+    assert contacts["007"]["last_name"] == "Love\nlace" and contacts["007"]["custom"]["Major"] == "Line one\nLine two"
+
+
+def test_runaway_quote_fails_the_file_with_malformed_row(school):
+    run = drop(school, "StudentData_quote.csv", f'{HEADER}\n1,A,A,202-555-0101,,,,"never closed\n' + "x" * 1_100_000 + "\n")
+    assert run["status"] == "failed" and run["reason"].startswith("malformed-row: row 2: a cell is longer than")
+    assert school.contacts("northfield") == {}
+
+
+def test_duplicate_mapped_column_is_rejected(school):
+    run = drop(school, "StudentData_dup.csv", "Student ID,First Name,Last Name,Cell,Cell\n1,A,A,202-555-0101,202-555-0102\n")
+    assert run["status"] == "failed" and run["reason"].startswith("duplicate-column:")
+
+
+def test_required_custom_column_missing_rejects_the_file(dropd):
+    dropd.add_feed_partner("northfield", [students_feed(custom=[{"field": "Major", "column": "Major", "required": True}])])
+    dropd.start()
+    run = drop(dropd, "StudentData_a.csv", "Student ID,First Name,Last Name,Cell\n1,A,A,202-555-0101\n")
+    assert run["reason"] == "missing-column: required column 'Major' (custom field Major) is not in the header"
+
+
+def test_rejected_rows_do_not_stop_good_ones_and_reimport_reports_partials_again(school):
+    text = f"{HEADER}\n1,A,A,202-555-0101,bad,,,\n2,B,B,202-555-0102,,,,\n"
+    first = drop(school, "StudentData_a.csv", text)
+    again = school.cli("ingest", "students", str(school.home("northfield") / "imports" / "archive" / os.listdir(school.home("northfield") / "imports" / "archive")[0]), "--force", "--json")
+
+    second = json.loads(again.stdout)[0]
+    assert second["details"]["unchanged"] == 1 and second["details"]["updated"] == 1
+    assert [e["code"] for e in error_rows(second)] == [e["code"] for e in error_rows(first)] == ["invalid-email"]
