@@ -1,23 +1,56 @@
 """Which landed files are complete, and telling the runner when one arrives.
 
 Files uploaded through our servers are complete the moment they are handed off. Files put
-in a landing folder by other means (the organisation's own jobs) are watched with
-watchdog: such a file counts only once it is closed and unchanged for `quiet_period`. A
-file found with no events seen (present at start) counts when its modification time is
-older than the quiet period.
+in a landing folder by other means (the organisation's own jobs) count once no process has
+them open for writing and they are unchanged for `quiet_period`.
+
+"Open for writing" is asked of the kernel: a read lease (F_SETLEASE) is refused exactly
+while some process holds the file open for writing. Where the kernel will not say (another
+user's file without CAP_LEASE), a file created and not yet closed-after-write counts as
+open. Watchdog listens for creation, close-after-write, moves and deletions only: not for
+every write, which would cost a Python event per 32 KiB of every upload.
 """
 
+import errno
+import fcntl
+import os
 import threading
 import time
 from pathlib import Path
 
 import structlog
-from watchdog.events import FileSystemEventHandler
+from watchdog.events import (
+    DirCreatedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileMovedEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers import Observer
 
 from daemon.uploads import is_temporary_name
 
 log = structlog.get_logger("dropd.arrivals")
+
+WATCHED_EVENTS = [FileCreatedEvent, DirCreatedEvent, FileClosedEvent, FileMovedEvent, FileDeletedEvent]
+
+
+def has_writer(path: Path) -> bool | None:
+    """True while a process has `path` open for writing, False when none has, None if unknown."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fcntl.fcntl(descriptor, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+    except OSError as exc:
+        return True if exc.errno == errno.EAGAIN else None
+    else:
+        fcntl.fcntl(descriptor, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+        return False
+    finally:
+        os.close(descriptor)
 
 
 class Arrivals:
@@ -47,20 +80,13 @@ class Arrivals:
             self._open_for_writing.discard(path)
         self._on_arrival(path)
 
-    def _written(self, path: Path) -> None:
-        """Someone wrote to the file: it is open for writing until a close-write is seen."""
+    def _created(self, path: Path) -> None:
+        """A new file: open for writing until a close-after-write is seen (or the kernel says no)."""
         with self._lock:
             self._open_for_writing.add(path)
-            self._last_event[path] = self._clock()
-            self._due.pop(path, None)
-
-    def _touched(self, path: Path) -> None:
-        """Content or attributes changed; the quiet period starts again (open or not)."""
-        with self._lock:
             now = self._clock()
             self._last_event[path] = now
-            if path not in self._open_for_writing:
-                self._due[path] = now + self.quiet_period
+            self._due[path] = now + self.quiet_period
 
     def _finished_writing(self, path: Path) -> None:
         with self._lock:
@@ -84,17 +110,19 @@ class Arrivals:
         with self._lock:
             if self._handed_off.get(path) == (info.st_size, info.st_mtime_ns):
                 return True
-            if path in self._open_for_writing:
-                return False
+            marked_open = path in self._open_for_writing
             last = max(info.st_mtime, self._last_event.get(path, 0.0))
-        return self._clock() - last >= self.quiet_period
+        if self._clock() - last < self.quiet_period:
+            return False
+        writer = has_writer(path)
+        return not writer if writer is not None else not marked_open
 
     # Watching -------------------------------------------------------------------------------
 
     def watch(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self._observer = Observer()
-        self._observer.schedule(_Events(self), str(folder), recursive=True)
+        self._observer.schedule(_Events(self), str(folder), recursive=True, event_filter=WATCHED_EVENTS)
         self._observer.daemon = True
         self._observer.start()
         self._checker = threading.Thread(target=self._check_due, name="arrivals", daemon=True)
@@ -132,16 +160,8 @@ class _Events(FileSystemEventHandler):
         return None if is_temporary_name(candidate.name) else candidate
 
     def on_created(self, event):
-        # Created events are also made up for files found in a folder that was just created,
-        # closed before its watch existed; so creation alone does not mean "open".
         if not event.is_directory and (path := self._relevant(event.src_path)):
-            self.arrivals._touched(path)
-
-    on_attrib = on_created
-
-    def on_modified(self, event):
-        if not event.is_directory and (path := self._relevant(event.src_path)):
-            self.arrivals._written(path)
+            self.arrivals._created(path)
 
     def on_closed(self, event):
         if not event.is_directory and (path := self._relevant(event.src_path)):

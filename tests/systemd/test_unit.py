@@ -36,7 +36,7 @@ def test_unit_is_notify_and_hardened(installed_unit):
         "User=dropd",
         "ProtectSystem=strict",
         "ReadWritePaths=/var/lib/dropd /srv/dropd",
-        "AmbientCapabilities=CAP_NET_BIND_SERVICE",
+        "AmbientCapabilities=CAP_NET_BIND_SERVICE CAP_LEASE",
         "Restart=always",
     ):
         assert line in text.splitlines()
