@@ -59,7 +59,7 @@ class Servers:
         return process
 
     def dropd(self):
-        from daemon.gatekeeper import hash_password
+        from daemon.passwords import hash_password
 
         root = self.work / "dropd"
         (root / "partners.d").mkdir(parents=True)

@@ -7,10 +7,9 @@ import sys
 from pathlib import Path
 
 from daemon.config import ConfigInvalid, load_config
-from daemon.gatekeeper import hash_password
 from daemon.logs import configure_logging
+from daemon.passwords import hash_password
 from daemon.runs import DryRunReport, RunContext, import_file
-from daemon.service import Daemon, StartupError
 from daemon.control import ControlUnavailable, send_command
 from daemon.store import RunRecord, SchemaError, Store
 
@@ -49,6 +48,9 @@ def _passwd(args) -> int:
 
 
 def _run(args) -> int:
+    # Only the daemon needs the servers; other commands start faster without loading them.
+    from daemon.service import Daemon, StartupError
+
     configure_logging(args.log_level)
     try:
         config = load_config(args.config)

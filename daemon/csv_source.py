@@ -8,6 +8,7 @@ memory does not grow with the file. Every value stays text; nothing is converted
 import codecs
 import csv
 import hashlib
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,45 +65,78 @@ def inspect_file(path: Path) -> FileFacts:
     return FileFacts(digest.hexdigest(), size, "utf-8-sig" if valid_utf8 else "cp1252")
 
 
+class _Tap:
+    """Passes lines from a file to the csv module and keeps the ones it took."""
+
+    def __init__(self, lines):
+        self._lines = lines
+        self.taken: list[str] = []
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        line = next(self._lines)
+        self.taken.append(line)
+        return line
+
+
 class CsvRows:
-    """The header and the data rows of one file; `row` numbers count the header as row 1."""
+    """The header and the data records of one file; `row` numbers count the header as row 1.
+
+    Each record comes with its raw text (without the final line end), so a caller can
+    recognise a record it has seen before without parsing it. A line with no quote (and no
+    NUL) is one record and is split on the delimiter, which is exactly what the csv module
+    makes of it; any other line starts a record that the csv module reads, over as many
+    lines as its quoting needs.
+    """
 
     def __init__(self, path: Path, facts: FileFacts, delimiter: str):
         self.path = path
         # cp1252 leaves five bytes undefined; they become U+FFFD rather than stopping the import.
-        self._handle = open(path, encoding=facts.encoding, errors="replace" if facts.encoding == "cp1252" else "strict", newline="")
-        self._reader = csv.reader(self._handle, delimiter=DELIMITERS[delimiter], strict=True)
+        errors = "replace" if facts.encoding == "cp1252" else "strict"
+        self._handle = open(path, encoding=facts.encoding, errors=errors, newline="")
+        self._lines = iter(self._handle)
+        self.delimiter = DELIMITERS[delimiter]
         self.row = 0
         self.header = self._header()
 
     def _next(self):
-        """The next record as (values, None), (None, problem) for a malformed one, or None at the end."""
+        """The next record as (text, values, problem), or None at the end of the file."""
         try:
-            values = next(self._reader)
+            line = next(self._lines)
         except StopIteration:
             return None
+        self.row += 1
+        if '"' not in line and "\x00" not in line:
+            text = line.rstrip("\r\n")
+            return text, (text.split(self.delimiter) if text else []), None
+        tap = _Tap(self._lines)
+        reader = csv.reader(itertools.chain([line], tap), delimiter=self.delimiter, strict=True)
+        try:
+            values = next(reader, [])
+            problem = None
         except csv.Error as exc:
-            self.row += 1
             if "field larger than field limit" in str(exc):
                 raise CsvStructureError(self.row, _explain(exc)) from None
-            return None, _explain(exc)
-        self.row += 1
-        return values, None
+            values, problem = None, _explain(exc)
+        return (line + "".join(tap.taken)).rstrip("\r\n"), values, problem
 
     def _header(self) -> list[str]:
         record = self._next()
         if record is None:
             return []
-        if record[1] is not None:
-            raise CsvStructureError(1, f"the header cannot be read: {record[1]}")
-        return [name.strip() for name in record[0]]
+        _, values, problem = record
+        if problem is not None:
+            raise CsvStructureError(1, f"the header cannot be read: {problem}")
+        return [name.strip() for name in values]
 
     def __iter__(self):
-        """Yields (row, values, problem): values for a good record, a problem for a malformed one."""
+        """Yields (row, text, values, problem): values for a good record, a problem for a bad one."""
         while (record := self._next()) is not None:
-            values, problem = record
+            text, values, problem = record
             if values != []:
-                yield self.row, values, problem
+                yield self.row, text, values, problem
 
     def close(self) -> None:
         self._handle.close()

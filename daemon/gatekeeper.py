@@ -9,18 +9,14 @@ import threading
 import time
 from collections import deque
 
-import argon2
 import paramiko
 import structlog
 
 from daemon.config import SecuritySettings
 from daemon.partner_config import Partner
+from daemon.passwords import verify_password, verify_unknown_user
 
 log = structlog.get_logger("dropd.gatekeeper")
-
-_HASHER = argon2.PasswordHasher()
-# Verifying against this for unknown users keeps their answer as slow as a real one.
-_DUMMY_HASH = _HASHER.hash("dropd-unknown-user")
 
 
 class LoginRefused(Exception):
@@ -86,9 +82,9 @@ class Gatekeeper:
         try:
             partner = self._partner_for(username, address)
         except LoginRefused:
-            _verify(_DUMMY_HASH, password)
+            verify_unknown_user(password)
             raise
-        if partner.password_hash is None or not _verify(partner.password_hash, password):
+        if partner.password_hash is None or not verify_password(partner.password_hash, password):
             raise LoginRefused("wrong password")
         return partner
 
@@ -113,13 +109,3 @@ class Gatekeeper:
         log.info("login.succeeded", protocol=protocol, partner=partner.name, remote=address, method=method)
         self.bans.record_success(address)
 
-
-def _verify(password_hash: str, password: str) -> bool:
-    try:
-        return _HASHER.verify(password_hash, password)
-    except (argon2.exceptions.VerificationError, argon2.exceptions.InvalidHashError):
-        return False
-
-
-def hash_password(password: str) -> str:
-    return _HASHER.hash(password)

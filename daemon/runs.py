@@ -117,10 +117,10 @@ def import_file(
     try:
         with CsvRows(path, facts, feed.delimiter) as rows:
             error_file = ErrorFile(errors_path, rows.header)
-            handler = HANDLERS[feed.kind](partner.name, feed.options)
+            handler = HANDLERS[feed.kind](partner.name, feed.name, feed.options)
             connection.execute("BEGIN IMMEDIATE")
             try:
-                counts = handler.run(connection, rows, _BatchedErrors(error_file, store, connection, run_id))
+                counts = handler.run(store, connection, rows, _BatchedErrors(error_file, store, connection, run_id))
                 if dry_run:
                     connection.execute("ROLLBACK")
                     return DryRunReport(path.name, counts, error_file.pending, facts.encoding_note)

@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from daemon.row_digests import DigestTable
+
 MIGRATIONS = [
     # 1: contacts, runs, row errors, file ledger, window claims
     """
@@ -82,6 +84,19 @@ MIGRATIONS = [
         window     TEXT NOT NULL,
         claimed_at TEXT NOT NULL,
         PRIMARY KEY (feed, window)
+    );
+    """,
+    # 2: what each feed's last import applied, and a version of each partner's contacts
+    """
+    CREATE TABLE partner_versions (
+        partner TEXT PRIMARY KEY,
+        version INTEGER NOT NULL
+    );
+    CREATE TABLE feed_row_digests (
+        feed    TEXT PRIMARY KEY,
+        partner TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        digests BLOB NOT NULL
     );
     """,
 ]
@@ -286,6 +301,41 @@ class Store:
                 (feed, window, utc_now()),
             )
             return cursor.rowcount == 1
+
+    # Row digests -------------------------------------------------------------------------
+
+    @staticmethod
+    def partner_version(connection, partner: str) -> int:
+        row = connection.execute("SELECT version FROM partner_versions WHERE partner = ?", (partner,)).fetchone()
+        return row[0] if row else 0
+
+    def bump_partner_version(self, connection, partner: str) -> int:
+        """Any run that changes a partner's contacts calls this, inside its transaction."""
+        version = self.partner_version(connection, partner) + 1
+        connection.execute(
+            "INSERT INTO partner_versions (partner, version) VALUES (?, ?) "
+            "ON CONFLICT (partner) DO UPDATE SET version = excluded.version",
+            (partner, version),
+        )
+        return version
+
+    def row_digests(self, connection, feed: str, partner: str) -> DigestTable | None:
+        """The feed's last clean rows, if nothing has changed the partner's contacts since."""
+        row = connection.execute(
+            "SELECT version, digests FROM feed_row_digests WHERE feed = ? AND partner = ?", (feed, partner)
+        ).fetchone()
+        if row is None or row[0] != self.partner_version(connection, partner):
+            return None
+        return DigestTable.from_bytes(row[1])
+
+    @staticmethod
+    def save_row_digests(connection, feed: str, partner: str, version: int, table: DigestTable) -> None:
+        connection.execute(
+            "INSERT INTO feed_row_digests (feed, partner, version, digests) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (feed) DO UPDATE SET partner = excluded.partner, version = excluded.version, "
+            "digests = excluded.digests",
+            (feed, partner, version, table.to_bytes()),
+        )
 
     # Contacts ---------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from daemon.gatekeeper import hash_password
+from daemon.passwords import hash_password
 
 PASSWORD = "correct horse battery"
 START_TIMEOUT = 30

@@ -10,7 +10,7 @@ import time
 import paramiko
 import pytest
 
-from daemon.gatekeeper import hash_password
+from daemon.passwords import hash_password
 from tests.conftest import PASSWORD
 
 NEW_PASSWORD = "a brand new password"

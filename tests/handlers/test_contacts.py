@@ -228,3 +228,20 @@ def test_rejected_rows_do_not_stop_good_ones_and_reimport_reports_partials_again
     second = json.loads(again.stdout)[0]
     assert second["details"]["unchanged"] == 1 and second["details"]["updated"] == 1
     assert [e["code"] for e in error_rows(second)] == [e["code"] for e in error_rows(first)] == ["invalid-email"]
+
+
+def test_reimport_skips_known_records_only_while_no_other_feed_changed_the_contacts(dropd, tmp_path):
+    second = students_feed(name="corrections", prefix="Fix", schedule=[])
+    dropd.add_feed_partner("northfield", [students_feed(schedule=[]), second])
+    dropd.start()
+    roster = tmp_path / "roster.csv"
+    roster.write_text(f"{HEADER}\n1,Ann,One,202-555-0101,,,,\n2,Bob,Two,202-555-0102,,,,\n")
+    dropd.cli("ingest", "students", str(roster))
+    [again] = json.loads(dropd.cli("ingest", "students", str(roster), "--force", "--json").stdout)
+    assert again["details"]["unchanged"] == 2
+    fix = tmp_path / "fix.csv"
+    fix.write_text(f"{HEADER}\n1,Annabel,One,202-555-0101,,,,\n")
+    dropd.cli("ingest", "corrections", str(fix))
+    [restored] = json.loads(dropd.cli("ingest", "students", str(roster), "--force", "--json").stdout)
+    assert (restored["details"]["updated"], restored["details"]["unchanged"]) == (1, 1)
+    assert dropd.contacts("northfield")["1"]["first_name"] == "Ann"
