@@ -165,7 +165,6 @@ class ContactsImport:
         self.feed = feed
         self.options = options
         self.fingerprint = _fingerprint(partner, options)
-        self._digest_key = hashlib.blake2b(self.fingerprint).digest()
 
     # Header -------------------------------------------------------------------------------------
 
@@ -189,6 +188,8 @@ class ContactsImport:
         self.opt_out_index = positions.get(opt_out.column) if opt_out else None
         self.custom_index = [(custom.field, positions.get(custom.column)) for custom in self.options.custom]
         self.header_width = len(header)
+        # The same cells under another header mean something else: the header keys every digest.
+        self._digest_key = hashlib.blake2b(self.fingerprint + "\x1f".join(header).encode("utf-8", "surrogatepass")).digest()
 
     def _wanted_headers(self) -> set[str]:
         wanted = set(self.options.columns.values()) | {custom.column for custom in self.options.custom}
@@ -218,12 +219,12 @@ class ContactsImport:
                 errors.reject(row, "malformed-row", problem, values or [])
                 counts.rejected += 1
                 continue
-            outcome = self._apply_row(connection, row, values, errors)
+            outcome, partial = self._apply_row(connection, row, values, errors)
             if outcome == "rejected":
                 counts.rejected += 1
                 continue
             setattr(counts, outcome, getattr(counts, outcome) + 1)
-            if self._partial_seen:
+            if partial:
                 counts.partial += 1
             else:
                 applied.add(digest)
@@ -249,26 +250,26 @@ class ContactsImport:
         return values[index].strip() if index is not None else None
 
     def _source_hash(self, values) -> bytes:
-        digest = hashlib.blake2b(self.fingerprint, digest_size=16)
-        digest.update("\x1f".join(values).encode("utf-8", "surrogatepass"))
-        return digest.digest()
+        cells = "\x1f".join(values).encode("utf-8", "surrogatepass")
+        return hashlib.blake2b(cells, digest_size=16, key=self._digest_key).digest()
 
-    def _apply_row(self, connection, row: int, values: list[str], errors: RowErrors) -> str:
-        self._partial_seen = False
+    def _apply_row(self, connection, row: int, values: list[str], errors: RowErrors) -> tuple[str, bool]:
+        """Returns the outcome (created, updated, unchanged, rejected) and whether a field was dropped."""
+        partial_errors = []
         contact_id = self._cell(values, "contact_id")
         source_hash = self._source_hash(values)
         by_contact_id = None
         if contact_id:
             by_contact_id = connection.execute(_SELECT + "contact_id = ?", (self.partner, contact_id)).fetchone()
             if by_contact_id is not None and by_contact_id["source_hash"] == source_hash:
-                return "unchanged"
+                return "unchanged", False
 
         def reject(code, message):
             errors.reject(row, code, message, values)
-            return "rejected"
+            return "rejected", False
 
         def partial(code, message):
-            self._partial_seen = True
+            partial_errors.append(code)
             errors.partial(row, code, message, values)
 
         for name in REQUIRED:
@@ -341,7 +342,7 @@ class ContactsImport:
         custom = json.loads(target["custom"]) if target is not None else {}
         custom_changed = self._custom(values, custom, partial)
 
-        if self._partial_seen:
+        if partial_errors:
             # Re-validate next time, so its problems are reported again until the row is fixed.
             changes["source_hash"] = None
         now = utc_now()
@@ -352,13 +353,13 @@ class ContactsImport:
             connection.execute(
                 f"INSERT INTO contacts ({names}) VALUES ({', '.join('?' * len(changes))})", tuple(changes.values())
             )
-            return "created"
+            return "created", bool(partial_errors)
         if custom_changed:
             changes["custom"] = json.dumps(custom)
         changes["updated_at"] = now
         assignments = ", ".join(f"{name} = ?" for name in changes)
         connection.execute(f"UPDATE contacts SET {assignments} WHERE id = ?", (*changes.values(), target["id"]))
-        return "updated"
+        return "updated", bool(partial_errors)
 
     def _opt_out(self, values, is_new: bool, partial) -> bool | None:
         """The opt-out status to store, or None to leave it as it is."""

@@ -245,3 +245,17 @@ def test_reimport_skips_known_records_only_while_no_other_feed_changed_the_conta
     [restored] = json.loads(dropd.cli("ingest", "students", str(roster), "--force", "--json").stdout)
     assert (restored["details"]["updated"], restored["details"]["unchanged"]) == (1, 1)
     assert dropd.contacts("northfield")["1"]["first_name"] == "Ann"
+
+
+def test_same_rows_under_a_reordered_header_are_applied_again(dropd, tmp_path):
+    dropd.add_feed_partner("northfield", [students_feed(schedule=[])])
+    dropd.start()
+    first = tmp_path / "first.csv"
+    first.write_text("Student ID,First Name,Last Name,Cell\n1,Ann,Lee,202-555-0101\n")
+    swapped = tmp_path / "swapped.csv"
+    swapped.write_text("Student ID,Last Name,First Name,Cell\n1,Ann,Lee,202-555-0101\n")
+    dropd.cli("ingest", "students", str(first))
+    [run] = json.loads(dropd.cli("ingest", "students", str(swapped), "--json").stdout)
+    assert run["details"]["updated"] == 1
+    ann = dropd.contacts("northfield")["1"]
+    assert (ann["first_name"], ann["last_name"]) == ("Lee", "Ann")

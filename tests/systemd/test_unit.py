@@ -9,8 +9,6 @@ import pytest
 
 UNIT = Path(__file__).parents[2] / "systemd" / "dropd.service"
 
-pytestmark = pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
-
 
 @pytest.fixture
 def installed_unit(tmp_path):
