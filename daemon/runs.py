@@ -33,9 +33,12 @@ class RunContext:
 
 
 class ErrorFile:
-    """The run's error CSV (UTF-8 with BOM, for Excel) and its rows in the store, made on first use."""
+    """The run's error CSV (UTF-8 with BOM, for Excel) and its rows in the store, made on first use.
 
-    def __init__(self, path: Path, header: list[str]):
+    With no path (a dry run) the errors are only collected, and nothing is written.
+    """
+
+    def __init__(self, path: Path | None, header: list[str]):
         self.path = path
         self.header = header
         self._handle = None
@@ -44,14 +47,16 @@ class ErrorFile:
         self.count = 0
 
     def write(self, row: int, code: str, failure_type: str, message: str, values) -> None:
+        self.pending.append((row, code, failure_type, message))
+        self.count += 1
+        if self.path is None:
+            return
         if self._handle is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._handle = open(self.path, "w", encoding="utf-8-sig", newline="")
             self._writer = csv.writer(self._handle)
             self._writer.writerow(["row", "code", "failure_type", "message", *self.header])
         self._writer.writerow([row, code, failure_type, message, *values])
-        self.pending.append((row, code, failure_type, message))
-        self.count += 1
 
     def flush_rows(self, store: Store, connection, run_id: int) -> None:
         store.add_row_errors(connection, run_id, self.pending)
@@ -111,7 +116,7 @@ def import_file(
     run_id = None if dry_run else store.start_run(partner.name, feed.name, feed.kind, trigger, path.name, facts.sha256)
     bound = bound.bind(run_id=run_id)
     bound.info("run.started", size=facts.size, encoding=facts.encoding)
-    errors_path = ctx.config.daemon.state_dir / "errors" / f"run-{run_id or 'dry'}-{feed.name}.csv"
+    errors_path = None if dry_run else ctx.config.daemon.state_dir / "errors" / f"run-{run_id}-{feed.name}.csv"
     connection = store.connect()
     error_file = None
     try:

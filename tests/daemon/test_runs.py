@@ -94,6 +94,12 @@ def test_run_now_with_no_file_records_a_skipped_run(dropd):
     assert run["trigger"] == "run-now"
 
 
+def test_run_now_on_a_disabled_feed_says_so(dropd):
+    start_with(dropd, enabled=False)
+    result = dropd.cli("run-now", "students", check=False)
+    assert result.returncode == 1 and "feed 'students' is disabled" in result.stderr
+
+
 def test_run_now_without_a_daemon_says_so(dropd):
     dropd.add_feed_partner("northfield", [students_feed()])
     dropd.write_config()
@@ -114,6 +120,7 @@ def test_dry_run_reports_and_changes_nothing(dropd, tmp_path):
     assert report["errors"] == [{"row": 4, "code": "missing-value", "failure_type": "complete", "message": "first_name ('First Name') is empty"}]
     assert set(dropd.contacts("northfield")) == {"1"} and dropd.contacts("northfield")["1"]["first_name"] == "Name1"
     assert len(dropd.runs()) == 1 and local.exists()
+    assert not (dropd.state_dir / "errors").exists()
 
 
 def test_ingest_imports_a_local_file_and_leaves_it_in_place(dropd, tmp_path):
