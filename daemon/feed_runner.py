@@ -13,6 +13,7 @@ from concurrent.futures import Future
 import structlog
 
 from daemon import landing
+from daemon.count_files import is_count_file
 from daemon.runs import RunContext, run_feed
 
 log = structlog.get_logger("dropd.feed_runner")
@@ -60,7 +61,9 @@ class FeedRunner:
                     log.info("run.not_started", feed=feed_name, reason="feed or partner disabled")
                     future.set_result([])
                     return
-                context = RunContext(self.core.store, config, self.core.arrivals.is_complete)
+                context = RunContext(
+                    self.core.store, config, self.core.arrivals.is_complete, lambda seconds: self.later(feed_name, seconds)
+                )
                 future.set_result(run_feed(context, partner, feed, trigger, force=force))
         except Exception as exc:
             log.exception("run.request_failed", feed=feed_name, trigger=trigger)
@@ -69,11 +72,19 @@ class FeedRunner:
             with self._lock:
                 self._threads.discard(threading.current_thread())
 
+    def later(self, feed_name: str, seconds: float) -> None:
+        """Ask again in `seconds` (a data file waiting for its count file, or the reverse)."""
+        timer = threading.Timer(seconds, self.request, args=(feed_name, "count-wait"))
+        timer.daemon = True
+        timer.start()
+
     def file_arrived(self, path) -> None:
         """A complete file landed: run each `on_arrival` feed whose folder and prefix it matches."""
         config = self.core.config
         for partner, feed in config.feeds():
-            if "on_arrival" not in feed.schedule or not landing.is_feed_file(path.name, feed.prefix):
+            if "on_arrival" not in feed.schedule:
+                continue
+            if not (landing.is_feed_file(path.name, feed.prefix) or is_count_file(path.name, feed.prefix)):
                 continue
             if path.parent == landing.landing_dir(config.daemon.drop_root, partner, feed):
                 self.request(feed.name, "arrival")

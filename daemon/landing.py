@@ -4,9 +4,9 @@ import datetime
 import os
 from pathlib import Path
 
+from daemon.count_files import COUNT_SUFFIX
 from daemon.uploads import is_temporary_name
 
-COUNT_SUFFIX = "_count.txt"
 FAILED_FOLDER = "failed"
 
 

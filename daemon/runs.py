@@ -13,7 +13,8 @@ from pathlib import Path
 
 import structlog
 
-from daemon import landing
+from daemon import count_files, landing
+from daemon.count_files import read_count
 from daemon.csv_source import CsvRows, CsvStructureError, inspect_file
 from daemon.store import RunRecord, Store
 from handlers import HANDLERS
@@ -30,6 +31,8 @@ class RunContext:
     config: object
     settled: object = None
     """A callable telling whether a landed file is complete; None treats every file as complete."""
+    retry_later: object = None
+    """A callable(seconds) asking for another run of the feed later (files waiting for count files)."""
 
 
 class ErrorFile:
@@ -96,9 +99,13 @@ def _now() -> datetime.datetime:
 
 
 def import_file(
-    ctx: RunContext, partner, feed, path: Path, trigger: str, force=False, dry_run=False, manual=False
-) -> RunRecord | DryRunReport:
-    """Import one file through `feed`. `manual` (dropd ingest) leaves the file where it is."""
+    ctx: RunContext, partner, feed, path: Path, trigger: str, force=False, dry_run=False, manual=False,
+    count_file: Path | None = None,
+) -> RunRecord | DryRunReport:  # fmt: skip
+    """Import one file through `feed`, checked against `count_file` when given.
+
+    `manual` (dropd ingest) leaves the file where it is.
+    """
     store = ctx.store
     facts = inspect_file(path)
     bound = log.bind(partner=partner.name, feed=feed.name, file=path.name, trigger=trigger)
@@ -110,7 +117,7 @@ def import_file(
         )  # fmt: skip
         bound.info("run.finished", run_id=run_id, status="skipped", reason="duplicate")
         if not manual:
-            _dispose(ctx, partner, feed, path, imported=True)
+            _dispose(ctx, partner, feed, path, imported=True, count_file=count_file)
         return store.run(run_id)
 
     run_id = None if dry_run else store.start_run(partner.name, feed.name, feed.kind, trigger, path.name, facts.sha256)
@@ -120,12 +127,17 @@ def import_file(
     connection = store.connect()
     error_file = None
     try:
+        expected_rows = read_count(count_file) if count_file else None
         with CsvRows(path, facts, feed.delimiter) as rows:
             error_file = ErrorFile(errors_path, rows.header)
             handler = HANDLERS[feed.kind](partner.name, feed.name, feed.options)
             connection.execute("BEGIN IMMEDIATE")
             try:
                 counts = handler.run(store, connection, rows, _BatchedErrors(error_file, store, connection, run_id))
+                if expected_rows is not None and counts.rows != expected_rows:
+                    raise FileRejected(
+                        "count-mismatch", f"file has {counts.rows} rows, count file says {expected_rows}"
+                    )
                 if dry_run:
                     connection.execute("ROLLBACK")
                     return DryRunReport(path.name, counts, error_file.pending, facts.encoding_note)
@@ -142,11 +154,11 @@ def import_file(
                 raise
     except (FileRejected, CsvStructureError) as exc:
         reason = f"{exc.code}: {exc.message}" if isinstance(exc, FileRejected) else f"malformed-row: {exc}"
-        return _failed(ctx, partner, feed, path, run_id, reason, error_file, dry_run, manual, bound)
+        return _failed(ctx, partner, feed, path, run_id, reason, error_file, dry_run, manual, bound, count_file)
     except Exception as exc:
         bound.exception("run.crashed")
         reason = f"internal-error: {type(exc).__name__}: {exc} (see the daemon log)"
-        return _failed(ctx, partner, feed, path, run_id, reason, error_file, dry_run, manual, bound)
+        return _failed(ctx, partner, feed, path, run_id, reason, error_file, dry_run, manual, bound, count_file)
     finally:
         connection.close()
         if error_file is not None:
@@ -156,11 +168,11 @@ def import_file(
         **counts.details(),
     )  # fmt: skip
     if not manual:
-        _dispose(ctx, partner, feed, path, imported=True)
+        _dispose(ctx, partner, feed, path, imported=True, count_file=count_file)
     return store.run(run_id)
 
 
-def _failed(ctx, partner, feed, path, run_id, reason, error_file, dry_run, manual, bound):
+def _failed(ctx, partner, feed, path, run_id, reason, error_file, dry_run, manual, bound, count_file=None):
     if dry_run:
         return DryRunReport(path.name, None, error_file.pending if error_file else [], reason)
     with ctx.store.transaction() as connection:
@@ -169,12 +181,17 @@ def _failed(ctx, partner, feed, path, run_id, reason, error_file, dry_run, manua
         )
     bound.warning("run.finished", status="failed", reason=reason)
     if not manual:
-        _dispose(ctx, partner, feed, path, imported=False)
+        _dispose(ctx, partner, feed, path, imported=False, count_file=count_file)
     return ctx.store.run(run_id)
 
 
-def _dispose(ctx, partner, feed, path: Path, imported: bool) -> None:
-    """After the commit: archive or delete an imported file; move a failed one to `failed/`."""
+def _dispose(ctx, partner, feed, path: Path, imported: bool, count_file: Path | None = None) -> None:
+    """After the commit: archive or delete an imported file; move a failed one to `failed/`.
+
+    A count file goes wherever its data file goes.
+    """
+    if count_file is not None and count_file.exists():
+        _dispose(ctx, partner, feed, count_file, imported)
     drop_root = ctx.config.daemon.drop_root
     if not imported:
         target = landing.move_aside(path, path.parent / landing.FAILED_FOLDER, _now())
@@ -192,8 +209,9 @@ def run_feed(ctx: RunContext, partner, feed, trigger: str, force=False) -> list[
     folder = landing.landing_dir(ctx.config.daemon.drop_root, partner, feed)
     files = [path for path in landing.feed_files(folder, feed.prefix) if ctx.settled is None or ctx.settled(path)]
     if not files:
-        if trigger == "arrival":
-            return []
+        orphaned = _expire_orphan_counts(ctx, partner, feed, trigger, folder)
+        if trigger in ("arrival", "count-wait") or orphaned:
+            return orphaned
         run_id = ctx.store.record_run(
             partner.name, feed.name, feed.kind, trigger, "skipped",
             f"no-file: no complete file starting with {feed.prefix!r} in {feed.path}",
@@ -206,10 +224,47 @@ def run_feed(ctx: RunContext, partner, feed, trigger: str, force=False) -> list[
             run_id = ctx.store.record_run(
                 partner.name, feed.name, feed.kind, trigger, "skipped", f"superseded by {newest.name}", older.name
             )
-            target = landing.move_aside(older, landing.archive_dir(ctx.config.daemon.drop_root, partner, feed), _now())
-            log.info("file.superseded", partner=partner.name, feed=feed.name, file=older.name, to=target.name)
+            archive = landing.archive_dir(ctx.config.daemon.drop_root, partner, feed)
+            for superseded in (older, count_files.count_file_for(older)):
+                if superseded.exists():
+                    target = landing.move_aside(superseded, archive, _now())
+                    log.info("file.superseded", partner=partner.name, feed=feed.name, file=superseded.name, to=target.name)
             records.append(ctx.store.run(run_id))
         files = [newest]
     for path in files:
-        records.append(import_file(ctx, partner, feed, path, trigger, force=force))
-    return records
+        decision = count_files.decide(feed, path)
+        if decision.wait:
+            log.info("run.waiting_for_count_file", partner=partner.name, feed=feed.name, file=path.name, seconds=round(decision.wait))
+            _retry_later(ctx, decision.wait)
+        elif decision.missing:
+            records.append(_missing_companion(ctx, partner, feed, trigger, path, "count-file-missing",
+                           f"no {count_files.count_file_for(path).name} arrived within count_wait"))  # fmt: skip
+        else:
+            records.append(import_file(ctx, partner, feed, path, trigger, force=force, count_file=decision.count_file))
+    return records + _expire_orphan_counts(ctx, partner, feed, trigger, folder)
+
+
+def _retry_later(ctx: RunContext, seconds: float) -> None:
+    if ctx.retry_later is not None:
+        ctx.retry_later(seconds + 1)
+
+
+def _missing_companion(ctx, partner, feed, trigger, path: Path, code: str, message: str) -> RunRecord:
+    """A run that failed because a file never got its companion: recorded, file to failed/."""
+    run_id = ctx.store.record_run(partner.name, feed.name, feed.kind, trigger, "failed", f"{code}: {message}", path.name)
+    log.warning("run.finished", partner=partner.name, feed=feed.name, file=path.name, status="failed", reason=code)
+    _dispose(ctx, partner, feed, path, imported=False)
+    return ctx.store.run(run_id)
+
+
+def _expire_orphan_counts(ctx, partner, feed, trigger, folder: Path) -> list[RunRecord]:
+    """Count files whose data file never came within count_wait: failed runs, files to failed/."""
+    data_files = landing.feed_files(folder, feed.prefix)
+    expired, next_due = count_files.orphans(feed, folder, data_files)
+    if next_due:
+        _retry_later(ctx, next_due)
+    return [
+        _missing_companion(ctx, partner, feed, trigger, path, "data-file-missing",
+                           f"{path.name} arrived but its data file did not within count_wait")  # fmt: skip
+        for path in expired
+    ]

@@ -65,13 +65,13 @@ def test_all_imports_each_file_oldest_first(dropd):
     assert set(dropd.contacts("northfield")) == {"1", "2", "3"}
 
 
-def test_delete_after_import_and_nonmatching_files_untouched(dropd):
+def test_delete_after_import_takes_the_count_file_along_and_leaves_other_files(dropd):
     start_with(dropd, after_import="delete")
     place(dropd, "StudentData_1.csv", [1])
     place(dropd, "Other_1.csv", [2])
-    place(dropd, "StudentData_1_count.txt", [])
+    (dropd.home("northfield") / "imports" / "StudentData_1_count.txt").write_text("1\n")
     assert [r["status"] for r in run_now(dropd)] == ["success"]
-    assert sorted(os.listdir(dropd.home("northfield") / "imports")) == ["Other_1.csv", "StudentData_1_count.txt"]
+    assert sorted(os.listdir(dropd.home("northfield") / "imports")) == ["Other_1.csv"]
 
 
 def test_identical_file_dropped_again_is_skipped_as_duplicate_unless_forced(dropd):
