@@ -181,6 +181,21 @@ def _contacts(args) -> int:
     return 0
 
 
+def _subscribers(args) -> int:
+    config, store = _load(args)
+    if args.partner not in config.partners:
+        raise SystemExit(f"dropd: no partner named {args.partner!r} in {config.file}")
+    subscribers = store.subscribers(args.partner, include_removed=args.all)
+    if args.json:
+        print(json.dumps(subscribers, indent=2))
+        return 0
+    for s in subscribers:
+        state = f"removed {s['removed_at'][:10]}" if s["removed_at"] else ("opted-out" if s["opted_out"] else "active")
+        print(f"{s['email']:<40} {s['first_name'] or ''} {s['last_name'] or ''}  segment={s['segment_code'] or '-'}  {state}")
+    print(f"{len(subscribers)} subscribers")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dropd", description="Partner file-exchange daemon (SFTP/FTPS drop zone).")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -217,6 +232,11 @@ def build_parser() -> argparse.ArgumentParser:
     contacts.add_argument("--partner", required=True)
     contacts.add_argument("--json", action="store_true")
     contacts.set_defaults(handler=_contacts)
+    subscribers = with_config(commands.add_parser("subscribers", help="a partner's subscriber list as the store holds it"))
+    subscribers.add_argument("--partner", required=True)
+    subscribers.add_argument("--all", action="store_true", help="include removed subscribers")
+    subscribers.add_argument("--json", action="store_true")
+    subscribers.set_defaults(handler=_subscribers)
     passwd = commands.add_parser("passwd", help="read a password (terminal or stdin) and print its argon2id hash")
     passwd.set_defaults(handler=_passwd)
     return parser

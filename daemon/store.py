@@ -99,6 +99,24 @@ MIGRATIONS = [
         digests BLOB NOT NULL
     );
     """,
+    # 3: subscriber lists; removed subscribers stay, with removed_at set
+    """
+    CREATE TABLE subscribers (
+        id           INTEGER PRIMARY KEY,
+        partner      TEXT NOT NULL,
+        email_key    TEXT NOT NULL,
+        email        TEXT NOT NULL,
+        first_name   TEXT,
+        last_name    TEXT,
+        segment_code TEXT,
+        opted_out    INTEGER NOT NULL DEFAULT 0,
+        seen_in      INTEGER,
+        created_at   TEXT NOT NULL,
+        updated_at   TEXT NOT NULL,
+        removed_at   TEXT
+    );
+    CREATE UNIQUE INDEX subscribers_by_email ON subscribers(partner, email_key);
+    """,
 ]
 
 RUN_COLUMNS = (
@@ -351,6 +369,18 @@ class Store:
             contact["custom"] = json.loads(contact["custom"])
             result.append(contact)
         return result
+
+    def subscribers(self, partner: str, include_removed: bool = False) -> list[dict]:
+        query = (
+            "SELECT email, first_name, last_name, segment_code, opted_out, created_at, updated_at, removed_at "
+            "FROM subscribers WHERE partner = ?"
+        )
+        if not include_removed:
+            query += " AND removed_at IS NULL"
+        rows = [dict(row) for row in self.connection.execute(query + " ORDER BY email_key", (partner,))]
+        for row in rows:
+            row["opted_out"] = bool(row["opted_out"])
+        return rows
 
     def close(self) -> None:
         connection = getattr(self._local, "connection", None)
