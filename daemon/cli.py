@@ -196,6 +196,20 @@ def _subscribers(args) -> int:
     return 0
 
 
+def _partner_records(args) -> int:
+    config, store = _load(args)
+    if args.partner not in config.partners:
+        raise SystemExit(f"dropd: no partner named {args.partner!r} in {config.file}")
+    found = store.events(args.partner) if args.command == "events" else store.messages(args.partner)
+    if args.json:
+        print(json.dumps(found, indent=2))
+    else:
+        for item in found:
+            print("  ".join(str(value) for value in item.values() if value not in (None, {})))
+        print(f"{len(found)} {args.command}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dropd", description="Partner file-exchange daemon (SFTP/FTPS drop zone).")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -237,6 +251,11 @@ def build_parser() -> argparse.ArgumentParser:
     subscribers.add_argument("--all", action="store_true", help="include removed subscribers")
     subscribers.add_argument("--json", action="store_true")
     subscribers.set_defaults(handler=_subscribers)
+    for name, what in (("events", "engagement events (activity feeds)"), ("messages", "the message log (messages feeds)")):
+        listing = with_config(commands.add_parser(name, help=f"a partner's {what} as the store holds them"))
+        listing.add_argument("--partner", required=True)
+        listing.add_argument("--json", action="store_true")
+        listing.set_defaults(handler=_partner_records)
     passwd = commands.add_parser("passwd", help="read a password (terminal or stdin) and print its argon2id hash")
     passwd.set_defaults(handler=_passwd)
     return parser

@@ -130,7 +130,7 @@ def import_file(
         expected_rows = read_count(count_file) if count_file else None
         with CsvRows(path, facts, feed.delimiter) as rows:
             error_file = ErrorFile(errors_path, rows.header)
-            handler = HANDLERS[feed.kind](partner.name, feed.name, feed.options)
+            handler = HANDLERS[feed.kind](partner.name, feed.name, feed.options, ctx.config.daemon.timezone)
             connection.execute("BEGIN IMMEDIATE")
             try:
                 counts = handler.run(store, connection, rows, _BatchedErrors(error_file, store, connection, run_id))

@@ -117,6 +117,40 @@ MIGRATIONS = [
     );
     CREATE UNIQUE INDEX subscribers_by_email ON subscribers(partner, email_key);
     """,
+    # 4: engagement events (activity feeds) and the organisation's message log (messages feeds)
+    """
+    CREATE TABLE events (
+        id          INTEGER PRIMARY KEY,
+        partner     TEXT NOT NULL,
+        event_id    TEXT NOT NULL,
+        contact_id  TEXT NOT NULL,
+        action      TEXT,
+        time        TEXT NOT NULL,
+        fields      TEXT NOT NULL DEFAULT '{}',
+        imported_at TEXT NOT NULL
+    );
+    CREATE UNIQUE INDEX events_by_id ON events(partner, event_id);
+    CREATE INDEX events_by_contact ON events(partner, contact_id);
+    CREATE TABLE messages (
+        id              INTEGER PRIMARY KEY,
+        partner         TEXT NOT NULL,
+        message_key     TEXT NOT NULL,
+        contact_id      TEXT NOT NULL,
+        channel         TEXT NOT NULL,
+        timestamp       TEXT NOT NULL,
+        direction       TEXT NOT NULL CHECK (direction IN ('incoming', 'outgoing')),
+        body            TEXT NOT NULL,
+        outgoing_source TEXT,
+        campaign_id     TEXT,
+        campaign_name   TEXT,
+        script_id       TEXT,
+        script_name     TEXT,
+        media           TEXT,
+        imported_at     TEXT NOT NULL
+    );
+    CREATE UNIQUE INDEX messages_by_key ON messages(partner, message_key);
+    CREATE INDEX messages_by_time ON messages(partner, timestamp);
+    """,
 ]
 
 RUN_COLUMNS = (
@@ -381,6 +415,21 @@ class Store:
         for row in rows:
             row["opted_out"] = bool(row["opted_out"])
         return rows
+
+    def events(self, partner: str) -> list[dict]:
+        rows = self.connection.execute(
+            "SELECT event_id, contact_id, action, time, fields FROM events WHERE partner = ? ORDER BY time, event_id",
+            (partner,),
+        )
+        return [dict(row, fields=json.loads(row["fields"])) for row in rows]
+
+    def messages(self, partner: str) -> list[dict]:
+        rows = self.connection.execute(
+            "SELECT contact_id, channel, timestamp, direction, body, outgoing_source, campaign_id, campaign_name, "
+            "script_id, script_name, media FROM messages WHERE partner = ? ORDER BY timestamp, id",
+            (partner,),
+        )
+        return [dict(row) for row in rows]
 
     def close(self) -> None:
         connection = getattr(self._local, "connection", None)

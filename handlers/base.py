@@ -1,4 +1,9 @@
-"""What every import handler shares: the rejection of a whole file, per-row error reports, counts."""
+"""What every import handler shares: the rejection of a whole file, per-row error reports, counts.
+
+A handler class has `kind`, `read_options(reader)` (its feed keys, checked at config load),
+and is built as `Handler(partner, feed, options, timezone)`; `run(store, connection, rows,
+errors)` applies a file inside the caller's transaction and returns its counts.
+"""
 
 from dataclasses import dataclass, field
 

@@ -160,7 +160,7 @@ class ContactsImport:
             phone_region=reader.take("phone_region", _region, "US"),
         )
 
-    def __init__(self, partner: str, feed: str, options: ContactsOptions):
+    def __init__(self, partner: str, feed: str, options: ContactsOptions, timezone: str = "UTC"):
         self.partner = partner
         self.feed = feed
         self.options = options

@@ -66,7 +66,7 @@ class SubscribersImport:
             max_removal=reader.take("max_removal", _percent, 0.5),
         )
 
-    def __init__(self, partner: str, feed: str, options: SubscribersOptions):
+    def __init__(self, partner: str, feed: str, options: SubscribersOptions, timezone: str = "UTC"):
         self.partner = partner
         self.feed = feed
         self.options = options
