@@ -1,11 +1,12 @@
-"""Contacts import speed and memory against a floor measured in the same run.
+"""Import speed and memory against a floor measured in the same run.
 
-    python3 bench/import.py [--rows 1000000]
+    python3 bench/import.py [--rows 1000000] [--only contacts subscribers activity]
 
-(a) floor: csv.reader over the file and a plain SQLite executemany upsert of the raw rows,
-one transaction; (b) dropd's first import of the file (`dropd ingest`); (c) dropd's import of
-the same file with 1 % of the rows changed. Each runs in its own process; peak RSS is that
-process's maximum resident set. Prints seconds, rows/s, peak RSS and (b)/(a), (c)/(a).
+Floor: csv.reader over the file and a plain SQLite executemany upsert of the raw rows, one
+transaction. Contacts: (b) dropd's first import (`dropd ingest`), (c) the same file with 1 %
+of rows changed. Subscribers: a full replacement of a list of N by a file with 10 % of them
+gone. Activity: N events. Each step runs in its own process; peak RSS is that process's
+maximum resident set. Prints seconds, rows/s, peak RSS and the ratio to the floor.
 """
 
 import argparse
@@ -55,21 +56,45 @@ def write_file(path: Path, rows: int, changed: set[int] = frozenset()) -> None:
             writer.writerow(row(index, 1 if index in changed else 0))
 
 
+def write_subscribers(path: Path, rows: int, gone: float = 0.0) -> None:
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["Email", "First Name", "Last Name", "Segment"])
+        for index in range(rows):
+            if gone and index % round(1 / gone) == 0:
+                continue
+            first, last = FIRST[index % 10], LAST[(index // 10) % 10]
+            writer.writerow([f"{first}.{last}{index}@members.example.org".lower(), first, last, f"SEG{index % 12}"])
+
+
+def write_activity(path: Path, rows: int) -> None:
+    start = time.time() - 3 * 86400
+    actions = ("message-sent", "open", "click", "open", "bounce")
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["cID", "_id", "mcID", "message_name", "message_sent", "action", "time", "first"])
+        for index in range(rows):
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start + index * 0.2))
+            writer.writerow([f"{index % 200000:08d}", f"ev{index:010d}", f"mc{index % 5000}", f"Issue {index % 40}",
+                             stamp, actions[index % 5], stamp, ("true", "false")[index % 2]])  # fmt: skip
+
+
 def floor(file: str, database: str) -> None:
     """The reference: read every row and upsert it raw, no mapping or validation."""
     connection = sqlite3.connect(database, isolation_level=None)
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=NORMAL")
-    columns = ", ".join(f"c{i} TEXT" for i in range(1, 10))
-    connection.execute(f"CREATE TABLE IF NOT EXISTS raw (c0 TEXT PRIMARY KEY, {columns})")
-    names = ", ".join(f"c{i}" for i in range(10))
-    updates = ", ".join(f"c{i} = excluded.c{i}" for i in range(1, 10))
     with open(file, newline="") as handle:
         reader = csv.reader(handle)
-        next(reader)
+        width = len(next(reader))
+        columns = ", ".join(f"c{i} TEXT" for i in range(1, width))
+        connection.execute(f"CREATE TABLE IF NOT EXISTS raw (c0 TEXT PRIMARY KEY, {columns})")
+        names = ", ".join(f"c{i}" for i in range(width))
+        updates = ", ".join(f"c{i} = excluded.c{i}" for i in range(1, width))
         connection.execute("BEGIN")
         connection.executemany(
-            f"INSERT INTO raw ({names}) VALUES ({', '.join('?' * 10)}) ON CONFLICT (c0) DO UPDATE SET {updates}", reader
+            f"INSERT INTO raw ({names}) VALUES ({', '.join('?' * width)}) ON CONFLICT (c0) DO UPDATE SET {updates}",
+            reader,
         )
         connection.execute("COMMIT")
 
@@ -96,6 +121,9 @@ def write_config(root: Path) -> Path:
     text += "[feed.columns]\n" + "".join(f'{field} = "{column}"\n' for field, column in columns.items())
     text += '[feed.opt_out]\ncolumn = "Text Opt Out"\nopted_in = ["N"]\nopted_out = ["Y"]\n'
     text += '[[feed.custom]]\nfield = "Major"\ncolumn = "Major"\n[[feed.custom]]\nfield = "Year"\ncolumn = "Year"\n'
+    text += '[[feed]]\nname = "list"\nkind = "subscribers"\npath = "/lists"\nprefix = "list"\nmode = "full_replace"\n'
+    text += '[feed.columns]\nemail = "Email"\nfirst_name = "First Name"\nlast_name = "Last Name"\nsegment_code = "Segment"\n'
+    text += '[[feed]]\nname = "events"\nkind = "activity"\npath = "/activity"\nprefix = "activity"\n'
     (root / "partners.d" / "bench.toml").write_text(text)
     return root / "dropd.toml"
 
@@ -108,6 +136,8 @@ def report(label: str, rows: int, seconds: float, rss: float, reference: float |
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--only", nargs="+", default=["contacts", "subscribers", "activity"],
+                        choices=["contacts", "subscribers", "activity"])  # fmt: skip
     parser.add_argument("--floor", nargs=2, metavar=("FILE", "DB"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.floor:
@@ -115,22 +145,44 @@ def main() -> int:
         return 0
     work = Path(tempfile.mkdtemp(prefix="dropd-import-bench-"))
     try:
-        first = work / "StudentData_first.csv"
-        second = work / "StudentData_second.csv"
-        write_file(first, args.rows)
-        changed = set(random.Random(7).sample(range(args.rows), args.rows // 100))
-        write_file(second, args.rows, changed)
         config = write_config(work)
-        print(f"contacts import, {args.rows} rows x {len(HEADER)} columns, {first.stat().st_size / 2**20:.0f} MiB")
-        floor_seconds, floor_rss = timed_process([sys.executable, __file__, "--floor", str(first), str(work / "floor.db")])
-        report("(a) floor: csv.reader + executemany", args.rows, floor_seconds, floor_rss)
-        dropd = [sys.executable, "-m", "daemon.cli", "ingest", "students", "-c", str(config)]
-        seconds, rss = timed_process(dropd + [str(first)])
-        report("(b) dropd first import", args.rows, seconds, rss, floor_seconds)
-        seconds_again, rss_again = timed_process(dropd + [str(second)])
-        report("(c) dropd re-import, 1% changed", args.rows, seconds_again, rss_again, floor_seconds)
-        print(f"(b)/(a) = {seconds / floor_seconds:.2f} (target <= 1.5)   (c)/(a) = {seconds_again / floor_seconds:.2f} (target <= 0.5)")
-        print(f"peak RSS: {max(rss, rss_again):.0f} MiB (target <= 150)")
+        ingest = [sys.executable, "-m", "daemon.cli", "ingest", "-c", str(config)]
+
+        def floor_of(path: Path) -> float:
+            seconds, rss = timed_process([sys.executable, __file__, "--floor", str(path), str(work / f"floor-{path.stem}.db")])
+            report("floor: csv.reader + executemany", args.rows, seconds, rss)
+            return seconds
+
+        def step(label: str, feed: str, path: Path, rows: int, reference: float) -> float:
+            seconds, rss = timed_process(ingest + [feed, str(path)])
+            report(label, rows, seconds, rss, reference)
+            return seconds / reference
+
+        if "contacts" in args.only:
+            first, second = work / "StudentData_first.csv", work / "StudentData_second.csv"
+            write_file(first, args.rows)
+            write_file(second, args.rows, set(random.Random(7).sample(range(args.rows), args.rows // 100)))
+            print(f"contacts, {args.rows} rows x {len(HEADER)} columns, {first.stat().st_size / 2**20:.0f} MiB")
+            reference = floor_of(first)
+            b = step("(b) dropd first import", "students", first, args.rows, reference)
+            c = step("(c) dropd re-import, 1% changed", "students", second, args.rows, reference)
+            print(f"  (b)/floor = {b:.2f} (target <= 1.5)   (c)/floor = {c:.2f} (target <= 0.5)")
+        if "subscribers" in args.only:
+            full, smaller = work / "list_full.csv", work / "list_smaller.csv"
+            write_subscribers(full, args.rows)
+            write_subscribers(smaller, args.rows, gone=0.1)
+            print(f"subscribers, full replacement of {args.rows} by a file with 10% gone")
+            timed_process(ingest + ["list", str(full)])
+            reference = floor_of(smaller)
+            ratio = step("dropd full replacement", "list", smaller, args.rows * 9 // 10, reference)
+            print(f"  replacement/floor = {ratio:.2f} (target <= 1.5)")
+        if "activity" in args.only:
+            events = work / "activity_events.csv"
+            write_activity(events, args.rows)
+            print(f"activity, {args.rows} events")
+            reference = floor_of(events)
+            ratio = step("dropd activity import", "events", events, args.rows, reference)
+            print(f"  import/floor = {ratio:.2f} (target <= 1.5)")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0
