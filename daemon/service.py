@@ -146,6 +146,9 @@ class Daemon:
             old, fresh = getattr(self.config, section), getattr(new, section)
             if (old and old.listen) != (fresh and fresh.listen):
                 log.warning("config.restart_needed", key=f"{section}.listen", message="listen addresses change on restart")
+        for key in ("state_dir", "drop_root", "store", "control_socket"):
+            if getattr(self.config.daemon, key) != getattr(new.daemon, key):
+                log.warning("config.restart_needed", key=f"daemon.{key}", message="this setting changes on restart")
         self.bans.settings = new.security
         self.arrivals.quiet_period = new.daemon.quiet_period
         self.gatekeeper = Gatekeeper(new.partners, self.bans)

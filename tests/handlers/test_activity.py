@@ -101,3 +101,19 @@ def test_custom_mapping_is_checked_at_config_time(dropd):
     result = dropd.cli("check-config", check=False)
     assert result.returncode == 1
     assert "feed[activity].mapping: required field(s) not mapped: contact_id, time" in result.stderr
+
+
+def test_opt_out_event_opts_a_subscriber_out(dropd, tmp_path):
+    subscribers = {
+        "name": "newsletter", "kind": "subscribers", "path": "/lists", "prefix": "list", "schedule": [],
+        "columns": {"email": "Email"},
+    }  # fmt: skip
+    dropd.add_feed_partner("northfield", [activity_feed(), subscribers])
+    dropd.start()
+    members = tmp_path / "list.csv"
+    members.write_text("Email\nreader@example.org\nother@example.org\n")
+    dropd.cli("ingest", "newsletter", str(members))
+    run = drop(dropd, "cordial_1.csv", f"{HEADER}\nReader@Example.org,e1,,,,opt-out,{recent()},\n")
+    assert run["details"]["opted_out"] == 1
+    listed = {s["email"]: s for s in json.loads(dropd.cli("subscribers", "--partner", "northfield", "--json").stdout)}
+    assert listed["reader@example.org"]["opted_out"] is True and listed["other@example.org"]["opted_out"] is False
