@@ -18,12 +18,6 @@ def secret_path(value: str, config_dir: Path) -> Path:
     return path if path.is_absolute() else config_dir / path
 
 
-def read_secret(value: str, config_dir: Path) -> str:
-    """Return the secret's text without its trailing newline; OSError names the file."""
-    path = secret_path(value, config_dir)
-    return path.read_text(encoding="utf-8").rstrip("\r\n")
-
-
 def readable_secret_file(config_dir: Path):
     """A config parser that checks a secret file can be read, and returns its path."""
 

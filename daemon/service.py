@@ -196,7 +196,3 @@ def _drain(descriptor: int) -> set[int]:
             return received
         received.update(chunk)
 
-
-def run_daemon(config_file: str) -> int:
-    config = load_config(config_file)
-    return Daemon(config).run()

@@ -322,15 +322,6 @@ class Store:
     def run(self, run_id: int) -> RunRecord:
         return _run_record(self.connection.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone())
 
-    def row_errors(self, run_id: int) -> list[tuple]:
-        return [
-            tuple(row)
-            for row in self.connection.execute(
-                "SELECT row_number, code, failure_type, message FROM run_errors WHERE run_id = ? ORDER BY rowid",
-                (run_id,),
-            )
-        ]
-
     # File ledger and schedule claims -----------------------------------------------------------
 
     def imported_by(self, feed: str, sha256: str) -> int | None:
