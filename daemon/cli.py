@@ -211,7 +211,11 @@ def _partner_records(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dropd", description="Partner file-exchange daemon (SFTP/FTPS drop zone).")
+    parser = argparse.ArgumentParser(
+        prog="dropd",
+        description="Partner file-exchange daemon: SFTP/FTPS drop zone, feed imports, run history.",
+        epilog="Each command takes -c CONFIG (default /etc/dropd/dropd.toml); `dropd COMMAND --help` for its options.",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def with_config(command):
@@ -251,8 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     subscribers.add_argument("--all", action="store_true", help="include removed subscribers")
     subscribers.add_argument("--json", action="store_true")
     subscribers.set_defaults(handler=_subscribers)
-    for name, what in (("events", "engagement events (activity feeds)"), ("messages", "the message log (messages feeds)")):
-        listing = with_config(commands.add_parser(name, help=f"a partner's {what} as the store holds them"))
+    for name, what in (("events", "engagement events (from activity feeds)"), ("messages", "message log (from messages feeds)")):
+        listing = with_config(commands.add_parser(name, help=f"a partner's {what}, as the store holds it"))
         listing.add_argument("--partner", required=True)
         listing.add_argument("--json", action="store_true")
         listing.set_defaults(handler=_partner_records)
