@@ -70,9 +70,9 @@ def _load(args):
         config = load_config(args.config)
         return config, Store.for_config(config)
     except ConfigInvalid as invalid:
-        raise SystemExit("\n".join(map(str, invalid.errors)))
+        raise SystemExit("\n".join(map(str, invalid.errors))) from None
     except SchemaError as exc:
-        raise SystemExit(f"dropd: {exc}")
+        raise SystemExit(f"dropd: {exc}") from None
 
 
 def _find_feed(config, name: str):
@@ -80,7 +80,7 @@ def _find_feed(config, name: str):
         return config.feed(name)
     except KeyError:
         known = ", ".join(feed.name for _, feed in config.feeds()) or "none"
-        raise SystemExit(f"dropd: no feed named {name!r} in {config.file} (feeds: {known})")
+        raise SystemExit(f"dropd: no feed named {name!r} in {config.file} (feeds: {known})") from None
 
 
 def _print_runs(records, as_json: bool) -> None:

@@ -14,7 +14,7 @@ import time
 
 import paramiko
 import structlog
-from paramiko.sftp import SFTP_FAILURE, SFTP_NO_SUCH_FILE, SFTP_OK, SFTP_OP_UNSUPPORTED, SFTP_PERMISSION_DENIED
+from paramiko.sftp import SFTP_FAILURE, SFTP_OK, SFTP_OP_UNSUPPORTED, SFTP_PERMISSION_DENIED
 
 from daemon.gatekeeper import LoginRefused
 from daemon.host_keys import load_host_keys

@@ -6,7 +6,6 @@ import json
 import os
 import time
 
-import pytest
 
 from tests.handlers.test_contacts import HEADER, students_feed
 

@@ -2,7 +2,6 @@
 back with `dropd contacts --json` and `dropd runs --json`."""
 
 import csv
-import io
 import json
 import os
 from pathlib import Path
