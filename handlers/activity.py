@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from daemon import config_values as v
 from daemon.store import utc_now
-from handlers.base import FileRejected, ImportCounts, RowErrors
+from handlers.base import FileRejected, ImportCounts, RowErrors, well_formed
 from handlers.typed_values import TYPES, parse_date, parse_typed
 
 DEFAULT_MAPPING = {
@@ -101,14 +101,7 @@ class ActivityImport:
         columns = [(positions[source], field, kind) for source, (field, kind) in self.options.mapping.items() if source in positions]
         since = self._since()
         counts = ImportCounts(extra={"too_old": 0, "opted_out": 0})
-        for row, _text, values, problem in rows:
-            counts.rows += 1
-            if problem is None and len(values) != len(rows.header):
-                problem = f"the row has {len(values)} cells but the header has {len(rows.header)}"
-            if problem is not None:
-                errors.reject(row, "malformed-row", problem, values or [])
-                counts.rejected += 1
-                continue
+        for row, _text, values in well_formed(rows, errors, counts):
             event = self._event(row, values, columns, errors)
             if event is None:
                 counts.rejected += 1

@@ -44,6 +44,36 @@ class ImportCounts:
         }
 
 
+def column_mapping(value, fields: tuple, required: tuple) -> dict:
+    """A feed's `[feed.columns]` table: field = "column header", checked against `fields`."""
+    if not isinstance(value, dict):
+        raise ValueError('must be a table of field = "column header"')
+    unknown = sorted(set(value) - set(fields))
+    if unknown:
+        raise ValueError(f"unknown field(s) {', '.join(unknown)}; fields are: {', '.join(fields)}")
+    missing = [name for name in required if name not in value]
+    if missing:
+        raise ValueError(f"required field(s) not mapped: {', '.join(missing)}")
+    for name, header in value.items():
+        if not isinstance(header, str) or not header.strip():
+            raise ValueError(f"{name} must name a column header")
+    return {name: header.strip() for name, header in value.items()}
+
+
+def well_formed(rows, errors: "RowErrors", counts: ImportCounts):
+    """The file's records as (row, text, values), counted; malformed ones are rejected here."""
+    width = len(rows.header)
+    for row, text, values, problem in rows:
+        counts.rows += 1
+        if problem is None and len(values) != width:
+            problem = f"the row has {len(values)} cells but the header has {width}"
+        if problem is not None:
+            errors.reject(row, "malformed-row", problem, values or [])
+            counts.rejected += 1
+            continue
+        yield row, text, values
+
+
 class RowErrors:
     """Where handlers report row problems; the run decides where they are written."""
 

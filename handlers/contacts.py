@@ -23,7 +23,7 @@ from daemon import config_values as v
 from daemon.row_digests import DigestTable
 from daemon.store import utc_now
 from daemon.validation import normalized_email, phone_to_e164
-from handlers.base import FileRejected, ImportCounts, RowErrors
+from handlers.base import FileRejected, ImportCounts, RowErrors, column_mapping, well_formed
 
 FIELDS = ("contact_id", "first_name", "last_name", "mobile_number", "email", "staff_id", "crm_id")
 REQUIRED = ("contact_id", "first_name", "last_name", "mobile_number")
@@ -56,21 +56,6 @@ class ContactsOptions:
     opt_out: OptOut | None
     custom: tuple
     phone_region: str
-
-
-def _columns(value) -> dict:
-    if not isinstance(value, dict):
-        raise ValueError("must be a table of field = \"column header\"")
-    unknown = sorted(set(value) - set(FIELDS))
-    if unknown:
-        raise ValueError(f"unknown field(s) {', '.join(unknown)}; fields are: {', '.join(FIELDS)}")
-    missing = [name for name in REQUIRED if name not in value]
-    if missing:
-        raise ValueError(f"required field(s) not mapped: {', '.join(missing)}")
-    for name, header in value.items():
-        if not isinstance(header, str) or not header.strip():
-            raise ValueError(f"{name} must name a column header")
-    return {name: header.strip() for name, header in value.items()}
 
 
 def _region(value) -> str:
@@ -150,7 +135,7 @@ class ContactsImport:
         columns = None
         if columns_table is not None:
             try:
-                columns = _columns(columns_table.table)
+                columns = column_mapping(columns_table.table, FIELDS, REQUIRED)
             except ValueError as exc:
                 columns_table.error("", str(exc))
         return ContactsOptions(
@@ -187,7 +172,6 @@ class ContactsImport:
         opt_out = self.options.opt_out
         self.opt_out_index = positions.get(opt_out.column) if opt_out else None
         self.custom_index = [(custom.field, positions.get(custom.column)) for custom in self.options.custom]
-        self.header_width = len(header)
         # The same cells under another header mean something else: the header keys every digest.
         self._digest_key = hashlib.blake2b(self.fingerprint + "\x1f".join(header).encode("utf-8", "surrogatepass")).digest()
 
@@ -206,18 +190,11 @@ class ContactsImport:
         counts = ImportCounts()
         previous = store.row_digests(connection, self.feed, self.partner)
         applied = DigestTable(len(previous) if previous else 0)
-        for row, text, values, problem in rows:
-            counts.rows += 1
+        for row, text, values in well_formed(rows, errors, counts):
             digest = self._record_digest(text)
             if previous is not None and digest in previous:
                 counts.unchanged += 1
                 applied.add(digest)
-                continue
-            if problem is None and len(values) != self.header_width:
-                problem = f"the row has {len(values)} cells but the header has {self.header_width}"
-            if problem is not None:
-                errors.reject(row, "malformed-row", problem, values or [])
-                counts.rejected += 1
                 continue
             outcome, partial = self._apply_row(connection, row, values, errors)
             if outcome == "rejected":

@@ -10,7 +10,7 @@ contact, timestamp, direction and a hash of the body, so a re-sent log adds noth
 import hashlib
 
 from daemon.store import utc_now
-from handlers.base import FileRejected, ImportCounts, RowErrors
+from handlers.base import FileRejected, ImportCounts, RowErrors, well_formed
 from handlers.typed_values import parse_date
 
 REQUIRED_COLUMNS = ("contact_id", "channel", "timestamp", "incoming", "outgoing")
@@ -39,14 +39,7 @@ class MessagesImport:
                 raise FileRejected("missing-column", f"required column {name!r} is not in the header")
         self.positions = positions
         counts = ImportCounts()
-        for row, _text, values, problem in rows:
-            counts.rows += 1
-            if problem is None and len(values) != len(rows.header):
-                problem = f"the row has {len(values)} cells but the header has {len(rows.header)}"
-            if problem is not None:
-                errors.reject(row, "malformed-row", problem, values or [])
-                counts.rejected += 1
-                continue
+        for row, _text, values in well_formed(rows, errors, counts):
             message = self._message(row, values, errors)
             if message is None:
                 counts.rejected += 1

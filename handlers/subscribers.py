@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from daemon import config_values as v
 from daemon.store import utc_now
 from daemon.validation import normalized_email
-from handlers.base import FileRejected, ImportCounts, RowErrors
+from handlers.base import FileRejected, ImportCounts, RowErrors, column_mapping, well_formed
 
 FIELDS = ("email", "first_name", "last_name", "segment_code")
 UNSET = "UNSET"
@@ -25,20 +25,6 @@ class SubscribersOptions:
     mode: str
     max_removal: float
     """A fraction: 0.5 for "50%"."""
-
-
-def _columns(value) -> dict:
-    if not isinstance(value, dict):
-        raise ValueError("must be a table of field = \"column header\"")
-    unknown = sorted(set(value) - set(FIELDS))
-    if unknown:
-        raise ValueError(f"unknown field(s) {', '.join(unknown)}; fields are: {', '.join(FIELDS)}")
-    if "email" not in value:
-        raise ValueError("required field not mapped: email")
-    for name, header in value.items():
-        if not isinstance(header, str) or not header.strip():
-            raise ValueError(f"{name} must name a column header")
-    return {name: header.strip() for name, header in value.items()}
 
 
 def _percent(value) -> float:
@@ -57,7 +43,7 @@ class SubscribersImport:
         columns = {"email": "email", "first_name": "first_name", "last_name": "last_name", "segment_code": "segment_code"}
         if table is not None:
             try:
-                columns = _columns(table.table)
+                columns = column_mapping(table.table, FIELDS, ("email",))
             except ValueError as exc:
                 table.error("", str(exc))
         return SubscribersOptions(
@@ -81,7 +67,6 @@ class SubscribersImport:
         if email_column not in positions:
             raise FileRejected("missing-column", f"required column {email_column!r} (email) is not in the header")
         self.index = {name: positions.get(column) for name, column in self.options.columns.items()}
-        self.header_width = len(header)
 
     def run(self, store, connection, rows, errors: RowErrors) -> ImportCounts:
         self._locate(rows.header)
@@ -90,14 +75,7 @@ class SubscribersImport:
         active_before = connection.execute(
             "SELECT COUNT(*) FROM subscribers WHERE partner = ? AND removed_at IS NULL", (self.partner,)
         ).fetchone()[0]
-        for row, _text, values, problem in rows:
-            counts.rows += 1
-            if problem is None and len(values) != self.header_width:
-                problem = f"the row has {len(values)} cells but the header has {self.header_width}"
-            if problem is not None:
-                errors.reject(row, "malformed-row", problem, values or [])
-                counts.rejected += 1
-                continue
+        for row, _text, values in well_formed(rows, errors, counts):
             outcome = self._apply_row(connection, row, values, errors, stamp)
             setattr(counts, outcome, getattr(counts, outcome) + 1)
         if self.options.mode == "full_replace":
