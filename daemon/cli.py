@@ -165,48 +165,38 @@ def _runs(args) -> int:
     return 0
 
 
-def _contacts(args) -> int:
-    config, store = _load(args)
-    if args.partner not in config.partners:
-        raise SystemExit(f"dropd: no partner named {args.partner!r} in {config.file}")
-    contacts = store.contacts(args.partner)
-    if args.json:
-        print(json.dumps(contacts, indent=2))
-        return 0
-    for c in contacts:
-        status = "opted-out" if c["opted_out"] else "opted-in"
-        print(f"{c['contact_id']:<16} {c['first_name'] or ''} {c['last_name'] or ''}  {c['mobile_number'] or '-'}  "
-              f"{c['email'] or '-'}  crm={c['crm_id'] or '-'}  {status}")
-    print(f"{len(contacts)} contacts")
-    return 0
+def _contact_line(c: dict) -> str:
+    status = "opted-out" if c["opted_out"] else "opted-in"
+    return (f"{c['contact_id']:<16} {c['first_name'] or ''} {c['last_name'] or ''}  {c['mobile_number'] or '-'}  "
+            f"{c['email'] or '-'}  crm={c['crm_id'] or '-'}  {status}")  # fmt: skip
 
 
-def _subscribers(args) -> int:
-    config, store = _load(args)
-    if args.partner not in config.partners:
-        raise SystemExit(f"dropd: no partner named {args.partner!r} in {config.file}")
-    subscribers = store.subscribers(args.partner, include_removed=args.all)
-    if args.json:
-        print(json.dumps(subscribers, indent=2))
-        return 0
-    for s in subscribers:
-        state = f"removed {s['removed_at'][:10]}" if s["removed_at"] else ("opted-out" if s["opted_out"] else "active")
-        print(f"{s['email']:<40} {s['first_name'] or ''} {s['last_name'] or ''}  segment={s['segment_code'] or '-'}  {state}")
-    print(f"{len(subscribers)} subscribers")
-    return 0
+def _subscriber_line(s: dict) -> str:
+    state = f"removed {s['removed_at'][:10]}" if s["removed_at"] else ("opted-out" if s["opted_out"] else "active")
+    return f"{s['email']:<40} {s['first_name'] or ''} {s['last_name'] or ''}  segment={s['segment_code'] or '-'}  {state}"
+
+
+def _record_line(record: dict) -> str:
+    return "  ".join(str(value) for value in record.values() if value not in (None, {}))
 
 
 def _partner_records(args) -> int:
+    """contacts, subscribers, events, messages: what the store holds for one partner."""
     config, store = _load(args)
     if args.partner not in config.partners:
         raise SystemExit(f"dropd: no partner named {args.partner!r} in {config.file}")
-    found = store.events(args.partner) if args.command == "events" else store.messages(args.partner)
+    found, line = {
+        "contacts": lambda: (store.contacts(args.partner), _contact_line),
+        "subscribers": lambda: (store.subscribers(args.partner, include_removed=args.all), _subscriber_line),
+        "events": lambda: (store.events(args.partner), _record_line),
+        "messages": lambda: (store.messages(args.partner), _record_line),
+    }[args.command]()
     if args.json:
         print(json.dumps(found, indent=2))
-    else:
-        for item in found:
-            print("  ".join(str(value) for value in item.values() if value not in (None, {})))
-        print(f"{len(found)} {args.command}")
+        return 0
+    for record in found:
+        print(line(record))
+    print(f"{len(found)} {args.command}")
     return 0
 
 
@@ -249,12 +239,12 @@ def build_parser() -> argparse.ArgumentParser:
     contacts = with_config(commands.add_parser("contacts", help="the contacts the store holds for a partner"))
     contacts.add_argument("--partner", required=True)
     contacts.add_argument("--json", action="store_true")
-    contacts.set_defaults(handler=_contacts)
+    contacts.set_defaults(handler=_partner_records)
     subscribers = with_config(commands.add_parser("subscribers", help="a partner's subscriber list as the store holds it"))
     subscribers.add_argument("--partner", required=True)
     subscribers.add_argument("--all", action="store_true", help="include removed subscribers")
     subscribers.add_argument("--json", action="store_true")
-    subscribers.set_defaults(handler=_subscribers)
+    subscribers.set_defaults(handler=_partner_records)
     for name, what in (("events", "engagement events (from activity feeds)"), ("messages", "message log (from messages feeds)")):
         listing = with_config(commands.add_parser(name, help=f"a partner's {what}, as the store holds it"))
         listing.add_argument("--partner", required=True)
