@@ -80,17 +80,14 @@ class Arrivals:
             self._open_for_writing.discard(path)
         self._on_arrival(path)
 
-    def _created(self, path: Path) -> None:
-        """A new file: open for writing until a close-after-write is seen (or the kernel says no)."""
+    def _changed(self, path: Path, still_open: bool) -> None:
+        """A file was created (`still_open`: its writer has not closed it yet) or closed after
+        writing; either way its quiet period starts now."""
         with self._lock:
-            self._open_for_writing.add(path)
-            now = self._clock()
-            self._last_event[path] = now
-            self._due[path] = now + self.quiet_period
-
-    def _finished_writing(self, path: Path) -> None:
-        with self._lock:
-            self._open_for_writing.discard(path)
+            if still_open:
+                self._open_for_writing.add(path)
+            else:
+                self._open_for_writing.discard(path)
             now = self._clock()
             self._last_event[path] = now
             self._due[path] = now + self.quiet_period
@@ -161,18 +158,18 @@ class _Events(FileSystemEventHandler):
 
     def on_created(self, event):
         if not event.is_directory and (path := self._relevant(event.src_path)):
-            self.arrivals._created(path)
+            self.arrivals._changed(path, still_open=True)
 
     def on_closed(self, event):
         if not event.is_directory and (path := self._relevant(event.src_path)):
-            self.arrivals._finished_writing(path)
+            self.arrivals._changed(path, still_open=False)
 
     def on_moved(self, event):
         if event.is_directory:
             return
         self.arrivals._gone(Path(event.src_path))
         if path := self._relevant(event.dest_path):
-            self.arrivals._finished_writing(path)
+            self.arrivals._changed(path, still_open=False)
 
     def on_deleted(self, event):
         if not event.is_directory:

@@ -146,7 +146,7 @@ class _PartnerAuthorizer:
             gatekeeper.refused("ftp", username, handler.remote_ip, str(refused))
             raise AuthenticationFailed("Authentication failed.") from None
         gatekeeper.accepted("ftp", partner, handler.remote_ip, "password")
-        handler.partner = partner
+        handler.start_session(partner)
 
     def get_home_dir(self, username):
         return str(partner_home(self.core.config.daemon.drop_root, self.core.gatekeeper.partners[username]))
@@ -210,7 +210,6 @@ class _SessionHandling:
 
     core = None
     session: PartnerSession | None = None
-    partner = None
 
     def handle(self):
         if self.core.gatekeeper.bans.is_banned(self.remote_ip):
@@ -222,12 +221,12 @@ class _SessionHandling:
         self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         super().handle()
 
-    def on_login(self, username):
-        home = partner_home(self.core.config.daemon.drop_root, self.partner)
-        self.session = PartnerSession(
-            self.partner, home, "ftp", self.remote_ip, self.core.handoff, self.core.transfers
-        )
-        self.fs = self.abstracted_fs(str(home), self)
+    def start_session(self, partner) -> None:
+        """Called on a good password, before pyftpdlib builds the file system on the session."""
+        if self.session is not None:
+            self.session.close("logged in again")
+        home = partner_home(self.core.config.daemon.drop_root, partner)
+        self.session = PartnerSession(partner, home, "ftp", self.remote_ip, self.core.handoff, self.core.transfers)
 
     def control_connected(self) -> bool:
         """False when the client has closed the control connection (peeked, never read).

@@ -15,8 +15,7 @@ def landing_dir(drop_root: Path, partner, feed) -> Path:
 
 
 def archive_dir(drop_root: Path, partner, feed) -> Path:
-    archive = feed.archive_path or feed.path.rstrip("/") + "/archive"
-    return drop_root / partner.name / archive.lstrip("/")
+    return drop_root / partner.name / feed.archive_path.lstrip("/")
 
 
 def is_feed_file(name: str, prefix: str) -> bool:

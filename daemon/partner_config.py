@@ -130,7 +130,8 @@ def read_feed(errors, file: Path, index: int, table) -> Feed | None:
         options = HANDLERS[kind].read_options(reader)
     elif kind is not None:
         reader.error("kind", f"{kind!r} feeds are not available in this version (available: {', '.join(HANDLERS)})")
-    if feed["after_import"] == "move" and not feed["archive_path"] and feed["path"] and not exporting:
+    if not feed["archive_path"] and feed["path"] and not exporting:
+        # Also where superseded files go when after_import = "delete".
         feed["archive_path"] = feed["path"].rstrip("/") + "/archive"
     reader.finish()
     if len(errors) > before:

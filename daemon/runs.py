@@ -131,27 +131,21 @@ def import_file(
         with CsvRows(path, facts, feed.delimiter) as rows:
             error_file = ErrorFile(errors_path, rows.header)
             handler = HANDLERS[feed.kind](partner.name, feed.name, feed.options, ctx.config.daemon.timezone)
-            connection.execute("BEGIN IMMEDIATE")
-            try:
+            with store.transaction(connection, commit=not dry_run):
                 counts = handler.run(store, connection, rows, _BatchedErrors(error_file, store, connection, run_id))
                 if expected_rows is not None and counts.rows != expected_rows:
                     raise FileRejected(
                         "count-mismatch", f"file has {counts.rows} rows, count file says {expected_rows}"
                     )
-                if dry_run:
-                    connection.execute("ROLLBACK")
-                    return DryRunReport(path.name, counts, error_file.pending, facts.encoding_note)
-                error_file.flush_rows(store, connection, run_id)
-                store.finish_run(
-                    connection, run_id, "success", facts.encoding_note, counts.rows, counts.applied,
-                    counts.rejected, counts.details(), error_file.written,
-                )  # fmt: skip
-                store.record_import(connection, feed.name, facts.sha256, path.name, run_id)
-                connection.execute("COMMIT")
-            except BaseException:
-                if connection.in_transaction:
-                    connection.execute("ROLLBACK")
-                raise
+                if not dry_run:
+                    error_file.flush_rows(store, connection, run_id)
+                    store.finish_run(
+                        connection, run_id, "success", facts.encoding_note, counts.rows, counts.applied,
+                        counts.rejected, counts.details(), error_file.written,
+                    )  # fmt: skip
+                    store.record_import(connection, feed.name, facts.sha256, path.name, run_id)
+            if dry_run:
+                return DryRunReport(path.name, counts, error_file.pending, facts.encoding_note)
     except (FileRejected, CsvStructureError) as exc:
         reason = f"{exc.code}: {exc.message}" if isinstance(exc, FileRejected) else f"malformed-row: {exc}"
         return _failed(ctx, partner, feed, path, run_id, reason, error_file, dry_run, manual, bound, count_file)
@@ -207,9 +201,10 @@ def _dispose(ctx, partner, feed, path: Path, imported: bool, count_file: Path | 
 def run_feed(ctx: RunContext, partner, feed, trigger: str, force=False) -> list[RunRecord]:
     """One pass over the feed's landing folder, as `files` says: newest only, or each in turn."""
     folder = landing.landing_dir(ctx.config.daemon.drop_root, partner, feed)
-    files = [path for path in landing.feed_files(folder, feed.prefix) if ctx.settled is None or ctx.settled(path)]
+    present = landing.feed_files(folder, feed.prefix)
+    files = [path for path in present if ctx.settled is None or ctx.settled(path)]
     if not files:
-        orphaned = _expire_orphan_counts(ctx, partner, feed, trigger, folder)
+        orphaned = _expire_orphan_counts(ctx, partner, feed, trigger, folder, present)
         if trigger in ("arrival", "count-wait") or orphaned:
             return orphaned
         run_id = ctx.store.record_run(
@@ -241,7 +236,7 @@ def run_feed(ctx: RunContext, partner, feed, trigger: str, force=False) -> list[
                            f"no {count_files.count_file_for(path).name} arrived within count_wait"))  # fmt: skip
         else:
             records.append(import_file(ctx, partner, feed, path, trigger, force=force, count_file=decision.count_file))
-    return records + _expire_orphan_counts(ctx, partner, feed, trigger, folder)
+    return records + _expire_orphan_counts(ctx, partner, feed, trigger, folder, present)
 
 
 def _retry_later(ctx: RunContext, seconds: float) -> None:
@@ -257,9 +252,8 @@ def _missing_companion(ctx, partner, feed, trigger, path: Path, code: str, messa
     return ctx.store.run(run_id)
 
 
-def _expire_orphan_counts(ctx, partner, feed, trigger, folder: Path) -> list[RunRecord]:
+def _expire_orphan_counts(ctx, partner, feed, trigger, folder: Path, data_files: list[Path]) -> list[RunRecord]:
     """Count files whose data file never came within count_wait: failed runs, files to failed/."""
-    data_files = landing.feed_files(folder, feed.prefix)
     expired, next_due = count_files.orphans(feed, folder, data_files)
     if next_due:
         _retry_later(ctx, next_due)

@@ -223,7 +223,8 @@ class Store:
         return connection
 
     @contextmanager
-    def transaction(self, connection: sqlite3.Connection | None = None):
+    def transaction(self, connection: sqlite3.Connection | None = None, commit: bool = True):
+        """BEGIN IMMEDIATE ... COMMIT; ROLLBACK on an error, or at the end when `commit` is False."""
         connection = connection or self.connection
         connection.execute("BEGIN IMMEDIATE")
         try:
@@ -231,7 +232,7 @@ class Store:
         except BaseException:
             connection.execute("ROLLBACK")
             raise
-        connection.execute("COMMIT")
+        connection.execute("COMMIT" if commit else "ROLLBACK")
 
     def migrate(self) -> None:
         with self.transaction() as connection:
