@@ -166,3 +166,14 @@ def test_file_written_by_another_process_is_imported_once_closed_and_quiet(dropd
         handle.write(ROW.format(id=9))
     [run] = dropd.wait_for_runs("students")
     assert run["status"] == "success" and run["rows_applied"] == 1
+
+
+def test_cli_names_an_unknown_feed_and_a_missing_file(dropd, tmp_path):
+    start_with(dropd)
+    unknown = dropd.cli("ingest", "nope", str(tmp_path / "x.csv"), check=False)
+    assert unknown.returncode == 1
+    assert "no feed named 'nope'" in unknown.stderr and "(feeds: students)" in unknown.stderr
+    missing = dropd.cli("ingest", "students", str(tmp_path / "absent.csv"), check=False)
+    assert missing.returncode == 1 and "absent.csv is not a file" in missing.stderr
+    assert dropd.cli("run-now", "nope", check=False).stderr.startswith("dropd: no feed named 'nope'")
+    assert dropd.runs() == []
