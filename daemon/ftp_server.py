@@ -19,6 +19,7 @@ from pathlib import Path
 import structlog
 from OpenSSL import SSL
 from pyftpdlib.authorizers import AuthenticationFailed
+from pyftpdlib.exceptions import _RetryError
 from pyftpdlib.filesystems import AbstractedFS
 from pyftpdlib.handlers import DTPHandler, FTPHandler, TLS_DTPHandler, TLS_FTPHandler
 from pyftpdlib.servers import ThreadedFTPServer
@@ -181,7 +182,8 @@ class _TransferClose:
         if not self._closed and isinstance(upload_file, _UploadFile) and not upload_file.settled:
             upload_file.settled = True
             session = self.cmd_channel.session
-            if not self.transfer_finished or not self.cmd_channel.control_connected():
+            closed_cleanly = getattr(self, "tls_end", None) == "close_notify"
+            if not self.transfer_finished or not (closed_cleanly or self.cmd_channel.control_connected()):
                 session.abort_upload(upload_file.upload, "connection lost")
                 self.transfer_finished = False
             else:
@@ -202,7 +204,63 @@ class _PlainDTP(_TransferClose, DTPHandler):
 
 
 class _TlsDTP(_TransferClose, TLS_DTPHandler):
-    pass
+    """The TLS data channel: TLS 1.2 at most, every record read, and how the stream ended.
+
+    Uploads from TLS 1.3 clients arrived truncated and were published as complete (upstream
+    giampaolo/pyftpdlib#602, open; rclone shows it every time). The cause: a TLS 1.3 server
+    sends NewSessionTicket messages after the handshake; an uploading client never reads
+    them, so when it closes the connection its kernel answers with a reset instead of a
+    FIN, and a reset makes our kernel discard whatever the client sent that we had not read
+    yet. pyOpenSSL cannot send zero tickets (it has no SSL_CTX_set_num_tickets), so data
+    connections negotiate TLS 1.2, whose tickets are part of the handshake and are read by
+    every client. The control connection keeps TLS 1.3. The fix offered upstream is the
+    same: no post-handshake messages on data connections (num_tickets = 0 where the binding
+    allows it, else TLS 1.2 there).
+
+    Reading goes on after each readiness event until OpenSSL wants more bytes from the
+    socket, so no decrypted record waits inside OpenSSL when the end of the stream arrives.
+    `tls_end` says how the stream ended: "close_notify" when the client closed TLS cleanly,
+    "eof" when the TCP connection ended without it (a killed client, or one that never sends
+    close_notify), where the control-connection check decides.
+    """
+
+    tls_end: str | None = None
+
+    def secure_connection(self, ssl_context):
+        super().secure_connection(self.cmd_channel.get_data_ssl_context())
+
+    def handle_read_event(self):
+        if not self._ssl_requested or self._ssl_accepting or self._ssl_closing:
+            return super().handle_read_event()
+        with self._handle_ssl_want_rw():
+            self._ssl_want_read = False
+            while not self._closed and self.receive:
+                received = self.tot_bytes_received
+                DTPHandler.handle_read(self)
+                if self.tot_bytes_received == received:
+                    break
+
+    def recv(self, buffer_size):
+        if not self._ssl_established:
+            return super().recv(buffer_size)
+        try:
+            data = self.socket.recv(buffer_size)
+        except SSL.WantReadError as exc:
+            self._ssl_want_read = True
+            raise _RetryError from exc
+        except SSL.WantWriteError as exc:
+            self._ssl_want_write = True
+            raise _RetryError from exc
+        except SSL.ZeroReturnError:
+            self.tls_end = "close_notify"
+        except (SSL.SysCallError, SSL.Error, OSError):
+            self.tls_end = "eof"
+        else:
+            if data:
+                return data
+            self.tls_end = "eof"
+        DTPHandler.handle_close(self)
+        return b""
 
 
 class _SessionHandling:
@@ -228,6 +286,14 @@ class _SessionHandling:
         home = partner_home(self.core.config.daemon.drop_root, partner)
         self.session = PartnerSession(partner, home, "ftp", self.remote_ip, self.core.handoff, self.core.transfers)
 
+    def ftp_MLSD(self, path):
+        """A folder that does not exist is 550, as rclone (and most clients) expect to create it;
+        pyftpdlib answers 501, which RFC 3659 reserves for a path that is not a folder."""
+        if not os.path.lexists(path):
+            self.respond("550 No such directory.")
+            return None
+        return super().ftp_MLSD(path)
+
     def control_connected(self) -> bool:
         """False when the client has closed the control connection (peeked, never read).
 
@@ -249,6 +315,45 @@ class _SessionHandling:
         super().close()
         if self.session is not None:
             self.session.close()
+
+
+# Mozilla's "intermediate" profile: TLS 1.2 and 1.3, forward secrecy and AEAD suites only.
+TLS12_CIPHERS = (
+    b"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+    b"ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+    b"DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384"
+)
+
+
+def tls_context(certfile: str, keyfile: str, highest=None) -> SSL.Context:
+    """A server context for our certificate: TLS 1.2 up to `highest` (default: the newest)."""
+    context = SSL.Context(SSL.TLS_SERVER_METHOD)
+    context.use_certificate_chain_file(certfile)
+    context.use_privatekey_file(keyfile)
+    context.set_min_proto_version(SSL.TLS1_2_VERSION)
+    if highest is not None:
+        context.set_max_proto_version(highest)
+    context.set_cipher_list(TLS12_CIPHERS)
+    context.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_CIPHER_SERVER_PREFERENCE | SSL.OP_NO_RENEGOTIATION)
+    return context
+
+
+class _TlsContexts:
+    """The control connection's TLS context and the data connections' (see `_TlsDTP`)."""
+
+    data_ssl_context = None
+
+    @classmethod
+    def get_ssl_context(cls):
+        if cls.ssl_context is None:
+            cls.ssl_context = tls_context(cls.certfile, cls.keyfile)
+            cls.data_ssl_context = tls_context(cls.certfile, cls.keyfile, highest=SSL.TLS1_2_VERSION)
+        return cls.ssl_context
+
+    @classmethod
+    def get_data_ssl_context(cls):
+        cls.get_ssl_context()
+        return cls.data_ssl_context
 
 
 def _handler_class(settings, core):
@@ -274,9 +379,9 @@ def _handler_class(settings, core):
             tls_control_required=True,
             tls_data_required=True,
             ssl_context=None,
-            ssl_options=SSL.OP_NO_SSLv2 | SSL.OP_NO_SSLv3 | SSL.OP_NO_TLSv1 | SSL.OP_NO_TLSv1_1 | SSL.OP_NO_COMPRESSION,
         )
-    return type("DropdFtpHandler", (_SessionHandling, base), attributes)
+    bases = (_SessionHandling, _TlsContexts, base) if tls else (_SessionHandling, base)
+    return type("DropdFtpHandler", bases, attributes)
 
 
 class FtpServer:

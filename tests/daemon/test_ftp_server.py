@@ -1,6 +1,8 @@
 """The FTPS server, driven by lftp, curl and ftplib against the running daemon."""
 
 import ftplib
+import hashlib
+import subprocess
 import io
 import os
 import ssl
@@ -137,3 +139,56 @@ def test_partners_are_isolated_and_escapes_refused(running, tmp_path):
     finally:
         client.quit()
     assert os.listdir(outside) == []
+
+
+# 1 byte to 64 MiB, around the 16 KiB TLS record size and the 64 KiB read size.
+UPLOAD_SIZES = [1, 2, 1000, 16383, 16384, 16385, 65535, 65536, 65537, 100_000, 262_144, 1 << 20, 1 << 20,
+                (1 << 20) + 7, 2 << 20, 3_000_001, 5 << 20, 8 << 20, 16 << 20, 64 << 20]  # fmt: skip
+
+
+def _random_files(folder, sizes) -> dict[str, str]:
+    """Files of the given sizes with random content; returns name -> sha256."""
+    folder.mkdir()
+    digests = {}
+    for number, size in enumerate(sizes):
+        content = os.urandom(size)
+        name = f"upload_{number:02d}_{size}.bin"
+        (folder / name).write_bytes(content)
+        digests[name] = hashlib.sha256(content).hexdigest()
+    return digests
+
+
+def _landed(home, names) -> dict[str, str]:
+    return {name: hashlib.sha256((home / name).read_bytes()).hexdigest() for name in names if (home / name).exists()}
+
+
+def test_rclone_uploads_over_tls13_arrive_whole(running, tmp_path):
+    """Go's TLS 1.3 client (rclone) left most uploads truncated and published (pyftpdlib#602)."""
+    digests = _random_files(tmp_path / "out", UPLOAD_SIZES)
+    obscured = subprocess.run(["rclone", "obscure", PASSWORD], capture_output=True, text=True, check=True).stdout.strip()
+    remote = (
+        f":ftp,host=127.0.0.1,port={running.ftp_port},user=northfield,pass={obscured},"
+        "explicit_tls=true,no_check_certificate=true:/rclone"
+    )
+    result = subprocess.run(
+        ["rclone", "copy", "--retries", "1", "--low-level-retries", "1", "--transfers", "4", "--config", "/dev/null",
+         str(tmp_path / "out"), remote],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert _landed(running.home("northfield") / "rclone", digests) == digests
+    completed = running.wait_for("upload.completed", partner="northfield", count=len(digests))
+    assert sorted(event["size"] for event in completed) == sorted(UPLOAD_SIZES)
+
+
+def test_lftp_and_curl_uploads_arrive_whole(running, tmp_path):
+    sizes = [1, 16385, 1 << 20, 5 << 20, 64 << 20]
+    digests = _random_files(tmp_path / "out", sizes)
+    script = "; ".join(f"put {tmp_path / 'out' / name} -o {name}" for name in digests)
+    result = running.lftp("northfield", script, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert _landed(running.home("northfield"), digests) == digests
+    for name in digests:
+        uploaded = running.curl_ftps(f"/curl/{name}", "--ftp-create-dirs", "-T", str(tmp_path / "out" / name), user="westbrook")
+        assert uploaded.returncode == 0, uploaded.stderr
+    assert _landed(running.home("westbrook") / "curl", digests) == digests
