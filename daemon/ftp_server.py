@@ -13,15 +13,17 @@ import errno
 import os
 import select
 import socket
+import sys
 import threading
 from pathlib import Path
 
 import structlog
 from OpenSSL import SSL
 from pyftpdlib.authorizers import AuthenticationFailed
-from pyftpdlib.exceptions import _RetryError
 from pyftpdlib.filesystems import AbstractedFS
 from pyftpdlib.handlers import DTPHandler, FTPHandler, TLS_DTPHandler, TLS_FTPHandler
+from pyftpdlib.exceptions import _FileReadWriteError, _RetryError
+from pyftpdlib.log import logger as pyftpdlib_logger
 from pyftpdlib.servers import ThreadedFTPServer
 
 from daemon.gatekeeper import LoginRefused
@@ -174,8 +176,25 @@ class _PartnerAuthorizer:
         pass
 
 
+def _not_stored_reply(exc: OSError) -> str:
+    """452 when the disk or quota is full (RFC 959: "insufficient storage space"), else 451."""
+    code = 452 if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else 451
+    return f"{code} {exc.strerror or 'Write error'}; the upload was not stored."
+
+
 class _TransferClose:
     """Data-channel close: settle the upload (publish or drop) before the reply goes out."""
+
+    def handle_error(self):
+        """A write to the upload failed: answer 452/451 on the control connection, keep the
+        session, and drop the upload. Any other error is pyftpdlib's to handle."""
+        failure = sys.exc_info()[1]
+        cause = failure.__cause__ if isinstance(failure, _FileReadWriteError) else failure
+        if not (self.receive and isinstance(cause, OSError) and isinstance(self.file_obj, _UploadFile)):
+            return super().handle_error()
+        self._resp = (_not_stored_reply(cause), pyftpdlib_logger.debug)
+        self.transfer_finished = False
+        self.close()
 
     def close(self):
         upload_file = self.file_obj
@@ -190,7 +209,7 @@ class _TransferClose:
                 try:
                     session.finish_upload(upload_file.upload)
                 except OSError as exc:
-                    self._resp = (f"550 Could not store the file: {exc.strerror}.", log.warning)
+                    self._resp = (_not_stored_reply(exc), pyftpdlib_logger.debug)
                     self.transfer_finished = False
         elif not self._closed and upload_file is not None and not self.receive:
             self.cmd_channel.session.download_finished(

@@ -65,11 +65,22 @@ class PartnerSession:
         return upload
 
     def finish_upload(self, upload: AtomicUpload) -> None:
-        """The client closed the upload successfully: publish it and hand it off."""
+        """The client closed the upload: publish it and hand it off.
+
+        Raises OSError when the upload cannot be published (a write failed or came up short,
+        or the final flush failed); then nothing is published and the protocol tells the
+        client.
+        """
         with self._lock:
             self._open_uploads.discard(upload)
         duration = upload.duration
-        size = upload.commit()
+        try:
+            size = upload.commit()
+        except OSError as exc:
+            self.aborted += 1
+            reason = f"not stored: {exc.strerror or exc}"
+            self._log_transfer("upload", self.jail.to_virtual(upload.final_path), 0, duration, "failed", reason)
+            raise
         self.uploads += 1
         self.bytes_in += size
         virtual = self.jail.to_virtual(upload.final_path)

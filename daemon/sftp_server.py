@@ -14,7 +14,7 @@ import time
 
 import paramiko
 import structlog
-from paramiko.sftp import SFTP_FAILURE, SFTP_OK, SFTP_OP_UNSUPPORTED, SFTP_PERMISSION_DENIED
+from paramiko.sftp import CMD_CLOSE, SFTP_FAILURE, SFTP_OK, SFTP_OP_UNSUPPORTED, SFTP_PERMISSION_DENIED
 
 from daemon.gatekeeper import LoginRefused
 from daemon.host_keys import load_host_keys
@@ -55,7 +55,10 @@ class _UploadHandle(paramiko.SFTPHandle):
         self.upload = upload
 
     def write(self, offset, data):
-        self.upload.write_at(offset, data)
+        try:
+            self.upload.write_at(offset, data)
+        except OSError as exc:
+            return _sftp_error(exc)
         return SFTP_OK
 
     def read(self, offset, length):
@@ -71,9 +74,15 @@ class _UploadHandle(paramiko.SFTPHandle):
             return _sftp_error(exc)
         return SFTP_OK
 
-    def close(self):
-        if not self.upload.finished:
+    def close(self) -> int:
+        """Publish the upload; a status other than SFTP_OK tells the client it was not stored."""
+        if self.upload.finished:
+            return SFTP_OK
+        try:
             self.session.finish_upload(self.upload)
+        except OSError as exc:
+            return _sftp_error(exc)
+        return SFTP_OK
 
 
 class _DownloadHandle(paramiko.SFTPHandle):
@@ -103,6 +112,25 @@ class _DownloadHandle(paramiko.SFTPHandle):
         os.close(self.descriptor)
         self.transfers.closed()
         self.session.download_finished(self.path, self.sent, time.monotonic() - self.started, True)
+
+
+class _SftpSubsystem(paramiko.SFTPServer):
+    """paramiko's SFTP server, except that closing a file answers with the handle's own status.
+
+    paramiko answers every CLOSE with OK and ignores what the handle's close() returns, so a
+    client whose upload could not be stored (a full disk) would be told it succeeded.
+    """
+
+    def _process(self, t, request_number, msg):
+        if t == CMD_CLOSE:
+            position = msg.packet.tell()
+            handle = self.file_table.pop(msg.get_binary(), None)
+            if handle is not None:
+                status = handle.close()
+                self._send_status(request_number, status if isinstance(status, int) else SFTP_OK)
+                return
+            msg.packet.seek(position)
+        super()._process(t, request_number, msg)
 
 
 class _JailedSFTP(paramiko.SFTPServerInterface):
@@ -326,7 +354,7 @@ class SftpServer:
         )
         for key in self.host_keys:
             transport.add_server_key(key)
-        transport.set_subsystem_handler("sftp", paramiko.SFTPServer, _JailedSFTP)
+        transport.set_subsystem_handler("sftp", _SftpSubsystem, _JailedSFTP)
         with self._lock:
             self._transports = {t for t in self._transports if t.is_active()}
             self._transports.add(transport)

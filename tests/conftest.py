@@ -183,18 +183,27 @@ class DropdProcess:
             with sftp.open(path, "wb") as handle:
                 handle.write(content)
 
-    def start(self, extra_env=None) -> None:
+    def start(self, extra_env=None, drop_root_tmpfs: str | None = None) -> None:
+        """Start the daemon; with `drop_root_tmpfs` (a size such as "4m") the drop root is a
+        tmpfs of that size in the daemon's own mount namespace (see `inside`)."""
         self.write_config()
         env = dict(os.environ)
         env.update(extra_env or {})
         self._log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "daemon.cli", "run", "-c", str(self.config_file)],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
+        command = [sys.executable, "-m", "daemon.cli", "run", "-c", str(self.config_file)]
+        if drop_root_tmpfs:
+            self.drop_root.mkdir(parents=True, exist_ok=True)
+            mount = f'mount -t tmpfs -o size={drop_root_tmpfs},mode=0755 tmpfs "{self.drop_root}" && exec "$@"'
+            command = ["unshare", "-m", "--propagation", "private", "sh", "-c", mount, "sh", *command]
+        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        self.namespaced = bool(drop_root_tmpfs)
         self.wait_for("daemon.started", timeout=START_TIMEOUT)
+
+    def inside(self, path: Path) -> Path:
+        """`path` as the daemon sees it (through /proc/PID/root when it has its own mounts)."""
+        if getattr(self, "namespaced", False):
+            return Path(f"/proc/{self.process.pid}/root") / Path(path).relative_to("/")
+        return Path(path)
 
     def events(self) -> list[dict]:
         result = []

@@ -192,3 +192,27 @@ def test_lftp_and_curl_uploads_arrive_whole(running, tmp_path):
         uploaded = running.curl_ftps(f"/curl/{name}", "--ftp-create-dirs", "-T", str(tmp_path / "out" / name), user="westbrook")
         assert uploaded.returncode == 0, uploaded.stderr
     assert _landed(running.home("westbrook") / "curl", digests) == digests
+
+
+def test_append_to_a_file_beyond_2_gib_keeps_every_byte(running):
+    """One sendfile() copies at most ~2 GiB: APPE to a 3 GiB file kept 2,147,479,556 bytes."""
+    existing = running.home("northfield") / "big.bin"
+    size = 3 * 1024**3
+    marks = {0: b"start", 2_500_000_000: b"middle", size - 3: b"end"}
+    with open(existing, "wb") as handle:
+        for offset, mark in marks.items():
+            handle.seek(offset)
+            handle.write(mark)
+    client = ftps(running)
+    try:
+        client.storbinary("APPE big.bin", io.BytesIO(b"+tail"))
+    finally:
+        client.quit()
+    assert existing.stat().st_size == size + 5
+    with open(existing, "rb") as handle:
+        for offset, mark in marks.items():
+            handle.seek(offset)
+            assert handle.read(len(mark)) == mark
+        handle.seek(size)
+        assert handle.read() == b"+tail"
+    assert running.wait_for("upload.completed", path="/big.bin")[0]["size"] == size + 5
