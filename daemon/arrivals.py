@@ -1,4 +1,4 @@
-"""Which landed files are complete, and telling the runner when one arrives.
+"""Which landed files are complete, and telling the runner once when each arrives.
 
 Files uploaded through our servers are complete the moment they are handed off. Files put
 in a landing folder by other means (the organisation's own jobs) count once no process has
@@ -9,6 +9,16 @@ while some process holds the file open for writing. Where the kernel will not sa
 user's file without CAP_LEASE), a file created and not yet closed-after-write counts as
 open. Watchdog listens for creation, close-after-write, moves and deletions only: not for
 every write, which would cost a Python event per 32 KiB of every upload.
+
+One file is one arrival. A file is known by its identity (device, inode, size): our own
+hand-off, the rename event inotify reports for it, and later looks at the folder all name
+the same identity and report it once. Timestamps do not count (lftp sets the modification
+time with MFMT after its upload); a close after writing by another process does, and makes
+the file wait for its quiet period again.
+
+inotify misses what happens while the daemon is stopped, on other machines sharing the
+folder, and after its queue overflows; `rescan` is the reconcile that finds those files.
+It runs at start and then every `daemon.rescan`.
 """
 
 import errno
@@ -16,6 +26,7 @@ import fcntl
 import os
 import threading
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import structlog
@@ -34,12 +45,13 @@ from daemon.uploads import is_temporary_name
 log = structlog.get_logger("dropd.arrivals")
 
 WATCHED_EVENTS = [FileCreatedEvent, DirCreatedEvent, FileClosedEvent, FileMovedEvent, FileDeletedEvent]
+Identity = tuple[int, int, int]
 
 
 def has_writer(path: Path) -> bool | None:
     """True while a process has `path` open for writing, False when none has, None if unknown."""
     try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
         return None
     try:
@@ -53,13 +65,32 @@ def has_writer(path: Path) -> bool | None:
         os.close(descriptor)
 
 
+def identity_of(path: Path) -> Identity | None:
+    """(device, inode, size) of a regular file, None for anything else or nothing."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return None
+    if not (info.st_mode & 0o170000) == 0o100000:
+        return None
+    return info.st_dev, info.st_ino, info.st_size
+
+
 class Arrivals:
-    def __init__(self, quiet_period: float, on_arrival, clock=time.time):
+    def __init__(
+        self,
+        quiet_period: float,
+        on_arrival: Callable[[Path], None],
+        wanted: Callable[[Path], bool] = lambda path: True,
+        clock=time.time,
+    ):
         self.quiet_period = quiet_period
         self._on_arrival = on_arrival
+        self._wanted = wanted
         self._clock = clock
         self._lock = threading.Lock()
-        self._handed_off: dict[Path, tuple[int, int]] = {}
+        self._handed_off: dict[Path, Identity] = {}
+        self._reported: dict[Path, Identity] = {}
         self._open_for_writing: set[Path] = set()
         self._last_event: dict[Path, float] = {}
         self._due: dict[Path, float] = {}
@@ -71,48 +102,95 @@ class Arrivals:
 
     def handed_off(self, path: Path) -> None:
         """Our own server finished this upload: complete now."""
-        try:
-            info = path.stat()
-        except FileNotFoundError:
+        identity = identity_of(path)
+        if identity is None:
             return
         with self._lock:
-            self._handed_off[path] = (info.st_size, info.st_mtime_ns)
+            self._handed_off[path] = identity
             self._open_for_writing.discard(path)
-        self._on_arrival(path)
+            self._due.pop(path, None)
+        self._report(path, identity, "upload")
 
-    def _changed(self, path: Path, still_open: bool) -> None:
-        """A file was created (`still_open`: its writer has not closed it yet) or closed after
-        writing; either way its quiet period starts now."""
+    def _changed(self, path: Path, written: bool) -> None:
+        """inotify saw `path` appear (created, or moved here) or closed after writing.
+
+        `written`: a process wrote the file; what we knew about it no longer holds.
+        """
+        if not self._wanted(path):
+            return
+        identity = identity_of(path)
         with self._lock:
-            if still_open:
+            self._open_for_writing.discard(path)
+            if written:
+                self._handed_off.pop(path, None)
+                self._reported.pop(path, None)
+            elif identity is not None and identity in (self._handed_off.get(path), self._reported.get(path)):
+                return  # the rename that published our own upload, or a file already reported
+            self._schedule(path)
+
+    def _created(self, path: Path) -> None:
+        if self._wanted(path):
+            with self._lock:
                 self._open_for_writing.add(path)
-            else:
-                self._open_for_writing.discard(path)
-            now = self._clock()
-            self._last_event[path] = now
-            self._due[path] = now + self.quiet_period
+                self._schedule(path)
+
+    def _schedule(self, path: Path) -> None:
+        now = self._clock()
+        self._last_event[path] = now
+        self._due[path] = now + self.quiet_period
 
     def _gone(self, path: Path) -> None:
         with self._lock:
-            self._open_for_writing.discard(path)
-            self._last_event.pop(path, None)
-            self._due.pop(path, None)
-            self._handed_off.pop(path, None)
+            self._forget(path)
+
+    def _forget(self, path: Path) -> None:
+        self._open_for_writing.discard(path)
+        self._last_event.pop(path, None)
+        self._due.pop(path, None)
+        self._handed_off.pop(path, None)
+        self._reported.pop(path, None)
 
     def is_complete(self, path: Path) -> bool:
-        try:
-            info = path.stat()
-        except FileNotFoundError:
+        identity = identity_of(path)
+        if identity is None:
             return False
         with self._lock:
-            if self._handed_off.get(path) == (info.st_size, info.st_mtime_ns):
+            if self._handed_off.get(path) == identity:
                 return True
             marked_open = path in self._open_for_writing
-            last = max(info.st_mtime, self._last_event.get(path, 0.0))
+            last = self._last_event.get(path, 0.0)
+        try:
+            last = max(last, os.lstat(path).st_mtime)
+        except OSError:
+            return False
         if self._clock() - last < self.quiet_period:
             return False
         writer = has_writer(path)
         return not writer if writer is not None else not marked_open
+
+    def _report(self, path: Path, identity: Identity, via: str) -> None:
+        """Tell the runner, once per identity of the file."""
+        with self._lock:
+            if self._reported.get(path) == identity:
+                return
+            self._reported[path] = identity
+        log.info("file.arrived", path=str(path), size=identity[2], via=via)
+        self._on_arrival(path)
+
+    # Reconciling ----------------------------------------------------------------------------
+
+    def rescan(self, present: Iterable[Path]) -> None:
+        """Take note of every wanted file in `present` that has not been reported as it is now;
+        each is reported once it is complete. Entries for files no longer present are dropped."""
+        present = {path for path in present if self._wanted(path)}
+        with self._lock:
+            for path in set(self._reported) - present:
+                self._forget(path)
+            noticed = [path for path in present if path not in self._due and self._reported.get(path) != identity_of(path)]
+            for path in noticed:
+                self._due[path] = self._clock()
+        if noticed:
+            log.info("arrivals.rescanned", noticed=len(noticed))
 
     # Watching -------------------------------------------------------------------------------
 
@@ -131,10 +209,13 @@ class Arrivals:
             with self._lock:
                 ready = [path for path, due in self._due.items() if due <= now]
             for path in ready:
-                if self.is_complete(path):
+                identity = identity_of(path)
+                if identity is None:
+                    self._gone(path)
+                elif self.is_complete(path):
                     with self._lock:
                         self._due.pop(path, None)
-                    self._on_arrival(path)
+                    self._report(path, identity, "watch")
                 else:
                     with self._lock:
                         if path in self._due:
@@ -158,18 +239,18 @@ class _Events(FileSystemEventHandler):
 
     def on_created(self, event):
         if not event.is_directory and (path := self._relevant(event.src_path)):
-            self.arrivals._changed(path, still_open=True)
+            self.arrivals._created(path)
 
     def on_closed(self, event):
         if not event.is_directory and (path := self._relevant(event.src_path)):
-            self.arrivals._changed(path, still_open=False)
+            self.arrivals._changed(path, written=True)
 
     def on_moved(self, event):
         if event.is_directory:
             return
         self.arrivals._gone(Path(event.src_path))
         if path := self._relevant(event.dest_path):
-            self.arrivals._changed(path, still_open=False)
+            self.arrivals._changed(path, written=False)
 
     def on_deleted(self, event):
         if not event.is_directory:

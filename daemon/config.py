@@ -24,6 +24,7 @@ class DaemonSettings:
     store: str
     grace_time: float
     quiet_period: float
+    rescan: float
     control_socket: Path
 
 
@@ -112,6 +113,7 @@ def _read_daemon(table: v.TableReader, base: Path) -> dict:
         store=table.take("store", _store, "sqlite"),
         grace_time=table.take("grace_time", v.duration, 30.0),
         quiet_period=table.take("quiet_period", v.duration, 30.0),
+        rescan=table.take("rescan", v.duration, 60.0),
         control_socket=table.take(
             "control_socket", path, state_dir / "control.sock" if state_dir else None
         ),

@@ -13,7 +13,6 @@ from concurrent.futures import Future
 import structlog
 
 from daemon import landing
-from daemon.count_files import is_count_file
 from daemon.runs import RunContext, run_feed
 
 log = structlog.get_logger("dropd.feed_runner")
@@ -78,15 +77,14 @@ class FeedRunner:
         timer.daemon = True
         timer.start()
 
+    def wants(self, path) -> bool:
+        """True for a data or count file in some feed's landing folder."""
+        return bool(landing.feeds_for(self.core.config, path))
+
     def file_arrived(self, path) -> None:
         """A complete file landed: run each `on_arrival` feed whose folder and prefix it matches."""
-        config = self.core.config
-        for partner, feed in config.feeds():
-            if "on_arrival" not in feed.schedule:
-                continue
-            if not (landing.is_feed_file(path.name, feed.prefix) or is_count_file(path.name, feed.prefix)):
-                continue
-            if path.parent == landing.landing_dir(config.daemon.drop_root, partner, feed):
+        for _, feed in landing.feeds_for(self.core.config, path):
+            if "on_arrival" in feed.schedule:
                 self.request(feed.name, "arrival")
 
     def busy(self) -> bool:

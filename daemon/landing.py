@@ -4,7 +4,7 @@ import datetime
 import os
 from pathlib import Path
 
-from daemon.count_files import COUNT_SUFFIX
+from daemon.count_files import COUNT_SUFFIX, is_count_file
 from daemon.uploads import is_temporary_name
 
 FAILED_FOLDER = "failed"
@@ -26,6 +26,33 @@ def is_feed_file(name: str, prefix: str) -> bool:
         and not is_temporary_name(name)
         and not name.endswith(COUNT_SUFFIX)
     )
+
+
+def feeds_for(config, path: Path) -> list:
+    """The (partner, feed) pairs whose landing folder holds `path` as a data or count file."""
+    return [
+        (partner, feed)
+        for partner, feed in config.feeds()
+        if (is_feed_file(path.name, feed.prefix) or is_count_file(path.name, feed.prefix))
+        and path.parent == landing_dir(config.daemon.drop_root, partner, feed)
+    ]
+
+
+def landed_files(config):
+    """Every data and count file now in some feed's landing folder."""
+    folders = {}
+    for partner, feed in config.feeds():
+        folders.setdefault(landing_dir(config.daemon.drop_root, partner, feed), []).append(feed.prefix)
+    for folder, prefixes in folders.items():
+        try:
+            entries = list(os.scandir(folder))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for entry in entries:
+            if entry.is_file(follow_symlinks=False) and any(
+                is_feed_file(entry.name, prefix) or is_count_file(entry.name, prefix) for prefix in prefixes
+            ):
+                yield folder / entry.name
 
 
 def feed_files(folder: Path, prefix: str) -> list[Path]:

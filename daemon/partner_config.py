@@ -133,6 +133,8 @@ def read_feed(errors, file: Path, index: int, table) -> Feed | None:
     if not feed["archive_path"] and feed["path"] and not exporting:
         # Also where superseded files go when after_import = "delete".
         feed["archive_path"] = feed["path"].rstrip("/") + "/archive"
+    if feed["archive_path"] and feed["archive_path"].rstrip("/") == (feed["path"] or "").rstrip("/"):
+        reader.error("archive_path", "must differ from path: archived files would be imported again")
     reader.finish()
     if len(errors) > before:
         return None

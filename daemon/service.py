@@ -9,6 +9,7 @@ the partner they logged in as.
 import os
 import select
 import signal
+import threading
 import time
 
 import structlog
@@ -20,7 +21,7 @@ from daemon.feed_runner import FeedRunner
 from daemon.ftp_server import FtpServer
 from daemon.gatekeeper import BanList, Gatekeeper
 from daemon.handoff import UploadHandoff
-from daemon.landing import landing_dir
+from daemon.landing import landed_files, landing_dir
 from daemon.scheduler import WindowScheduler
 from daemon.sd_notify import SystemdNotifier
 from daemon.sessions import partner_home
@@ -50,7 +51,8 @@ class Daemon:
         self.ftp: FtpServer | None = None
         self.store: Store | None = None
         self.runner = FeedRunner(self)
-        self.arrivals = Arrivals(config.daemon.quiet_period, self.runner.file_arrived)
+        self.arrivals = Arrivals(config.daemon.quiet_period, self.runner.file_arrived, wanted=self.runner.wants)
+        self._stopping = threading.Event()
         self.handoff.subscribe(lambda upload: self.arrivals.handed_off(upload.real_path))
         self.scheduler = WindowScheduler(self, self.runner.request)
         self.control = ControlServer(config.daemon.control_socket, self)
@@ -81,6 +83,8 @@ class Daemon:
             for run_id, feed in interrupted:
                 log.warning("run.interrupted", run_id=run_id, feed=feed)
             self.arrivals.watch(self.config.daemon.drop_root)
+            self.arrivals.rescan(landed_files(self.config))
+            threading.Thread(target=self._reconcile_landing_folders, name="rescan", daemon=True).start()
             self.control.start()
             if self.config.sftp:
                 self.sftp = SftpServer(self.config.sftp, self)
@@ -95,6 +99,14 @@ class Daemon:
         for feed in sorted({feed for _, feed in interrupted}):
             self.runner.request(feed, "recovery")
         log.info("daemon.started", partners=len(self.config.partners), pid=os.getpid())
+
+    def _reconcile_landing_folders(self) -> None:
+        """Every `daemon.rescan`: find landed files that inotify did not report."""
+        while not self._stopping.wait(self.config.daemon.rescan):
+            try:
+                self.arrivals.rescan(landed_files(self.config))
+            except Exception:
+                log.exception("arrivals.rescan_failed")
 
     def status_text(self) -> str:
         listening = ", ".join(f"{name} {s.address[0]}:{s.address[1]}" for name, s in (("sftp", self.sftp), ("ftp", self.ftp)) if s)
@@ -175,6 +187,7 @@ class Daemon:
             log.warning("daemon.transfers_cut", open_transfers=self.transfers.open)
         if self.runner.busy():
             log.warning("daemon.runs_cut", message="unfinished runs are rolled back and retried at the next start")
+        self._stopping.set()
         self.arrivals.stop()
         self.stop_servers()
         self.notifier.stop_watchdog()

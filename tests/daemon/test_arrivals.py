@@ -1,5 +1,6 @@
 """The kernel's answer to "is anyone still writing this file?" (read leases)."""
 
+import os
 import subprocess
 import sys
 import time
@@ -34,3 +35,47 @@ def test_a_quiet_closed_file_is_complete_and_a_fresh_one_is_not(tmp_path):
     clock[0] += 31
     assert arrivals.is_complete(path)
     assert not arrivals.is_complete(tmp_path / "missing.csv")
+
+
+def test_rescan_reports_each_complete_file_once(tmp_path):
+    clock = [time.time() + 60]
+    reported = []
+    arrivals = Arrivals(30, on_arrival=reported.append, clock=lambda: clock[0])
+    old, fresh = tmp_path / "StudentData_old.csv", tmp_path / "StudentData_new.csv"
+    old.write_text("header\n")
+    arrivals.rescan([old])
+    arrivals.watch(tmp_path)
+    try:
+        deadline = time.monotonic() + 5
+        while not reported and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert reported == [old]
+        arrivals.rescan([old])
+        fresh.write_text("header\n")
+        os.utime(fresh, (clock[0], clock[0]))
+        arrivals.rescan([old, fresh])
+        time.sleep(1)
+        assert reported == [old], "a file still in its quiet period is not complete"
+        clock[0] += 31
+        deadline = time.monotonic() + 5
+        while len(reported) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert reported == [old, fresh]
+    finally:
+        arrivals.stop()
+
+
+def test_a_handed_off_file_rewritten_by_another_process_waits_again(tmp_path):
+    clock = [time.time()]
+    reported = []
+    arrivals = Arrivals(30, on_arrival=reported.append, clock=lambda: clock[0])
+    path = tmp_path / "StudentData.csv"
+    path.write_text("header\n")
+    arrivals.handed_off(path)
+    os.utime(path, (1, 1))  # timestamps set by the uploader do not matter
+    assert arrivals.is_complete(path) and reported == [path]
+    arrivals.handed_off(path)
+    assert reported == [path], "the same file is one arrival"
+    path.write_text("header\nrow\n")
+    arrivals._changed(path, written=True)
+    assert not arrivals.is_complete(path)

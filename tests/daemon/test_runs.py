@@ -5,6 +5,7 @@ import datetime
 import json
 import os
 import time
+from pathlib import Path
 
 
 from tests.handlers.test_contacts import HEADER, students_feed
@@ -177,3 +178,42 @@ def test_cli_names_an_unknown_feed_and_a_missing_file(dropd, tmp_path):
     assert missing.returncode == 1 and "absent.csv is not a file" in missing.stderr
     assert dropd.cli("run-now", "nope", check=False).stderr.startswith("dropd: no feed named 'nope'")
     assert dropd.runs() == []
+
+
+def test_files_that_landed_while_the_daemon_was_stopped_are_imported_at_start(dropd):
+    dropd.settings["daemon"]["quiet_period"] = "1s"
+    dropd.add_feed_partner("northfield", [students_feed()])
+    place(dropd, "StudentData_offline.csv", [1, 2], age=600)
+    dropd.start()
+    [run] = dropd.wait_for_runs("students", timeout=15)
+    assert (run["file"], run["status"], run["rows_applied"]) == ("StudentData_offline.csv", "success", 2)
+    assert dropd.find("file.arrived", via="watch")
+
+
+def test_one_upload_is_one_arrival_and_one_run(dropd):
+    dropd.settings["daemon"]["quiet_period"] = "1s"
+    dropd.add_feed_partner("northfield", [students_feed()])
+    dropd.start()
+    dropd.upload("northfield", "/imports/StudentData_1.csv", (HEADER + "\n" + ROW.format(id=1)).encode())
+    [run] = dropd.wait_for_runs("students")
+    assert run["status"] == "success"
+    time.sleep(2.5)  # past the quiet period and two checks of due files: a second arrival would show
+    arrived = dropd.find("file.arrived")
+    assert [(Path(event["path"]).name, event["via"]) for event in arrived] == [("StudentData_1.csv", "upload")]
+    assert len(dropd.runs()) == 1
+
+
+def test_lftp_upload_is_complete_at_once_although_it_sets_the_time(dropd, tmp_path):
+    """lftp sends MFMT after STOR; the changed time must not cancel the hand-off."""
+    dropd.settings["daemon"]["quiet_period"] = "60s"
+    dropd.add_feed_partner("northfield", [students_feed(schedule=[])])
+    dropd.start()
+    local = tmp_path / "StudentData_lftp.csv"
+    local.write_text(HEADER + "\n" + ROW.format(id=4))
+    os.utime(local, (1_600_000_000, 1_600_000_000))
+    result = dropd.lftp("northfield", f"put {local} -o imports/StudentData_lftp.csv")
+    assert result.returncode == 0, result.stderr
+    landed = dropd.home("northfield") / "imports" / "StudentData_lftp.csv"
+    assert landed.stat().st_mtime == 1_600_000_000, "lftp no longer sets the time; this test shows nothing"
+    [run] = json.loads(dropd.cli("run-now", "students", "--json").stdout)
+    assert (run["file"], run["status"]) == ("StudentData_lftp.csv", "success")
