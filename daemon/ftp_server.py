@@ -422,7 +422,11 @@ class FtpServer:
     def start(self) -> None:
         if self.settings.tls == "off":
             log.warning("ftp.plain_text", message="FTP without TLS: passwords and files cross the network in clear")
-        self._server = ThreadedFTPServer(self.settings.listen, self.handler)
+        host, port = self.settings.listen
+        try:
+            self._server = ThreadedFTPServer(self.settings.listen, self.handler)
+        except OSError as exc:
+            raise RuntimeError(f"cannot listen for FTP on {host}:{port} (ftp.listen): {exc.strerror}") from exc
         self._running.set()
         self._thread = threading.Thread(target=self._serve, name="ftp-accept", daemon=True)
         self._thread.start()

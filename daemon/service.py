@@ -21,6 +21,7 @@ from daemon.feed_runner import FeedRunner
 from daemon.ftp_server import FtpServer
 from daemon.gatekeeper import BanList, Gatekeeper
 from daemon.handoff import UploadHandoff
+from daemon.instance_lock import AlreadyRunning, InstanceLock
 from daemon.landing import landed_files, landing_dir
 from daemon.scheduler import WindowScheduler
 from daemon.sd_notify import SystemdNotifier
@@ -56,6 +57,7 @@ class Daemon:
         self.handoff.subscribe(lambda upload: self.arrivals.handed_off(upload.real_path))
         self.scheduler = WindowScheduler(self, self.runner.request)
         self.control = ControlServer(config.daemon.control_socket, self)
+        self.instance_lock = InstanceLock(config.daemon.state_dir)
 
     @property
     def servers(self):
@@ -75,6 +77,11 @@ class Daemon:
             ensure_self_signed(ftp.certfile, ftp.keyfile)
 
     def start(self) -> None:
+        try:
+            os.makedirs(self.config.daemon.state_dir, mode=0o750, exist_ok=True)
+            self.instance_lock.acquire()
+        except (OSError, AlreadyRunning) as exc:
+            raise StartupError(str(exc)) from exc
         try:
             self._prepare_folders(self.config)
             self._prepare_certificate(self.config)
@@ -191,6 +198,7 @@ class Daemon:
         self.arrivals.stop()
         self.stop_servers()
         self.notifier.stop_watchdog()
+        self.instance_lock.release()
         log.info("daemon.stopped")
 
     def stop_servers(self) -> None:

@@ -320,7 +320,11 @@ class SftpServer:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         listener = socket.socket(family, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((host, port))
+        try:
+            listener.bind((host, port))
+        except OSError as exc:
+            listener.close()
+            raise RuntimeError(f"cannot listen for SFTP on {host}:{port} (sftp.listen): {exc.strerror}") from exc
         listener.listen(128)
         self._listener = listener
         self._accepting = True

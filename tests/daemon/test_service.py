@@ -1,10 +1,12 @@
 """The daemon's lifecycle through real signals: reload, graceful stop, systemd notifications."""
 
 import io
+import json
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 
 import paramiko
@@ -12,6 +14,7 @@ import pytest
 
 from daemon.passwords import hash_password
 from tests.conftest import PASSWORD
+from tests.handlers.test_contacts import students_feed
 
 NEW_PASSWORD = "a brand new password"
 
@@ -128,3 +131,35 @@ def test_systemd_notifications(dropd, tmp_path):
         dropd.signal(signal.SIGTERM)
         next_message("STOPPING=1")
         assert dropd.process.wait(30) == 0
+
+
+def test_a_second_daemon_on_the_same_state_dir_exits_and_changes_nothing(dropd):
+    dropd.add_feed_partner("northfield", [students_feed(schedule=[])])
+    dropd.start()
+    socket_inode = os.stat(dropd.state_dir / "control.sock").st_ino
+    second = subprocess.run(
+        [sys.executable, "-m", "daemon.cli", "run", "-c", str(dropd.config_file)],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert second.returncode == 1
+    assert f"dropd is already running (pid {dropd.process.pid})" in second.stderr
+    assert os.stat(dropd.state_dir / "control.sock").st_ino == socket_inode
+    [run] = json.loads(dropd.cli("run-now", "students", "--json").stdout)
+    assert run["status"] == "skipped"
+    transport, sftp = dropd.paramiko_sftp("northfield")
+    with transport:
+        assert sftp.listdir("/") == ["imports"]
+
+
+def test_a_taken_listen_address_is_named(dropd):
+    dropd.add_partner("northfield")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", dropd.sftp_port))
+        taken.listen(1)
+        dropd.write_config()
+        result = subprocess.run(
+            [sys.executable, "-m", "daemon.cli", "run", "-c", str(dropd.config_file)],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+    assert result.returncode == 1
+    assert f"cannot listen for SFTP on 127.0.0.1:{dropd.sftp_port} (sftp.listen): Address already in use" in result.stderr
