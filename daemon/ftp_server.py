@@ -15,14 +15,13 @@ import select
 import socket
 import sys
 import threading
-from pathlib import Path
 
 import structlog
 from OpenSSL import SSL
 from pyftpdlib.authorizers import AuthenticationFailed
+from pyftpdlib.exceptions import _FileReadWriteError, _RetryError
 from pyftpdlib.filesystems import AbstractedFS
 from pyftpdlib.handlers import DTPHandler, FTPHandler, TLS_DTPHandler, TLS_FTPHandler
-from pyftpdlib.exceptions import _FileReadWriteError, _RetryError
 from pyftpdlib.log import logger as pyftpdlib_logger
 from pyftpdlib.servers import ThreadedFTPServer
 
@@ -60,20 +59,24 @@ class _UploadFile:
 
 
 class _DownloadFile:
-    """A file being sent, counted as an open transfer until it closes."""
+    """A file being sent, as pyftpdlib reads it; the session's `Download` underneath."""
 
-    def __init__(self, path: str, transfers):
-        self._file = open(path, "rb")
-        self._transfers = transfers
-        transfers.opened()
+    def __init__(self, download):
+        self._download = download
+        self._file = os.fdopen(os.dup(download.fd), "rb")
+        self.name = str(download.path)
 
     def __getattr__(self, name):
         return getattr(self._file, name)
 
     def close(self) -> None:
+        """pyftpdlib closes the file without a data transfer when the RETR fails early."""
+        self.finish(0, completed=False)
+
+    def finish(self, sent: int, completed: bool) -> None:
         if not self._file.closed:
             self._file.close()
-            self._transfers.closed()
+        self._download.finish(sent, completed)
 
 
 class _JailedFS(AbstractedFS):
@@ -103,9 +106,9 @@ class _JailedFS(AbstractedFS):
         self.cwd = self.fs2ftp(path)
 
     def open(self, filename, mode):
-        if "r" in mode and "+" not in mode:
-            return _DownloadFile(filename, self.cmd_channel.core.transfers)
         virtual = self.fs2ftp(filename)
+        if "r" in mode and "+" not in mode:
+            return _DownloadFile(self.session.open_download(virtual))
         keep = "a" in mode or "+" in mode
         upload = self.session.begin_upload(virtual, append=keep and os.path.exists(filename))
         position = os.fstat(upload.fd).st_size if "a" in mode else 0
@@ -119,17 +122,23 @@ class _JailedFS(AbstractedFS):
 
     listdirinfo = listdir
 
+    def mkdir(self, path):
+        self.session.make_folder(self.fs2ftp(path))
+
+    def rmdir(self, path):
+        self.session.remove_folder(self.fs2ftp(path))
+
     def remove(self, path):
-        if not self.session.visible(os.path.basename(path)):
-            raise FileNotFoundError(errno.ENOENT, "No such file or directory", path)
-        os.remove(path)
+        self.session.remove_file(self.fs2ftp(path))
 
     def rename(self, src, dst):
-        os.rename(src, dst)
-        self.session.renamed(Path(src), Path(dst))
+        self.session.rename(self.fs2ftp(src), self.fs2ftp(dst), replace=True)
 
     def chmod(self, path, mode):
-        os.chmod(path, (mode & 0o777) | 0o600)
+        self.session.change_mode(self.fs2ftp(path), mode)
+
+    def utime(self, path, timeval):
+        self.session.set_times(self.fs2ftp(path), timeval, timeval)
 
     def readlink(self, path):
         raise PermissionError(errno.EPERM, "Links are not followed", path)
@@ -211,10 +220,8 @@ class _TransferClose:
                 except OSError as exc:
                     self._resp = (_not_stored_reply(exc), pyftpdlib_logger.debug)
                     self.transfer_finished = False
-        elif not self._closed and upload_file is not None and not self.receive:
-            self.cmd_channel.session.download_finished(
-                Path(upload_file.name), self.get_transmitted_bytes(), self.get_elapsed_time(), self.transfer_finished
-            )
+        elif not self._closed and isinstance(upload_file, _DownloadFile):
+            upload_file.finish(self.get_transmitted_bytes(), self.transfer_finished)
         super().close()
 
 

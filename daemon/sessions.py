@@ -16,7 +16,12 @@ import structlog
 from daemon.handoff import FinishedUpload, UploadHandoff
 from daemon.jail import Jail
 from daemon.partner_config import Partner
-from daemon.uploads import AtomicUpload, TransferCounter, is_our_temp_name, is_temporary_name
+from daemon.uploads import (
+    AtomicUpload,
+    TransferCounter,
+    is_our_temp_name,
+    is_temporary_name,
+)
 
 log = structlog.get_logger("dropd.session")
 
@@ -53,10 +58,62 @@ class PartnerSession:
         """Our own temporary names are never listed to the partner."""
         return not is_our_temp_name(name)
 
-    def begin_upload(self, path: str, append: bool = False) -> AtomicUpload:
+    def existing(self, path: str) -> Path:
+        """A file or folder the partner can see; never the home itself."""
         real = self.jail.resolve(path)
+        if real == self.jail.home:
+            raise PermissionError(errno.EACCES, "the home folder itself cannot be changed", path)
+        if not self.visible(real.name) or not os.path.lexists(real):
+            raise FileNotFoundError(errno.ENOENT, "no such file or folder", path)
+        return real
+
+    def _new_name(self, path: str) -> Path:
+        """A name the partner may create: inside the home, not the home, not a reserved name."""
+        real = self.jail.resolve(path)
+        if real == self.jail.home:
+            raise PermissionError(errno.EACCES, "the home folder itself cannot be changed", path)
         if is_our_temp_name(real.name):
             raise PermissionError(errno.EACCES, "names like this are reserved by the server", real.name)
+        return real
+
+    # Folder and file actions: both protocols come here, so the rules cannot drift apart.
+
+    def make_folder(self, path: str) -> None:
+        os.mkdir(self._new_name(path), 0o750)
+
+    def remove_folder(self, path: str) -> None:
+        os.rmdir(self.existing(path))
+
+    def remove_file(self, path: str) -> None:
+        real = self.existing(path)
+        if real.is_dir():
+            raise IsADirectoryError(errno.EISDIR, "is a folder", path)
+        os.unlink(real)
+
+    def rename(self, old: str, new: str, replace: bool = False) -> None:
+        """Rename (`replace`: over an existing file, as posix-rename and FTP do)."""
+        source, target = self.existing(old), self._new_name(new)
+        if not replace and os.path.lexists(target):
+            raise FileExistsError(errno.EEXIST, "the target exists", new)
+        os.replace(source, target)
+        self.renamed(source, target)
+
+    def change_mode(self, path: str, mode: int) -> None:
+        """Owner bits are always kept and nothing is ever opened to other users."""
+        real = self.existing(path)
+        os.chmod(real, (mode & 0o770) | (0o700 if real.is_dir() else 0o600))
+
+    def set_times(self, path: str, accessed: float, modified: float) -> None:
+        os.utime(self.existing(path), (accessed, modified))
+
+    def open_download(self, path: str) -> "Download":
+        real = self.existing(path)
+        if real.is_dir():
+            raise IsADirectoryError(errno.EISDIR, "is a folder", path)
+        return Download(self, real)
+
+    def begin_upload(self, path: str, append: bool = False) -> AtomicUpload:
+        real = self._new_name(path)
         if real.is_dir():
             raise IsADirectoryError(errno.EISDIR, "is a folder", path)
         upload = AtomicUpload(real, self._transfers, append=append)
@@ -135,6 +192,26 @@ class PartnerSession:
             bytes_in=self.bytes_in,
             bytes_out=self.bytes_out,
         )
+
+
+class Download:
+    """A file being sent: an open descriptor, counted as an open transfer until `finish`."""
+
+    def __init__(self, session: PartnerSession, path: Path):
+        self.session = session
+        self.path = path
+        self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        self.started = time.monotonic()
+        self.finished = False
+        session._transfers.opened()
+
+    def finish(self, sent: int, completed: bool) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        os.close(self.fd)
+        self.session._transfers.closed()
+        self.session.download_finished(self.path, sent, time.monotonic() - self.started, completed)
 
 
 def partner_home(drop_root: Path, partner: Partner) -> Path:

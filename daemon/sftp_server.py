@@ -8,18 +8,23 @@ hold small status replies back and uploads stall 20-40 ms at a time.
 import errno
 import os
 import socket
-import stat
 import threading
 import time
 
 import paramiko
 import structlog
-from paramiko.sftp import CMD_CLOSE, SFTP_FAILURE, SFTP_OK, SFTP_OP_UNSUPPORTED, SFTP_PERMISSION_DENIED
+from paramiko.sftp import (
+    CMD_CLOSE,
+    SFTP_FAILURE,
+    SFTP_OK,
+    SFTP_OP_UNSUPPORTED,
+    SFTP_PERMISSION_DENIED,
+)
 
 from daemon.gatekeeper import LoginRefused
 from daemon.host_keys import load_host_keys
 from daemon.jail import JailError
-from daemon.sessions import PartnerSession, partner_home
+from daemon.sessions import Download, PartnerSession, partner_home
 
 log = structlog.get_logger("dropd.sftp")
 
@@ -37,15 +42,24 @@ def _sftp_error(exc: Exception) -> int:
     return SFTP_FAILURE
 
 
-def _apply_attributes(path, attr: paramiko.SFTPAttributes, descriptor: int | None = None) -> None:
-    """Apply times, size and mode; ownership changes are ignored (the daemon owns every file)."""
-    target = descriptor if descriptor is not None else path
+def _apply_attributes(session: PartnerSession, path: str, attr: paramiko.SFTPAttributes) -> None:
+    """Apply mode, times and size; ownership changes are ignored (the daemon owns every file)."""
     if attr._flags & attr.FLAG_PERMISSIONS:
-        os.chmod(target, (attr.st_mode & 0o777) | 0o600)
+        session.change_mode(path, attr.st_mode)
     if attr._flags & attr.FLAG_AMTIME:
-        os.utime(target, (attr.st_atime, attr.st_mtime))
+        session.set_times(path, attr.st_atime, attr.st_mtime)
     if attr._flags & attr.FLAG_SIZE:
-        os.truncate(target, attr.st_size)
+        os.truncate(session.existing(path), attr.st_size)
+
+
+def _apply_upload_attributes(descriptor: int, attr: paramiko.SFTPAttributes) -> None:
+    """The same, on an upload still being written (its temporary file)."""
+    if attr._flags & attr.FLAG_PERMISSIONS:
+        os.chmod(descriptor, (attr.st_mode & 0o770) | 0o600)
+    if attr._flags & attr.FLAG_AMTIME:
+        os.utime(descriptor, (attr.st_atime, attr.st_mtime))
+    if attr._flags & attr.FLAG_SIZE:
+        os.truncate(descriptor, attr.st_size)
 
 
 class _UploadHandle(paramiko.SFTPHandle):
@@ -69,7 +83,7 @@ class _UploadHandle(paramiko.SFTPHandle):
 
     def chattr(self, attr):
         try:
-            _apply_attributes(None, attr, self.upload.fd)
+            _apply_upload_attributes(self.upload.fd, attr)
         except OSError as exc:
             return _sftp_error(exc)
         return SFTP_OK
@@ -86,32 +100,22 @@ class _UploadHandle(paramiko.SFTPHandle):
 
 
 class _DownloadHandle(paramiko.SFTPHandle):
-    def __init__(self, session: PartnerSession, path, descriptor: int, transfers, flags: int):
+    def __init__(self, download: Download, flags: int):
         super().__init__(flags)
-        self.session = session
-        self.path = path
-        self.descriptor = descriptor
-        self.transfers = transfers
+        self.download = download
         self.sent = 0
-        self.started = time.monotonic()
-        self.closed = False
-        transfers.opened()
 
     def read(self, offset, length):
-        data = os.pread(self.descriptor, length, offset)
+        data = os.pread(self.download.fd, length, offset)
         self.sent += len(data)
         return data
 
     def stat(self):
-        return paramiko.SFTPAttributes.from_stat(os.fstat(self.descriptor))
+        return paramiko.SFTPAttributes.from_stat(os.fstat(self.download.fd))
 
-    def close(self):
-        if self.closed:
-            return
-        self.closed = True
-        os.close(self.descriptor)
-        self.transfers.closed()
-        self.session.download_finished(self.path, self.sent, time.monotonic() - self.started, True)
+    def close(self) -> int:
+        self.download.finish(self.sent, completed=True)
+        return SFTP_OK
 
 
 class _SftpSubsystem(paramiko.SFTPServer):
@@ -151,6 +155,8 @@ class _JailedSFTP(paramiko.SFTPServerInterface):
     def _attributes(self, path, follow=True):
         try:
             real = self.session.resolve(path)
+            if not self.session.visible(real.name):
+                raise FileNotFoundError(errno.ENOENT, "no such file", path)
             return paramiko.SFTPAttributes.from_stat(os.stat(real) if follow else os.lstat(real))
         except (OSError, JailError) as exc:
             return _sftp_error(exc)
@@ -187,42 +193,27 @@ class _JailedSFTP(paramiko.SFTPServerInterface):
                 keep_content = exists and not flags & os.O_TRUNC
                 upload = self.session.begin_upload(path, append=keep_content)
                 return _UploadHandle(self.session, upload, flags)
-            if stat.S_ISDIR(os.stat(real).st_mode):
-                raise IsADirectoryError(errno.EISDIR, "is a folder", path)
-            descriptor = os.open(real, os.O_RDONLY | os.O_CLOEXEC)
-            return _DownloadHandle(self.session, real, descriptor, self.auth.core.transfers, flags)
+            return _DownloadHandle(self.session.open_download(path), flags)
         except (OSError, JailError) as exc:
             return _sftp_error(exc)
 
     def remove(self, path):
-        return self._apply(lambda: os.unlink(self._existing_visible(path)))
+        return self._apply(self.session.remove_file, path)
 
     def rename(self, oldpath, newpath):
-        def rename():
-            source, target = self._existing_visible(oldpath), self.session.resolve(newpath)
-            if target.exists():
-                raise FileExistsError(errno.EEXIST, "target exists", newpath)
-            os.rename(source, target)
-            self.session.renamed(source, target)
-
-        return self._apply(rename)
+        return self._apply(self.session.rename, oldpath, newpath)
 
     def posix_rename(self, oldpath, newpath):
-        def rename():
-            source, target = self._existing_visible(oldpath), self.session.resolve(newpath)
-            os.replace(source, target)
-            self.session.renamed(source, target)
-
-        return self._apply(rename)
+        return self._apply(self.session.rename, oldpath, newpath, replace=True)
 
     def mkdir(self, path, attr):
-        return self._apply(lambda: os.mkdir(self.session.resolve(path), 0o750))
+        return self._apply(self.session.make_folder, path)
 
     def rmdir(self, path):
-        return self._apply(lambda: os.rmdir(self.session.resolve(path)))
+        return self._apply(self.session.remove_folder, path)
 
     def chattr(self, path, attr):
-        return self._apply(lambda: _apply_attributes(self._existing_visible(path), attr))
+        return self._apply(_apply_attributes, self.session, path, attr)
 
     def canonicalize(self, path):
         try:
@@ -236,16 +227,10 @@ class _JailedSFTP(paramiko.SFTPServerInterface):
     def symlink(self, target_path, path):
         return SFTP_OP_UNSUPPORTED
 
-    def _existing_visible(self, path):
-        real = self.session.resolve(path)
-        if not self.session.visible(real.name):
-            raise FileNotFoundError(errno.ENOENT, "no such file", path)
-        return real
-
     @staticmethod
-    def _apply(operation):
+    def _apply(operation, *args, **kwargs):
         try:
-            operation()
+            operation(*args, **kwargs)
         except (OSError, JailError) as exc:
             return _sftp_error(exc)
         return SFTP_OK

@@ -216,3 +216,28 @@ def test_append_to_a_file_beyond_2_gib_keeps_every_byte(running):
         handle.seek(size)
         assert handle.read() == b"+tail"
     assert running.wait_for("upload.completed", path="/big.bin")[0]["size"] == size + 5
+
+
+def test_reserved_names_and_the_home_itself_are_refused(running):
+    reserved = ".dropd-0123456789abcdef.upload"
+    home = running.home("northfield")
+    (home / reserved).write_bytes(b"in flight")
+    client = ftps(running)
+    try:
+        client.mkd("folder")
+        client.storbinary("STOR a.csv", io.BytesIO(b"x"))
+        for command in (
+            lambda: client.mkd(reserved),
+            lambda: client.mkd(f"folder/{reserved}"),
+            lambda: client.rename("a.csv", reserved),
+            lambda: client.rename(reserved, "taken.csv"),
+            lambda: client.rmd("/"),
+            lambda: client.sendcmd("SITE CHMOD 777 /"),
+            lambda: client.sendcmd(f"SITE CHMOD 777 {reserved}"),
+        ):
+            with pytest.raises(ftplib.error_perm):
+                command()
+    finally:
+        client.quit()
+    assert sorted(os.listdir(home)) == sorted([reserved, "a.csv", "folder"])
+    assert home.stat().st_mode & 0o007 == 0

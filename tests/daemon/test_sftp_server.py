@@ -129,3 +129,40 @@ def test_path_escapes_are_refused(running, tmp_path):
             sftp.putfo(io.BytesIO(b"x"), "/" + "n" * 300)
         assert sftp.normalize("/../../..") == "/"
     assert sorted(os.listdir(outside)) == ["target.txt"]
+
+
+RESERVED = ".dropd-0123456789abcdef.upload"
+
+
+def test_reserved_names_and_the_home_itself_are_refused(running, client_key):
+    home = running.home("northfield")
+    (home / "visible.csv").write_bytes(b"x")
+    transport, sftp = running.paramiko_sftp("westbrook")
+    with transport:
+        sftp.mkdir("/folder")
+        for attempt in (
+            lambda: sftp.mkdir(f"/{RESERVED}"),
+            lambda: sftp.mkdir(f"/folder/{RESERVED}"),
+            lambda: sftp.rename("/folder", f"/{RESERVED}"),
+            lambda: sftp.posix_rename("/folder", f"/{RESERVED}"),
+            lambda: sftp.rmdir("/"),
+            lambda: sftp.rename("/", "/elsewhere"),
+            lambda: sftp.chmod("/", 0o777),
+        ):
+            with pytest.raises(PermissionError):
+                attempt()
+    home = running.home("westbrook")
+    assert home.is_dir() and sorted(os.listdir(home)) == ["folder"]
+    assert stat.S_IMODE(home.stat().st_mode) & 0o007 == 0
+    result = running.openssh_sftp("northfield", client_key, f"mkdir /{RESERVED}\nrmdir /\n")
+    assert result.returncode != 0
+    assert sorted(os.listdir(running.home("northfield"))) == ["visible.csv"]
+
+
+def test_chmod_never_opens_a_file_to_other_users(running):
+    transport, sftp = running.paramiko_sftp("westbrook")
+    with transport:
+        with sftp.open("/a.csv", "wb") as handle:
+            handle.write(b"x")
+        sftp.chmod("/a.csv", 0o777)
+    assert stat.S_IMODE((running.home("westbrook") / "a.csv").stat().st_mode) == 0o770
