@@ -6,10 +6,12 @@ starts; `"required"` makes the data file wait up to `count_wait` for it, and fai
 way for its data file.
 """
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from daemon.csv_source import LandedFile, UnsafeFile
 from handlers.base import FileRejected
 
 COUNT_SUFFIX = "_count.txt"
@@ -25,7 +27,11 @@ def is_count_file(name: str, prefix: str) -> bool:
 
 def read_count(path: Path) -> int:
     """The number in the count file; FileRejected (count-file-invalid) for anything else."""
-    raw = path.read_bytes()[:4096]
+    try:
+        with LandedFile(path) as landed:
+            raw = os.pread(landed.fd, 4096, 0)
+    except UnsafeFile as exc:
+        raise FileRejected("count-file-invalid", str(exc)) from None
     try:
         text = raw.decode("utf-8-sig").strip()
     except UnicodeDecodeError:

@@ -1,14 +1,21 @@
 """Reading partner CSV files: fingerprint and encoding first, then rows as a stream.
 
-`inspect_file` reads the file once in blocks to take its sha256 and decide its encoding
-(UTF-8 with or without BOM, else Windows-1252). `CsvRows` then yields one row at a time, so
-memory does not grow with the file. Every value stays text; nothing is converted here.
+`LandedFile` opens the file once, without following a symbolic link, and everything after
+that reads the same descriptor: a file swapped for a link to something else between the
+checks and the read is never read, and the file archived afterwards is the one read
+(`still_in_place`). `inspect_file` reads it in blocks to take its sha256 and decide its
+encoding (UTF-8 with or without BOM, else Windows-1252). `CsvRows` then yields one row at a
+time, so memory does not grow with the file: every physical line, every record and every
+cell is capped, whatever the quoting. Every value stays text; nothing is converted here.
 """
 
 import codecs
 import csv
+import errno
 import hashlib
 import itertools
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,9 +23,60 @@ BLOCK = 1024 * 1024
 # Large enough for any sane cell, small enough that an unclosed quote swallowing the rest of
 # a big file is caught early instead of being held in memory.
 FIELD_SIZE_LIMIT = 1024 * 1024
+# A whole record (25 custom fields of 1,000 characters fit many times over); a line or a
+# quoted record longer than this fails the file rather than being held in memory.
+RECORD_LIMIT = 4 * 1024 * 1024
 DELIMITERS = {"comma": ",", "tab": "\t"}
 
 csv.field_size_limit(FIELD_SIZE_LIMIT)
+
+
+class UnsafeFile(Exception):
+    """The landed name is not a regular file (a symbolic link, a FIFO, a folder)."""
+
+
+class LandedFile:
+    """One landed file, opened once; its identity is that of the open descriptor."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        try:
+            self.fd = os.open(path, flags)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise UnsafeFile(f"{path.name} is a symbolic link; only regular files are imported") from None
+            raise
+        info = os.fstat(self.fd)
+        if not stat.S_ISREG(info.st_mode):
+            os.close(self.fd)
+            raise UnsafeFile(f"{path.name} is not a regular file")
+        self.identity = (info.st_dev, info.st_ino)
+
+    def still_in_place(self) -> bool:
+        """True when the name still leads to the file that was read."""
+        try:
+            info = os.lstat(self.path)
+        except OSError:
+            return False
+        return (info.st_dev, info.st_ino) == self.identity
+
+    def text(self, encoding: str, errors: str):
+        """A text stream over the same file from its start (its own descriptor)."""
+        handle = open(os.dup(self.fd), encoding=encoding, errors=errors, newline="")
+        handle.seek(0)
+        return handle
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 class CsvStructureError(Exception):
@@ -43,20 +101,19 @@ class FileFacts:
         return None
 
 
-def inspect_file(path: Path) -> FileFacts:
+def inspect_file(landed: LandedFile) -> FileFacts:
     digest = hashlib.sha256()
     decoder = codecs.getincrementaldecoder("utf-8")()
     valid_utf8 = True
     size = 0
-    with open(path, "rb") as handle:
-        while block := handle.read(BLOCK):
-            digest.update(block)
-            size += len(block)
-            if valid_utf8:
-                try:
-                    decoder.decode(block)
-                except UnicodeDecodeError:
-                    valid_utf8 = False
+    while block := os.pread(landed.fd, BLOCK, size):
+        digest.update(block)
+        size += len(block)
+        if valid_utf8:
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError:
+                valid_utf8 = False
     if valid_utf8:
         try:
             decoder.decode(b"", final=True)
@@ -66,17 +123,24 @@ def inspect_file(path: Path) -> FileFacts:
 
 
 class _Tap:
-    """Passes lines from a file to the csv module and keeps the ones it took."""
+    """Passes lines to the csv module and keeps the ones it took, up to RECORD_LIMIT in all."""
 
-    def __init__(self, lines):
-        self._lines = lines
+    def __init__(self, read_line, row: int, first: str):
+        self._read_line = read_line
+        self._row = row
+        self._length = len(first)
         self.taken: list[str] = []
 
     def __iter__(self):
         return self
 
     def __next__(self) -> str:
-        line = next(self._lines)
+        line = self._read_line()
+        if not line:
+            raise StopIteration
+        self._length += len(line)
+        if self._length > RECORD_LIMIT:
+            raise CsvStructureError(self._row, f"a quoted record runs past {RECORD_LIMIT:,} characters; most likely a quote is never closed")
         self.taken.append(line)
         return line
 
@@ -91,27 +155,32 @@ class CsvRows:
     lines as its quoting needs.
     """
 
-    def __init__(self, path: Path, facts: FileFacts, delimiter: str):
-        self.path = path
+    def __init__(self, landed: LandedFile, facts: FileFacts, delimiter: str):
         # cp1252 leaves five bytes undefined; they become U+FFFD rather than stopping the import.
         errors = "replace" if facts.encoding == "cp1252" else "strict"
-        self._handle = open(path, encoding=facts.encoding, errors=errors, newline="")
-        self._lines = iter(self._handle)
+        self._handle = landed.text(facts.encoding, errors)
         self.delimiter = DELIMITERS[delimiter]
         self.row = 0
         self.header = self._header()
 
+    def _read_line(self) -> str:
+        """The next physical line, "" at the end; a line longer than RECORD_LIMIT fails the file."""
+        line = self._handle.readline(RECORD_LIMIT + 1)
+        if len(line) > RECORD_LIMIT:
+            raise CsvStructureError(self.row + 1, f"a line is longer than {RECORD_LIMIT:,} characters; this is not a CSV file a person wrote")
+        return line
+
     def _next(self):
         """The next record as (text, values, problem), or None at the end of the file."""
-        try:
-            line = next(self._lines)
-        except StopIteration:
+        line = self._read_line()
+        if not line:
             return None
         self.row += 1
-        if '"' not in line and "\x00" not in line:
+        if '"' not in line:
             text = line.rstrip("\r\n")
-            return text, (text.split(self.delimiter) if text else []), None
-        tap = _Tap(self._lines)
+            values = text.split(self.delimiter) if text else []
+            return text, values, _cell_problem(text, values)
+        tap = _Tap(self._read_line, self.row, line)
         reader = csv.reader(itertools.chain([line], tap), delimiter=self.delimiter, strict=True)
         try:
             values = next(reader, [])
@@ -120,7 +189,8 @@ class CsvRows:
             if "field larger than field limit" in str(exc):
                 raise CsvStructureError(self.row, _explain(exc)) from None
             values, problem = None, _explain(exc)
-        return (line + "".join(tap.taken)).rstrip("\r\n"), values, problem
+        text = (line + "".join(tap.taken)).rstrip("\r\n")
+        return text, values, problem or _cell_problem(text, values or [])
 
     def _header(self) -> list[str]:
         record = self._next()
@@ -146,6 +216,15 @@ class CsvRows:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _cell_problem(text: str, values: list[str]) -> str | None:
+    """What makes a record unusable whatever its quoting: a NUL byte, or an oversized cell."""
+    if "\x00" in text:
+        return "the row contains a NUL byte; it is not text"
+    if len(text) > FIELD_SIZE_LIMIT and any(len(value) > FIELD_SIZE_LIMIT for value in values):
+        return f"a cell is longer than {FIELD_SIZE_LIMIT:,} characters"
+    return None
 
 
 def _explain(exc: csv.Error) -> str:

@@ -15,7 +15,7 @@ import structlog
 
 from daemon import count_files, landing
 from daemon.count_files import read_count
-from daemon.csv_source import CsvRows, CsvStructureError, inspect_file
+from daemon.csv_source import CsvRows, CsvStructureError, LandedFile, UnsafeFile, inspect_file
 from daemon.store import RunRecord, Store
 from handlers import HANDLERS
 from handlers.base import FileRejected, ImportCounts, RowErrors
@@ -104,11 +104,22 @@ def import_file(
 ) -> RunRecord | DryRunReport:  # fmt: skip
     """Import one file through `feed`, checked against `count_file` when given.
 
-    `manual` (dropd ingest) leaves the file where it is.
+    The file is opened once, without following a symbolic link, and everything is read from
+    that descriptor. `manual` (dropd ingest) leaves the file where it is.
     """
-    store = ctx.store
-    facts = inspect_file(path)
     bound = log.bind(partner=partner.name, feed=feed.name, file=path.name, trigger=trigger)
+    try:
+        landed = LandedFile(path)
+    except UnsafeFile as exc:
+        run_id = None if dry_run else ctx.store.start_run(partner.name, feed.name, feed.kind, trigger, path.name, None)
+        return _failed(ctx, partner, feed, path, run_id, f"unsafe-file: {exc}", None, dry_run, manual, bound.bind(run_id=run_id), count_file)
+    with landed:
+        return _import_landed(ctx, partner, feed, landed, trigger, force, dry_run, manual, count_file, bound)
+
+
+def _import_landed(ctx, partner, feed, landed: LandedFile, trigger, force, dry_run, manual, count_file, bound):
+    store, path = ctx.store, landed.path
+    facts = inspect_file(landed)
     previous = None if force or dry_run else store.imported_by(feed.name, facts.sha256)
     if previous is not None:
         run_id = store.record_run(
@@ -117,7 +128,7 @@ def import_file(
         )  # fmt: skip
         bound.info("run.finished", run_id=run_id, status="skipped", reason="duplicate")
         if not manual:
-            _dispose(ctx, partner, feed, path, imported=True, count_file=count_file)
+            _dispose(ctx, partner, feed, landed, imported=True, count_file=count_file)
         return store.run(run_id)
 
     run_id = None if dry_run else store.start_run(partner.name, feed.name, feed.kind, trigger, path.name, facts.sha256)
@@ -128,7 +139,7 @@ def import_file(
     error_file = None
     try:
         expected_rows = read_count(count_file) if count_file else None
-        with CsvRows(path, facts, feed.delimiter) as rows:
+        with CsvRows(landed, facts, feed.delimiter) as rows:
             error_file = ErrorFile(errors_path, rows.header)
             handler = HANDLERS[feed.kind](partner.name, feed.name, feed.options, ctx.config.daemon.timezone)
             with store.transaction(connection, commit=not dry_run):
@@ -148,11 +159,11 @@ def import_file(
                 return DryRunReport(path.name, counts, error_file.pending, facts.encoding_note)
     except (FileRejected, CsvStructureError) as exc:
         reason = f"{exc.code}: {exc.message}" if isinstance(exc, FileRejected) else f"malformed-row: {exc}"
-        return _failed(ctx, partner, feed, path, run_id, reason, error_file, dry_run, manual, bound, count_file)
+        return _failed(ctx, partner, feed, landed, run_id, reason, error_file, dry_run, manual, bound, count_file)
     except Exception as exc:
         bound.exception("run.crashed")
         reason = f"internal-error: {type(exc).__name__}: {exc} (see the daemon log)"
-        return _failed(ctx, partner, feed, path, run_id, reason, error_file, dry_run, manual, bound, count_file)
+        return _failed(ctx, partner, feed, landed, run_id, reason, error_file, dry_run, manual, bound, count_file)
     finally:
         connection.close()
         if error_file is not None:
@@ -162,40 +173,49 @@ def import_file(
         **counts.details(),
     )  # fmt: skip
     if not manual:
-        _dispose(ctx, partner, feed, path, imported=True, count_file=count_file)
+        _dispose(ctx, partner, feed, landed, imported=True, count_file=count_file)
     return store.run(run_id)
 
 
-def _failed(ctx, partner, feed, path, run_id, reason, error_file, dry_run, manual, bound, count_file=None):
+def _failed(ctx, partner, feed, landed, run_id, reason, error_file, dry_run, manual, bound, count_file=None):
+    """Record the run failed; `landed` is the file read, or the path of one that could not be."""
+    name = landed.path.name if isinstance(landed, LandedFile) else landed.name
     if dry_run:
-        return DryRunReport(path.name, None, error_file.pending if error_file else [], reason)
+        return DryRunReport(name, None, error_file.pending if error_file else [], reason)
     with ctx.store.transaction() as connection:
         ctx.store.finish_run(
             connection, run_id, "failed", reason, error_file=error_file.written if error_file else None
         )
     bound.warning("run.finished", status="failed", reason=reason)
     if not manual:
-        _dispose(ctx, partner, feed, path, imported=False, count_file=count_file)
+        _dispose(ctx, partner, feed, landed, imported=False, count_file=count_file)
     return ctx.store.run(run_id)
 
 
-def _dispose(ctx, partner, feed, path: Path, imported: bool, count_file: Path | None = None) -> None:
+def _dispose(ctx, partner, feed, landed: LandedFile | Path, imported: bool, count_file: Path | None = None) -> None:
     """After the commit: archive or delete an imported file; move a failed one to `failed/`.
 
-    A count file goes wherever its data file goes.
+    A count file goes wherever its data file goes. A data file whose name no longer leads to
+    the file that was read (replaced meanwhile) is left alone: the next look at the folder
+    sees the new file as the new arrival it is.
     """
     if count_file is not None and count_file.exists():
         _dispose(ctx, partner, feed, count_file, imported)
+    path = landed.path if isinstance(landed, LandedFile) else landed
+    context = dict(partner=partner.name, feed=feed.name, file=path.name)
+    if isinstance(landed, LandedFile) and not landed.still_in_place():
+        log.warning("file.replaced", **context, message="the file was replaced while it was imported; left in place")
+        return
     drop_root = ctx.config.daemon.drop_root
     if not imported:
         target = landing.move_aside(path, path.parent / landing.FAILED_FOLDER, _now())
-        log.info("file.failed_aside", partner=partner.name, feed=feed.name, file=path.name, to=target.name)
+        log.info("file.failed_aside", **context, to=target.name)
     elif feed.after_import == "delete":
         path.unlink(missing_ok=True)
-        log.info("file.deleted", partner=partner.name, feed=feed.name, file=path.name)
+        log.info("file.deleted", **context)
     else:
         target = landing.move_aside(path, landing.archive_dir(drop_root, partner, feed), _now())
-        log.info("file.archived", partner=partner.name, feed=feed.name, file=path.name, to=target.name)
+        log.info("file.archived", **context, to=target.name)
 
 
 def run_feed(ctx: RunContext, partner, feed, trigger: str, force=False) -> list[RunRecord]:

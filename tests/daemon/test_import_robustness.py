@@ -1,10 +1,14 @@
 """A daemon killed mid-import, and memory that does not grow with the file."""
 
 import json
+import subprocess
+import sys
 import os
 import signal
 import time
 from pathlib import Path
+
+import pytest
 
 from tests.daemon.test_runs import run_now
 from tests.handlers.test_contacts import students_feed
@@ -95,3 +99,74 @@ def test_memory_stays_flat_as_files_grow(dropd):
     assert big_size > 9 * small_size
     # Ten times the data may cost a little more (allocator, page cache of SQLite), never ten times.
     assert big_peak - small_peak < 40 * 1024, peaks
+
+
+HEADER_LINE = "Student ID,First Name,Last Name,Cell,Email,CRM,Text Opt Out,Major,Notes\n"
+MEMORY_LIMIT_KIB = 150 * 1024
+
+
+def ingest_measured(dropd, path: Path) -> tuple[dict, int]:
+    """`dropd ingest` in its own process: its run, and the process's peak RSS in KiB."""
+    script = (
+        "import json, resource, sys\n"
+        "from daemon.cli import main\n"
+        "code = main(sys.argv[1:])\n"
+        "print(json.dumps({'peak_kib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}), file=sys.stderr)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, "ingest", "students", str(path), "--json", "-c", str(dropd.config_file)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    [run] = json.loads(result.stdout)
+    peak = json.loads(result.stderr.strip().splitlines()[-1])["peak_kib"]
+    return run, peak
+
+
+@pytest.fixture
+def ingesting(dropd):
+    dropd.add_feed_partner("northfield", [feed_with_notes()])
+    dropd.write_config()
+    return dropd
+
+
+def test_a_300_mib_line_without_quotes_fails_the_file_in_bounded_memory(ingesting, tmp_path):
+    path = tmp_path / "StudentData_longline.csv"
+    with open(path, "w") as handle:
+        handle.write(HEADER_LINE + "S1,")
+        chunk = "A" * (1 << 20)
+        for _ in range(300):
+            handle.write(chunk)
+        handle.write(",Last,(202) 555-0100,,,N,,\n")
+    run, peak = ingest_measured(ingesting, path)
+    assert run["status"] == "failed"
+    assert run["reason"] == (
+        "malformed-row: row 2: a line is longer than 4,194,304 characters; this is not a CSV file a person wrote"
+    )
+    assert peak < MEMORY_LIMIT_KIB, f"peak RSS {peak} KiB"
+    assert count_contacts(ingesting) == 0
+
+
+def test_a_512_mib_sparse_file_fails_in_bounded_memory(ingesting, tmp_path):
+    path = tmp_path / "StudentData_sparse.csv"
+    with open(path, "wb") as handle:
+        handle.truncate(512 << 20)
+    run, peak = ingest_measured(ingesting, path)
+    assert run["status"] == "failed" and run["reason"].startswith("malformed-row: row 1: a line is longer than")
+    assert peak < MEMORY_LIMIT_KIB, f"peak RSS {peak} KiB"
+
+
+def test_nul_bytes_and_oversized_unquoted_cells_reject_their_row_only(ingesting, tmp_path):
+    path = tmp_path / "StudentData_nul.csv"
+    path.write_text(
+        HEADER_LINE
+        + "S1,Ada\x00,Lovelace,(202) 555-0100,,,N,,\n"
+        + "S2," + "B" * (2 << 20) + ",Babbage,(202) 555-0101,,,N,,\n"
+        + "S3,Grace,Hopper,(202) 555-0102,,,N,,\n"
+    )  # fmt: skip
+    run, _ = ingest_measured(ingesting, path)
+    assert (run["status"], run["rows_in_file"], run["rows_applied"], run["rows_rejected"]) == ("success", 3, 1, 2)
+    with open(run["error_file"], encoding="utf-8-sig") as handle:
+        errors = [line.split(",")[:4] for line in handle.read().splitlines()[1:]]
+    assert [error[:3] for error in errors] == [["2", "malformed-row", "complete"], ["3", "malformed-row", "complete"]]
+    listing = ingesting.cli("contacts", "--partner", "northfield").stdout
+    assert "\x00" not in listing and "Grace" in listing and "Ada" not in listing

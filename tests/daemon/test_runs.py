@@ -217,3 +217,42 @@ def test_lftp_upload_is_complete_at_once_although_it_sets_the_time(dropd, tmp_pa
     assert landed.stat().st_mtime == 1_600_000_000, "lftp no longer sets the time; this test shows nothing"
     [run] = json.loads(dropd.cli("run-now", "students", "--json").stdout)
     assert (run["file"], run["status"]) == ("StudentData_lftp.csv", "success")
+
+
+def test_a_landing_file_swapped_for_a_symlink_is_never_read(dropd, tmp_path):
+    """A local user who can write the landing folder swaps a checked file for a link to a
+    root-only file between the checks and the open: the import must not follow it."""
+    from daemon.config import load_config
+    from daemon.runs import RunContext, import_file
+    from daemon.store import Store
+
+    dropd.add_feed_partner("northfield", [students_feed()])
+    dropd.write_config()
+    config = load_config(dropd.config_file)
+    partner, feed = config.feed("students")
+    secret = tmp_path / "secret.csv"
+    secret.write_text(HEADER + "\n" + ROW.format(id=66))
+    secret.chmod(0o600)
+    folder = dropd.home("northfield") / "imports"
+    folder.mkdir(parents=True)
+    (folder / "StudentData_swap.csv").symlink_to(secret)
+    store = Store(config.daemon.state_dir / "dropd.db")
+    run = import_file(RunContext(store, config), partner, feed, folder / "StudentData_swap.csv", "arrival")
+    assert run.status == "failed"
+    assert run.reason == "unsafe-file: StudentData_swap.csv is a symbolic link; only regular files are imported"
+    assert run.error_file is None and store.contacts("northfield") == []
+    [moved] = os.listdir(folder / "failed")
+    assert (folder / "failed" / moved).is_symlink() and secret.read_text().startswith(HEADER)
+
+
+def test_a_file_replaced_after_it_was_read_is_not_archived(tmp_path):
+    from daemon.csv_source import LandedFile
+
+    path = tmp_path / "StudentData.csv"
+    path.write_text("a\n")
+    with LandedFile(path) as landed:
+        assert landed.still_in_place()
+        replacement = tmp_path / "other.csv"
+        replacement.write_text("b\n")
+        os.replace(replacement, path)
+        assert not landed.still_in_place()
