@@ -15,7 +15,14 @@ import structlog
 
 from daemon import count_files, landing
 from daemon.count_files import read_count
-from daemon.csv_source import CsvRows, CsvStructureError, LandedFile, UnsafeFile, inspect_file
+from daemon.csv_source import (
+    CsvRows,
+    CsvStructureError,
+    LandedFile,
+    UnsafeFile,
+    inspect_file,
+)
+from daemon.spreadsheet import spreadsheet_row
 from daemon.store import RunRecord, Store
 from handlers import HANDLERS
 from handlers.base import FileRejected, ImportCounts, RowErrors
@@ -58,8 +65,8 @@ class ErrorFile:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._handle = open(self.path, "w", encoding="utf-8-sig", newline="")
             self._writer = csv.writer(self._handle)
-            self._writer.writerow(["row", "code", "failure_type", "message", *self.header])
-        self._writer.writerow([row, code, failure_type, message, *values])
+            self._writer.writerow(spreadsheet_row(["row", "code", "failure_type", "message", *self.header]))
+        self._writer.writerow(spreadsheet_row([row, code, failure_type, message, *values]))
 
     def flush_rows(self, store: Store, connection, run_id: int) -> None:
         store.add_row_errors(connection, run_id, self.pending)
@@ -95,7 +102,7 @@ class DryRunReport:
 
 
 def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
 def import_file(

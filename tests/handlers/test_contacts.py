@@ -258,3 +258,28 @@ def test_same_rows_under_a_reordered_header_are_applied_again(dropd, tmp_path):
     assert run["details"]["updated"] == 1
     ann = dropd.contacts("northfield")["1"]
     assert (ann["first_name"], ann["last_name"]) == ("Lee", "Ann")
+
+
+def test_error_csv_cells_are_safe_to_open_in_a_spreadsheet(school):
+    header = HEADER.replace("Major", "=Major")
+    school_feed_header = f"{header}\n"
+    rows = [
+        '1,=HYPERLINK("http://evil.example"),X,12,,,,',
+        "2,+1+2,X,12,,,,",
+        "3,-2+3,X,12,,,,",
+        "4,@SUM(A1),X,12,,,,",
+        '5,"\tTab",X,12,,,,',
+        "6,'quoted,X,12,,,,",
+        "7,plain,X,12,,,,",
+    ]
+    run = drop(school, "StudentData_formula.csv", school_feed_header + "\n".join(rows) + "\n")
+    with open(run["error_file"], encoding="utf-8-sig", newline="") as handle:
+        written = list(csv.reader(handle))
+    assert written[0][4:] == ["Student ID", "First Name", "Last Name", "Cell", "Email", "CRM", "Text Opt Out", "'=Major"]
+    first_names = [line[5] for line in written[1:]]
+    assert first_names == [
+        "'=HYPERLINK(\"http://evil.example\")", "'+1+2", "'-2+3", "'@SUM(A1)", "'\tTab", "''quoted", "plain"
+    ]
+    assert [name[1:] if name.startswith("'") else name for name in first_names] == [
+        '=HYPERLINK("http://evil.example")', "+1+2", "-2+3", "@SUM(A1)", "\tTab", "'quoted", "plain"
+    ]
