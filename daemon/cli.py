@@ -9,7 +9,7 @@ from pathlib import Path
 from daemon.config import ConfigInvalid, load_config
 from daemon.logs import configure_logging
 from daemon.passwords import hash_password
-from daemon.runs import DryRunReport, RunContext, import_file
+from daemon.runs import DryRunReport, RunContext, ingest_file
 from daemon.control import ControlUnavailable, send_command
 from daemon.store import RunRecord, SchemaError, Store
 
@@ -103,7 +103,7 @@ def _ingest(args) -> int:
     if not path.is_file():
         print(f"dropd ingest: {path} is not a file", file=sys.stderr)
         return 1
-    result = import_file(RunContext(store, config), partner, feed, path, "ingest", force=args.force, dry_run=args.dry_run, manual=True)
+    result = ingest_file(RunContext(store, config), partner, feed, path, force=args.force, dry_run=args.dry_run)
     if isinstance(result, DryRunReport):
         return _print_dry_run(result, args.json)
     _print_runs([result], args.json)

@@ -124,6 +124,24 @@ def import_file(
         return _import_landed(ctx, partner, feed, landed, trigger, force, dry_run, manual, count_file, bound)
 
 
+def ingest_file(ctx: RunContext, partner, feed, path: Path, force=False, dry_run=False) -> RunRecord | DryRunReport:
+    """`dropd ingest`: import a local file as if it had been dropped, count file included.
+
+    A count file beside it (`<stem>_count.txt`) is verified as for a dropped file; with
+    `count_file = "required"` and none there the run fails at once (nothing waits).
+    """
+    companion = count_files.count_file_for(path)
+    count_file = companion if feed.count_file != "off" and companion.is_file() else None
+    if count_file is None and feed.count_file == "required":
+        reason = f"count-file-missing: {companion.name} is required (count_file = \"required\") and is not beside the file"
+        if dry_run:
+            return DryRunReport(path.name, None, [], reason)
+        run_id = ctx.store.record_run(partner.name, feed.name, feed.kind, "ingest", "failed", reason, path.name)
+        log.warning("run.finished", partner=partner.name, feed=feed.name, file=path.name, status="failed", reason="count-file-missing")
+        return ctx.store.run(run_id)
+    return import_file(ctx, partner, feed, path, "ingest", force=force, dry_run=dry_run, manual=True, count_file=count_file)
+
+
 def _import_landed(ctx, partner, feed, landed: LandedFile, trigger, force, dry_run, manual, count_file, bound):
     store, path = ctx.store, landed.path
     facts = inspect_file(landed)

@@ -256,3 +256,23 @@ def test_a_file_replaced_after_it_was_read_is_not_archived(tmp_path):
         replacement.write_text("b\n")
         os.replace(replacement, path)
         assert not landed.still_in_place()
+
+
+def test_ingest_verifies_a_count_file_beside_the_file(dropd, tmp_path):
+    dropd.add_feed_partner("northfield", [students_feed(count_file="required")])
+    dropd.write_config()
+    local = tmp_path / "StudentData_x.csv"
+    local.write_text(HEADER + "\n" + "".join(ROW.format(id=i) for i in (1, 2, 3)))
+    missing = dropd.cli("ingest", "students", str(local), "--json", check=False)
+    [run] = json.loads(missing.stdout)
+    assert missing.returncode == 1 and run["status"] == "failed"
+    assert run["reason"].startswith("count-file-missing: StudentData_x_count.txt is required")
+    (tmp_path / "StudentData_x_count.txt").write_text("7\n")
+    wrong = dropd.cli("ingest", "students", str(local), "--json", check=False)
+    [run] = json.loads(wrong.stdout)
+    assert wrong.returncode == 1 and run["reason"] == "count-mismatch: file has 3 rows, count file says 7"
+    assert dropd.contacts("northfield") == {}
+    (tmp_path / "StudentData_x_count.txt").write_text("3\n")
+    [run] = json.loads(dropd.cli("ingest", "students", str(local), "--json").stdout)
+    assert (run["status"], run["rows_applied"]) == ("success", 3)
+    assert local.exists() and (tmp_path / "StudentData_x_count.txt").exists()
