@@ -109,6 +109,7 @@ class ActivityImport:
                 counts.extra["too_old"] += 1
             else:
                 self._store(connection, event, counts)
+                counts.partial += errors.had_partial(row)
         if counts.extra["opted_out"]:
             store.bump_partner_version(connection, self.partner)
         return counts

@@ -75,13 +75,23 @@ def well_formed(rows, errors: "RowErrors", counts: ImportCounts):
 
 
 class RowErrors:
-    """Where handlers report row problems; the run decides where they are written."""
+    """Where handlers report row problems; the run decides where they are written.
+
+    Rows come in file order, so remembering the last row with a partial error is enough to
+    tell whether an applied row counts as `partial`.
+    """
 
     def __init__(self, write):
         self._write = write
+        self._last_partial_row = None
 
     def reject(self, row: int, code: str, message: str, values) -> None:
         self._write(row, code, COMPLETE, message, values)
 
     def partial(self, row: int, code: str, message: str, values) -> None:
+        self._last_partial_row = row
         self._write(row, code, PARTIAL, message, values)
+
+    def had_partial(self, row: int) -> bool:
+        """True when `row` got a partial error (a field dropped, the row still applied)."""
+        return self._last_partial_row == row

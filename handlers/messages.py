@@ -53,6 +53,7 @@ class MessagesImport:
                 counts.created += 1
             else:
                 counts.unchanged += 1
+            counts.partial += errors.had_partial(row)
         return counts
 
     def _cell(self, values, name) -> str:

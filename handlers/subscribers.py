@@ -80,8 +80,6 @@ class SubscribersImport:
             setattr(counts, outcome, getattr(counts, outcome) + 1)
         if self.options.mode == "full_replace":
             counts.extra["removed"] = self._remove_absent(connection, stamp, active_before)
-        if counts.created or counts.updated or counts.extra.get("removed"):
-            store.bump_partner_version(connection, self.partner)
         return counts
 
     def _cell(self, values, name):

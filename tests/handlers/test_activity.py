@@ -67,7 +67,7 @@ def test_bad_values_are_partial_unless_id_or_time(running):
         f"c1,,m1,Welcome,,open,{recent()},true\n"
     )
     run = drop(running, "cordial_1.csv", text)
-    assert (run["rows_applied"], run["rows_rejected"]) == (1, 2)
+    assert (run["rows_applied"], run["rows_rejected"], run["details"]["partial"]) == (1, 2, 1)
     lines = Path(run["error_file"]).read_text(encoding="utf-8-sig").splitlines()[1:]
     assert [line.split(",")[:3] for line in lines] == [
         ["2", "invalid-attribute-data", "partial"],

@@ -113,3 +113,26 @@ def test_bad_rows_are_rejected_with_their_codes(association):
 def test_missing_email_column_rejects_the_file(association):
     run = drop(association, "subscriber_list_1.csv", "Mail,First\na@x.org,A\n")
     assert run["status"] == "failed" and run["reason"] == "missing-column: required column 'Email' (email) is not in the header"
+
+
+def test_a_subscriber_import_keeps_the_contacts_reimport_shortcut(dropd, tmp_path):
+    """Only runs that change contacts may turn off the contacts feed's unchanged-record shortcut."""
+    from daemon.config import load_config
+    from daemon.runs import RunContext, import_file
+    from daemon.store import Store
+    from tests.handlers.test_contacts import HEADER as CONTACTS_HEADER
+    from tests.handlers.test_contacts import students_feed
+
+    dropd.add_feed_partner("northfield", [students_feed(), {"name": "list", "kind": "subscribers", "path": "/lists", "prefix": "subs"}])
+    dropd.write_config()
+    config = load_config(dropd.config_file)
+    store = Store(config.daemon.state_dir / "dropd.db")
+    context = RunContext(store, config)
+    contacts = tmp_path / "StudentData.csv"
+    contacts.write_text(f"{CONTACTS_HEADER}\n1,Ada,Lovelace,202-555-0143,,,,\n")
+    subscribers = tmp_path / "subs.csv"
+    subscribers.write_text("email\nnew@example.org\n")
+    for feed_name, path in (("students", contacts), ("list", subscribers)):
+        partner, feed = config.feed(feed_name)
+        assert import_file(context, partner, feed, path, "ingest", manual=True).status == "success"
+    assert store.row_digests(store.connection, "students", "northfield") is not None
