@@ -11,7 +11,7 @@ from daemon.logs import configure_logging
 from daemon.passwords import hash_password
 from daemon.runs import DryRunReport, RunContext, ingest_file
 from daemon.control import ControlUnavailable, send_command
-from daemon.store import RunRecord, SchemaError, Store
+from daemon.store import NoStoreYet, RunRecord, SchemaError, Store
 
 DEFAULT_CONFIG = "/etc/dropd/dropd.toml"
 
@@ -65,12 +65,20 @@ def _run(args) -> int:
         return 1
 
 
-def _load(args):
+def _load_config(args):
     try:
-        config = load_config(args.config)
-        return config, Store.for_config(config)
+        return load_config(args.config)
     except ConfigInvalid as invalid:
         raise SystemExit("\n".join(map(str, invalid.errors))) from None
+
+
+def _load(args, read_only: bool = True):
+    """The config and the store; read-only commands never wait for the daemon or migrate."""
+    config = _load_config(args)
+    try:
+        return config, Store.for_config(config, read_only=read_only)
+    except NoStoreYet:
+        return config, None
     except SchemaError as exc:
         raise SystemExit(f"dropd: {exc}") from None
 
@@ -97,7 +105,7 @@ def _print_runs(records, as_json: bool) -> None:
 
 
 def _ingest(args) -> int:
-    config, store = _load(args)
+    config, store = _load(args, read_only=False)
     partner, feed = _find_feed(config, args.feed)
     path = Path(args.file)
     if not path.is_file():
@@ -138,7 +146,7 @@ def _print_dry_run(report: DryRunReport, as_json: bool) -> int:
 
 
 def _run_now(args) -> int:
-    config, _ = _load(args)
+    config = _load_config(args)
     _find_feed(config, args.feed)
     request = {"command": "run-now", "feed": args.feed, "force": args.force, "timeout": args.timeout}
     try:
@@ -160,9 +168,21 @@ def _run_now(args) -> int:
 
 
 def _runs(args) -> int:
-    _, store = _load(args)
-    _print_runs(store.runs(feed=args.feed, status=args.status, limit=args.limit), args.json)
+    config, store = _load(args)
+    if not args.json:
+        _print_queue(config)
+    _print_runs(store.runs(feed=args.feed, status=args.status, limit=args.limit) if store else [], args.json)
     return 0
+
+
+def _print_queue(config) -> None:
+    """Runs waiting for their turn at the store in the running daemon, if one answers."""
+    try:
+        reply = send_command(config.daemon.control_socket, {"command": "queue"}, timeout=5)
+    except (ControlUnavailable, OSError):
+        return
+    for feed, since in sorted(reply.get("waiting", {}).items()):
+        print(f"queued  {since[:19]}  {feed:<24} waiting for {reply.get('writing') or 'the store'} to finish")
 
 
 def _contact_line(c: dict) -> str:
@@ -190,7 +210,7 @@ def _partner_records(args) -> int:
         "subscribers": lambda: (store.subscribers(args.partner, include_removed=args.all), _subscriber_line),
         "events": lambda: (store.events(args.partner), _record_line),
         "messages": lambda: (store.messages(args.partner), _record_line),
-    }[args.command]()
+    }[args.command]() if store else ([], None)
     if args.json:
         print(json.dumps(found, indent=2))
         return 0

@@ -70,6 +70,8 @@ class ControlServer:
                 pass
 
     def _handle(self, request: dict) -> dict:
+        if request.get("command") == "queue":
+            return {"ok": True, **self.core.store.waiting()}
         if request.get("command") != "run-now":
             return {"ok": False, "error": f"unknown command {request.get('command')!r}"}
         name = request.get("feed", "")

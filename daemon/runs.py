@@ -167,7 +167,7 @@ def _import_landed(ctx, partner, feed, landed: LandedFile, trigger, force, dry_r
         with CsvRows(landed, facts, feed.delimiter) as rows:
             error_file = ErrorFile(errors_path, rows.header)
             handler = HANDLERS[feed.kind](partner.name, feed.name, feed.options, ctx.config.daemon.timezone)
-            with store.transaction(connection, commit=not dry_run):
+            with store.transaction(connection, commit=not dry_run, label=feed.name):
                 counts = handler.run(store, connection, rows, _BatchedErrors(error_file, store, connection, run_id))
                 if expected_rows is not None and counts.rows != expected_rows:
                     raise FileRejected(
@@ -207,7 +207,7 @@ def _failed(ctx, partner, feed, landed, run_id, reason, error_file, dry_run, man
     name = landed.path.name if isinstance(landed, LandedFile) else landed.name
     if dry_run:
         return DryRunReport(name, None, error_file.pending if error_file else [], reason)
-    with ctx.store.transaction() as connection:
+    with ctx.store.transaction(label=feed.name) as connection:
         ctx.store.finish_run(
             connection, run_id, "failed", reason, error_file=error_file.written if error_file else None
         )

@@ -3,17 +3,29 @@
 One interface (`Store`), SQLite behind it (WAL). The schema is a list of numbered
 migrations; a database whose version is newer than the code knows is refused rather than
 guessed at. Connections are per thread: every run opens its own.
+
+SQLite has one writer at a time, and an import is one transaction for its whole file. In
+the daemon, writers therefore take turns on a lock of their own (`transaction`) instead of
+timing out on SQLite's: a second feed's run waits for the first one's import, logged as
+`run.queued`, and is listed by `waiting()`. Readers never wait: WAL lets them read the last
+commit while a transaction is open, and the read-only commands open the store read-only,
+without migrating it.
 """
 
 import datetime
 import json
 import sqlite3
 import threading
+import urllib.parse
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import structlog
+
 from daemon.row_digests import DigestTable
+
+log = structlog.get_logger("dropd.store")
 
 MIGRATIONS = [
     # 1: contacts, runs, row errors, file ledger, window claims
@@ -163,6 +175,10 @@ class SchemaError(RuntimeError):
     """The database was written by a newer dropd, or is not a dropd store."""
 
 
+class NoStoreYet(SchemaError):
+    """A read-only open found no store: the daemon has never started with this state_dir."""
+
+
 def utc_now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
 
@@ -191,25 +207,39 @@ class RunRecord:
 
 
 class Store:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, read_only: bool = False):
+        """Open (and migrate) the store; `read_only` opens an existing one as it is."""
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.read_only = read_only
         self._local = threading.local()
-        self.migrate()
+        self._writer = threading.RLock()
+        self._writing: str | None = None
+        self._waiting: dict[str, str] = {}
+        if read_only:
+            if not self.path.is_file():
+                raise NoStoreYet(f"{self.path}: no store here yet; it is made when the daemon first starts")
+            self._check_version(self.schema_version(self.connection))
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.migrate()
 
     @classmethod
-    def for_config(cls, config) -> "Store":
+    def for_config(cls, config, read_only: bool = False) -> "Store":
         if config.daemon.store != "sqlite":
             raise SchemaError(
                 f"{config.file}: daemon.store: PostgreSQL stores are not supported by this version; use \"sqlite\""
             )
-        return cls(config.daemon.state_dir / "dropd.db")
+        return cls(config.daemon.state_dir / "dropd.db", read_only=read_only)
 
     def connect(self) -> sqlite3.Connection:
         """A new connection in autocommit mode; use `transaction()` around writes."""
-        connection = sqlite3.connect(self.path, isolation_level=None, timeout=60, check_same_thread=False)
-        connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute("PRAGMA synchronous=NORMAL")
+        if self.read_only:
+            uri = f"file:{urllib.parse.quote(str(self.path))}?mode=ro"
+            connection = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=60, check_same_thread=False)
+        else:
+            connection = sqlite3.connect(self.path, isolation_level=None, timeout=60, check_same_thread=False)
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")
         connection.execute("PRAGMA foreign_keys=ON")
         connection.row_factory = sqlite3.Row
         return connection
@@ -223,27 +253,71 @@ class Store:
         return connection
 
     @contextmanager
-    def transaction(self, connection: sqlite3.Connection | None = None, commit: bool = True):
-        """BEGIN IMMEDIATE ... COMMIT; ROLLBACK on an error, or at the end when `commit` is False."""
+    def transaction(self, connection: sqlite3.Connection | None = None, commit: bool = True, label: str = "daemon"):
+        """BEGIN IMMEDIATE ... COMMIT; ROLLBACK on an error, or at the end when `commit` is False.
+
+        `label` names the writer (a feed) while it holds or waits for its turn.
+        """
         connection = connection or self.connection
-        connection.execute("BEGIN IMMEDIATE")
+        self._take_turn(label)
         try:
-            yield connection
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
-        connection.execute("COMMIT" if commit else "ROLLBACK")
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield connection
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT" if commit else "ROLLBACK")
+        finally:
+            self._writing = None
+            self._writer.release()
+
+    def _take_turn(self, label: str) -> None:
+        if self._writer.acquire(blocking=False):
+            self._writing = label
+            return
+        behind = self._writing
+        log.info("run.queued", feed=label, behind=behind)
+        self._waiting[label] = utc_now()
+        try:
+            self._writer.acquire()
+        finally:
+            self._waiting.pop(label, None)
+        self._writing = label
+
+    def waiting(self) -> dict:
+        """Who writes now, and who waits for a turn since when."""
+        return {"writing": self._writing, "waiting": dict(self._waiting)}
+
+    @staticmethod
+    def schema_version(connection) -> int:
+        exists = connection.execute("SELECT 1 FROM sqlite_master WHERE name = 'schema_version'").fetchone()
+        row = connection.execute("SELECT version FROM schema_version").fetchone() if exists else None
+        return row[0] if row else 0
+
+    def _check_version(self, version: int) -> None:
+        if version > len(MIGRATIONS):
+            raise SchemaError(
+                f"{self.path}: schema version {version} is newer than this dropd knows ({len(MIGRATIONS)}); "
+                "upgrade dropd or point state_dir elsewhere"
+            )
+        if self.read_only and version < len(MIGRATIONS):
+            raise SchemaError(
+                f"{self.path}: schema version {version} is older than this dropd needs ({len(MIGRATIONS)}); "
+                "start the daemon once (it upgrades the store) and try again"
+            )
 
     def migrate(self) -> None:
+        """Bring the schema up to date; a store already current is only read."""
+        version = self.schema_version(self.connection)
+        self._check_version(version)
+        if version == len(MIGRATIONS):
+            return
         with self.transaction() as connection:
             connection.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
             row = connection.execute("SELECT version FROM schema_version").fetchone()
             version = row[0] if row else 0
-            if version > len(MIGRATIONS):
-                raise SchemaError(
-                    f"{self.path}: schema version {version} is newer than this dropd knows ({len(MIGRATIONS)}); "
-                    "upgrade dropd or point state_dir elsewhere"
-                )
+            self._check_version(version)
             for number in range(version, len(MIGRATIONS)):
                 for statement in MIGRATIONS[number].split(";"):
                     if statement.strip():
@@ -256,7 +330,7 @@ class Store:
     # Runs ---------------------------------------------------------------------------------
 
     def start_run(self, partner: str, feed: str, kind: str, trigger: str, file: str | None, sha256: str | None) -> int:
-        with self.transaction() as connection:
+        with self.transaction(label=feed) as connection:
             cursor = connection.execute(
                 "INSERT INTO runs (partner, feed, kind, trigger, file, sha256, started, status) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, 'running')",
@@ -287,7 +361,7 @@ class Store:
     def record_run(self, partner, feed, kind, trigger, status, reason, file=None, sha256=None, details=None) -> int:
         """A run that did no work (skipped, or failed before starting), recorded in one step."""
         run_id = self.start_run(partner, feed, kind, trigger, file, sha256)
-        with self.transaction() as connection:
+        with self.transaction(label=feed) as connection:
             self.finish_run(connection, run_id, status, reason, details=details)
         return run_id
 
@@ -339,7 +413,7 @@ class Store:
 
     def claim_window(self, feed: str, window: str) -> bool:
         """True for the first caller only: a window runs once, whatever restarts or clocks do."""
-        with self.transaction() as connection:
+        with self.transaction(label=feed) as connection:
             cursor = connection.execute(
                 "INSERT OR IGNORE INTO window_claims (feed, window, claimed_at) VALUES (?, ?, ?)",
                 (feed, window, utc_now()),

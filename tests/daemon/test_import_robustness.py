@@ -170,3 +170,30 @@ def test_nul_bytes_and_oversized_unquoted_cells_reject_their_row_only(ingesting,
     assert [error[:3] for error in errors] == [["2", "malformed-row", "complete"], ["3", "malformed-row", "complete"]]
     listing = ingesting.cli("contacts", "--partner", "northfield").stdout
     assert "\x00" not in listing and "Grace" in listing and "Ada" not in listing
+
+
+def test_a_long_import_blocks_neither_readers_nor_another_feed(dropd):
+    """An import holds the store's write lock for its whole file: `dropd runs` must still
+    answer at once and show it running, and another feed's run waits its turn (queued)."""
+    dropd.settings["daemon"]["quiet_period"] = "1s"
+    subscribers = {"name": "list", "kind": "subscribers", "path": "/lists", "prefix": "subs", "schedule": ["on_arrival"]}
+    dropd.add_feed_partner("northfield", [feed_with_notes(), subscribers])
+    dropd.start()
+    write_roster(dropd.home("northfield") / "imports" / "StudentData_big.csv", 80_000)
+    time.sleep(2)
+    assert dropd.cli("run-now", "students", "--timeout", "0.1").returncode == 0
+    dropd.wait_for("run.started", feed="students")
+    started = time.monotonic()
+    running = dropd.runs("--feed", "students")
+    assert time.monotonic() - started < 10
+    assert [run["status"] for run in running] == ["running"]
+    dropd.upload("northfield", "/lists/subs_1.csv", b"email\na@example.org\nb@example.org\n")
+    dropd.wait_for("run.queued", feed="list", behind="students", timeout=30)
+    listing = dropd.cli("runs").stdout
+    assert "waiting for students to finish" in listing and "list" in listing.split("waiting")[0]
+    [big] = dropd.wait_for_runs("students", timeout=300)
+    [small] = dropd.wait_for_runs("list", timeout=60)
+    assert big["status"] == "success" and big["rows_applied"] == 80_000
+    assert small["status"] == "success" and small["rows_applied"] == 2
+    assert not dropd.find("run.request_failed")
+    assert small["started"] > big["finished"] or small["id"] > big["id"]
