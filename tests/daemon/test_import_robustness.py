@@ -106,12 +106,16 @@ MEMORY_LIMIT_KIB = 150 * 1024
 
 
 def ingest_measured(dropd, path: Path) -> tuple[dict, int]:
-    """`dropd ingest` in its own process: its run, and the process's peak RSS in KiB."""
+    """`dropd ingest` in its own process: its run, and the process's peak RSS in KiB.
+
+    VmHWM, not ru_maxrss: the latter carries over the forking parent's peak across exec.
+    """
     script = (
-        "import json, resource, sys\n"
+        "import json, sys\n"
         "from daemon.cli import main\n"
-        "code = main(sys.argv[1:])\n"
-        "print(json.dumps({'peak_kib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}), file=sys.stderr)\n"
+        "main(sys.argv[1:])\n"
+        "peak = [line.split()[1] for line in open('/proc/self/status') if line.startswith('VmHWM:')][0]\n"
+        "print(json.dumps({'peak_kib': int(peak)}), file=sys.stderr)\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", script, "ingest", "students", str(path), "--json", "-c", str(dropd.config_file)],
