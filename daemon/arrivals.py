@@ -18,11 +18,13 @@ the file wait for its quiet period again.
 
 inotify misses what happens while the daemon is stopped, on other machines sharing the
 folder, and after its queue overflows; `rescan` is the reconcile that finds those files.
-It runs at start and then every `daemon.rescan`.
+It runs at start, every `daemon.rescan`, and at once when watchdog reports that the kernel's
+inotify queue overflowed (watchdog only logs that, so a filter on its logger listens).
 """
 
 import errno
 import fcntl
+import logging
 import os
 import threading
 import time
@@ -45,6 +47,7 @@ from daemon.uploads import is_temporary_name
 log = structlog.get_logger("dropd.arrivals")
 
 WATCHED_EVENTS = [FileCreatedEvent, DirCreatedEvent, FileClosedEvent, FileMovedEvent, FileDeletedEvent]
+WATCHDOG_INOTIFY_LOGGER = "watchdog.observers.inotify_c"
 Identity = tuple[int, int, int]
 
 
@@ -82,12 +85,18 @@ class Arrivals:
         quiet_period: float,
         on_arrival: Callable[[Path], None],
         wanted: Callable[[Path], bool] = lambda path: True,
+        landed: Callable[[], Iterable[Path]] = lambda: (),
+        rescan_every: float = 60.0,
         clock=time.time,
     ):
         self.quiet_period = quiet_period
+        self.rescan_every = rescan_every
         self._on_arrival = on_arrival
         self._wanted = wanted
+        self._landed = landed
         self._clock = clock
+        self._rescan_now = threading.Event()
+        self._overflow_filter = _OverflowListener(self._rescan_now)
         self._lock = threading.Lock()
         self._handed_off: dict[Path, Identity] = {}
         self._reported: dict[Path, Identity] = {}
@@ -192,16 +201,31 @@ class Arrivals:
         if noticed:
             log.info("arrivals.rescanned", noticed=len(noticed))
 
+    def _rescan_periodically(self) -> None:
+        while True:
+            self._rescan_now.wait(self.rescan_every)
+            if self._stop.is_set():
+                return
+            self._rescan_now.clear()
+            try:
+                self.rescan(self._landed())
+            except Exception:
+                log.exception("arrivals.rescan_failed")
+
     # Watching -------------------------------------------------------------------------------
 
     def watch(self, folder: Path) -> None:
+        """Watch `folder` and everything below it; reconcile what is there already at once."""
         folder.mkdir(parents=True, exist_ok=True)
+        logging.getLogger(WATCHDOG_INOTIFY_LOGGER).addFilter(self._overflow_filter)
         self._observer = Observer()
         self._observer.schedule(_Events(self), str(folder), recursive=True, event_filter=WATCHED_EVENTS)
         self._observer.daemon = True
         self._observer.start()
+        self.rescan(self._landed())
         self._checker = threading.Thread(target=self._check_due, name="arrivals", daemon=True)
         self._checker.start()
+        threading.Thread(target=self._rescan_periodically, name="rescan", daemon=True).start()
 
     def _check_due(self) -> None:
         while not self._stop.wait(0.25):
@@ -223,9 +247,25 @@ class Arrivals:
 
     def stop(self) -> None:
         self._stop.set()
+        self._rescan_now.set()
+        logging.getLogger(WATCHDOG_INOTIFY_LOGGER).removeFilter(self._overflow_filter)
         if self._observer is not None:
             self._observer.stop()
             self._observer.join(5)
+
+
+class _OverflowListener(logging.Filter):
+    """Sets `event` when watchdog logs that the inotify queue overflowed (events were lost)."""
+
+    def __init__(self, event: threading.Event):
+        super().__init__()
+        self.event = event
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if str(record.msg).startswith("Inotify queue overflowed"):
+            log.warning("arrivals.events_lost", message="inotify queue overflowed; rescanning landing folders")
+            self.event.set()
+        return True
 
 
 class _Events(FileSystemEventHandler):

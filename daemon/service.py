@@ -9,7 +9,6 @@ the partner they logged in as.
 import os
 import select
 import signal
-import threading
 import time
 
 import structlog
@@ -52,8 +51,13 @@ class Daemon:
         self.ftp: FtpServer | None = None
         self.store: Store | None = None
         self.runner = FeedRunner(self)
-        self.arrivals = Arrivals(config.daemon.quiet_period, self.runner.file_arrived, wanted=self.runner.wants)
-        self._stopping = threading.Event()
+        self.arrivals = Arrivals(
+            config.daemon.quiet_period,
+            self.runner.file_arrived,
+            wanted=self.runner.wants,
+            landed=lambda: landed_files(self.config),
+            rescan_every=config.daemon.rescan,
+        )
         self.handoff.subscribe(lambda upload: self.arrivals.handed_off(upload.real_path))
         self.scheduler = WindowScheduler(self, self.runner.request)
         self.control = ControlServer(config.daemon.control_socket, self)
@@ -90,8 +94,6 @@ class Daemon:
             for run_id, feed in interrupted:
                 log.warning("run.interrupted", run_id=run_id, feed=feed)
             self.arrivals.watch(self.config.daemon.drop_root)
-            self.arrivals.rescan(landed_files(self.config))
-            threading.Thread(target=self._reconcile_landing_folders, name="rescan", daemon=True).start()
             self.control.start()
             if self.config.sftp:
                 self.sftp = SftpServer(self.config.sftp, self)
@@ -106,14 +108,6 @@ class Daemon:
         for feed in sorted({feed for _, feed in interrupted}):
             self.runner.request(feed, "recovery")
         log.info("daemon.started", partners=len(self.config.partners), pid=os.getpid())
-
-    def _reconcile_landing_folders(self) -> None:
-        """Every `daemon.rescan`: find landed files that inotify did not report."""
-        while not self._stopping.wait(self.config.daemon.rescan):
-            try:
-                self.arrivals.rescan(landed_files(self.config))
-            except Exception:
-                log.exception("arrivals.rescan_failed")
 
     def status_text(self) -> str:
         listening = ", ".join(f"{name} {s.address[0]}:{s.address[1]}" for name, s in (("sftp", self.sftp), ("ftp", self.ftp)) if s)
@@ -170,6 +164,7 @@ class Daemon:
                 log.warning("config.restart_needed", key=f"daemon.{key}", message="this setting changes on restart")
         self.bans.settings = new.security
         self.arrivals.quiet_period = new.daemon.quiet_period
+        self.arrivals.rescan_every = new.daemon.rescan
         self.gatekeeper = Gatekeeper(new.partners, self.bans)
         self.config = new
         log.info("config.reloaded", partners=len(new.partners))
@@ -194,7 +189,6 @@ class Daemon:
             log.warning("daemon.transfers_cut", open_transfers=self.transfers.open)
         if self.runner.busy():
             log.warning("daemon.runs_cut", message="unfinished runs are rolled back and retried at the next start")
-        self._stopping.set()
         self.arrivals.stop()
         self.stop_servers()
         self.notifier.stop_watchdog()

@@ -79,3 +79,28 @@ def test_a_handed_off_file_rewritten_by_another_process_waits_again(tmp_path):
     path.write_text("header\nrow\n")
     arrivals._changed(path, written=True)
     assert not arrivals.is_complete(path)
+
+
+def test_an_inotify_queue_overflow_rescans_at_once(tmp_path):
+    """watchdog only logs the overflow; the kernel's queue is hard to overflow on purpose, so
+    the test emits watchdog's own log record for a file whose events were never seen."""
+    import logging
+
+    unseen = tmp_path / "StudentData.csv"
+    unseen.write_text("header\n")
+    os.utime(unseen, (1, 1))
+    present = []
+    reported = []
+    arrivals = Arrivals(0.1, on_arrival=reported.append, landed=lambda: list(present), rescan_every=3600)
+    arrivals.watch(tmp_path)
+    try:
+        present.append(unseen)
+        time.sleep(0.5)
+        assert reported == []
+        logging.getLogger("watchdog.observers.inotify_c").warning("Inotify queue overflowed; filesystem events were lost")
+        deadline = time.monotonic() + 5
+        while not reported and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert reported == [unseen]
+    finally:
+        arrivals.stop()
