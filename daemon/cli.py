@@ -1,16 +1,18 @@
 """The `dropd` command line."""
 
 import argparse
+import datetime
 import getpass
 import json
 import sys
+import zoneinfo
 from pathlib import Path
 
 from daemon.config import ConfigInvalid, load_config
+from daemon.control import ControlUnavailable, send_command
 from daemon.logs import configure_logging
 from daemon.passwords import hash_password
 from daemon.runs import DryRunReport, RunContext, ingest_file
-from daemon.control import ControlUnavailable, send_command
 from daemon.store import NoStoreYet, RunRecord, SchemaError, Store
 
 DEFAULT_CONFIG = "/etc/dropd/dropd.toml"
@@ -185,6 +187,40 @@ def _print_queue(config) -> None:
         print(f"queued  {since[:19]}  {feed:<24} waiting for {reply.get('writing') or 'the store'} to finish")
 
 
+def _control(config, command: str, request: dict) -> dict:
+    """Send a request to the running daemon; exit with a clear message when it cannot answer."""
+    try:
+        reply = send_command(config.daemon.control_socket, request, timeout=30)
+    except ControlUnavailable as exc:
+        raise SystemExit(f"dropd {command}: {exc}") from None
+    except PermissionError:
+        raise SystemExit(f"dropd {command}: no permission on {config.daemon.control_socket}; run as root or the service user") from None
+    if not reply.get("ok"):
+        raise SystemExit(f"dropd {command}: {reply.get('error')}")
+    return reply
+
+
+def _bans(args) -> int:
+    config = _load_config(args)
+    bans = _control(config, "bans", {"command": "bans"})["bans"]
+    if args.json:
+        print(json.dumps(bans, indent=2))
+        return 0
+    zone = zoneinfo.ZoneInfo(config.daemon.timezone)
+    for ban in bans:
+        until = datetime.datetime.fromtimestamp(ban["until"], zone)
+        print(f"{ban['address']:<40} banned until {until:%Y-%m-%d %H:%M:%S %Z}")
+    print(f"{len(bans)} banned address{'es' if len(bans) != 1 else ''}")
+    return 0
+
+
+def _unban(args) -> int:
+    config = _load_config(args)
+    _control(config, "unban", {"command": "unban", "address": args.address})
+    print(f"{args.address} is no longer banned; its failure count starts again from zero")
+    return 0
+
+
 def _contact_line(c: dict) -> str:
     status = "opted-out" if c["opted_out"] else "opted-in"
     return (f"{c['contact_id']:<16} {c['first_name'] or ''} {c['last_name'] or ''}  {c['mobile_number'] or '-'}  "
@@ -270,6 +306,12 @@ def build_parser() -> argparse.ArgumentParser:
         listing.add_argument("--partner", required=True)
         listing.add_argument("--json", action="store_true")
         listing.set_defaults(handler=_partner_records)
+    bans = with_config(commands.add_parser("bans", help="addresses banned after failed logins, and until when"))
+    bans.add_argument("--json", action="store_true")
+    bans.set_defaults(handler=_bans)
+    unban = with_config(commands.add_parser("unban", help="lift the ban of an address now"))
+    unban.add_argument("address")
+    unban.set_defaults(handler=_unban)
     passwd = commands.add_parser("passwd", help="read a password (terminal or stdin) and print its argon2id hash")
     passwd.set_defaults(handler=_passwd)
     return parser

@@ -61,6 +61,11 @@ class SecuritySettings:
     max_failures: int
     window: float
     ban: float
+    login_grace_time: float
+    max_unauthenticated: int
+    max_unauthenticated_per_address: int
+    max_sessions_per_address: int
+    max_auth_attempts: int
 
 
 @dataclass(frozen=True)
@@ -173,15 +178,21 @@ def _read_smtp(table: v.TableReader, base: Path) -> SmtpSettings:
     return settings
 
 
-def _read_security(table: v.TableReader | None) -> SecuritySettings:
-    if table is None:
-        return SecuritySettings(max_failures=5, window=600.0, ban=1800.0)
+def _read_security(table: v.TableReader) -> SecuritySettings:
     settings = SecuritySettings(
         max_failures=table.take("max_failures", v.integer(1, 1000), 5),
         window=table.take("window", v.duration, 600.0),
         ban=table.take("ban", v.duration, 1800.0),
+        login_grace_time=table.take("login_grace_time", v.duration, 30.0),
+        max_unauthenticated=table.take("max_unauthenticated", v.integer(1, 100_000), 50),
+        max_unauthenticated_per_address=table.take("max_unauthenticated_per_address", v.integer(1, 100_000), 5),
+        max_sessions_per_address=table.take("max_sessions_per_address", v.integer(1, 100_000), 20),
+        max_auth_attempts=table.take("max_auth_attempts", v.integer(1, 100), 3),
     )
     table.finish()
+    if settings.max_unauthenticated_per_address and settings.max_unauthenticated:
+        if settings.max_unauthenticated_per_address > settings.max_unauthenticated:
+            table.error("max_unauthenticated_per_address", "cannot be larger than max_unauthenticated")
     return settings
 
 
@@ -207,7 +218,7 @@ def load_config(file: str | Path) -> Config:
     ftp = _read_ftp(ftp_table, base) if ftp_table else None
     smtp_table = top.sub("smtp")
     smtp = _read_smtp(smtp_table, base) if smtp_table else None
-    security = _read_security(top.sub("security"))
+    security = _read_security(top.sub("security") or v.TableReader(errors, file, "security", {}))
     top.finish()
     if sftp is None and ftp is None and daemon_table is not None:
         errors.append(v.ConfigError(str(file), "", "enable at least one of [sftp] and [ftp]"))

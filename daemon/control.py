@@ -70,8 +70,16 @@ class ControlServer:
                 pass
 
     def _handle(self, request: dict) -> dict:
-        if request.get("command") == "queue":
+        command = request.get("command")
+        if command == "queue":
             return {"ok": True, **self.core.store.waiting()}
+        if command == "bans":
+            return {"ok": True, "bans": [{"address": ban.address, "until": ban.until} for ban in self.core.bans.bans()]}
+        if command == "unban":
+            address = str(request.get("address", ""))
+            if not self.core.bans.unban(address):
+                return {"ok": False, "error": f"{address} is not banned"}
+            return {"ok": True}
         if request.get("command") != "run-now":
             return {"ok": False, "error": f"unknown command {request.get('command')!r}"}
         name = request.get("feed", "")

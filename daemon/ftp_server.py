@@ -155,8 +155,12 @@ class _PartnerAuthorizer:
         try:
             partner = gatekeeper.check_password(username, password, handler.remote_ip)
         except LoginRefused as refused:
-            gatekeeper.refused("ftp", username, handler.remote_ip, str(refused))
+            gatekeeper.refused("ftp", username, handler.remote_ip, refused, "password", handler.ticket)
+            if self.core.bans.is_banned(handler.remote_ip):
+                # pyftpdlib answers 530 after its delay, then disconnects at the last attempt.
+                handler.attempted_logins = handler.max_login_attempts - 1
             raise AuthenticationFailed("Authentication failed.") from None
+        handler.ticket.logged_in()
         gatekeeper.accepted("ftp", partner, handler.remote_ip, "password")
         handler.start_session(partner)
 
@@ -294,16 +298,25 @@ class _SessionHandling:
 
     core = None
     session: PartnerSession | None = None
+    ticket = None
 
     def handle(self):
-        if self.core.gatekeeper.bans.is_banned(self.remote_ip):
-            log.info("connection.refused", protocol="ftp", remote=self.remote_ip, reason="banned")
-            self.respond("421 Too many failed logins from your address; try again later.")
-            self.close_when_done()
-            return
-        self._raw_socket = self.socket
+        """The server admitted this connection (`_FtpServer.handle_accepted`): take its ticket."""
+        self.ticket = self.server.admitted
+        self.server.admitted = None
+        raw = self._raw_socket = self.socket
+        self.ticket.close_hook = lambda reason: raw.shutdown(socket.SHUT_RDWR)
         self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         super().handle()
+
+    def handle_error(self):
+        """A connection that breaks (reset, closed under us by a ban) is one log line, not a
+        traceback; anything else is pyftpdlib's to report."""
+        failure = sys.exc_info()[1]
+        if not isinstance(failure, OSError):
+            return super().handle_error()
+        self.core.refusals("connection.closed", self.remote_ip, "connection-error", protocol="ftp", error=failure.strerror or str(failure))
+        self.close()
 
     def start_session(self, partner) -> None:
         """Called on a good password, before pyftpdlib builds the file system on the session."""
@@ -339,6 +352,8 @@ class _SessionHandling:
 
     def close(self):
         super().close()
+        if self.ticket is not None:
+            self.ticket.close()
         if self.session is not None:
             self.session.close()
 
@@ -394,7 +409,7 @@ def _handler_class(settings, core):
         masquerade_address=settings.masquerade_address or None,
         banner="dropd ready.",
         auth_failed_timeout=1,
-        max_login_attempts=3,
+        max_login_attempts=core.config.security.max_auth_attempts,
         permit_foreign_addresses=False,
         timeout=300,
     )
@@ -408,6 +423,36 @@ def _handler_class(settings, core):
         )
     bases = (_SessionHandling, _TlsContexts, base) if tls else (_SessionHandling, base)
     return type("DropdFtpHandler", bases, attributes)
+
+
+class _FtpServer(ThreadedFTPServer):
+    """pyftpdlib's threaded server, admitting each connection through the gatekeeper first.
+
+    A refused connection gets its 421 and is closed here, before a handler or a thread
+    exists for it.
+    """
+
+    def __init__(self, address, handler, connections):
+        super().__init__(address, handler)
+        self.connections = connections
+        self.admitted = None
+
+    def handle_accepted(self, sock, addr):
+        ticket = self.connections.admit(addr[0], "ftp")
+        if ticket is None:
+            try:
+                sock.sendall(b"421 Too many connections or failed logins from your address; try again later.\r\n")
+            except OSError:
+                pass
+            sock.close()
+            return
+        self.admitted = ticket
+        try:
+            super().handle_accepted(sock, addr)
+        finally:
+            if self.admitted is ticket:  # no handler took it
+                self.admitted = None
+                ticket.close()
 
 
 class FtpServer:
@@ -431,7 +476,7 @@ class FtpServer:
             log.warning("ftp.plain_text", message="FTP without TLS: passwords and files cross the network in clear")
         host, port = self.settings.listen
         try:
-            self._server = ThreadedFTPServer(self.settings.listen, self.handler)
+            self._server = _FtpServer(self.settings.listen, self.handler, self.core.connections)
         except OSError as exc:
             raise RuntimeError(f"cannot listen for FTP on {host}:{port} (ftp.listen): {exc.strerror}") from exc
         self._running.set()

@@ -19,7 +19,10 @@ _SHARED = [
 ]
 
 # Chatty libraries: their DEBUG/INFO lines repeat what our own events say, or leak details.
-_LIBRARY_LEVELS = {"paramiko": logging.WARNING, "pyftpdlib": logging.WARNING, "watchdog": logging.WARNING}
+# paramiko logs a failed connection as a traceback, one ERROR line per traceback line, for
+# anything a stranger sends (no banner, a bad packet): the SFTP server logs each ending as one
+# rate-limited `connection.closed` event of its own instead, so paramiko is silenced.
+_LIBRARY_LEVELS = {"paramiko": logging.CRITICAL + 1, "pyftpdlib": logging.WARNING, "watchdog": logging.WARNING}
 
 
 def configure_logging(level: str = "info", json: bool | None = None, stream=None) -> None:

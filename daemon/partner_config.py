@@ -50,7 +50,8 @@ class Feed:
 class Partner:
     name: str
     enabled: bool
-    password_hash: str | None
+    password_hashes: tuple[str, ...]
+    """One hash, or two while a password is being rotated; empty for a key-only partner."""
     authorized_keys: tuple[paramiko.PKey, ...]
     allow_from: tuple
     feeds: tuple[Feed, ...]
@@ -63,10 +64,15 @@ class Partner:
         return any(ip in network for network in self.allow_from)
 
 
-def password_hash(value) -> str:
-    if not v.text(value).startswith("$argon2"):
-        raise ValueError("must be an argon2 hash from `dropd passwd` (starts with $argon2)")
-    return value
+def password_hashes(value) -> tuple[str, ...]:
+    """One argon2 hash, or a list of two during a rotation (old and new both log in)."""
+    hashes = [value] if isinstance(value, str) else value
+    if not isinstance(hashes, list) or not 1 <= len(hashes) <= 2:
+        raise ValueError("must be an argon2 hash from `dropd passwd`, or a list of two during a rotation")
+    for one in hashes:
+        if not v.text(one).startswith("$argon2"):
+            raise ValueError("must be an argon2 hash from `dropd passwd` (starts with $argon2)")
+    return tuple(hashes)
 
 
 def authorized_keys(value) -> tuple[paramiko.PKey, ...]:
@@ -162,12 +168,12 @@ def read_partner(errors: list, file: Path) -> Partner | None:
     partner = dict(
         name=name,
         enabled=section.take("enabled", v.boolean, True),
-        password_hash=section.take("password_hash", password_hash, None),
+        password_hashes=section.take("password_hash", password_hashes, ()),
         authorized_keys=section.take("authorized_keys", authorized_keys, ()),
         allow_from=section.take("allow_from", v.networks, ()),
     )
     section.finish()
-    if partner["password_hash"] is None and not partner["authorized_keys"] and len(errors) == before:
+    if not partner["password_hashes"] and not partner["authorized_keys"] and len(errors) == before:
         section.error("password_hash", "a partner needs a password_hash, authorized_keys, or both")
     feeds = [read_feed(errors, file, index, table) for index, table in enumerate(feeds_raw or [])]
     seen = set()

@@ -1,10 +1,30 @@
-"""Partner passwords: argon2id hashes (argon2-cffi), made by `dropd passwd`, checked at login."""
+"""Partner passwords: argon2id hashes (argon2-cffi), made by `dropd passwd`, checked at login.
+
+New hashes use RFC 9106's second recommended option (argon2id, 3 passes, 64 MiB, 4 lanes:
+argon2-cffi's `RFC_9106_LOW_MEMORY` profile), strong and still cheap enough to verify at
+login. Verification accepts any argon2 hash, so hashes made with other parameters keep
+working.
+
+Each verification holds 64 MiB for about 0.1 s. `Verifier` bounds how many run at once
+(`VERIFY_SLOTS`), so a crowd of wrong passwords cannot spend the daemon's memory, and lets
+each source address have one verification in flight at a time, so one address's crowd
+queues behind itself while a partner from elsewhere still gets a turn. An attempt that
+cannot get a turn within `QUEUE_TIMEOUT` is refused as busy.
+"""
 
 import functools
+import threading
+from collections.abc import Iterable
 
 import argon2
 
-_HASHER = argon2.PasswordHasher()
+_HASHER = argon2.PasswordHasher.from_parameters(argon2.profiles.RFC_9106_LOW_MEMORY)
+VERIFY_SLOTS = 2
+QUEUE_TIMEOUT = 10.0
+
+
+class VerifierBusy(Exception):
+    """No verification turn came within the queue timeout."""
 
 
 def hash_password(password: str) -> str:
@@ -19,10 +39,54 @@ def verify_password(password_hash: str, password: str) -> bool:
 
 
 @functools.cache
-def _dummy_hash() -> str:
+def dummy_hash() -> str:
+    """A hash no password matches in practice; checked for unknown and key-only accounts so
+    that they cost as much as a real account's wrong password."""
     return hash_password("dropd-unknown-user")
 
 
-def verify_unknown_user(password: str) -> None:
-    """As slow as a real check, so unknown user names do not answer faster."""
-    verify_password(_dummy_hash(), password)
+class Verifier:
+    def __init__(self, slots: int = VERIFY_SLOTS, timeout: float = QUEUE_TIMEOUT):
+        self._slots = threading.BoundedSemaphore(slots)
+        self._timeout = timeout
+        self._lock = threading.Lock()
+        self._per_address: dict[str, threading.Lock] = {}
+        self._users: dict[str, int] = {}
+
+    def matches(self, hashes: Iterable[str], password: str, address: str) -> bool:
+        """True if `password` matches one of `hashes` (the dummy hash when there are none)."""
+        hashes = tuple(hashes) or (dummy_hash(),)
+        with self._address_turn(address):
+            if not self._slots.acquire(timeout=self._timeout):
+                raise VerifierBusy("too many password checks are waiting")
+            try:
+                return any(verify_password(one, password) for one in hashes)
+            finally:
+                self._slots.release()
+
+    def _address_turn(self, address: str):
+        with self._lock:
+            lock = self._per_address.setdefault(address, threading.Lock())
+            self._users[address] = self._users.get(address, 0) + 1
+        return _AddressTurn(self, address, lock)
+
+    def _leave(self, address: str) -> None:
+        with self._lock:
+            self._users[address] -= 1
+            if not self._users[address]:
+                del self._users[address]
+                del self._per_address[address]
+
+
+class _AddressTurn:
+    def __init__(self, verifier: Verifier, address: str, lock: threading.Lock):
+        self.verifier, self.address, self.lock = verifier, address, lock
+
+    def __enter__(self):
+        if not self.lock.acquire(timeout=self.verifier._timeout):
+            self.verifier._leave(self.address)
+            raise VerifierBusy("too many password checks from this address are waiting")
+
+    def __exit__(self, *exc):
+        self.lock.release()
+        self.verifier._leave(self.address)

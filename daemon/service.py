@@ -18,10 +18,11 @@ from daemon.config import Config, ConfigInvalid, load_config
 from daemon.control import ControlServer
 from daemon.feed_runner import FeedRunner
 from daemon.ftp_server import FtpServer
-from daemon.gatekeeper import BanList, Gatekeeper
+from daemon.gatekeeper import BanList, Connections, Gatekeeper, RateLimitedLog
 from daemon.handoff import UploadHandoff
 from daemon.instance_lock import AlreadyRunning, InstanceLock
 from daemon.landing import landed_files, landing_dir
+from daemon.passwords import Verifier
 from daemon.scheduler import WindowScheduler
 from daemon.sd_notify import SystemdNotifier
 from daemon.sessions import partner_home
@@ -43,7 +44,10 @@ class Daemon:
     def __init__(self, config: Config):
         self.config = config
         self.bans = BanList(config.security)
-        self.gatekeeper = Gatekeeper(config.partners, self.bans)
+        self.verifier = Verifier()
+        self.refusals = RateLimitedLog()
+        self.connections = Connections(config.security, self.bans, self.refusals)
+        self.gatekeeper = Gatekeeper(config.partners, self.bans, self.verifier)
         self.handoff = UploadHandoff()
         self.transfers = TransferCounter()
         self.notifier = SystemdNotifier()
@@ -163,9 +167,10 @@ class Daemon:
             if getattr(self.config.daemon, key) != getattr(new.daemon, key):
                 log.warning("config.restart_needed", key=f"daemon.{key}", message="this setting changes on restart")
         self.bans.settings = new.security
+        self.connections.settings = new.security
         self.arrivals.quiet_period = new.daemon.quiet_period
         self.arrivals.rescan_every = new.daemon.rescan
-        self.gatekeeper = Gatekeeper(new.partners, self.bans)
+        self.gatekeeper = Gatekeeper(new.partners, self.bans, self.verifier)
         self.config = new
         log.info("config.reloaded", partners=len(new.partners))
         self.notifier.ready(self.status_text())
@@ -190,6 +195,7 @@ class Daemon:
         if self.runner.busy():
             log.warning("daemon.runs_cut", message="unfinished runs are rolled back and retried at the next start")
         self.arrivals.stop()
+        self.connections.stop()
         self.stop_servers()
         self.notifier.stop_watchdog()
         self.instance_lock.release()

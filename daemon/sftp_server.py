@@ -28,7 +28,18 @@ from daemon.sessions import Download, PartnerSession, partner_home
 
 log = structlog.get_logger("dropd.sftp")
 
+# What current OpenSSH offers by default, minus SHA-1 and CBC (paramiko 5 no longer offers
+# SHA-1 key exchange or ssh-rsa signatures at all).
+WEAK_ALGORITHMS = {
+    "ciphers": ["aes128-cbc", "aes192-cbc", "aes256-cbc", "3des-cbc"],
+    "macs": ["hmac-sha1", "hmac-md5", "hmac-sha1-96", "hmac-md5-96"],
+    "kex": ["diffie-hellman-group14-sha256", "diffie-hellman-group14-sha1", "diffie-hellman-group-exchange-sha1",
+            "diffie-hellman-group1-sha1"],
+}  # fmt: skip
+
 WINDOW_SIZE = 8 * 1024 * 1024
+# A connection closed after a failed attempt first gets the failure answer on its way.
+REPLY_GRACE = 0.2
 # An SFTP write of 32 KiB plus its headers does not fit a 32 KiB SSH packet: clients would
 # send every write as two packets. 64 KiB lets each go as one (about 12 % faster uploads).
 MAX_PACKET = 65536
@@ -237,41 +248,93 @@ class _JailedSFTP(paramiko.SFTPServerInterface):
 
 
 class _SshAuth(paramiko.ServerInterface):
-    """Authentication for one SSH connection, decided by the core's gatekeeper."""
+    """Authentication for one SSH connection, decided by the core's gatekeeper.
 
-    def __init__(self, core, address: str):
+    At most `max_auth_attempts` failed attempts per connection (OpenSSH's MaxAuthTries);
+    then the connection is closed. Failed key offers count once per connection toward the
+    address's ban (clients offer several keys in turn), passwords each time; a connection
+    that only asked which methods exist ("none") and left counts once when it closes.
+    """
+
+    def __init__(self, core, address: str, ticket):
         self.core = core
         self.address = address
+        self.ticket = ticket
         self.partner = None
-        self.key_failure_counted = False
+        self.transport: paramiko.Transport | None = None
+        self.failed_attempts = 0
+        self.counted = False
+        self.probed_with = None
+        self.closing = False
+        """Set when the connection is about to be closed: later attempts are not even checked."""
 
     def get_allowed_auths(self, username):
         return ",".join(self.core.gatekeeper.auth_methods(username))
 
+    def check_auth_none(self, username):
+        self.probed_with = username
+        return paramiko.AUTH_FAILED
+
     def check_auth_password(self, username, password):
+        if self.closing:
+            return paramiko.AUTH_FAILED
         gatekeeper = self.core.gatekeeper
         try:
-            self.partner = gatekeeper.check_password(username, password, self.address)
+            partner = gatekeeper.check_password(username, password, self.address)
         except LoginRefused as refused:
-            gatekeeper.refused("sftp", username, self.address, str(refused))
-            return paramiko.AUTH_FAILED
-        gatekeeper.accepted("sftp", self.partner, self.address, "password")
-        return paramiko.AUTH_SUCCESSFUL
+            self.counted = True
+            gatekeeper.refused("sftp", username, self.address, refused, "password", self.ticket)
+            return self._failed()
+        return self._succeeded(partner, "password")
 
     def check_auth_publickey(self, username, key):
+        if self.closing:
+            return paramiko.AUTH_FAILED
         gatekeeper = self.core.gatekeeper
+        fingerprint = key.fingerprint
         try:
             partner = gatekeeper.check_key(username, key, self.address)
         except LoginRefused as refused:
-            # Clients offer several keys in turn; one connection counts as one failure.
-            if not self.key_failure_counted:
-                self.key_failure_counted = True
-                gatekeeper.refused("sftp", username, self.address, str(refused))
-            return paramiko.AUTH_FAILED
-        if self.partner is None:
-            gatekeeper.accepted("sftp", partner, self.address, "publickey")
+            if not self.counted:
+                self.counted = True
+                gatekeeper.refused("sftp", username, self.address, refused, "publickey", self.ticket, key=fingerprint)
+            return self._failed()
+        if self.partner is not None:
+            return paramiko.AUTH_SUCCESSFUL  # the signed request after a key query
+        return self._succeeded(partner, "publickey", key=fingerprint)
+
+    def _succeeded(self, partner, method: str, **fields) -> int:
         self.partner = partner
+        self.ticket.logged_in()
+        self.core.gatekeeper.accepted("sftp", partner, self.address, method, **fields)
         return paramiko.AUTH_SUCCESSFUL
+
+    def _failed(self) -> int:
+        """AUTH_FAILED; past the attempt limit, or once banned, the connection closes right
+        after paramiko has sent that answer."""
+        self.failed_attempts += 1
+        banned = self.core.bans.is_banned(self.address)
+        if banned or self.failed_attempts >= self.core.config.security.max_auth_attempts:
+            reason = "banned" if banned else "too-many-attempts"
+            self.closing = True
+            self.core.refusals("connection.closed", self.address, reason, protocol="sftp")
+            closer = threading.Timer(REPLY_GRACE, self.transport.close)
+            closer.daemon = True
+            closer.start()
+        return paramiko.AUTH_FAILED
+
+    def connection_ended(self) -> None:
+        """The transport is gone: count a bare method probe, and release the ticket."""
+        self.ticket.close()
+        if self.partner is not None or self.counted:
+            return
+        transport = self.transport
+        if self.probed_with is not None:
+            self.core.gatekeeper.refused("sftp", self.probed_with, self.address, "asked for methods only", "none", self.ticket)
+        elif not transport.remote_version:
+            self.core.refusals("connection.closed", self.address, "no-banner", protocol="sftp")
+        else:
+            self.core.refusals("connection.closed", self.address, "not-authenticated", protocol="sftp")
 
     def check_channel_request(self, kind, chanid):
         if kind == "session" and self.partner is not None:
@@ -281,6 +344,19 @@ class _SshAuth(paramiko.ServerInterface):
     def new_session(self) -> PartnerSession:
         home = partner_home(self.core.config.daemon.drop_root, self.partner)
         return PartnerSession(self.partner, home, "sftp", self.address, self.core.handoff, self.core.transfers)
+
+
+class _ServerTransport(paramiko.Transport):
+    """paramiko's transport, telling its connection's authenticator when it ends."""
+
+    auth: _SshAuth | None = None
+
+    def run(self):
+        try:
+            super().run()
+        finally:
+            if self.auth is not None:
+                self.auth.connection_ended()
 
 
 class SftpServer:
@@ -333,21 +409,28 @@ class SftpServer:
                 connection.close()
 
     def _serve(self, connection: socket.socket, remote: str) -> None:
-        if self.core.gatekeeper.bans.is_banned(remote):
-            log.info("connection.refused", protocol="sftp", remote=remote, reason="banned")
+        ticket = self.core.connections.admit(remote, "sftp")
+        if ticket is None:
             connection.close()
             return
         connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        transport = paramiko.Transport(
-            connection, default_window_size=WINDOW_SIZE, default_max_packet_size=MAX_PACKET
+        transport = _ServerTransport(
+            connection,
+            default_window_size=WINDOW_SIZE,
+            default_max_packet_size=MAX_PACKET,
+            disabled_algorithms=WEAK_ALGORITHMS,
         )
         for key in self.host_keys:
             transport.add_server_key(key)
         transport.set_subsystem_handler("sftp", _SftpSubsystem, _JailedSFTP)
+        auth = _SshAuth(self.core, remote, ticket)
+        auth.transport = transport
+        transport.auth = auth
+        ticket.close_hook = lambda reason: transport.close()
         with self._lock:
             self._transports = {t for t in self._transports if t.is_active()}
             self._transports.add(transport)
-        transport.start_server(event=threading.Event(), server=_SshAuth(self.core, remote))
+        transport.start_server(event=threading.Event(), server=auth)
 
     def stop_accepting(self) -> None:
         if self._accepting:

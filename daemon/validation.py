@@ -5,7 +5,11 @@ import re
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
-from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES, EMAIL_MAX_LENGTH, LOCAL_PART_MAX_LENGTH
+from email_validator.rfc_constants import (
+    CASE_INSENSITIVE_MAILBOX_NAMES,
+    EMAIL_MAX_LENGTH,
+    LOCAL_PART_MAX_LENGTH,
+)
 
 # email-validator's own unquoted ASCII local part (RFC 5322 dot-atom).
 _ATEXT = r"a-zA-Z0-9_!#$%&'*+\-/=?^`{|}~"

@@ -23,7 +23,13 @@ from daemon import config_values as v
 from daemon.row_digests import DigestTable
 from daemon.store import utc_now
 from daemon.validation import normalized_email, phone_to_e164
-from handlers.base import FileRejected, ImportCounts, RowErrors, column_mapping, well_formed
+from handlers.base import (
+    FileRejected,
+    ImportCounts,
+    RowErrors,
+    column_mapping,
+    well_formed,
+)
 
 FIELDS = ("contact_id", "first_name", "last_name", "mobile_number", "email", "staff_id", "crm_id")
 REQUIRED = ("contact_id", "first_name", "last_name", "mobile_number")

@@ -13,7 +13,13 @@ from dataclasses import dataclass
 from daemon import config_values as v
 from daemon.store import utc_now
 from daemon.validation import normalized_email
-from handlers.base import FileRejected, ImportCounts, RowErrors, column_mapping, well_formed
+from handlers.base import (
+    FileRejected,
+    ImportCounts,
+    RowErrors,
+    column_mapping,
+    well_formed,
+)
 
 FIELDS = ("email", "first_name", "last_name", "segment_code")
 UNSET = "UNSET"

@@ -127,3 +127,28 @@ def test_passwd_prints_an_argon2id_hash_of_stdin():
 def test_passwd_refuses_a_short_password():
     result = dropd_command("passwd", stdin="short\n")
     assert result.returncode == 1 and "at least 8 characters" in result.stderr
+
+
+def test_security_limits_are_checked(config_dir):
+    main = GOOD_MAIN + """
+[security]
+login_grace_time = "0s"
+max_unauthenticated = 10
+max_unauthenticated_per_address = 11
+max_sessions_per_address = 0
+max_auth_attempts = "3"
+"""
+    file = write(config_dir, main=main)
+    result = dropd_command("check-config", "-c", str(file))
+    assert result.returncode == 1
+    for key in ("security.login_grace_time", "security.max_sessions_per_address", "security.max_auth_attempts",
+                "security.max_unauthenticated_per_address"):  # fmt: skip
+        assert f": {key}: " in result.stderr, result.stderr
+
+
+def test_a_password_rotation_takes_two_hashes_and_no_more(config_dir):
+    two = GOOD_PARTNER.replace('password_hash = "', 'password_hash = ["').replace('aGFzaGhhc2g"', 'aGFzaGhhc2g", "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$bmV3bmV3bmV3"]')
+    assert load_config(write(config_dir, partners={"northfield": two})).partners["northfield"].password_hashes[1].endswith("bmV3bmV3bmV3")
+    three = two.replace('"]', '", "$argon2id$x"]')
+    result = dropd_command("check-config", "-c", str(write(config_dir, partners={"northfield": three})))
+    assert result.returncode == 1 and "partner.password_hash: must be an argon2 hash" in result.stderr, result.stderr

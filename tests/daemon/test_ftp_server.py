@@ -2,10 +2,10 @@
 
 import ftplib
 import hashlib
-import subprocess
 import io
 import os
 import ssl
+import subprocess
 
 import pytest
 

@@ -1,10 +1,10 @@
 """A daemon killed mid-import, and memory that does not grow with the file."""
 
 import json
-import subprocess
-import sys
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 

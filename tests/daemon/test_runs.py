@@ -7,7 +7,6 @@ import os
 import time
 from pathlib import Path
 
-
 from tests.handlers.test_contacts import HEADER, students_feed
 
 ROW = "{id},Name{id},Last,202-555-01{id:02d},,,,\n"
