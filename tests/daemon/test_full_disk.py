@@ -91,17 +91,31 @@ def ftps_client(dropd) -> ftplib.FTP_TLS:
     return client
 
 
+def refused_reply(client: ftplib.FTP_TLS, command: str, data: bytes) -> str:
+    """The reply to an upload the server refuses. The server may close the data connection
+    while the client still sends (the client then sees the connection end), and the reply
+    follows on the control connection either way."""
+    try:
+        client.storbinary(command, io.BytesIO(data))
+    except ftplib.error_temp as exc:
+        return str(exc)
+    except (ssl.SSLError, OSError):
+        try:
+            client.voidresp()
+        except ftplib.error_temp as exc:
+            return str(exc)
+    raise AssertionError(f"{command} was not refused")
+
+
 def test_ftp_upload_that_fills_the_disk_answers_452_and_keeps_the_session(full_disk_daemon):
     dropd = full_disk_daemon
     client = ftps_client(dropd)
     try:
-        with pytest.raises(ftplib.error_temp, match="^452"):
-            client.storbinary("STOR imports/StudentData_big.csv", io.BytesIO(contacts_csv(60_000)))
+        assert refused_reply(client, "STOR imports/StudentData_big.csv", contacts_csv(60_000)).startswith("452 ")
         assert client.voidcmd("NOOP").startswith("200")
         filler = dropd.inside(dropd.home("northfield")) / "filler"
         fill(filler)
-        with pytest.raises(ftplib.error_temp, match="^452"):
-            client.storbinary("STOR imports/StudentData_small.csv", io.BytesIO(contacts_csv(3)))
+        assert refused_reply(client, "STOR imports/StudentData_small.csv", contacts_csv(3)).startswith("452 ")
         time.sleep(1.5)
         assert_nothing_published(dropd)
         filler.unlink()
