@@ -1,12 +1,15 @@
-"""Upload throughput of dropd's SFTP and FTPS against OpenSSH and vsftpd, in one run.
+"""Transfer throughput of dropd's SFTP and FTPS against OpenSSH and vsftpd, in one run.
 
 Run by hand, as root (it starts a second sshd and a vsftpd on high loopback ports and adds
 a throw-away local user for vsftpd):
 
-    python3 bench/transfer.py [--size-mib 500] [--sessions 50 200] [--session-mib 5]
+    python3 bench/transfer.py [--size-mib 300] [--repeat 5] [--sessions 50 200] [--session-mib 5]
 
-Prints MiB/s for each server, the ratios dropd/reference, and for concurrent SFTP sessions
-the wall time, the number of failed sessions and the daemon's peak RSS.
+Clients use their default algorithms (OpenSSH `sftp`, curl). Each measure is repeated and
+the median reported: MiB/s for SFTP uploads and downloads against dropd and sshd (with the
+server's CPU seconds per transfer), FTPS uploads against dropd and vsftpd, the ratios
+dropd/reference, and for concurrent SFTP sessions the wall time, the number of failed
+sessions and the daemon's peak RSS.
 """
 
 import argparse
@@ -14,6 +17,7 @@ import concurrent.futures
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -79,6 +83,11 @@ certfile = "state/tls.pem"
 keyfile = "state/tls.key"
 self_signed = true
 passive_ports = "{low}-{min(low + 300, 65535)}"
+[security]
+# Every bench session comes from 127.0.0.1: lift the per-address limits meant for the internet.
+max_unauthenticated = 1000
+max_unauthenticated_per_address = 1000
+max_sessions_per_address = 1000
 """
         )
         (root / "partners.d" / "bench.toml").write_text(
@@ -111,7 +120,7 @@ ForceCommand internal-sftp
 """
         )
         Path("/run/sshd").mkdir(exist_ok=True)
-        self.start(["/usr/sbin/sshd", "-D", "-e", "-f", str(root / "sshd_config")], self.sshd_port)
+        self.sshd_pid = self.start(["/usr/sbin/sshd", "-D", "-e", "-f", str(root / "sshd_config")], self.sshd_port).pid
         self.sshd_dir = root / "uploads"
         self.sshd_dir.mkdir()
 
@@ -160,12 +169,20 @@ pasv_max_port={min(low + 50, 65535)}
 
 
 def sftp_put(servers: Servers, port: int, user: str, local: Path, remote: str) -> subprocess.CompletedProcess:
+    return sftp_batch(servers, port, user, f"put {local} {remote}\n")
+
+
+def sftp_get(servers: Servers, port: int, user: str, remote: str, local: Path) -> subprocess.CompletedProcess:
+    return sftp_batch(servers, port, user, f"get {remote} {local}\n")
+
+
+def sftp_batch(servers: Servers, port: int, user: str, batch: str) -> subprocess.CompletedProcess:
     command = [
         "sftp", "-q", "-b", "-", "-P", str(port), "-i", str(servers.work / "client_key"),
         "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
         "-o", "LogLevel=ERROR", f"{user}@127.0.0.1",
     ]  # fmt: skip
-    return subprocess.run(command, input=f"put {local} {remote}\n", capture_output=True, text=True, timeout=900)
+    return subprocess.run(command, input=batch, capture_output=True, text=True, timeout=900)
 
 
 def ftps_put(port: int, user: str, local: Path, remote: str) -> subprocess.CompletedProcess:
@@ -178,15 +195,30 @@ def ftps_put(port: int, user: str, local: Path, remote: str) -> subprocess.Compl
     )
 
 
-def timed(label: str, upload, size_mib: float) -> float:
-    started = time.perf_counter()
-    result = upload()
-    elapsed = time.perf_counter() - started
-    if result.returncode != 0:
-        raise RuntimeError(f"{label}: upload failed: {result.stderr.strip()}")
-    rate = size_mib / elapsed
-    print(f"  {label:<28} {elapsed:7.2f} s  {rate:8.1f} MiB/s")
-    return rate
+def cpu_seconds(pid: int) -> float:
+    """CPU time of a process and of its children it has waited for (sshd's sessions)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def timed(label: str, transfer, size_mib: float, repeat: int, server_pid: int | None = None) -> float:
+    """Median MiB/s of `repeat` transfers (and the server's median CPU seconds per transfer)."""
+    rates, cpu = [], []
+    for _ in range(repeat):
+        before = cpu_seconds(server_pid) if server_pid else 0.0
+        started = time.perf_counter()
+        result = transfer()
+        elapsed = time.perf_counter() - started
+        if result.returncode != 0:
+            raise RuntimeError(f"{label}: transfer failed: {result.stderr.strip()}")
+        rates.append(size_mib / elapsed)
+        if server_pid:
+            cpu.append(cpu_seconds(server_pid) - before)
+    rate = statistics.median(rates)
+    spread = f"{min(rates):6.1f}-{max(rates):6.1f}"
+    server_cpu = f"  server CPU {statistics.median(cpu):5.2f} s" if cpu else ""
+    print(f"  {label:<30} {rate:7.1f} MiB/s (runs {spread}){server_cpu}")
+    return rate, statistics.median(cpu) if cpu else None
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -214,7 +246,8 @@ def concurrent_sessions(servers: Servers, count: int, local: Path) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size-mib", type=int, default=500)
+    parser.add_argument("--size-mib", type=int, default=300)
+    parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--sessions", type=int, nargs="*", default=[50, 200])
     parser.add_argument("--session-mib", type=int, default=5)
     args = parser.parse_args()
@@ -237,15 +270,25 @@ def main() -> int:
             for _ in range(args.size_mib):
                 handle.write(os.urandom(2**20))
         os.chmod(big, 0o644)
-        print(f"upload of {args.size_mib} MiB over loopback ({os.cpu_count()} cores)")
-        sftp_dropd = timed("dropd SFTP", lambda: sftp_put(servers, servers.dropd_sftp, "bench", big, "/big.bin"), args.size_mib)
-        sftp_openssh = timed(
-            "OpenSSH internal-sftp", lambda: sftp_put(servers, servers.sshd_port, "root", big, str(servers.sshd_dir / "big.bin")), args.size_mib
-        )
-        ftps_dropd = timed("dropd FTPS", lambda: ftps_put(servers.dropd_ftp, "bench", big, "/big-ftps.bin"), args.size_mib)
-        ftps_vsftpd = timed("vsftpd FTPS", lambda: ftps_put(servers.vsftpd_port, BENCH_USER, big, "/big-ftps.bin"), args.size_mib)
-        print(f"ratio SFTP dropd/OpenSSH: {sftp_dropd / sftp_openssh:.2f}  (target >= 0.8)")
-        print(f"ratio FTPS dropd/vsftpd:  {ftps_dropd / ftps_vsftpd:.2f}  (target >= 1.5)")
+        print(f"{args.size_mib} MiB over loopback, median of {args.repeat} ({os.cpu_count()} cores)")
+        size, repeat = args.size_mib, args.repeat
+        back = work / "back.bin"
+        up, up_cpu = timed("dropd SFTP upload", lambda: sftp_put(servers, servers.dropd_sftp, "bench", big, "/big.bin"), size, repeat, servers.dropd_pid)
+        ref_up, ref_up_cpu = timed(
+            "OpenSSH SFTP upload", lambda: sftp_put(servers, servers.sshd_port, "root", big, str(servers.sshd_dir / "big.bin")),
+            size, repeat, servers.sshd_pid,
+        )  # fmt: skip
+        down, _ = timed("dropd SFTP download", lambda: sftp_get(servers, servers.dropd_sftp, "bench", "/big.bin", back), size, repeat, servers.dropd_pid)
+        ref_down, _ = timed(
+            "OpenSSH SFTP download", lambda: sftp_get(servers, servers.sshd_port, "root", str(servers.sshd_dir / "big.bin"), back),
+            size, repeat, servers.sshd_pid,
+        )  # fmt: skip
+        ftps, _ = timed("dropd FTPS upload", lambda: ftps_put(servers.dropd_ftp, "bench", big, "/big-ftps.bin"), size, repeat)
+        ref_ftps, _ = timed("vsftpd FTPS upload", lambda: ftps_put(servers.vsftpd_port, BENCH_USER, big, "/big-ftps.bin"), size, repeat)
+        print(f"ratio SFTP upload dropd/OpenSSH:   {up / ref_up:.2f}  (must >= 0.9, aim >= 1.2)")
+        print(f"ratio SFTP download dropd/OpenSSH: {down / ref_down:.2f}  (must >= 0.8, aim >= 1.0)")
+        print(f"ratio SFTP upload server CPU dropd/OpenSSH: {up_cpu / ref_up_cpu:.2f}  (must <= 1.5, aim <= 1.0)")
+        print(f"ratio FTPS dropd/vsftpd:           {ftps / ref_ftps:.2f}  (target >= 1.5)")
         small = work / "small.bin"
         small.write_bytes(os.urandom(args.session_mib * 2**20))
         os.chmod(small, 0o644)

@@ -4,6 +4,7 @@ import io
 import os
 import socket
 import stat
+import subprocess
 
 import paramiko
 import pytest
@@ -166,3 +167,30 @@ def test_chmod_never_opens_a_file_to_other_users(running):
             handle.write(b"x")
         sftp.chmod("/a.csv", 0o777)
     assert stat.S_IMODE((running.home("westbrook") / "a.csv").stat().st_mode) == 0o770
+
+
+def test_openssh_uses_the_limits_we_announce_and_transfers_stay_exact(running, client_key, tmp_path):
+    """limits@openssh.com lets OpenSSH write and read 255 KiB at a time, as with sshd."""
+    local = tmp_path / "big.bin"
+    local.write_bytes(os.urandom(5 * 2**20 + 12345))
+    command = [
+        "sftp", "-vvv", "-b", "-", "-P", str(running.sftp_port), "-i", str(client_key.path),
+        "-o", "StrictHostKeyChecking=no", "-o", f"UserKnownHostsFile={tmp_path / 'known_hosts'}",
+        "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "northfield@127.0.0.1",
+    ]  # fmt: skip
+    batch = f"put {local} /big.bin\nget /big.bin {tmp_path / 'back.bin'}\n"
+    result = subprocess.run(command, input=batch, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "server upload/download buffer sizes 261120 / 261120; using 261120 / 261120" in result.stderr
+    assert "posix-rename@openssh.com" in result.stderr
+    assert (tmp_path / "back.bin").read_bytes() == local.read_bytes()
+    assert (running.home("northfield") / "big.bin").read_bytes() == local.read_bytes()
+
+
+def test_forty_connections_in_a_row_never_hang(running, client_key):
+    for number in range(40):
+        transport, sftp = running.paramiko_sftp("northfield", key=client_key.pkey)
+        with transport:
+            with sftp.open(f"/n{number}.bin", "wb") as handle:
+                handle.write(bytes([number]) * 70_000)
+            assert sftp.open(f"/n{number}.bin").read() == bytes([number]) * 70_000
