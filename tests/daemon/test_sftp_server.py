@@ -194,3 +194,35 @@ def test_forty_connections_in_a_row_never_hang(running, client_key):
             with sftp.open(f"/n{number}.bin", "wb") as handle:
                 handle.write(bytes([number]) * 70_000)
             assert sftp.open(f"/n{number}.bin").read() == bytes([number]) * 70_000
+
+
+def test_rclone_and_lftp_over_sftp_move_files_exactly(running, client_key, tmp_path):
+    sizes = [1, 32768, 32769, 261_120, 261_121, 3 * 2**20 + 5]
+    out = tmp_path / "out"
+    out.mkdir()
+    for size in sizes:
+        (out / f"f{size}.bin").write_bytes(os.urandom(size))
+    remote = (
+        f":sftp,host=127.0.0.1,port={running.sftp_port},user=northfield,key_file={client_key.path},"
+        "disable_hashcheck=true:"
+    )
+    for source, target in ((str(out), remote + "/rclone"), (remote + "/rclone", str(tmp_path / "rclone-back"))):
+        result = subprocess.run(["rclone", "copy", "--config", "/dev/null", source, target],
+                                capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert result.returncode == 0, result.stderr[-2000:]
+    ssh = f"ssh -a -x -i {client_key.path} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o IdentitiesOnly=yes"
+    script = "; ".join(
+        [f"set sftp:connect-program '{ssh}'", "mkdir -p lftp"]
+        + [f"put {out / f'f{size}.bin'} -o lftp/f{size}.bin" for size in sizes]
+        + [f"get lftp/f{size}.bin -o {tmp_path / 'lftp-back' / f'f{size}.bin'}" for size in sizes]
+        + ["bye"]
+    )
+    (tmp_path / "lftp-back").mkdir()
+    result = subprocess.run(["lftp", "-u", "northfield,", "-p", str(running.sftp_port), "-e", script, "sftp://127.0.0.1"],
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    home = running.home("northfield")
+    for size in sizes:
+        original = (out / f"f{size}.bin").read_bytes()
+        for copy in (home / "rclone", tmp_path / "rclone-back", home / "lftp", tmp_path / "lftp-back"):
+            assert (copy / f"f{size}.bin").read_bytes() == original, (copy, size)
