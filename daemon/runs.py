@@ -173,6 +173,10 @@ def _import_landed(ctx, partner, feed, landed: LandedFile, trigger, force, dry_r
                     raise FileRejected(
                         "count-mismatch", f"file has {counts.rows} rows, count file says {expected_rows}"
                     )
+                if counts.rows and counts.rejected == counts.rows:
+                    raise FileRejected(
+                        "all-rows-rejected", f"all {counts.rows} data rows were rejected; nothing was applied (see the error file)"
+                    )
                 if not dry_run:
                     error_file.flush_rows(store, connection, run_id)
                     store.finish_run(
@@ -184,7 +188,8 @@ def _import_landed(ctx, partner, feed, landed: LandedFile, trigger, force, dry_r
                 return DryRunReport(path.name, counts, error_file.pending, facts.encoding_note)
     except (FileRejected, CsvStructureError) as exc:
         reason = f"{exc.code}: {exc.message}" if isinstance(exc, FileRejected) else f"malformed-row: {exc}"
-        return _failed(ctx, partner, feed, landed, run_id, reason, error_file, dry_run, manual, bound, count_file)
+        rows_seen = counts if isinstance(exc, FileRejected) and exc.code == "all-rows-rejected" else None
+        return _failed(ctx, partner, feed, landed, run_id, reason, error_file, dry_run, manual, bound, count_file, rows_seen)
     except Exception as exc:
         bound.exception("run.crashed")
         reason = f"internal-error: {type(exc).__name__}: {exc} (see the daemon log)"
@@ -202,14 +207,18 @@ def _import_landed(ctx, partner, feed, landed: LandedFile, trigger, force, dry_r
     return store.run(run_id)
 
 
-def _failed(ctx, partner, feed, landed, run_id, reason, error_file, dry_run, manual, bound, count_file=None):
-    """Record the run failed; `landed` is the file read, or the path of one that could not be."""
+def _failed(ctx, partner, feed, landed, run_id, reason, error_file, dry_run, manual, bound, count_file=None, counts=None):
+    """Record the run failed; `landed` is the file read, or the path of one that could not be.
+
+    `counts`, when the file was read through (all rows rejected), are recorded with it.
+    """
     name = landed.path.name if isinstance(landed, LandedFile) else landed.name
     if dry_run:
         return DryRunReport(name, None, error_file.pending if error_file else [], reason)
+    rows = (counts.rows, 0, counts.rejected, counts.details()) if counts else (None, None, None, None)
     with ctx.store.transaction(label=feed.name) as connection:
         ctx.store.finish_run(
-            connection, run_id, "failed", reason, error_file=error_file.written if error_file else None
+            connection, run_id, "failed", reason, *rows, error_file=error_file.written if error_file else None
         )
     bound.warning("run.finished", status="failed", reason=reason)
     if not manual:

@@ -283,3 +283,15 @@ def test_error_csv_cells_are_safe_to_open_in_a_spreadsheet(school):
     assert [name[1:] if name.startswith("'") else name for name in first_names] == [
         '=HYPERLINK("http://evil.example")', "+1+2", "-2+3", "@SUM(A1)", "\tTab", "'quoted", "plain"
     ]
+
+
+def test_a_file_whose_every_row_is_rejected_fails(school):
+    drop(school, "StudentData_a.csv", f"{HEADER}\n1,Ann,One,202-555-0101,,,,\n")
+    run = drop(school, "StudentData_b.csv", f"{HEADER}\n2,,Two,202-555-0102,,,,\n3,Cy,Three,12,,,,\n")
+    assert run["status"] == "failed"
+    assert run["reason"] == "all-rows-rejected: all 2 data rows were rejected; nothing was applied (see the error file)"
+    assert (run["rows_in_file"], run["rows_applied"], run["rows_rejected"]) == (2, 0, 2)
+    assert [(e["row"], e["code"]) for e in error_rows(run)] == [("2", "missing-value"), ("3", "invalid-phone")]
+    assert set(school.contacts("northfield")) == {"1"}
+    [failed] = os.listdir(school.home("northfield") / "imports" / "failed")
+    assert failed.startswith("StudentData_b_")
