@@ -8,6 +8,7 @@ from daemon.count_files import COUNT_SUFFIX, is_count_file
 from daemon.uploads import is_temporary_name
 
 FAILED_FOLDER = "failed"
+REPORT_SUFFIX = ".errors.csv"
 
 
 def landing_dir(drop_root: Path, partner, feed) -> Path:
@@ -19,12 +20,12 @@ def archive_dir(drop_root: Path, partner, feed) -> Path:
 
 
 def is_feed_file(name: str, prefix: str) -> bool:
-    """A data file of the feed: the prefix, not hidden, not a temporary or count file."""
+    """A data file of the feed: the prefix, not hidden, not a temporary, count or report file."""
     return (
         name.startswith(prefix)
         and not name.startswith(".")
         and not is_temporary_name(name)
-        and not name.endswith(COUNT_SUFFIX)
+        and not name.endswith((COUNT_SUFFIX, REPORT_SUFFIX))
     )
 
 
@@ -75,13 +76,24 @@ def archive_name_for(path: Path, when: datetime.datetime) -> str:
     return f"{path.stem}_{stamp}{path.suffix}"
 
 
-def move_aside(path: Path, folder: Path, when: datetime.datetime) -> Path:
-    """Move `path` into `folder` under its timestamped name, never overwriting anything."""
-    folder.mkdir(parents=True, exist_ok=True)
+def free_name_in(folder: Path, path: Path, when: datetime.datetime) -> Path:
+    """`path`'s timestamped name in `folder`, with a counter if that name is taken."""
     target = folder / archive_name_for(path, when)
     counter = 1
     while target.exists():
         target = folder / f"{Path(archive_name_for(path, when)).stem}-{counter}{path.suffix}"
         counter += 1
+    return target
+
+
+def move_aside(path: Path, folder: Path, when: datetime.datetime) -> Path:
+    """Move `path` into `folder` under its timestamped name, never overwriting anything."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = free_name_in(folder, path, when)
     os.rename(path, target)
     return target
+
+
+def report_path_for(placed: Path) -> Path:
+    """Where the partner finds why `placed` (an archived or failed file) had errors."""
+    return placed.with_name(placed.name + REPORT_SUFFIX)

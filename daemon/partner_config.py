@@ -39,6 +39,8 @@ class Feed:
     archive_path: str
     count_file: str
     count_wait: float
+    error_report: bool
+    """Write `<name>.errors.csv` beside an archived or failed file, for the partner."""
     schedule: tuple[str, ...]
     notify: tuple[str, ...]
     notify_on: tuple[str, ...]
@@ -125,6 +127,7 @@ def read_feed(errors, file: Path, index: int, table) -> Feed | None:
         archive_path=reader.take("archive_path", virtual_dir, ""),
         count_file=reader.take("count_file", v.choice("off", "optional", "required"), "optional"),
         count_wait=reader.take("count_wait", v.duration, 600.0),
+        error_report=reader.take("error_report", v.boolean, True),
         schedule=reader.take("schedule", schedule_entries(kind or ""), ()),
         notify=reader.take("notify", v.email_list, ()),
         notify_on=reader.take(

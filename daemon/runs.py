@@ -8,6 +8,9 @@ run left `running` is marked failed and its file, still in place, is picked up a
 
 import csv
 import datetime
+import os
+import secrets
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +27,7 @@ from daemon.csv_source import (
 )
 from daemon.spreadsheet import spreadsheet_row
 from daemon.store import RunRecord, Store
+from daemon.uploads import TEMP_PREFIX, TEMP_SUFFIX
 from handlers import HANDLERS
 from handlers.base import FileRejected, ImportCounts, RowErrors
 
@@ -203,7 +207,7 @@ def _import_landed(ctx, partner, feed, landed: LandedFile, trigger, force, dry_r
         **counts.details(),
     )  # fmt: skip
     if not manual:
-        _dispose(ctx, partner, feed, landed, imported=True, count_file=count_file)
+        _dispose(ctx, partner, feed, landed, imported=True, count_file=count_file, error_csv=error_file.written)
     return store.run(run_id)
 
 
@@ -216,22 +220,29 @@ def _failed(ctx, partner, feed, landed, run_id, reason, error_file, dry_run, man
     if dry_run:
         return DryRunReport(name, None, error_file.pending if error_file else [], reason)
     rows = (counts.rows, 0, counts.rejected, counts.details()) if counts else (None, None, None, None)
+    if error_file is not None:
+        error_file.close()  # complete on disk before anything copies it
     with ctx.store.transaction(label=feed.name) as connection:
         ctx.store.finish_run(
             connection, run_id, "failed", reason, *rows, error_file=error_file.written if error_file else None
         )
     bound.warning("run.finished", status="failed", reason=reason)
     if not manual:
-        _dispose(ctx, partner, feed, landed, imported=False, count_file=count_file)
+        error_csv = error_file.written if error_file else None
+        _dispose(ctx, partner, feed, landed, imported=False, count_file=count_file, error_csv=error_csv, reason=reason)
     return ctx.store.run(run_id)
 
 
-def _dispose(ctx, partner, feed, landed: LandedFile | Path, imported: bool, count_file: Path | None = None) -> None:
+def _dispose(
+    ctx, partner, feed, landed: LandedFile | Path, imported: bool, count_file: Path | None = None,
+    error_csv: str | None = None, reason: str | None = None,
+) -> None:  # fmt: skip
     """After the commit: archive or delete an imported file; move a failed one to `failed/`.
 
     A count file goes wherever its data file goes. A data file whose name no longer leads to
     the file that was read (replaced meanwhile) is left alone: the next look at the folder
-    sees the new file as the new arrival it is.
+    sees the new file as the new arrival it is. With `error_csv` (rows were rejected) or
+    `reason` (the run failed), the partner gets `<name>.errors.csv` beside the file.
     """
     if count_file is not None and count_file.exists():
         _dispose(ctx, partner, feed, count_file, imported)
@@ -240,16 +251,44 @@ def _dispose(ctx, partner, feed, landed: LandedFile | Path, imported: bool, coun
     if isinstance(landed, LandedFile) and not landed.still_in_place():
         log.warning("file.replaced", **context, message="the file was replaced while it was imported; left in place")
         return
-    drop_root = ctx.config.daemon.drop_root
+    archive = landing.archive_dir(ctx.config.daemon.drop_root, partner, feed)
     if not imported:
-        target = landing.move_aside(path, path.parent / landing.FAILED_FOLDER, _now())
-        log.info("file.failed_aside", **context, to=target.name)
+        placed = landing.move_aside(path, path.parent / landing.FAILED_FOLDER, _now())
+        log.info("file.failed_aside", **context, to=placed.name)
     elif feed.after_import == "delete":
         path.unlink(missing_ok=True)
         log.info("file.deleted", **context)
+        placed = landing.free_name_in(archive, path, _now())
     else:
-        target = landing.move_aside(path, landing.archive_dir(drop_root, partner, feed), _now())
-        log.info("file.archived", **context, to=target.name)
+        placed = landing.move_aside(path, archive, _now())
+        log.info("file.archived", **context, to=placed.name)
+    if feed.error_report and (error_csv or reason):
+        _report_to_partner(placed, error_csv, reason, context)
+
+
+def _report_to_partner(placed: Path, error_csv: str | None, reason: str | None, context: dict) -> None:
+    """`<name>.errors.csv` beside the archived or failed file: the run's error CSV, or for a
+    file that failed as a whole, one line with the reason. Written under a hidden temporary
+    name and renamed, so a partner never downloads half of it."""
+    report = landing.report_path_for(placed)
+    temp = report.parent / f"{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}"
+    report.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if error_csv:
+            shutil.copyfile(error_csv, temp)
+        else:
+            code, _, message = reason.partition(": ")
+            with open(temp, "w", encoding="utf-8-sig", newline="") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(["row", "code", "failure_type", "message"])
+                writer.writerow(spreadsheet_row(["", code, "file", message or code]))
+        os.chmod(temp, 0o640)
+        os.replace(temp, report)
+    except OSError as exc:
+        temp.unlink(missing_ok=True)
+        log.warning("file.error_report_failed", **context, error=exc.strerror or str(exc))
+        return
+    log.info("file.error_report", **context, report=report.name)
 
 
 def run_feed(ctx: RunContext, partner, feed, trigger: str, force=False) -> list[RunRecord]:
@@ -302,7 +341,7 @@ def _missing_companion(ctx, partner, feed, trigger, path: Path, code: str, messa
     """A run that failed because a file never got its companion: recorded, file to failed/."""
     run_id = ctx.store.record_run(partner.name, feed.name, feed.kind, trigger, "failed", f"{code}: {message}", path.name)
     log.warning("run.finished", partner=partner.name, feed=feed.name, file=path.name, status="failed", reason=code)
-    _dispose(ctx, partner, feed, path, imported=False)
+    _dispose(ctx, partner, feed, path, imported=False, reason=f"{code}: {message}")
     return ctx.store.run(run_id)
 
 

@@ -18,8 +18,9 @@ def upload(dropd, name, content):
 
 
 def folder(dropd, *parts):
+    """The files in a folder of the landing area, without the partner's error reports."""
     path = dropd.home("northfield").joinpath("imports", *parts)
-    return sorted(os.listdir(path)) if path.is_dir() else []
+    return sorted(name for name in os.listdir(path) if not name.endswith(".errors.csv")) if path.is_dir() else []
 
 
 def test_count_file_before_data_is_used(dropd):

@@ -240,7 +240,8 @@ def test_a_landing_file_swapped_for_a_symlink_is_never_read(dropd, tmp_path):
     assert run.status == "failed"
     assert run.reason == "unsafe-file: StudentData_swap.csv is a symbolic link; only regular files are imported"
     assert run.error_file is None and store.contacts("northfield") == []
-    [moved] = os.listdir(folder / "failed")
+    [moved, report] = sorted(os.listdir(folder / "failed"))
+    assert report == moved + ".errors.csv"
     assert (folder / "failed" / moved).is_symlink() and secret.read_text().startswith(HEADER)
 
 

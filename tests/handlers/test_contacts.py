@@ -70,8 +70,9 @@ def test_sftp_upload_becomes_contacts_run_archive_and_error_file(school):
     assert error["row"] == "3" and error["code"] == "invalid-email" and error["failure_type"] == "partial"
     assert error["Student ID"] == "0043" and "bad-email" in error["message"]
     assert Path(run["error_file"]).read_bytes()[:3] == b"\xef\xbb\xbf"
-    archive = os.listdir(school.home("northfield") / "imports" / "archive")
-    assert len(archive) == 1 and archive[0].startswith("StudentData_2026_11_23_") and archive[0].endswith("Z.csv")
+    archive = sorted(os.listdir(school.home("northfield") / "imports" / "archive"))
+    assert len(archive) == 2 and archive[0].startswith("StudentData_2026_11_23_") and archive[0].endswith("Z.csv")
+    assert archive[1] == archive[0] + ".errors.csv"  # the partner's copy of the error CSV
     assert [p for p in os.listdir(school.home("northfield") / "imports") if p != "archive"] == []
 
 
@@ -89,7 +90,9 @@ def test_missing_column_rejects_the_whole_file_and_keeps_it(school):
     assert run["status"] == "failed"
     assert run["reason"] == "missing-column: required column 'Cell' (mobile_number) is not in the header"
     assert school.contacts("northfield") == {}
-    failed = os.listdir(school.home("northfield") / "imports" / "failed")
+    failed = sorted(os.listdir(school.home("northfield") / "imports" / "failed"))
+    assert failed[1] == failed[0] + ".errors.csv"
+    failed = failed[:1]
     assert len(failed) == 1 and failed[0].startswith("StudentData_nocell_")
 
 
@@ -222,7 +225,9 @@ def test_required_custom_column_missing_rejects_the_file(dropd):
 def test_rejected_rows_do_not_stop_good_ones_and_reimport_reports_partials_again(school):
     text = f"{HEADER}\n1,A,A,202-555-0101,bad,,,\n2,B,B,202-555-0102,,,,\n"
     first = drop(school, "StudentData_a.csv", text)
-    again = school.cli("ingest", "students", str(school.home("northfield") / "imports" / "archive" / os.listdir(school.home("northfield") / "imports" / "archive")[0]), "--force", "--json")
+    archive = school.home("northfield") / "imports" / "archive"
+    [archived] = [name for name in os.listdir(archive) if name.endswith("Z.csv")]
+    again = school.cli("ingest", "students", str(archive / archived), "--force", "--json")
 
     second = json.loads(again.stdout)[0]
     assert second["details"]["unchanged"] == 1 and second["details"]["updated"] == 1
@@ -293,5 +298,33 @@ def test_a_file_whose_every_row_is_rejected_fails(school):
     assert (run["rows_in_file"], run["rows_applied"], run["rows_rejected"]) == (2, 0, 2)
     assert [(e["row"], e["code"]) for e in error_rows(run)] == [("2", "missing-value"), ("3", "invalid-phone")]
     assert set(school.contacts("northfield")) == {"1"}
-    [failed] = os.listdir(school.home("northfield") / "imports" / "failed")
+    [failed, report] = sorted(os.listdir(school.home("northfield") / "imports" / "failed"))
+    assert report == failed + ".errors.csv"
     assert failed.startswith("StudentData_b_")
+
+
+def test_the_partner_downloads_why_a_file_had_errors(school, client_key, tmp_path):
+    run = drop(school, "StudentData_r.csv", f"{HEADER}\n1,Ann,One,202-555-0101,,,,\n2,,Two,202-555-0102,,,,\n")
+    assert run["status"] == "success"
+    drop(school, "StudentData_m.csv", "Student ID,First Name\n1,Ann\n")
+    listing = school.lftp("northfield", "cls -1 imports/archive imports/failed")
+    names = listing.stdout.split()
+    archived = next(name for name in names if name.startswith("imports/archive/StudentData_r_") and name.endswith(".csv.errors.csv"))
+    failed = next(name for name in names if name.startswith("imports/failed/StudentData_m_") and name.endswith(".csv.errors.csv"))
+    for name in (archived, failed):
+        assert school.lftp("northfield", f"get {name} -o {tmp_path / Path(name).name}").returncode == 0
+    with open(tmp_path / Path(archived).name, encoding="utf-8-sig", newline="") as handle:
+        assert [(row["row"], row["code"]) for row in csv.DictReader(handle)] == [("3", "missing-value")]
+    with open(tmp_path / Path(failed).name, encoding="utf-8-sig", newline="") as handle:
+        [row] = list(csv.DictReader(handle))
+    assert (row["code"], row["failure_type"]) == ("missing-column", "file") and "'Last Name'" in row["message"]
+    assert len(school.runs("--feed", "students")) == 2, "a report is never imported as data"
+
+
+def test_error_report_false_writes_no_report(dropd):
+    dropd.add_feed_partner("northfield", [students_feed(error_report=False)])
+    dropd.start()
+    run = drop(dropd, "StudentData_q.csv", f"{HEADER}\n1,Ann,One,202-555-0101,,,,\n2,,Two,202-555-0102,,,,\n")
+    assert run["status"] == "success" and run["rows_rejected"] == 1 and run["error_file"]
+    archived = os.listdir(dropd.home("northfield") / "imports" / "archive")
+    assert len(archived) == 1 and archived[0].endswith("Z.csv")
