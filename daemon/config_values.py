@@ -5,6 +5,7 @@ sentence a sysadmin can act on. `TableReader` records each error with its file a
 one pass over a config reports every problem at once.
 """
 
+import difflib
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ class ConfigError:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.file}: {self.key}: {self.message}"
+        return f"{self.file}: {self.key}: {self.message}" if self.key else f"{self.file}: {self.message}"
 
 
 class ConfigInvalid(Exception):
@@ -82,7 +83,8 @@ class TableReader:
         """Report every key that no one asked for: a typo must not be silently ignored."""
         for key in self.table:
             if key not in self._read:
-                self.error(key, "unknown key")
+                close = difflib.get_close_matches(key, sorted(self._read), n=1, cutoff=0.75)
+                self.error(key, f"unknown key (did you mean {close[0]!r}?)" if close else "unknown key")
 
 
 def text(value) -> str:

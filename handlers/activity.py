@@ -14,7 +14,12 @@ from dataclasses import dataclass
 
 from daemon import config_values as v
 from daemon.store import utc_now
-from handlers.base import FileRejected, ImportCounts, RowErrors, well_formed
+from handlers.base import (
+    ImportCounts,
+    RowErrors,
+    reject_missing_columns,
+    well_formed,
+)
 from handlers.typed_values import TYPES, parse_date, parse_typed
 
 DEFAULT_MAPPING = {
@@ -95,9 +100,9 @@ class ActivityImport:
 
     def run(self, store, connection, rows, errors: RowErrors) -> ImportCounts:
         positions = {name: index for index, name in reversed(list(enumerate(rows.header)))}
-        for source, (field, _) in self.options.mapping.items():
-            if field in REQUIRED and source not in positions:
-                raise FileRejected("missing-column", f"required column {source!r} ({field}) is not in the header")
+        reject_missing_columns(
+            [f"{source!r} ({field})" for source, (field, _) in self.options.mapping.items() if field in REQUIRED and source not in positions]
+        )
         columns = [(positions[source], field, kind) for source, (field, kind) in self.options.mapping.items() if source in positions]
         since = self._since()
         counts = ImportCounts(extra={"too_old": 0, "opted_out": 0})

@@ -20,6 +20,15 @@ class FileRejected(Exception):
         super().__init__(f"{code}: {message}")
 
 
+def reject_missing_columns(missing: list[str]) -> None:
+    """One FileRejected naming every missing required column (each written as it should
+    appear, e.g. "'Cell' (mobile_number)"), so a partner fixes the header in one go."""
+    if len(missing) == 1:
+        raise FileRejected("missing-column", f"required column {missing[0]} is not in the header")
+    if missing:
+        raise FileRejected("missing-column", f"required columns {', '.join(missing)} are not in the header")
+
+
 @dataclass
 class ImportCounts:
     rows: int = 0

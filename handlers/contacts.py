@@ -28,6 +28,7 @@ from handlers.base import (
     ImportCounts,
     RowErrors,
     column_mapping,
+    reject_missing_columns,
     well_formed,
 )
 
@@ -167,13 +168,13 @@ class ContactsImport:
                     raise FileRejected("duplicate-column", f"column {name!r} appears twice in the header")
                 continue
             positions[name] = index
-        for name in REQUIRED:
-            column = self.options.columns[name]
-            if column not in positions:
-                raise FileRejected("missing-column", f"required column {column!r} ({name}) is not in the header")
-        for custom in self.options.custom:
-            if custom.required and custom.column not in positions:
-                raise FileRejected("missing-column", f"required column {custom.column!r} (custom field {custom.field}) is not in the header")
+        missing = [f"{self.options.columns[name]!r} ({name})" for name in REQUIRED if self.options.columns[name] not in positions]
+        missing += [
+            f"{custom.column!r} (custom field {custom.field})"
+            for custom in self.options.custom
+            if custom.required and custom.column not in positions
+        ]
+        reject_missing_columns(missing)
         self.field_index = {name: positions.get(column) for name, column in self.options.columns.items()}
         opt_out = self.options.opt_out
         self.opt_out_index = positions.get(opt_out.column) if opt_out else None

@@ -10,7 +10,12 @@ contact, timestamp, direction and a hash of the body, so a re-sent log adds noth
 import hashlib
 
 from daemon.store import utc_now
-from handlers.base import FileRejected, ImportCounts, RowErrors, well_formed
+from handlers.base import (
+    ImportCounts,
+    RowErrors,
+    reject_missing_columns,
+    well_formed,
+)
 from handlers.typed_values import parse_date
 
 REQUIRED_COLUMNS = ("contact_id", "channel", "timestamp", "incoming", "outgoing")
@@ -34,9 +39,7 @@ class MessagesImport:
 
     def run(self, store, connection, rows, errors: RowErrors) -> ImportCounts:
         positions = {name: index for index, name in reversed(list(enumerate(rows.header)))}
-        for name in REQUIRED_COLUMNS:
-            if name not in positions:
-                raise FileRejected("missing-column", f"required column {name!r} is not in the header")
+        reject_missing_columns([repr(name) for name in REQUIRED_COLUMNS if name not in positions])
         self.positions = positions
         counts = ImportCounts()
         for row, _text, values in well_formed(rows, errors, counts):

@@ -61,7 +61,7 @@ def test_shipped_example_config_passes():
 
 
 BROKEN = {
-    "not toml": (GOOD_MAIN + "\n[daemon\n", None, "dropd.toml: : is not valid TOML"),
+    "not toml": (GOOD_MAIN + "\n[daemon\n", None, "dropd.toml: is not valid TOML"),
     "missing daemon": ("[sftp]\nlisten='127.0.0.1:1'\nhost_keys=['k']\n", None, "dropd.toml: daemon: is required"),
     "unknown key": (GOOD_MAIN.replace("[sftp]", "[sftp]\nlisen = 'x'"), None, "dropd.toml: sftp.lisen: unknown key"),
     "bad duration": (GOOD_MAIN + "\n[security]\nwindow = '10 minutes'\n", None, "security.window: '10 minutes' is not a duration"),
@@ -152,3 +152,13 @@ def test_a_password_rotation_takes_two_hashes_and_no_more(config_dir):
     three = two.replace('"]', '", "$argon2id$x"]')
     result = dropd_command("check-config", "-c", str(write(config_dir, partners={"northfield": three})))
     assert result.returncode == 1 and "partner.password_hash: must be an argon2 hash" in result.stderr, result.stderr
+
+
+def test_a_misspelt_key_gets_a_suggestion_and_a_file_error_has_no_empty_key(config_dir):
+    main = GOOD_MAIN.replace("[sftp]", "[sftp]\nlisten_adress = 'x'").replace('timezone = "America/New_York"', 'timezon = "UTC"')
+    result = dropd_command("check-config", "-c", str(write(config_dir, main=main)))
+    assert "daemon.timezon: unknown key (did you mean 'timezone'?)" in result.stderr, result.stderr
+    assert "sftp.listen_adress: unknown key" in result.stderr
+    broken = write(config_dir, main="[daemon\n")
+    result = dropd_command("check-config", "-c", str(broken))
+    assert f"{broken}: is not valid TOML" in result.stderr and ": : " not in result.stderr

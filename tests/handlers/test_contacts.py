@@ -328,3 +328,10 @@ def test_error_report_false_writes_no_report(dropd):
     assert run["status"] == "success" and run["rows_rejected"] == 1 and run["error_file"]
     archived = os.listdir(dropd.home("northfield") / "imports" / "archive")
     assert len(archived) == 1 and archived[0].endswith("Z.csv")
+
+
+def test_missing_column_names_every_missing_header(school):
+    run = drop(school, "StudentData_two.csv", "Student ID,First Name\n1,A\n")
+    assert run["reason"] == (
+        "missing-column: required columns 'Last Name' (last_name), 'Cell' (mobile_number) are not in the header"
+    )
