@@ -3,6 +3,7 @@
 import argparse
 import datetime
 import getpass
+import importlib.metadata
 import json
 import sys
 import zoneinfo
@@ -256,12 +257,20 @@ def _partner_records(args) -> int:
     return 0
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("dropd")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed; run `pip install .`)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dropd",
         description="Partner file-exchange daemon: SFTP/FTPS drop zone, feed imports, run history.",
         epilog="Each command takes -c CONFIG (default /etc/dropd/dropd.toml); `dropd COMMAND --help` for its options.",
     )
+    parser.add_argument("--version", action="version", version=f"dropd {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def with_config(command):

@@ -77,6 +77,17 @@ class FeedRunner:
         timer.daemon = True
         timer.start()
 
+    def upload_finished(self, upload) -> None:
+        """A partner's upload that no import feed will take is logged once, with what the
+        partner's feeds expect: a misnamed file is the most common support call."""
+        config = self.core.config
+        if landing.feeds_for(config, upload.real_path):
+            return
+        partner = config.partners.get(upload.partner)
+        expected = [f"{feed.path.rstrip('/')}/{feed.prefix}*" for feed in partner.feeds] if partner else []
+        if expected:
+            log.warning("file.unmatched", partner=upload.partner, path=upload.path, expected=expected)
+
     def wants(self, path) -> bool:
         """True for a data or count file in some feed's landing folder."""
         return bool(landing.feeds_for(self.core.config, path))

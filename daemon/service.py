@@ -63,6 +63,7 @@ class Daemon:
             rescan_every=config.daemon.rescan,
         )
         self.handoff.subscribe(lambda upload: self.arrivals.handed_off(upload.real_path))
+        self.handoff.subscribe(self.runner.upload_finished)
         self.scheduler = WindowScheduler(self, self.runner.request)
         self.control = ControlServer(config.daemon.control_socket, self)
         self.instance_lock = InstanceLock(config.daemon.state_dir)

@@ -276,3 +276,13 @@ def test_ingest_verifies_a_count_file_beside_the_file(dropd, tmp_path):
     [run] = json.loads(dropd.cli("ingest", "students", str(local), "--json").stdout)
     assert (run["status"], run["rows_applied"]) == ("success", 3)
     assert local.exists() and (tmp_path / "StudentData_x_count.txt").exists()
+
+
+def test_an_upload_no_feed_takes_is_logged_with_what_the_feeds_expect(dropd):
+    start_with(dropd)
+    dropd.upload("northfield", "/imports/studentdata_2026.csv", (HEADER + "\n").encode())
+    dropd.upload("northfield", "/imports/StudentData_ok.csv", (HEADER + "\n" + ROW.format(id=1)).encode())
+    [unmatched] = dropd.wait_for("file.unmatched", partner="northfield")
+    assert unmatched["path"] == "/imports/studentdata_2026.csv" and unmatched["expected"] == ["/imports/StudentData*"]
+    time.sleep(0.5)
+    assert len(dropd.find("file.unmatched")) == 1
