@@ -7,13 +7,15 @@ working.
 
 Each verification holds 64 MiB for about 0.1 s. `Verifier` bounds how many run at once
 (`VERIFY_SLOTS`), so a crowd of wrong passwords cannot spend the daemon's memory, and lets
-each source address have one verification in flight at a time, so one address's crowd
-queues behind itself while a partner from elsewhere still gets a turn. An attempt that
-cannot get a turn within `QUEUE_TIMEOUT` is refused as busy.
+each source address have one verification in flight or waiting at a time, so one address's
+crowd queues behind itself. The slots are handed out first come, first served, so a partner
+from elsewhere waits for at most one turn per other address. An attempt that cannot get a
+turn within `QUEUE_TIMEOUT` is refused as busy.
 """
 
 import functools
 import threading
+from collections import deque
 from collections.abc import Iterable
 
 import argon2
@@ -45,9 +47,36 @@ def dummy_hash() -> str:
     return hash_password("dropd-unknown-user")
 
 
+class FifoSlots:
+    """A counting semaphore that serves its waiters in arrival order."""
+
+    def __init__(self, slots: int):
+        self._free = slots
+        self._waiting: deque = deque()
+        self._changed = threading.Condition()
+
+    def acquire(self, timeout: float) -> bool:
+        me = object()
+        with self._changed:
+            self._waiting.append(me)
+            if not self._changed.wait_for(lambda: self._free > 0 and self._waiting[0] is me, timeout):
+                self._waiting.remove(me)
+                self._changed.notify_all()
+                return False
+            self._waiting.popleft()
+            self._free -= 1
+            self._changed.notify_all()
+            return True
+
+    def release(self) -> None:
+        with self._changed:
+            self._free += 1
+            self._changed.notify_all()
+
+
 class Verifier:
     def __init__(self, slots: int = VERIFY_SLOTS, timeout: float = QUEUE_TIMEOUT):
-        self._slots = threading.BoundedSemaphore(slots)
+        self._slots = FifoSlots(slots)
         self._timeout = timeout
         self._lock = threading.Lock()
         self._per_address: dict[str, threading.Lock] = {}
