@@ -94,13 +94,28 @@ def _find_feed(config, name: str):
         raise SystemExit(f"dropd: no feed named {name!r} in {config.file} (feeds: {known})") from None
 
 
-def _print_runs(records, as_json: bool) -> None:
+COUNTED = ("created", "updated", "unchanged", "partial", "removed", "too_old", "opted_out")
+
+
+def _local_time(stamp: str, zone: zoneinfo.ZoneInfo) -> str:
+    return datetime.datetime.fromisoformat(stamp).astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def _print_runs(records, as_json: bool, config) -> None:
+    """Runs as JSON, or as lines a person reads: times in daemon.timezone, counts that add up."""
     if as_json:
         print(json.dumps([record.as_dict() for record in records], indent=2))
         return
+    if not records:
+        print("no runs")
+        return
+    zone = zoneinfo.ZoneInfo(config.daemon.timezone)
     for r in records:
-        counts = f"{r.rows_in_file} rows, {r.rows_applied} applied, {r.rows_rejected} rejected" if r.rows_in_file is not None else ""
-        print(f"#{r.id}  {r.started[:19]}  {r.feed:<24} {r.status:<8} {r.file or '-':<32} {counts}")
+        print(f"#{r.id}  {_local_time(r.started, zone)}  {r.feed}  {r.status}  {r.trigger}  {r.file or '-'}")
+        if r.rows_in_file is not None:
+            details = ", ".join(f"{r.details[name]:,} {name.replace('_', ' ')}" for name in COUNTED if r.details.get(name))
+            rejected = f"{r.rows_rejected:,} rejected"
+            print(f"      {r.rows_in_file:,} rows: {', '.join(part for part in (details, rejected) if part)}")
         if r.reason:
             print(f"      reason: {r.reason}")
         if r.error_file:
@@ -117,7 +132,7 @@ def _ingest(args) -> int:
     result = ingest_file(RunContext(store, config), partner, feed, path, force=args.force, dry_run=args.dry_run)
     if isinstance(result, DryRunReport):
         return _print_dry_run(result, args.json)
-    _print_runs([result], args.json)
+    _print_runs([result], args.json, config)
     return 0 if result.status in ("success", "skipped") else 1
 
 
@@ -166,15 +181,17 @@ def _run_now(args) -> int:
     if reply.get("message"):
         print(reply["message"])
     records = [RunRecord(**run) for run in reply["runs"]]
-    _print_runs(records, args.json)
+    _print_runs(records, args.json, config)
     return 1 if any(record.status == "failed" for record in records) else 0
 
 
 def _runs(args) -> int:
     config, store = _load(args)
+    if args.feed:
+        _find_feed(config, args.feed)
     if not args.json:
         _print_queue(config)
-    _print_runs(store.runs(feed=args.feed, status=args.status, limit=args.limit) if store else [], args.json)
+    _print_runs(store.runs(feed=args.feed, status=args.status, limit=args.limit) if store else [], args.json, config)
     return 0
 
 
@@ -222,19 +239,44 @@ def _unban(args) -> int:
     return 0
 
 
-def _contact_line(c: dict) -> str:
+def _name(record: dict) -> str:
+    return " ".join(part for part in (record.get("first_name"), record.get("last_name")) if part) or "-"
+
+
+def _contact_row(c: dict) -> list[str]:
     status = "opted-out" if c["opted_out"] else "opted-in"
-    return (f"{c['contact_id']:<16} {c['first_name'] or ''} {c['last_name'] or ''}  {c['mobile_number'] or '-'}  "
-            f"{c['email'] or '-'}  crm={c['crm_id'] or '-'}  {status}")  # fmt: skip
+    return [c["contact_id"], _name(c), c["mobile_number"] or "-", c["email"] or "-", c["crm_id"] or "-", status]
 
 
-def _subscriber_line(s: dict) -> str:
+def _subscriber_row(s: dict) -> list[str]:
     state = f"removed {s['removed_at'][:10]}" if s["removed_at"] else ("opted-out" if s["opted_out"] else "active")
-    return f"{s['email']:<40} {s['first_name'] or ''} {s['last_name'] or ''}  segment={s['segment_code'] or '-'}  {state}"
+    return [s["email"], _name(s), s["segment_code"] or "-", state]
 
 
-def _record_line(record: dict) -> str:
-    return "  ".join(str(value) for value in record.values() if value not in (None, {}))
+def _event_row(e: dict) -> list[str]:
+    fields = " ".join(f"{key}={value}" for key, value in sorted(e["fields"].items()))
+    return [e["time"], e["event_id"], e["contact_id"], e["action"] or "-", fields or "-"]
+
+
+def _message_row(m: dict) -> list[str]:
+    body = m["body"] if len(m["body"]) <= 60 else m["body"][:57] + "..."
+    return [m["timestamp"], m["contact_id"], m["channel"], m["direction"], m["outgoing_source"] or "-", body]
+
+
+LISTINGS = {
+    "contacts": (("CONTACT ID", "NAME", "MOBILE", "EMAIL", "CRM ID", "STATUS"), _contact_row),
+    "subscribers": (("EMAIL", "NAME", "SEGMENT", "STATE"), _subscriber_row),
+    "events": (("TIME", "EVENT ID", "CONTACT ID", "ACTION", "FIELDS"), _event_row),
+    "messages": (("TIMESTAMP", "CONTACT ID", "CHANNEL", "DIRECTION", "SOURCE", "TEXT"), _message_row),
+}
+
+
+def _print_table(header, rows) -> None:
+    """Columns padded to their widest cell (the last one is left as it is)."""
+    widths = [max(len(str(row[index])) for row in [header, *rows]) for index in range(len(header) - 1)]
+    for row in [header, *rows]:
+        cells = [f"{str(cell):<{width}}" for cell, width in zip(row, widths, strict=False)] + [str(row[-1])]
+        print("  ".join(cells).rstrip())
 
 
 def _partner_records(args) -> int:
@@ -242,17 +284,18 @@ def _partner_records(args) -> int:
     config, store = _load(args)
     if args.partner not in config.partners:
         raise SystemExit(f"dropd: no partner named {args.partner!r} in {config.file}")
-    found, line = {
-        "contacts": lambda: (store.contacts(args.partner), _contact_line),
-        "subscribers": lambda: (store.subscribers(args.partner, include_removed=args.all), _subscriber_line),
-        "events": lambda: (store.events(args.partner), _record_line),
-        "messages": lambda: (store.messages(args.partner), _record_line),
-    }[args.command]() if store else ([], None)
+    found = {
+        "contacts": lambda: store.contacts(args.partner),
+        "subscribers": lambda: store.subscribers(args.partner, include_removed=args.all),
+        "events": lambda: store.events(args.partner),
+        "messages": lambda: store.messages(args.partner),
+    }[args.command]() if store else []
     if args.json:
         print(json.dumps(found, indent=2))
         return 0
-    for record in found:
-        print(line(record))
+    header, row = LISTINGS[args.command]
+    if found:
+        _print_table(header, [row(record) for record in found])
     print(f"{len(found)} {args.command}")
     return 0
 

@@ -286,3 +286,22 @@ def test_an_upload_no_feed_takes_is_logged_with_what_the_feeds_expect(dropd):
     assert unmatched["path"] == "/imports/studentdata_2026.csv" and unmatched["expected"] == ["/imports/StudentData*"]
     time.sleep(0.5)
     assert len(dropd.find("file.unmatched")) == 1
+
+
+def test_runs_and_contacts_read_well_at_the_command_line(dropd, tmp_path):
+    dropd.add_feed_partner("northfield", [students_feed()])
+    dropd.write_config()
+    assert dropd.cli("runs").stdout == "no runs\n"
+    unknown = dropd.cli("runs", "--feed", "nope", check=False)
+    assert unknown.returncode != 0 and "no feed named 'nope'" in unknown.stderr
+    local = tmp_path / "StudentData_cli.csv"
+    local.write_text(HEADER + "\n" + ROW.format(id=1) + "2,,Two,202-555-0102,,,,\n" + ROW.format(id=33))
+    dropd.cli("ingest", "students", str(local))
+    first, counts, *_ = dropd.cli("runs").stdout.splitlines()
+    assert first.split("  ")[2:] == ["students", "success", "ingest", "StudentData_cli.csv"]
+    assert first.split("  ")[1].endswith((" EST", " EDT"))  # daemon.timezone is America/New_York
+    assert counts.strip() == "3 rows: 2 created, 1 rejected"
+    lines = dropd.cli("contacts", "--partner", "northfield").stdout.splitlines()
+    assert lines[0].split() == ["CONTACT", "ID", "NAME", "MOBILE", "EMAIL", "CRM", "ID", "STATUS"]
+    assert len({line.index("+1202") for line in lines[1:3]}) == 1, "columns are aligned"
+    assert lines[-1] == "2 contacts"

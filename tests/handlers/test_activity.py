@@ -117,3 +117,11 @@ def test_opt_out_event_opts_a_subscriber_out(dropd, tmp_path):
     assert run["details"]["opted_out"] == 1
     listed = {s["email"]: s for s in json.loads(dropd.cli("subscribers", "--partner", "northfield", "--json").stdout)}
     assert listed["reader@example.org"]["opted_out"] is True and listed["other@example.org"]["opted_out"] is False
+
+
+def test_dropd_events_prints_a_table(running):
+    drop(running, "cordial_t.csv", f"{HEADER}\nc1,e1,m1,Welcome,,open,{recent()},true\n")
+    lines = running.cli("events", "--partner", "northfield").stdout.splitlines()
+    assert lines[0].split() == ["TIME", "EVENT", "ID", "CONTACT", "ID", "ACTION", "FIELDS"]
+    assert "message_name=Welcome" in lines[1] and "{" not in lines[1]
+    assert lines[-1] == "1 events"
