@@ -45,6 +45,14 @@ def free_port_range(size: int = 20) -> tuple[int, int]:
     raise RuntimeError("no free port range")
 
 
+def peak_rss_kib(pid: int) -> int:
+    """A process's peak resident set (VmHWM), in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmHWM for process {pid}")
+
+
 def toml_value(value) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import peak_rss_kib
 from tests.daemon.test_runs import run_now
 from tests.handlers.test_contacts import students_feed
 
@@ -73,13 +74,6 @@ def test_sigkill_mid_import_leaves_store_untouched_and_file_is_reimported_once(d
     assert os.listdir(landing) == ["archive"]
     time.sleep(1)
     assert len(dropd.runs()) == 2
-
-
-def peak_rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmHWM")
 
 
 def test_memory_stays_flat_as_files_grow(dropd):

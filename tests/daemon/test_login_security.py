@@ -8,13 +8,12 @@ import statistics
 import subprocess
 import threading
 import time
-from pathlib import Path
 
 import paramiko
 import pytest
 
 from daemon.passwords import hash_password
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, peak_rss_kib
 from tests.daemon.test_ftp_server import ftps
 
 WRONG = "wrong-password-123"
@@ -146,13 +145,6 @@ def test_ftp_key_only_and_unknown_accounts_cost_a_password_check(dropd, client_k
     # A password check is ~0.1 s of argon2; answering without one would take a few ms.
     assert timings["keyonly"] > 0.6 * timings["withpassword"], timings
     assert timings["nobody"] > 0.6 * timings["withpassword"], timings
-
-
-def peak_rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmHWM")
 
 
 def test_a_crowd_of_wrong_passwords_neither_exhausts_memory_nor_locks_out_a_partner(dropd):

@@ -6,7 +6,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 
 import paramiko
@@ -137,10 +136,7 @@ def test_a_second_daemon_on_the_same_state_dir_exits_and_changes_nothing(dropd):
     dropd.add_feed_partner("northfield", [students_feed(schedule=[])])
     dropd.start()
     socket_inode = os.stat(dropd.state_dir / "control.sock").st_ino
-    second = subprocess.run(
-        [sys.executable, "-m", "daemon.cli", "run", "-c", str(dropd.config_file)],
-        capture_output=True, text=True, timeout=30,
-    )  # fmt: skip
+    second = dropd.cli("run", check=False, timeout=30)
     assert second.returncode == 1
     assert f"dropd is already running (pid {dropd.process.pid})" in second.stderr
     assert os.stat(dropd.state_dir / "control.sock").st_ino == socket_inode
@@ -157,9 +153,6 @@ def test_a_taken_listen_address_is_named(dropd):
         taken.bind(("127.0.0.1", dropd.sftp_port))
         taken.listen(1)
         dropd.write_config()
-        result = subprocess.run(
-            [sys.executable, "-m", "daemon.cli", "run", "-c", str(dropd.config_file)],
-            capture_output=True, text=True, timeout=30,
-        )  # fmt: skip
+        result = dropd.cli("run", check=False, timeout=30)
     assert result.returncode == 1
     assert f"cannot listen for SFTP on 127.0.0.1:{dropd.sftp_port} (sftp.listen): Address already in use" in result.stderr
