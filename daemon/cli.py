@@ -218,6 +218,41 @@ def _control(config, command: str, request: dict) -> dict:
     return reply
 
 
+def _status(args) -> int:
+    """Exit 0 when the daemon runs and is healthy, 1 when none answers, 2 when unhealthy."""
+    config = _load_config(args)
+    try:
+        status = send_command(config.daemon.control_socket, {"command": "status"}, timeout=10)
+    except ControlUnavailable as exc:
+        print(f"dropd status: {exc}", file=sys.stderr)
+        return 1
+    except PermissionError:
+        print(f"dropd status: no permission on {config.daemon.control_socket}; run as root or the service user", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(status, indent=2))
+        return 0 if status["healthy"] else 2
+    zone = zoneinfo.ZoneInfo(config.daemon.timezone)
+    minutes, seconds = divmod(status["uptime_seconds"], 60)
+    hours, minutes = divmod(minutes, 60)
+    print(f"dropd {'running' if status['healthy'] else 'UNHEALTHY'} (pid {status['pid']}), up {hours}h {minutes:02d}m {seconds:02d}s")
+    for listener in status["listeners"]:
+        state = "listening" if listener["serving"] else "NOT ACCEPTING"
+        print(f"  {listener['protocol']:<5} {listener['address']:<22} {state}")
+    sessions = ", ".join(f"{count} {protocol}" for protocol, count in sorted(status["sessions"].items())) or "none"
+    print(f"  sessions: {sessions}; {status['unauthenticated']} not logged in yet")
+    for run in status["running"]:
+        print(f"  running: {run['feed']} ({run['trigger']}, since {_local_time(run['since'], zone)})")
+    for feed in status["waiting"]:
+        print(f"  waiting to run: {feed}")
+    for feed, since in sorted(status["store"]["waiting"].items()):
+        print(f"  queued: {feed} (waiting for {status['store']['writing'] or 'the store'} since {_local_time(since, zone)})")
+    for run in status["last_runs"]:
+        print(f"  last run of {run['feed']}: {run['status']} at {_local_time(run['finished'] or run['started'], zone)}")
+    print(f"  banned addresses: {status['bans']}")
+    return 0 if status["healthy"] else 2
+
+
 def _bans(args) -> int:
     config = _load_config(args)
     bans = _control(config, "bans", {"command": "bans"})["bans"]
@@ -358,6 +393,9 @@ def build_parser() -> argparse.ArgumentParser:
         listing.add_argument("--partner", required=True)
         listing.add_argument("--json", action="store_true")
         listing.set_defaults(handler=_partner_records)
+    status = with_config(commands.add_parser("status", help="is the daemon running and healthy, and what it is doing"))
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(handler=_status)
     bans = with_config(commands.add_parser("bans", help="addresses banned after failed logins, and until when"))
     bans.add_argument("--json", action="store_true")
     bans.set_defaults(handler=_bans)

@@ -73,6 +73,8 @@ class ControlServer:
         command = request.get("command")
         if command == "queue":
             return {"ok": True, **self.core.store.waiting()}
+        if command == "status":
+            return {"ok": True, **self.core.status()}
         if command == "bans":
             return {"ok": True, "bans": [{"address": ban.address, "until": ban.until} for ban in self.core.bans.bans()]}
         if command == "unban":

@@ -6,6 +6,7 @@ end and then looks again, so a file landing mid-run is never left behind. Differ
 run side by side, up to MAX_PARALLEL at once. A handler's fault stays inside its run.
 """
 
+import datetime
 import threading
 import time
 from concurrent.futures import Future
@@ -20,6 +21,10 @@ log = structlog.get_logger("dropd.feed_runner")
 MAX_PARALLEL = 4
 
 
+def _utc_now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
 class FeedRunner:
     def __init__(self, core):
         self.core = core
@@ -28,6 +33,7 @@ class FeedRunner:
         self._feed_locks: dict[str, threading.Lock] = {}
         self._slots = threading.BoundedSemaphore(MAX_PARALLEL)
         self._threads: set[threading.Thread] = set()
+        self._running: dict[str, dict] = {}
 
     def request(self, feed_name: str, trigger: str, force: bool = False) -> Future:
         """Queue a run of `feed_name`; the future resolves to the list of its run records."""
@@ -51,25 +57,32 @@ class FeedRunner:
                 with self._lock:
                     if self._waiting.get(feed_name) is future:
                         del self._waiting[feed_name]
-                config = self.core.config
+                    self._running[feed_name] = {"feed": feed_name, "trigger": trigger, "since": _utc_now()}
                 try:
-                    partner, feed = config.feed(feed_name)
-                except KeyError:
-                    raise LookupError(f"no feed named {feed_name!r}") from None
-                if not feed.enabled or not partner.enabled:
-                    log.info("run.not_started", feed=feed_name, reason="feed or partner disabled")
-                    future.set_result([])
-                    return
-                context = RunContext(
-                    self.core.store, config, self.core.arrivals.is_complete, lambda seconds: self.later(feed_name, seconds)
-                )
-                future.set_result(run_feed(context, partner, feed, trigger, force=force))
+                    future.set_result(self._run_feed(feed_name, trigger, force))
+                finally:
+                    with self._lock:
+                        self._running.pop(feed_name, None)
         except Exception as exc:
             log.exception("run.request_failed", feed=feed_name, trigger=trigger)
             future.set_exception(exc)
         finally:
             with self._lock:
                 self._threads.discard(threading.current_thread())
+
+    def _run_feed(self, feed_name, trigger, force) -> list:
+        config = self.core.config
+        try:
+            partner, feed = config.feed(feed_name)
+        except KeyError:
+            raise LookupError(f"no feed named {feed_name!r}") from None
+        if not feed.enabled or not partner.enabled:
+            log.info("run.not_started", feed=feed_name, reason="feed or partner disabled")
+            return []
+        context = RunContext(
+            self.core.store, config, self.core.arrivals.is_complete, lambda seconds: self.later(feed_name, seconds)
+        )
+        return run_feed(context, partner, feed, trigger, force=force)
 
     def later(self, feed_name: str, seconds: float) -> None:
         """Ask again in `seconds` (a data file waiting for its count file, or the reverse)."""
@@ -97,6 +110,11 @@ class FeedRunner:
         for _, feed in landing.feeds_for(self.core.config, path):
             if "on_arrival" in feed.schedule:
                 self.request(feed.name, "arrival")
+
+    def activity(self) -> dict:
+        """Feeds running now (with trigger and start) and feeds with a run waiting to start."""
+        with self._lock:
+            return {"running": sorted(self._running.values(), key=lambda r: r["feed"]), "waiting": sorted(self._waiting)}
 
     def busy(self) -> bool:
         with self._lock:

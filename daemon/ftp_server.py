@@ -468,6 +468,11 @@ class FtpServer:
         self._closed = threading.Event()
 
     @property
+    def serving(self) -> bool:
+        """True while the accept loop runs."""
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
     def address(self) -> tuple[str, int]:
         return self._server.address[:2]
 

@@ -185,6 +185,16 @@ class Connections:
         self._refusals("connection.refused", address, reason, protocol=protocol)
         return None
 
+    def counts(self) -> dict:
+        """Logged-in sessions per protocol, and connections not logged in yet."""
+        with self._lock:
+            tickets = [ticket for group in self._open.values() for ticket in group]
+        sessions: dict[str, int] = {}
+        for ticket in tickets:
+            if ticket.authenticated:
+                sessions[ticket.protocol] = sessions.get(ticket.protocol, 0) + 1
+        return {"sessions": sessions, "unauthenticated": sum(not ticket.authenticated for ticket in tickets)}
+
     def _logged_in(self, ticket: ConnectionTicket) -> None:
         with self._lock:
             if not ticket.authenticated and not ticket.closed:

@@ -67,6 +67,7 @@ class Daemon:
         self.scheduler = WindowScheduler(self, self.runner.request)
         self.control = ControlServer(config.daemon.control_socket, self)
         self.instance_lock = InstanceLock(config.daemon.state_dir)
+        self.started_monotonic = time.monotonic()
 
     @property
     def servers(self):
@@ -113,6 +114,32 @@ class Daemon:
         for feed in sorted({feed for _, feed in interrupted}):
             self.runner.request(feed, "recovery")
         log.info("daemon.started", partners=len(self.config.partners), pid=os.getpid())
+
+    def status(self) -> dict:
+        """What `dropd status` shows; `healthy` is False when a server stopped accepting or the
+        store cannot be read."""
+        listeners = [
+            {"protocol": name, "address": f"{server.address[0]}:{server.address[1]}", "serving": server.serving}
+            for name, server in (("sftp", self.sftp), ("ftp", self.ftp))
+            if server is not None
+        ]
+        try:
+            last_runs = [run.as_dict() for run in self.store.last_runs()]
+            store_ok = True
+        except Exception as exc:
+            log.warning("status.store_unreadable", error=str(exc))
+            last_runs, store_ok = [], False
+        return {
+            "pid": os.getpid(),
+            "uptime_seconds": round(time.monotonic() - self.started_monotonic),
+            "healthy": store_ok and all(listener["serving"] for listener in listeners),
+            "listeners": listeners,
+            **self.connections.counts(),
+            **self.runner.activity(),
+            "store": self.store.waiting(),
+            "last_runs": last_runs,
+            "bans": len(self.bans.bans()),
+        }
 
     def status_text(self) -> str:
         listening = ", ".join(f"{name} {s.address[0]}:{s.address[1]}" for name, s in (("sftp", self.sftp), ("ftp", self.ftp)) if s)

@@ -486,6 +486,11 @@ class SftpServer:
         self._accepting = False
 
     @property
+    def serving(self) -> bool:
+        """True while the accept loop runs."""
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
     def address(self) -> tuple[str, int]:
         return self._listener.getsockname()[:2]
 

@@ -394,6 +394,13 @@ class Store:
         params.append(limit)
         return [_run_record(row) for row in self.connection.execute(query, params)]
 
+    def last_runs(self) -> list[RunRecord]:
+        """The newest finished run of each feed."""
+        rows = self.connection.execute(
+            "SELECT * FROM runs WHERE id IN (SELECT MAX(id) FROM runs WHERE status != 'running' GROUP BY feed) ORDER BY feed"
+        )
+        return [_run_record(row) for row in rows]
+
     def run(self, run_id: int) -> RunRecord:
         return _run_record(self.connection.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone())
 

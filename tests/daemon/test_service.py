@@ -156,3 +156,23 @@ def test_a_taken_listen_address_is_named(dropd):
         result = dropd.cli("run", check=False, timeout=30)
     assert result.returncode == 1
     assert f"cannot listen for SFTP on 127.0.0.1:{dropd.sftp_port} (sftp.listen): Address already in use" in result.stderr
+
+
+def test_dropd_status_says_what_the_daemon_is_doing(dropd):
+    dropd.add_feed_partner("northfield", [students_feed()])
+    dropd.start()
+    dropd.upload("northfield", "/imports/StudentData_s.csv", b"Student ID,First Name,Last Name,Cell\n1,A,B,202-555-0101\n")
+    dropd.wait_for_runs("students")
+    transport, _ = dropd.paramiko_sftp("northfield")
+    with transport:
+        status = json.loads(dropd.cli("status", "--json").stdout)
+        text = dropd.cli("status").stdout
+    assert status["healthy"] and status["pid"] == dropd.process.pid
+    assert status["sessions"] == {"sftp": 1} and status["unauthenticated"] == 0
+    assert [listener["protocol"] for listener in status["listeners"]] == ["sftp", "ftp"]
+    assert [(run["feed"], run["status"]) for run in status["last_runs"]] == [("students", "success")]
+    assert text.startswith("dropd running (pid ") and "last run of students: success at " in text
+    assert f"sftp  127.0.0.1:{dropd.sftp_port}" in text
+    dropd.stop()
+    stopped = dropd.cli("status", check=False)
+    assert stopped.returncode == 1 and "dropd is not running" in stopped.stderr
