@@ -221,14 +221,7 @@ def _control(config, command: str, request: dict) -> dict:
 def _status(args) -> int:
     """Exit 0 when the daemon runs and is healthy, 1 when none answers, 2 when unhealthy."""
     config = _load_config(args)
-    try:
-        status = send_command(config.daemon.control_socket, {"command": "status"}, timeout=10)
-    except ControlUnavailable as exc:
-        print(f"dropd status: {exc}", file=sys.stderr)
-        return 1
-    except PermissionError:
-        print(f"dropd status: no permission on {config.daemon.control_socket}; run as root or the service user", file=sys.stderr)
-        return 1
+    status = _control(config, "status", {"command": "status"})
     if args.json:
         print(json.dumps(status, indent=2))
         return 0 if status["healthy"] else 2
