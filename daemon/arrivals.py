@@ -177,6 +177,18 @@ class Arrivals:
         writer = has_writer(path)
         return not writer if writer is not None else not marked_open
 
+    def settles_in(self, path: Path) -> str:
+        """For a file that is not complete yet, a few words on when it will be."""
+        with self._lock:
+            last = self._last_event.get(path, 0.0)
+        try:
+            last = max(last, os.lstat(path).st_mtime)
+        except OSError:
+            return "gone"
+        if has_writer(path):
+            return "still being written"
+        return f"complete in about {max(1, round(self.quiet_period - (self._clock() - last)))} s"
+
     def _report(self, path: Path, identity: Identity, via: str) -> None:
         """Tell the runner, once per identity of the file."""
         with self._lock:

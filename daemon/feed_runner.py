@@ -79,8 +79,9 @@ class FeedRunner:
         if not feed.enabled or not partner.enabled:
             log.info("run.not_started", feed=feed_name, reason="feed or partner disabled")
             return []
+        arrivals = self.core.arrivals
         context = RunContext(
-            self.core.store, config, self.core.arrivals.is_complete, lambda seconds: self.later(feed_name, seconds)
+            self.core.store, config, arrivals.is_complete, lambda seconds: self.later(feed_name, seconds), arrivals.settles_in
         )
         return run_feed(context, partner, feed, trigger, force=force)
 

@@ -44,6 +44,8 @@ class RunContext:
     """A callable telling whether a landed file is complete; None treats every file as complete."""
     retry_later: object = None
     """A callable(seconds) asking for another run of the feed later (files waiting for count files)."""
+    settles_in: object = None
+    """A callable(path) saying in a few words when an incomplete file will be complete."""
 
 
 class ErrorFile:
@@ -300,10 +302,11 @@ def run_feed(ctx: RunContext, partner, feed, trigger: str, force=False) -> list[
         orphaned = _expire_orphan_counts(ctx, partner, feed, trigger, folder, present)
         if trigger in ("arrival", "count-wait") or orphaned:
             return orphaned
-        run_id = ctx.store.record_run(
-            partner.name, feed.name, feed.kind, trigger, "skipped",
-            f"no-file: no complete file starting with {feed.prefix!r} in {feed.path}",
-        )  # fmt: skip
+        reason = f"no-file: no complete file starting with {feed.prefix!r} in {feed.path}"
+        if present and ctx.settles_in is not None:
+            waiting = "; ".join(f"{path.name}, {ctx.settles_in(path)}" for path in present)
+            reason += f" ({len(present)} file{'s' if len(present) > 1 else ''} still arriving: {waiting})"
+        run_id = ctx.store.record_run(partner.name, feed.name, feed.kind, trigger, "skipped", reason)
         return [ctx.store.run(run_id)]
     records = []
     if feed.files == "most_recent":

@@ -305,3 +305,12 @@ def test_runs_and_contacts_read_well_at_the_command_line(dropd, tmp_path):
     assert lines[0].split() == ["CONTACT", "ID", "NAME", "MOBILE", "EMAIL", "CRM", "ID", "STATUS"]
     assert len({line.index("+1202") for line in lines[1:3]}) == 1, "columns are aligned"
     assert lines[-1] == "2 contacts"
+
+
+def test_run_now_says_when_a_file_still_arriving_will_be_complete(dropd):
+    start_with(dropd, quiet="60s")
+    place(dropd, "StudentData_new.csv", [1], age=0)
+    [run] = json.loads(dropd.cli("run-now", "students", "--json").stdout)
+    assert run["status"] == "skipped"
+    assert run["reason"].startswith("no-file: no complete file starting with 'StudentData' in /imports (1 file still arriving: ")
+    assert "StudentData_new.csv, complete in about " in run["reason"] and run["reason"].endswith(" s)")
