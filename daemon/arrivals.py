@@ -26,6 +26,7 @@ import errno
 import fcntl
 import logging
 import os
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -74,7 +75,7 @@ def identity_of(path: Path) -> Identity | None:
         info = os.lstat(path)
     except OSError:
         return None
-    if not (info.st_mode & 0o170000) == 0o100000:
+    if not stat.S_ISREG(info.st_mode):
         return None
     return info.st_dev, info.st_ino, info.st_size
 
@@ -167,23 +168,27 @@ class Arrivals:
             if self._handed_off.get(path) == identity:
                 return True
             marked_open = path in self._open_for_writing
-            last = self._last_event.get(path, 0.0)
-        try:
-            last = max(last, os.lstat(path).st_mtime)
-        except OSError:
+        last = self._last_change(path)
+        if last is None:
             return False
         if self._clock() - last < self.quiet_period:
             return False
         writer = has_writer(path)
         return not writer if writer is not None else not marked_open
 
-    def settles_in(self, path: Path) -> str:
-        """For a file that is not complete yet, a few words on when it will be."""
+    def _last_change(self, path: Path) -> float | None:
+        """When the file last changed, by its mtime or our last event for it; None if gone."""
         with self._lock:
             last = self._last_event.get(path, 0.0)
         try:
-            last = max(last, os.lstat(path).st_mtime)
+            return max(last, os.lstat(path).st_mtime)
         except OSError:
+            return None
+
+    def settles_in(self, path: Path) -> str:
+        """For a file that is not complete yet, a few words on when it will be."""
+        last = self._last_change(path)
+        if last is None:
             return "gone"
         if has_writer(path):
             return "still being written"
@@ -203,11 +208,11 @@ class Arrivals:
     def rescan(self, present: Iterable[Path]) -> None:
         """Take note of every wanted file in `present` that has not been reported as it is now;
         each is reported once it is complete. Entries for files no longer present are dropped."""
-        present = {path for path in present if self._wanted(path)}
+        identities = {path: identity_of(path) for path in present if self._wanted(path)}
         with self._lock:
-            for path in set(self._reported) - present:
+            for path in set(self._reported) - set(identities):
                 self._forget(path)
-            noticed = [path for path in present if path not in self._due and self._reported.get(path) != identity_of(path)]
+            noticed = [path for path, identity in identities.items() if path not in self._due and self._reported.get(path) != identity]
             for path in noticed:
                 self._due[path] = self._clock()
         if noticed:

@@ -198,11 +198,12 @@ def _runs(args) -> int:
 def _print_queue(config) -> None:
     """Runs waiting for their turn at the store in the running daemon, if one answers."""
     try:
-        reply = send_command(config.daemon.control_socket, {"command": "queue"}, timeout=5)
-    except (ControlUnavailable, OSError):
+        store = send_command(config.daemon.control_socket, {"command": "status"}, timeout=5)["store"]
+    except (ControlUnavailable, OSError, KeyError):
         return
-    for feed, since in sorted(reply.get("waiting", {}).items()):
-        print(f"queued  {since[:19]}  {feed:<24} waiting for {reply.get('writing') or 'the store'} to finish")
+    zone = zoneinfo.ZoneInfo(config.daemon.timezone)
+    for feed, since in sorted(store["waiting"].items()):
+        print(f"queued  {_local_time(since, zone)}  {feed}  waiting for {store['writing'] or 'the store'} to finish")
 
 
 def _control(config, command: str, request: dict) -> dict:

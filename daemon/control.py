@@ -71,8 +71,6 @@ class ControlServer:
 
     def _handle(self, request: dict) -> dict:
         command = request.get("command")
-        if command == "queue":
-            return {"ok": True, **self.core.store.waiting()}
         if command == "status":
             return {"ok": True, **self.core.status()}
         if command == "bans":

@@ -6,7 +6,6 @@ end and then looks again, so a file landing mid-run is never left behind. Differ
 run side by side, up to MAX_PARALLEL at once. A handler's fault stays inside its run.
 """
 
-import datetime
 import threading
 import time
 from concurrent.futures import Future
@@ -15,14 +14,11 @@ import structlog
 
 from daemon import landing
 from daemon.runs import RunContext, run_feed
+from daemon.store import utc_now
 
 log = structlog.get_logger("dropd.feed_runner")
 
 MAX_PARALLEL = 4
-
-
-def _utc_now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
 class FeedRunner:
@@ -57,7 +53,7 @@ class FeedRunner:
                 with self._lock:
                     if self._waiting.get(feed_name) is future:
                         del self._waiting[feed_name]
-                    self._running[feed_name] = {"feed": feed_name, "trigger": trigger, "since": _utc_now()}
+                    self._running[feed_name] = {"feed": feed_name, "trigger": trigger, "since": utc_now()}
                 try:
                     future.set_result(self._run_feed(feed_name, trigger, force))
                 finally:
