@@ -17,6 +17,7 @@ import functools
 import threading
 from collections import deque
 from collections.abc import Iterable
+from contextlib import contextmanager
 
 import argon2
 
@@ -93,29 +94,22 @@ class Verifier:
             finally:
                 self._slots.release()
 
+    @contextmanager
     def _address_turn(self, address: str):
+        """One verification per address at a time; the lock is dropped when nobody uses it."""
         with self._lock:
             lock = self._per_address.setdefault(address, threading.Lock())
             self._users[address] = self._users.get(address, 0) + 1
-        return _AddressTurn(self, address, lock)
-
-    def _leave(self, address: str) -> None:
-        with self._lock:
-            self._users[address] -= 1
-            if not self._users[address]:
-                del self._users[address]
-                del self._per_address[address]
-
-
-class _AddressTurn:
-    def __init__(self, verifier: Verifier, address: str, lock: threading.Lock):
-        self.verifier, self.address, self.lock = verifier, address, lock
-
-    def __enter__(self):
-        if not self.lock.acquire(timeout=self.verifier._timeout):
-            self.verifier._leave(self.address)
-            raise VerifierBusy("too many password checks from this address are waiting")
-
-    def __exit__(self, *exc):
-        self.lock.release()
-        self.verifier._leave(self.address)
+        try:
+            if not lock.acquire(timeout=self._timeout):
+                raise VerifierBusy("too many password checks from this address are waiting")
+            try:
+                yield
+            finally:
+                lock.release()
+        finally:
+            with self._lock:
+                self._users[address] -= 1
+                if not self._users[address]:
+                    del self._users[address]
+                    del self._per_address[address]
