@@ -63,7 +63,7 @@ class Servers:
         return process
 
     def dropd(self):
-        from daemon.passwords import hash_password
+        from daemon.dropzone.passwords import hash_password
 
         root = self.work / "dropd"
         (root / "partners.d").mkdir(parents=True)

@@ -9,11 +9,11 @@ import sys
 import zoneinfo
 from pathlib import Path
 
-from daemon.config import ConfigInvalid, load_config
+from daemon.config.settings import ConfigInvalid, load_config
 from daemon.control import ControlUnavailable, send_command
+from daemon.dropzone.passwords import hash_password
+from daemon.feeds.runs import DryRunReport, RunContext, ingest_file
 from daemon.logs import configure_logging
-from daemon.passwords import hash_password
-from daemon.runs import DryRunReport, RunContext, ingest_file
 from daemon.store import NoStoreYet, RunRecord, SchemaError, Store
 
 DEFAULT_CONFIG = "/etc/dropd/dropd.toml"

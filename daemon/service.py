@@ -13,23 +13,23 @@ import time
 
 import structlog
 
-from daemon.arrivals import Arrivals
-from daemon.config import Config, ConfigInvalid, load_config
+from daemon.config.settings import Config, ConfigInvalid, load_config
 from daemon.control import ControlServer
-from daemon.feed_runner import FeedRunner
-from daemon.ftp_server import FtpServer
-from daemon.gatekeeper import BanList, Connections, Gatekeeper, RateLimitedLog
-from daemon.handoff import UploadHandoff
+from daemon.dropzone.ftp_server import FtpServer
+from daemon.dropzone.gatekeeper import BanList, Connections, Gatekeeper, RateLimitedLog
+from daemon.dropzone.handoff import UploadHandoff
+from daemon.dropzone.passwords import Verifier
+from daemon.dropzone.sessions import partner_home
+from daemon.dropzone.sftp_server import SftpServer
+from daemon.dropzone.tls_certificates import ensure_self_signed
+from daemon.dropzone.uploads import TransferCounter
+from daemon.feeds.arrivals import Arrivals
+from daemon.feeds.landing import landed_files, landing_dir
+from daemon.feeds.runner import FeedRunner
+from daemon.feeds.scheduler import WindowScheduler
 from daemon.instance_lock import AlreadyRunning, InstanceLock
-from daemon.landing import landed_files, landing_dir
-from daemon.passwords import Verifier
-from daemon.scheduler import WindowScheduler
 from daemon.sd_notify import SystemdNotifier
-from daemon.sessions import partner_home
-from daemon.sftp_server import SftpServer
 from daemon.store import SchemaError, Store
-from daemon.tls_certificates import ensure_self_signed
-from daemon.uploads import TransferCounter
 
 log = structlog.get_logger("dropd.service")
 

@@ -12,8 +12,8 @@ import datetime
 import json
 from dataclasses import dataclass
 
-from daemon import config_values as v
 from daemon.store import utc_now
+from handlers import option_values as v
 from handlers.base import (
     ImportCounts,
     RowErrors,

@@ -19,10 +19,9 @@ from dataclasses import dataclass
 
 import phonenumbers
 
-from daemon import config_values as v
-from daemon.row_digests import DigestTable
 from daemon.store import utc_now
-from daemon.validation import normalized_email, phone_to_e164
+from daemon.store.row_digests import DigestTable
+from handlers import option_values as v
 from handlers.base import (
     FileRejected,
     ImportCounts,
@@ -31,6 +30,7 @@ from handlers.base import (
     reject_missing_columns,
     well_formed,
 )
+from handlers.validation import normalized_email, phone_to_e164
 
 FIELDS = ("contact_id", "first_name", "last_name", "mobile_number", "email", "staff_id", "crm_id")
 REQUIRED = ("contact_id", "first_name", "last_name", "mobile_number")
@@ -89,14 +89,11 @@ def _read_opt_out(reader) -> OptOut | None:
 
 
 def _read_custom(reader) -> tuple:
-    entries = reader.take("custom", _array, [])
-    if entries is None:
-        return ()
-    if len(entries) > MAX_CUSTOM_FIELDS:
-        reader.error("custom", f"{len(entries)} custom fields; at most {MAX_CUSTOM_FIELDS}")
+    tables = reader.entries("custom")
+    if len(tables) > MAX_CUSTOM_FIELDS:
+        reader.error("custom", f"{len(tables)} custom fields; at most {MAX_CUSTOM_FIELDS}")
     fields = []
-    for index, entry in enumerate(entries):
-        table = v.TableReader(reader.errors, reader.file, reader.key_name(f"custom[{index}]"), entry)
+    for table in tables:
         fields.append(
             CustomField(
                 field=table.take("field", v.non_empty_text),
@@ -111,12 +108,6 @@ def _read_custom(reader) -> tuple:
     if len(set(names)) != len(names):
         reader.error("custom", "a custom field name is used twice")
     return tuple(fields)
-
-
-def _array(value) -> list:
-    if not isinstance(value, list):
-        raise ValueError("must be written as [[feed.custom]] tables")
-    return value
 
 
 def _fingerprint(partner: str, options: ContactsOptions) -> bytes:

@@ -10,9 +10,8 @@ import re
 import secrets
 from dataclasses import dataclass
 
-from daemon import config_values as v
 from daemon.store import utc_now
-from daemon.validation import normalized_email
+from handlers import option_values as v
 from handlers.base import (
     FileRejected,
     ImportCounts,
@@ -20,6 +19,7 @@ from handlers.base import (
     column_mapping,
     well_formed,
 )
+from handlers.validation import normalized_email
 
 FIELDS = ("email", "first_name", "last_name", "segment_code")
 UNSET = "UNSET"

@@ -11,9 +11,8 @@ import time
 import paramiko
 import pytest
 
-from daemon.passwords import hash_password
-from tests.conftest import PASSWORD
-from tests.handlers.test_contacts import students_feed
+from daemon.dropzone.passwords import hash_password
+from tests.helpers import PASSWORD, students_feed
 
 NEW_PASSWORD = "a brand new password"
 

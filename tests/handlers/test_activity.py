@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.handlers.test_contacts import HEADER as CONTACTS_HEADER
-from tests.handlers.test_contacts import students_feed
+from tests.helpers import CONTACTS_HEADER, students_feed
 
 HEADER = "cID,_id,mcID,message_name,message_sent,action,time,first"
 

@@ -8,30 +8,8 @@ from pathlib import Path
 
 import pytest
 
-HEADER = "Student ID,First Name,Last Name,Cell,Email,CRM,Text Opt Out,Major"
-
-
-def students_feed(**overrides) -> dict:
-    feed = {
-        "name": "students",
-        "kind": "contacts",
-        "path": "/imports",
-        "prefix": "StudentData",
-        "files": "all",
-        "schedule": ["on_arrival"],
-        "columns": {
-            "contact_id": "Student ID",
-            "first_name": "First Name",
-            "last_name": "Last Name",
-            "mobile_number": "Cell",
-            "email": "Email",
-            "crm_id": "CRM",
-        },
-        "opt_out": {"column": "Text Opt Out", "opted_in": ["N", "No"], "opted_out": ["Y", "Yes"], "empty": "keep"},
-        "custom": [{"field": "Major", "column": "Major", "mergeable": True, "visible": True}],
-    }
-    feed.update(overrides)
-    return feed
+from tests.helpers import CONTACTS_HEADER as HEADER
+from tests.helpers import students_feed
 
 
 @pytest.fixture

@@ -117,11 +117,10 @@ def test_missing_email_column_rejects_the_file(association):
 
 def test_a_subscriber_import_keeps_the_contacts_reimport_shortcut(dropd, tmp_path):
     """Only runs that change contacts may turn off the contacts feed's unchanged-record shortcut."""
-    from daemon.config import load_config
-    from daemon.runs import RunContext, import_file
+    from daemon.config.settings import load_config
+    from daemon.feeds.runs import RunContext, import_file
     from daemon.store import Store
-    from tests.handlers.test_contacts import HEADER as CONTACTS_HEADER
-    from tests.handlers.test_contacts import students_feed
+    from tests.helpers import CONTACTS_HEADER, students_feed
 
     dropd.add_feed_partner("northfield", [students_feed(), {"name": "list", "kind": "subscribers", "path": "/lists", "prefix": "subs"}])
     dropd.write_config()

@@ -1,0 +1,205 @@
+"""Partner files (`partners.d/*.toml`): the partner's account and its feeds."""
+
+import base64
+import ipaddress
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import paramiko
+
+from daemon.config import values as v
+from handlers import HANDLERS
+from handlers import option_values as o
+
+PARTNER_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+FEED_KINDS = (
+    "contacts",
+    "subscribers",
+    "activity",
+    "messages",
+    "conversations_export",
+    "engagement_export",
+)
+IMPORT_WINDOWS = ("overnight", "morning", "afternoon", "evening")
+EXPORT_BLOCKS = tuple(f"{hour:02d}-{hour + 3:02d}" for hour in range(0, 24, 3))
+
+
+@dataclass(frozen=True)
+class Feed:
+    name: str
+    kind: str
+    enabled: bool
+    description: str
+    path: str
+    prefix: str
+    files: str
+    delimiter: str
+    after_import: str
+    archive_path: str
+    count_file: str
+    count_wait: float
+    error_report: bool
+    """Write `<name>.errors.csv` beside an archived or failed file, for the partner."""
+    schedule: tuple[str, ...]
+    notify: tuple[str, ...]
+    notify_on: tuple[str, ...]
+    options: object = field(default=None, compare=False)
+    """Kind-specific settings, read and checked by the feed's handler."""
+
+
+@dataclass(frozen=True)
+class Partner:
+    name: str
+    enabled: bool
+    password_hashes: tuple[str, ...]
+    """One hash, or two while a password is being rotated; empty for a key-only partner."""
+    authorized_keys: tuple[paramiko.PKey, ...]
+    allow_from: tuple
+    feeds: tuple[Feed, ...]
+    source: Path
+
+    def allows(self, address: str) -> bool:
+        if not self.allow_from:
+            return True
+        ip = ipaddress.ip_address(address)
+        return any(ip in network for network in self.allow_from)
+
+
+def password_hashes(value) -> tuple[str, ...]:
+    """One argon2 hash, or a list of two during a rotation (old and new both log in)."""
+    hashes = [value] if isinstance(value, str) else value
+    if not isinstance(hashes, list) or not 1 <= len(hashes) <= 2:
+        raise ValueError("must be an argon2 hash from `dropd passwd`, or a list of two during a rotation")
+    for one in hashes:
+        if not o.text(one).startswith("$argon2"):
+            raise ValueError("must be an argon2 hash from `dropd passwd` (starts with $argon2)")
+    return tuple(hashes)
+
+
+def authorized_keys(value) -> tuple[paramiko.PKey, ...]:
+    keys = []
+    for number, line in enumerate(o.text_list(value), start=1):
+        parts = line.split()
+        if len(parts) < 2:
+            raise ValueError(f"entry {number} is not \"TYPE BASE64 [comment]\"")
+        try:
+            keys.append(paramiko.PKey.from_type_string(parts[0], base64.b64decode(parts[1])))
+        except Exception as exc:
+            raise ValueError(f"entry {number} is not a usable public key ({exc})") from None
+    return tuple(keys)
+
+
+def virtual_dir(value) -> str:
+    path = o.text(value)
+    if not path.startswith("/"):
+        raise ValueError(f"{path!r} must be a full path inside the partner home, starting with /")
+    if "\x00" in path or any(part == ".." for part in path.split("/")):
+        raise ValueError(f"{path!r} must not contain '..' or NUL")
+    return "/" + "/".join(part for part in path.split("/") if part)
+
+
+def schedule_entries(kind: str):
+    allowed = EXPORT_BLOCKS if kind.endswith("_export") else IMPORT_WINDOWS + ("on_arrival",)
+    return o.choice_list(*allowed, allow_empty=True)
+
+
+def read_feed(errors, file: Path, index: int, table) -> Feed | None:
+    reader = v.TableReader(errors, file, f"feed[{index}]", table)
+    if not isinstance(table, dict):
+        return None
+    before = len(errors)
+    name = reader.take("name", o.non_empty_text)
+    if name is not None:
+        reader.prefix = f"feed[{name}]"
+    kind = reader.take("kind", o.choice(*FEED_KINDS))
+    exporting = bool(kind and kind.endswith("_export"))
+    feed = dict(
+        name=name,
+        kind=kind,
+        enabled=reader.take("enabled", o.boolean, True),
+        description=reader.take("description", o.text, ""),
+        path=reader.take("path", virtual_dir, "/outbox" if exporting else v.REQUIRED),
+        prefix=reader.take("prefix", o.non_empty_text),
+        files=reader.take("files", o.choice("most_recent", "all"), "most_recent"),
+        delimiter=reader.take("delimiter", o.choice("comma", "tab"), "comma"),
+        after_import=reader.take("after_import", o.choice("move", "delete"), "move"),
+        archive_path=reader.take("archive_path", virtual_dir, ""),
+        count_file=reader.take("count_file", o.choice("off", "optional", "required"), "optional"),
+        count_wait=reader.take("count_wait", o.duration, 600.0),
+        error_report=reader.take("error_report", o.boolean, True),
+        schedule=reader.take("schedule", schedule_entries(kind or ""), ()),
+        notify=reader.take("notify", v.email_list, ()),
+        notify_on=reader.take(
+            "notify_on", o.choice_list("failed", "success", "skipped", allow_empty=True), ("failed",)
+        ),
+    )
+    options = None
+    if kind in HANDLERS:
+        options = HANDLERS[kind].read_options(reader)
+    elif kind is not None:
+        reader.error("kind", f"{kind!r} feeds are not available in this version (available: {', '.join(HANDLERS)})")
+    if not feed["archive_path"] and feed["path"] and not exporting:
+        # Also where superseded files go when after_import = "delete".
+        feed["archive_path"] = feed["path"].rstrip("/") + "/archive"
+    if feed["archive_path"] and feed["archive_path"].rstrip("/") == (feed["path"] or "").rstrip("/"):
+        reader.error("archive_path", "must differ from path: archived files would be imported again")
+    reader.finish()
+    if len(errors) > before:
+        return None
+    return Feed(options=options, **feed)
+
+
+def read_partner(errors: list, file: Path) -> Partner | None:
+    try:
+        with open(file, "rb") as handle:
+            document = tomllib.load(handle)
+    except OSError as exc:
+        errors.append(v.ConfigError(str(file), "", f"cannot read: {exc.strerror}"))
+        return None
+    except tomllib.TOMLDecodeError as exc:
+        errors.append(v.ConfigError(str(file), "", f"is not valid TOML: {exc}"))
+        return None
+    before = len(errors)
+    top = v.TableReader(errors, file, "", document)
+    section = top.sub("partner", required=True)
+    feeds_raw = top.take("feed", _array_of_tables, [])
+    top.finish()
+    if section is None:
+        return None
+    name = section.take("name", _partner_name)
+    partner = dict(
+        name=name,
+        enabled=section.take("enabled", o.boolean, True),
+        password_hashes=section.take("password_hash", password_hashes, ()),
+        authorized_keys=section.take("authorized_keys", authorized_keys, ()),
+        allow_from=section.take("allow_from", v.networks, ()),
+    )
+    section.finish()
+    if not partner["password_hashes"] and not partner["authorized_keys"] and len(errors) == before:
+        section.error("password_hash", "a partner needs a password_hash, authorized_keys, or both")
+    feeds = [read_feed(errors, file, index, table) for index, table in enumerate(feeds_raw or [])]
+    seen = set()
+    for feed in feeds:
+        if feed and feed.name in seen:
+            errors.append(v.ConfigError(str(file), f"feed[{feed.name}].name", "is used twice"))
+        if feed:
+            seen.add(feed.name)
+    if len(errors) > before:
+        return None
+    return Partner(feeds=tuple(feeds), source=file, **partner)
+
+
+def _partner_name(value) -> str:
+    if not PARTNER_NAME.fullmatch(o.text(value)):
+        raise ValueError(
+            f"{value!r} is not a usable partner name: use 1-64 lower-case letters, digits, '-' or '_'"
+        )
+    return value
+
+
+def _array_of_tables(value) -> list:
+    if not isinstance(value, list):
+        raise ValueError("must be written as [[feed]] tables")
+    return value

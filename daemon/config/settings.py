@@ -1,0 +1,263 @@
+"""The whole configuration: `dropd.toml` plus every partner file, validated in one pass.
+
+`load_config` either returns a complete `Config` or raises `ConfigInvalid` listing every
+error with its file and key. Nothing is defaulted silently when a value is wrong.
+"""
+
+import tomllib
+import zoneinfo
+from dataclasses import dataclass
+from pathlib import Path
+
+from daemon.config import values as v
+from daemon.config.partners import Partner, read_partner
+from daemon.config.secret_files import readable_secret_file
+from daemon.config.values import ConfigInvalid
+from handlers import option_values as o
+
+
+@dataclass(frozen=True)
+class DaemonSettings:
+    state_dir: Path
+    drop_root: Path
+    partners_dir: Path
+    timezone: str
+    store: str
+    grace_time: float
+    quiet_period: float
+    rescan: float
+    control_socket: Path
+
+
+@dataclass(frozen=True)
+class SftpSettings:
+    listen: tuple[str, int]
+    host_keys: tuple[Path, ...]
+
+
+@dataclass(frozen=True)
+class FtpSettings:
+    listen: tuple[str, int]
+    tls: str
+    certfile: Path | None
+    keyfile: Path | None
+    self_signed: bool
+    passive_ports: range
+    masquerade_address: str
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str
+    port: int
+    security: str
+    username: str
+    password_file: Path | None
+    sender: str
+    admin: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SecuritySettings:
+    max_failures: int
+    window: float
+    ban: float
+    login_grace_time: float
+    max_unauthenticated: int
+    max_unauthenticated_per_address: int
+    max_sessions_per_address: int
+    max_auth_attempts: int
+
+
+@dataclass(frozen=True)
+class Config:
+    file: Path
+    daemon: DaemonSettings
+    sftp: SftpSettings | None
+    ftp: FtpSettings | None
+    smtp: SmtpSettings | None
+    security: SecuritySettings
+    partners: dict[str, Partner]
+
+    def feeds(self):
+        """Every (partner, feed) pair, in partner-name order."""
+        for name in sorted(self.partners):
+            for feed in self.partners[name].feeds:
+                yield self.partners[name], feed
+
+    def feed(self, name: str):
+        for partner, feed in self.feeds():
+            if feed.name == name:
+                return partner, feed
+        raise KeyError(name)
+
+
+def _timezone(value) -> str:
+    try:
+        zoneinfo.ZoneInfo(o.non_empty_text(value))
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{value!r} is not a known time zone (e.g. \"America/New_York\")") from None
+    return value
+
+
+def _store(value) -> str:
+    store = o.text(value)
+    if store != "sqlite" and not store.startswith(("postgresql://", "postgres://")):
+        raise ValueError("must be \"sqlite\" or a postgresql:// URL")
+    return store
+
+
+def _read_daemon(table: v.TableReader, base: Path) -> dict:
+    """The [daemon] values; a value that failed to parse is None (its error is recorded)."""
+    path = v.path_from(base)
+    state_dir = table.take("state_dir", path)
+    settings = dict(
+        state_dir=state_dir,
+        drop_root=table.take("drop_root", path),
+        partners_dir=table.take("partners_dir", path, base / "partners.d"),
+        timezone=table.take("timezone", _timezone, "UTC"),
+        store=table.take("store", _store, "sqlite"),
+        grace_time=table.take("grace_time", o.duration, 30.0),
+        quiet_period=table.take("quiet_period", o.duration, 30.0),
+        rescan=table.take("rescan", o.duration, 60.0),
+        control_socket=table.take(
+            "control_socket", path, state_dir / "control.sock" if state_dir else None
+        ),
+    )
+    table.finish()
+    return settings
+
+
+def _read_sftp(table: v.TableReader, base: Path) -> SftpSettings | None:
+    host_keys = table.take("host_keys", o.text_list, ())
+    settings = SftpSettings(
+        listen=table.take("listen", v.listen_address, ("0.0.0.0", 22)),
+        host_keys=tuple(v.path_from(base)(key) for key in host_keys or ()),
+    )
+    if host_keys is not None and not host_keys:
+        table.error("host_keys", "needs at least one key file (it is generated if missing)")
+    table.finish()
+    return settings
+
+
+def _read_ftp(table: v.TableReader, base: Path) -> FtpSettings | None:
+    path = v.path_from(base)
+    tls = table.take("tls", o.choice("required", "off"), "required")
+    certfile = table.take("certfile", path, None)
+    keyfile = table.take("keyfile", path, None)
+    self_signed = table.take("self_signed", o.boolean, False)
+    if tls == "required":
+        for key, value in (("certfile", certfile), ("keyfile", keyfile)):
+            if value is None and not table.has(key):
+                table.error(key, "is required when tls = \"required\"")
+            elif value is not None and not self_signed and not value.exists():
+                table.error(key, f"{value} does not exist (set self_signed = true to generate one)")
+    settings = FtpSettings(
+        listen=table.take("listen", v.listen_address, ("0.0.0.0", 21)),
+        tls=tls,
+        certfile=certfile,
+        keyfile=keyfile,
+        self_signed=self_signed,
+        passive_ports=table.take("passive_ports", v.port_range, range(50000, 50101)),
+        masquerade_address=table.take("masquerade_address", o.text, ""),
+    )
+    table.finish()
+    return settings
+
+
+def _read_smtp(table: v.TableReader, base: Path) -> SmtpSettings:
+    settings = SmtpSettings(
+        host=table.take("host", o.non_empty_text, "localhost"),
+        port=table.take("port", o.integer(1, 65535), 25),
+        security=table.take("security", o.choice("starttls", "ssl", "none"), "starttls"),
+        username=table.take("username", o.text, ""),
+        password_file=table.take("password_file", readable_secret_file(base), None),
+        sender=table.take("from", o.non_empty_text, "dropd@localhost"),
+        admin=table.take("admin", v.email_list, ()),
+    )
+    table.finish()
+    return settings
+
+
+def _read_security(table: v.TableReader) -> SecuritySettings:
+    settings = SecuritySettings(
+        max_failures=table.take("max_failures", o.integer(1, 1000), 5),
+        window=table.take("window", o.duration, 600.0),
+        ban=table.take("ban", o.duration, 1800.0),
+        login_grace_time=table.take("login_grace_time", o.duration, 30.0),
+        max_unauthenticated=table.take("max_unauthenticated", o.integer(1, 100_000), 50),
+        max_unauthenticated_per_address=table.take("max_unauthenticated_per_address", o.integer(1, 100_000), 5),
+        max_sessions_per_address=table.take("max_sessions_per_address", o.integer(1, 100_000), 20),
+        max_auth_attempts=table.take("max_auth_attempts", o.integer(1, 100), 3),
+    )
+    table.finish()
+    if settings.max_unauthenticated_per_address and settings.max_unauthenticated:
+        if settings.max_unauthenticated_per_address > settings.max_unauthenticated:
+            table.error("max_unauthenticated_per_address", "cannot be larger than max_unauthenticated")
+    return settings
+
+
+def load_config(file: str | Path) -> Config:
+    """Read and validate the whole configuration; raise ConfigInvalid with every error."""
+    file = Path(file).resolve()
+    base = file.parent
+    errors: list[v.ConfigError] = []
+    try:
+        with open(file, "rb") as handle:
+            document = tomllib.load(handle)
+    except OSError as exc:
+        raise ConfigInvalid([v.ConfigError(str(file), "", f"cannot read: {exc.strerror}")]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigInvalid([v.ConfigError(str(file), "", f"is not valid TOML: {exc}")]) from None
+
+    top = v.TableReader(errors, file, "", document)
+    daemon_table = top.sub("daemon", required=True)
+    daemon_values = _read_daemon(daemon_table, base) if daemon_table else {}
+    daemon = DaemonSettings(**daemon_values) if daemon_values and None not in daemon_values.values() else None
+    sftp_table, ftp_table = top.sub("sftp"), top.sub("ftp")
+    sftp = _read_sftp(sftp_table, base) if sftp_table else None
+    ftp = _read_ftp(ftp_table, base) if ftp_table else None
+    smtp_table = top.sub("smtp")
+    smtp = _read_smtp(smtp_table, base) if smtp_table else None
+    security = _read_security(top.sub("security") or v.TableReader(errors, file, "security", {}))
+    top.finish()
+    if sftp is None and ftp is None and daemon_table is not None:
+        errors.append(v.ConfigError(str(file), "", "enable at least one of [sftp] and [ftp]"))
+    if sftp and ftp and sftp.listen == ftp.listen:
+        errors.append(v.ConfigError(str(file), "ftp.listen", "is the same address as sftp.listen"))
+
+    partners_dir = daemon_values.get("partners_dir")
+    partners = _read_partners(errors, partners_dir) if partners_dir else {}
+    if errors:
+        raise ConfigInvalid(errors)
+    return Config(file, daemon, sftp, ftp, smtp, security, partners)
+
+
+def _read_partners(errors: list, partners_dir: Path) -> dict[str, Partner]:
+    if not partners_dir.is_dir():
+        errors.append(v.ConfigError(str(partners_dir), "", "partners_dir is not a directory"))
+        return {}
+    partners: dict[str, Partner] = {}
+    feed_owner: dict[str, Path] = {}
+    for file in sorted(partners_dir.glob("*.toml")):
+        partner = read_partner(errors, file)
+        if partner is None:
+            continue
+        if partner.name in partners:
+            errors.append(
+                v.ConfigError(
+                    str(file), "partner.name", f"{partner.name!r} is also defined in {partners[partner.name].source}"
+                )
+            )
+            continue
+        for feed in partner.feeds:
+            if feed.name in feed_owner:
+                errors.append(
+                    v.ConfigError(
+                        str(file), f"feed[{feed.name}].name", f"feed name is also used in {feed_owner[feed.name]}"
+                    )
+                )
+            feed_owner[feed.name] = file
+        partners[partner.name] = partner
+    return partners
+

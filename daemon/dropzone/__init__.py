@@ -1,0 +1,1 @@
+"""The drop zone: SFTP and FTPS servers, partner sessions, logins and bans, atomic uploads."""

@@ -1,0 +1,302 @@
+"""Who may connect and log in: accounts, allow lists, bans, and limits before login.
+
+Both servers ask the same `Gatekeeper`, so a partner's password, keys and allow list, the
+failures of an address and its connection counts mean the same thing over SFTP and FTPS.
+
+- Failures are counted per source address over `window`, whatever account they were for and
+  whatever other accounts logged in meanwhile; `max_failures` of them ban the address for
+  `ban`. The ban is checked at connect and at every authentication attempt, and when it
+  starts the servers close the address's connections that have not logged in.
+- Every user name gets the same answer: the same method list, and a password check of the
+  same cost (a dummy hash for unknown, disabled and key-only accounts).
+- Before login a connection is held to `login_grace_time`, and there are at most
+  `max_unauthenticated` of them (`max_unauthenticated_per_address` per address); an address
+  has at most `max_sessions_per_address` connections in all. Refusals are logged once per
+  address and reason per minute.
+
+Replacing the partner table on reload keeps failures, bans and connections.
+"""
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import paramiko
+import structlog
+
+from daemon.config.partners import Partner
+from daemon.config.settings import SecuritySettings
+from daemon.dropzone.passwords import Verifier, VerifierBusy
+
+log = structlog.get_logger("dropd.gatekeeper")
+
+LOG_EVERY = 60.0
+
+
+class LoginRefused(Exception):
+    """A login was refused; the message is for logs (never sent to the client)."""
+
+    def __init__(self, reason: str, counts: bool = True):
+        super().__init__(reason)
+        self.counts = counts
+        """False when the refusal is not the client's guess (the daemon was busy)."""
+
+
+class RateLimitedLog:
+    """One log line per (address, reason) per minute; the next one says how many were skipped."""
+
+    def __init__(self, clock=time.monotonic):
+        self._clock = clock
+        self._last: dict[tuple, tuple[float, int]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, event: str, remote: str, reason: str, **fields) -> None:
+        now = self._clock()
+        key = (event, remote, reason)
+        with self._lock:
+            last, skipped = self._last.get(key, (None, 0))
+            if last is not None and now - last < LOG_EVERY:
+                self._last[key] = (last, skipped + 1)
+                return
+            self._last[key] = (now, 0)
+            if len(self._last) > 10_000:
+                self._last = {k: v for k, v in self._last.items() if now - v[0] < LOG_EVERY}
+        log.info(event, remote=remote, reason=reason, skipped=skipped, **fields)
+
+
+@dataclass
+class Ban:
+    address: str
+    until: float
+    """Wall-clock time (epoch seconds) when the ban ends."""
+
+
+class BanList:
+    """Failed logins per source address within a window; an address over the limit is banned."""
+
+    def __init__(self, settings: SecuritySettings, clock=time.monotonic):
+        self.settings = settings
+        self._clock = clock
+        self._failures: dict[str, deque] = {}
+        self._banned_until: dict[str, float] = {}
+        self._listeners = []
+        self._lock = threading.Lock()
+
+    def on_ban(self, listener) -> None:
+        """`listener(address, sparing)` is called when an address is banned; `sparing` is the
+        connection whose failure caused the ban (it replies, then closes itself)."""
+        self._listeners.append(listener)
+
+    def is_banned(self, address: str) -> bool:
+        with self._lock:
+            until = self._banned_until.get(address)
+            if until is None:
+                return False
+            if self._clock() >= until:
+                del self._banned_until[address]
+                return False
+            return True
+
+    def record_failure(self, address: str, sparing=None) -> bool:
+        """Count one failure; return True when this failure bans the address."""
+        now = self._clock()
+        with self._lock:
+            failures = self._failures.setdefault(address, deque())
+            failures.append(now)
+            while failures and failures[0] <= now - self.settings.window:
+                failures.popleft()
+            if len(failures) < self.settings.max_failures:
+                return False
+            del self._failures[address]
+            self._banned_until[address] = now + self.settings.ban
+        log.warning("address.banned", remote=address, seconds=self.settings.ban)
+        for listener in list(self._listeners):
+            listener(address, sparing)
+        return True
+
+    def bans(self) -> list[Ban]:
+        now, wall = self._clock(), time.time()
+        with self._lock:
+            return [Ban(address, wall + until - now) for address, until in sorted(self._banned_until.items()) if until > now]
+
+    def unban(self, address: str) -> bool:
+        with self._lock:
+            self._failures.pop(address, None)
+            found = self._banned_until.pop(address, None) is not None
+        if found:
+            log.warning("address.unbanned", remote=address)
+        return found
+
+
+class ConnectionTicket:
+    """One connection counted by `Connections`, from accept to close."""
+
+    def __init__(self, connections: "Connections", address: str, protocol: str):
+        self.connections = connections
+        self.address = address
+        self.protocol = protocol
+        self.opened = time.monotonic()
+        self.authenticated = False
+        self.closed = False
+        self.close_hook = None
+        """Called (from any thread) to close the connection: a ban, or the grace time."""
+
+    def logged_in(self) -> None:
+        self.connections._logged_in(self)
+
+    def close(self) -> None:
+        self.connections._closed(self)
+
+
+class Connections:
+    """Connections per address, before and after login, with their limits."""
+
+    def __init__(self, settings: SecuritySettings, bans: BanList, refusals: RateLimitedLog):
+        self.settings = settings
+        self._bans = bans
+        self._refusals = refusals
+        self._lock = threading.Lock()
+        self._open: dict[str, set[ConnectionTicket]] = {}
+        self._unauthenticated = 0
+        bans.on_ban(self._close_unauthenticated)
+        self._stop = threading.Event()
+        threading.Thread(target=self._enforce_grace_time, name="login-grace", daemon=True).start()
+
+    def admit(self, address: str, protocol: str) -> ConnectionTicket | None:
+        """A ticket for a new connection, or None (refused and logged) when it may not open."""
+        reason = None
+        with self._lock:
+            tickets = self._open.get(address, set())
+            waiting = sum(1 for ticket in tickets if not ticket.authenticated)
+            if self._bans.is_banned(address):
+                reason = "banned"
+            elif len(tickets) >= self.settings.max_sessions_per_address:
+                reason = "too-many-sessions"
+            elif waiting >= self.settings.max_unauthenticated_per_address:
+                reason = "too-many-unauthenticated-from-address"
+            elif self._unauthenticated >= self.settings.max_unauthenticated:
+                reason = "too-many-unauthenticated"
+            else:
+                ticket = ConnectionTicket(self, address, protocol)
+                self._open.setdefault(address, set()).add(ticket)
+                self._unauthenticated += 1
+                return ticket
+        self._refusals("connection.refused", address, reason, protocol=protocol)
+        return None
+
+    def counts(self) -> dict:
+        """Logged-in sessions per protocol, and connections not logged in yet."""
+        with self._lock:
+            tickets = [ticket for group in self._open.values() for ticket in group]
+        sessions: dict[str, int] = {}
+        for ticket in tickets:
+            if ticket.authenticated:
+                sessions[ticket.protocol] = sessions.get(ticket.protocol, 0) + 1
+        return {"sessions": sessions, "unauthenticated": sum(not ticket.authenticated for ticket in tickets)}
+
+    def _logged_in(self, ticket: ConnectionTicket) -> None:
+        with self._lock:
+            if not ticket.authenticated and not ticket.closed:
+                ticket.authenticated = True
+                self._unauthenticated -= 1
+
+    def _closed(self, ticket: ConnectionTicket) -> None:
+        with self._lock:
+            if ticket.closed:
+                return
+            ticket.closed = True
+            if not ticket.authenticated:
+                self._unauthenticated -= 1
+            tickets = self._open.get(ticket.address)
+            if tickets is not None:
+                tickets.discard(ticket)
+                if not tickets:
+                    del self._open[ticket.address]
+
+    def _unauthenticated_tickets(self, address: str | None = None) -> list[ConnectionTicket]:
+        with self._lock:
+            groups = [self._open.get(address, set())] if address else list(self._open.values())
+            return [ticket for group in groups for ticket in group if not ticket.authenticated]
+
+    def _close_unauthenticated(self, address: str, sparing=None) -> None:
+        for ticket in self._unauthenticated_tickets(address):
+            if ticket is not sparing:
+                _close(ticket, "banned")
+
+    def _enforce_grace_time(self) -> None:
+        while not self._stop.wait(0.5):
+            limit = time.monotonic() - self.settings.login_grace_time
+            for ticket in self._unauthenticated_tickets():
+                if ticket.opened < limit:
+                    self._refusals("connection.closed", ticket.address, "login-grace-time", protocol=ticket.protocol)
+                    _close(ticket, "login-grace-time")
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def _close(ticket: ConnectionTicket, reason: str) -> None:
+    if ticket.close_hook is not None and not ticket.closed:
+        try:
+            ticket.close_hook(reason)
+        except Exception:
+            log.exception("connection.close_failed", remote=ticket.address, reason=reason)
+
+
+class Gatekeeper:
+    METHODS = ("publickey", "password")
+
+    def __init__(self, partners: dict[str, Partner], bans: BanList, verifier: Verifier):
+        self.partners = partners
+        self.bans = bans
+        self.verifier = verifier
+
+    def _partner_for(self, username: str, address: str) -> Partner:
+        if self.bans.is_banned(address):
+            raise LoginRefused("banned")
+        partner = self.partners.get(username)
+        if partner is None:
+            raise LoginRefused("unknown user")
+        if not partner.enabled:
+            raise LoginRefused("partner is disabled")
+        if not partner.allows(address):
+            raise LoginRefused("address not in the partner's allow_from")
+        return partner
+
+    def check_password(self, username: str, password: str, address: str) -> Partner:
+        """The partner, or LoginRefused. Costs one argon2 check whatever the account."""
+        try:
+            partner = self._partner_for(username, address)
+        except LoginRefused as refused:
+            if str(refused) != "banned":
+                self._verify((), password, address)
+            raise
+        if not self._verify(partner.password_hashes, password, address):
+            raise LoginRefused("wrong password" if partner.password_hashes else "no password for this partner (keys only)")
+        return partner
+
+    def _verify(self, hashes, password: str, address: str) -> bool:
+        try:
+            return self.verifier.matches(hashes, password, address)
+        except VerifierBusy as busy:
+            raise LoginRefused(f"busy: {busy}", counts=False) from None
+
+    def check_key(self, username: str, key: paramiko.PKey, address: str) -> Partner:
+        partner = self._partner_for(username, address)
+        if not any(key == allowed for allowed in partner.authorized_keys):
+            raise LoginRefused("key not in the partner's authorized_keys")
+        return partner
+
+    def auth_methods(self, username: str) -> list[str]:
+        """The same for every name: which accounts exist is never told."""
+        return list(self.METHODS)
+
+    def refused(self, protocol: str, username: str, address: str, reason, method: str, ticket=None, **fields) -> None:
+        """Log a failed login and count it; `ticket` is the connection it came on."""
+        log.warning("login.failed", protocol=protocol, user=username, remote=address, method=method, reason=str(reason), **fields)
+        if getattr(reason, "counts", True):
+            self.bans.record_failure(address, sparing=ticket)
+
+    def accepted(self, protocol: str, partner: Partner, address: str, method: str, **fields) -> None:
+        log.info("login.succeeded", protocol=protocol, partner=partner.name, remote=address, method=method, **fields)

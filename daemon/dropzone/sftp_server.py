@@ -1,0 +1,570 @@
+"""The SFTP server (paramiko): speaks SFTP, and leaves everything else to `PartnerSession`.
+
+One accept thread; paramiko gives each connection a transport thread and each SFTP channel
+a subsystem thread. Sockets get TCP_NODELAY: without it Nagle's algorithm and delayed ACKs
+hold small status replies back and uploads stall 20-40 ms at a time.
+"""
+
+import errno
+import os
+import socket
+import struct
+import threading
+import time
+
+import paramiko
+import structlog
+from paramiko.sftp import (
+    CMD_CLOSE,
+    CMD_EXTENDED,
+    CMD_EXTENDED_REPLY,
+    CMD_INIT,
+    CMD_VERSION,
+    SFTP_FAILURE,
+    SFTP_OK,
+    SFTP_OP_UNSUPPORTED,
+    SFTP_PERMISSION_DENIED,
+)
+
+from daemon.dropzone import channel_buffer
+from daemon.dropzone.gatekeeper import LoginRefused
+from daemon.dropzone.host_keys import load_host_keys
+from daemon.dropzone.jail import JailError
+from daemon.dropzone.sessions import Download, PartnerSession, partner_home
+
+log = structlog.get_logger("dropd.sftp")
+
+# What current OpenSSH offers by default, minus SHA-1 and CBC (paramiko 5 no longer offers
+# SHA-1 key exchange or ssh-rsa signatures at all).
+WEAK_ALGORITHMS = {
+    "ciphers": ["aes128-cbc", "aes192-cbc", "aes256-cbc", "3des-cbc"],
+    "macs": ["hmac-sha1", "hmac-md5", "hmac-sha1-96", "hmac-md5-96"],
+    "kex": ["diffie-hellman-group14-sha256", "diffie-hellman-group14-sha1", "diffie-hellman-group-exchange-sha1",
+            "diffie-hellman-group1-sha1"],
+}  # fmt: skip
+
+WINDOW_SIZE = 8 * 1024 * 1024
+READ_AHEAD = 256 * 1024
+# What sshd announces in limits@openssh.com: 256 KiB packets, 255 KiB reads and writes.
+MAX_SFTP_PACKET = 256 * 1024
+MAX_SFTP_DATA = MAX_SFTP_PACKET - 1024
+EXTENSIONS = (("posix-rename@openssh.com", "1"), ("limits@openssh.com", "1"), ("check-file", "md5,sha1"))
+# A connection closed after a failed attempt first gets the failure answer on its way.
+REPLY_GRACE = 0.2
+# An SFTP write of 32 KiB plus its headers does not fit a 32 KiB SSH packet: clients would
+# send every write as two packets. 64 KiB lets each go as one (about 12 % faster uploads).
+MAX_PACKET = 65536
+
+
+def _sftp_error(exc: Exception) -> int:
+    if isinstance(exc, JailError):
+        return SFTP_PERMISSION_DENIED
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return paramiko.SFTPServer.convert_errno(exc.errno)
+    return SFTP_FAILURE
+
+
+def _apply_attributes(session: PartnerSession, path: str, attr: paramiko.SFTPAttributes) -> None:
+    """Apply mode, times and size; ownership changes are ignored (the daemon owns every file)."""
+    if attr._flags & attr.FLAG_PERMISSIONS:
+        session.change_mode(path, attr.st_mode)
+    if attr._flags & attr.FLAG_AMTIME:
+        session.set_times(path, attr.st_atime, attr.st_mtime)
+    if attr._flags & attr.FLAG_SIZE:
+        os.truncate(session.existing(path), attr.st_size)
+
+
+def _apply_upload_attributes(descriptor: int, attr: paramiko.SFTPAttributes) -> None:
+    """The same, on an upload still being written (its temporary file)."""
+    if attr._flags & attr.FLAG_PERMISSIONS:
+        os.chmod(descriptor, (attr.st_mode & 0o770) | 0o600)
+    if attr._flags & attr.FLAG_AMTIME:
+        os.utime(descriptor, (attr.st_atime, attr.st_mtime))
+    if attr._flags & attr.FLAG_SIZE:
+        os.truncate(descriptor, attr.st_size)
+
+
+class _UploadHandle(paramiko.SFTPHandle):
+    def __init__(self, session: PartnerSession, upload, flags: int):
+        super().__init__(flags)
+        self.session = session
+        self.upload = upload
+
+    def write(self, offset, data):
+        try:
+            self.upload.write_at(offset, data)
+        except OSError as exc:
+            return _sftp_error(exc)
+        return SFTP_OK
+
+    def read(self, offset, length):
+        return os.pread(self.upload.fd, length, offset)
+
+    def stat(self):
+        return paramiko.SFTPAttributes.from_stat(os.fstat(self.upload.fd))
+
+    def chattr(self, attr):
+        try:
+            _apply_upload_attributes(self.upload.fd, attr)
+        except OSError as exc:
+            return _sftp_error(exc)
+        return SFTP_OK
+
+    def close(self) -> int:
+        """Publish the upload; a status other than SFTP_OK tells the client it was not stored."""
+        if self.upload.finished:
+            return SFTP_OK
+        try:
+            self.session.finish_upload(self.upload)
+        except OSError as exc:
+            return _sftp_error(exc)
+        return SFTP_OK
+
+
+class _DownloadHandle(paramiko.SFTPHandle):
+    def __init__(self, download: Download, flags: int):
+        super().__init__(flags)
+        self.download = download
+        self.sent = 0
+
+    def read(self, offset, length):
+        data = os.pread(self.download.fd, length, offset)
+        self.sent += len(data)
+        return data
+
+    def stat(self):
+        return paramiko.SFTPAttributes.from_stat(os.fstat(self.download.fd))
+
+    def close(self) -> int:
+        self.download.finish(self.sent, completed=True)
+        return SFTP_OK
+
+
+class _SftpSubsystem(paramiko.SFTPServer):
+    """paramiko's SFTP server, with what it lacks for integrity and speed:
+
+    - closing a file answers with the handle's own status: paramiko answers every CLOSE with
+      OK and ignores what the handle's close() returns, so a client whose upload could not
+      be stored (a full disk) would be told it succeeded;
+    - OpenSSH's `limits@openssh.com` extension is advertised and answered, as sshd does:
+      without it OpenSSH's client writes and reads 32 KiB at a time, with it 255 KiB, and
+      each request costs a round of Python work whatever its size;
+    - `posix-rename@openssh.com`, which paramiko handles, is advertised too;
+    - packets are assembled from the channel without re-copying what was already read.
+    """
+
+    def _send_server_version(self):
+        kind, data = self._read_packet()
+        if kind != CMD_INIT:
+            raise paramiko.SFTPError("Incompatible sftp protocol")
+        message = paramiko.Message()
+        message.add_int(3)
+        for name, version in EXTENSIONS:
+            message.add_string(name)
+            message.add_string(version)
+        self._send_packet(CMD_VERSION, message)
+        return struct.unpack(">I", data[:4])[0]
+
+    def _write_all(self, out):
+        """paramiko slices off what each channel send took, copying the rest of a 255 KiB reply
+        again and again; a memoryview walks it instead."""
+        view, position = memoryview(out), 0
+        while position < len(view):
+            sent = self.sock.send(view[position:])
+            if sent <= 0:
+                raise EOFError()
+            position += sent
+
+    def _read_all(self, n):
+        parts = []
+        while n > 0:
+            chunk = self.sock.recv(n)
+            if not chunk:
+                raise EOFError()
+            parts.append(chunk)
+            n -= len(chunk)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def _read_packet(self):
+        size = struct.unpack(">I", self._read_all(4))[0]
+        if size > MAX_SFTP_PACKET + 1024:
+            raise paramiko.SFTPError(f"packet of {size} bytes is larger than the {MAX_SFTP_PACKET} announced")
+        data = self._read_all(size)
+        return (data[0], data[1:]) if size else (0, b"")
+
+    def start_subsystem(self, name, transport, channel):
+        """paramiko logs a failing subsystem only to its own (silenced) logger."""
+        try:
+            super().start_subsystem(name, transport, channel)
+        except Exception:
+            log.exception("sftp.subsystem_failed")
+
+    def _process(self, t, request_number, msg):
+        try:
+            self._process_request(t, request_number, msg)
+        except Exception:
+            log.exception("sftp.request_failed", request=t)
+            raise
+
+    def _process_request(self, t, request_number, msg):
+        if t == CMD_EXTENDED:
+            position = msg.packet.tell()
+            if msg.get_text() == "limits@openssh.com":
+                reply = paramiko.Message()
+                reply.add_int(request_number)
+                for limit in (MAX_SFTP_PACKET, MAX_SFTP_DATA, MAX_SFTP_DATA, 0):
+                    reply.add_int64(limit)
+                self._send_packet(CMD_EXTENDED_REPLY, reply)
+                return
+            msg.packet.seek(position)
+        if t == CMD_CLOSE:
+            position = msg.packet.tell()
+            handle = self.file_table.pop(msg.get_binary(), None)
+            if handle is not None:
+                status = handle.close()
+                self._send_status(request_number, status if isinstance(status, int) else SFTP_OK)
+                return
+            msg.packet.seek(position)
+        super()._process(t, request_number, msg)
+
+
+class _JailedSFTP(paramiko.SFTPServerInterface):
+    """SFTP requests mapped onto the partner's jailed home."""
+
+    def __init__(self, server: "_SshAuth", *args, **kwargs):
+        super().__init__(server, *args, **kwargs)
+        self.auth = server
+        self.session: PartnerSession | None = None
+
+    def session_started(self):
+        self.session = self.auth.new_session()
+
+    def session_ended(self):
+        if self.session:
+            self.session.close()
+
+    def _attributes(self, path, follow=True):
+        try:
+            real = self.session.resolve(path)
+            if not self.session.visible(real.name):
+                raise FileNotFoundError(errno.ENOENT, "no such file", path)
+            return paramiko.SFTPAttributes.from_stat(os.stat(real) if follow else os.lstat(real))
+        except (OSError, JailError) as exc:
+            return _sftp_error(exc)
+
+    def stat(self, path):
+        return self._attributes(path)
+
+    def lstat(self, path):
+        return self._attributes(path, follow=False)
+
+    def list_folder(self, path):
+        try:
+            real = self.session.resolve(path)
+            entries = []
+            with os.scandir(real) as scan:
+                for entry in scan:
+                    if self.session.visible(entry.name):
+                        entries.append(
+                            paramiko.SFTPAttributes.from_stat(entry.stat(follow_symlinks=False), entry.name)
+                        )
+            return entries
+        except (OSError, JailError) as exc:
+            return _sftp_error(exc)
+
+    def open(self, path, flags, attr):
+        try:
+            real = self.session.resolve(path)
+            if flags & (os.O_WRONLY | os.O_RDWR):
+                exists = real.exists()
+                if exists and flags & os.O_CREAT and flags & os.O_EXCL:
+                    raise FileExistsError(errno.EEXIST, "file exists", path)
+                if not exists and not flags & os.O_CREAT:
+                    raise FileNotFoundError(errno.ENOENT, "no such file", path)
+                keep_content = exists and not flags & os.O_TRUNC
+                upload = self.session.begin_upload(path, append=keep_content)
+                return _UploadHandle(self.session, upload, flags)
+            return _DownloadHandle(self.session.open_download(path), flags)
+        except (OSError, JailError) as exc:
+            return _sftp_error(exc)
+
+    def remove(self, path):
+        return self._apply(self.session.remove_file, path)
+
+    def rename(self, oldpath, newpath):
+        return self._apply(self.session.rename, oldpath, newpath)
+
+    def posix_rename(self, oldpath, newpath):
+        return self._apply(self.session.rename, oldpath, newpath, replace=True)
+
+    def mkdir(self, path, attr):
+        return self._apply(self.session.make_folder, path)
+
+    def rmdir(self, path):
+        return self._apply(self.session.remove_folder, path)
+
+    def chattr(self, path, attr):
+        return self._apply(_apply_attributes, self.session, path, attr)
+
+    def canonicalize(self, path):
+        try:
+            return self.session.jail.virtual(path)
+        except JailError:
+            return "/"
+
+    def readlink(self, path):
+        return SFTP_OP_UNSUPPORTED
+
+    def symlink(self, target_path, path):
+        return SFTP_OP_UNSUPPORTED
+
+    @staticmethod
+    def _apply(operation, *args, **kwargs):
+        try:
+            operation(*args, **kwargs)
+        except (OSError, JailError) as exc:
+            return _sftp_error(exc)
+        return SFTP_OK
+
+
+class _SshAuth(paramiko.ServerInterface):
+    """Authentication for one SSH connection, decided by the core's gatekeeper.
+
+    At most `max_auth_attempts` failed attempts per connection (OpenSSH's MaxAuthTries);
+    then the connection is closed. Failed key offers count once per connection toward the
+    address's ban (clients offer several keys in turn), passwords each time; a connection
+    that only asked which methods exist ("none") and left counts once when it closes.
+    """
+
+    def __init__(self, core, address: str, ticket):
+        self.core = core
+        self.address = address
+        self.ticket = ticket
+        self.partner = None
+        self.transport: paramiko.Transport | None = None
+        self.failed_attempts = 0
+        self.counted = False
+        self.probed_with = None
+        self.closing = False
+        """Set when the connection is about to be closed: later attempts are not even checked."""
+
+    def get_allowed_auths(self, username):
+        return ",".join(self.core.gatekeeper.auth_methods(username))
+
+    def check_auth_none(self, username):
+        self.probed_with = username
+        return paramiko.AUTH_FAILED
+
+    def check_auth_password(self, username, password):
+        if self.closing:
+            return paramiko.AUTH_FAILED
+        gatekeeper = self.core.gatekeeper
+        try:
+            partner = gatekeeper.check_password(username, password, self.address)
+        except LoginRefused as refused:
+            self.counted = True
+            gatekeeper.refused("sftp", username, self.address, refused, "password", self.ticket)
+            return self._failed()
+        return self._succeeded(partner, "password")
+
+    def check_auth_publickey(self, username, key):
+        if self.closing:
+            return paramiko.AUTH_FAILED
+        gatekeeper = self.core.gatekeeper
+        fingerprint = key.fingerprint
+        try:
+            partner = gatekeeper.check_key(username, key, self.address)
+        except LoginRefused as refused:
+            if not self.counted:
+                self.counted = True
+                gatekeeper.refused("sftp", username, self.address, refused, "publickey", self.ticket, key=fingerprint)
+            return self._failed()
+        if self.partner is not None:
+            return paramiko.AUTH_SUCCESSFUL  # the signed request after a key query
+        return self._succeeded(partner, "publickey", key=fingerprint)
+
+    def _succeeded(self, partner, method: str, **fields) -> int:
+        self.partner = partner
+        self.ticket.logged_in()
+        self.core.gatekeeper.accepted("sftp", partner, self.address, method, **fields)
+        return paramiko.AUTH_SUCCESSFUL
+
+    def _failed(self) -> int:
+        """AUTH_FAILED; past the attempt limit, or once banned, the connection closes right
+        after paramiko has sent that answer."""
+        self.failed_attempts += 1
+        banned = self.core.bans.is_banned(self.address)
+        if banned or self.failed_attempts >= self.core.config.security.max_auth_attempts:
+            reason = "banned" if banned else "too-many-attempts"
+            self.closing = True
+            self.core.refusals("connection.closed", self.address, reason, protocol="sftp")
+            closer = threading.Timer(REPLY_GRACE, self.transport.close)
+            closer.daemon = True
+            closer.start()
+        return paramiko.AUTH_FAILED
+
+    def connection_ended(self) -> None:
+        """The transport is gone: count a bare method probe, and release the ticket."""
+        self.ticket.close()
+        if self.partner is not None or self.counted:
+            return
+        transport = self.transport
+        if self.probed_with is not None:
+            self.core.gatekeeper.refused("sftp", self.probed_with, self.address, "asked for methods only", "none", self.ticket)
+        elif not transport.remote_version:
+            self.core.refusals("connection.closed", self.address, "no-banner", protocol="sftp")
+        else:
+            self.core.refusals("connection.closed", self.address, "not-authenticated", protocol="sftp")
+
+    def check_channel_subsystem_request(self, channel, name):
+        channel_buffer.install(channel)
+        return super().check_channel_subsystem_request(channel, name)
+
+    def check_channel_request(self, kind, chanid):
+        if kind == "session" and self.partner is not None:
+            return paramiko.OPEN_SUCCEEDED
+        return paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+
+    def new_session(self) -> PartnerSession:
+        home = partner_home(self.core.config.daemon.drop_root, self.partner)
+        return PartnerSession(self.partner, home, "sftp", self.address, self.core.handoff, self.core.transfers)
+
+
+class _ReadAheadSocket:
+    """A connection's socket read in large chunks.
+
+    paramiko's packetizer reads each SSH packet with two or three `recv` calls of the exact
+    sizes it needs (first block, rest, MAC); at 32 KiB packets that is a system call and a
+    round of Python per few KiB. This wrapper asks the kernel for up to READ_AHEAD bytes at a
+    time and serves those exact sizes from what it got. Everything else is the socket's own.
+    """
+
+    def __init__(self, sock: socket.socket):
+        self._sock = sock
+        self._buffer = b""
+        self._offset = 0
+
+    def recv(self, n: int) -> bytes:
+        if self._offset < len(self._buffer):
+            out = self._buffer[self._offset : self._offset + n]
+            self._offset += len(out)
+            return out
+        data = self._sock.recv(max(n, READ_AHEAD))
+        if len(data) <= n:
+            return data
+        self._buffer, self._offset = data, n
+        return data[:n]
+
+    def __getattr__(self, name):
+        return getattr(self._sock, name)
+
+
+class _ServerTransport(paramiko.Transport):
+    """paramiko's transport, telling its connection's authenticator when it ends."""
+
+    auth: _SshAuth | None = None
+
+    def run(self):
+        try:
+            super().run()
+        finally:
+            if self.auth is not None:
+                self.auth.connection_ended()
+
+
+class SftpServer:
+    """Controller: `start()` returns once the port listens; `stop()` is safe to call twice."""
+
+    def __init__(self, settings, core):
+        self.settings = settings
+        self.core = core
+        self.host_keys = load_host_keys(settings.host_keys)
+        self._listener: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+        self._transports: set[paramiko.Transport] = set()
+        self._lock = threading.Lock()
+        self._accepting = False
+
+    @property
+    def serving(self) -> bool:
+        """True while the accept loop runs."""
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self._listener.getsockname()[:2]
+
+    def start(self) -> None:
+        host, port = self.settings.listen
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            listener.bind((host, port))
+        except OSError as exc:
+            listener.close()
+            raise RuntimeError(f"cannot listen for SFTP on {host}:{port} (sftp.listen): {exc.strerror}") from exc
+        listener.listen(128)
+        self._listener = listener
+        self._accepting = True
+        self._thread = threading.Thread(target=self._accept_loop, name="sftp-accept", daemon=True)
+        self._thread.start()
+        log.info("server.listening", protocol="sftp", address=f"{self.address[0]}:{self.address[1]}")
+
+    def _accept_loop(self) -> None:
+        while self._accepting:
+            try:
+                connection, address = self._listener.accept()
+            except OSError:
+                if self._accepting:
+                    log.exception("server.accept_failed", protocol="sftp")
+                    time.sleep(0.1)
+                continue
+            try:
+                self._serve(connection, address[0])
+            except Exception:
+                log.exception("session.setup_failed", protocol="sftp", remote=address[0])
+                connection.close()
+
+    def _serve(self, connection: socket.socket, remote: str) -> None:
+        ticket = self.core.connections.admit(remote, "sftp")
+        if ticket is None:
+            connection.close()
+            return
+        connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        transport = _ServerTransport(
+            _ReadAheadSocket(connection),
+            default_window_size=WINDOW_SIZE,
+            default_max_packet_size=MAX_PACKET,
+            disabled_algorithms=WEAK_ALGORITHMS,
+        )
+        for key in self.host_keys:
+            transport.add_server_key(key)
+        transport.set_subsystem_handler("sftp", _SftpSubsystem, _JailedSFTP)
+        auth = _SshAuth(self.core, remote, ticket)
+        auth.transport = transport
+        transport.auth = auth
+        ticket.close_hook = lambda reason: transport.close()
+        with self._lock:
+            self._transports = {t for t in self._transports if t.is_active()}
+            self._transports.add(transport)
+        transport.start_server(event=threading.Event(), server=auth)
+
+    def stop_accepting(self) -> None:
+        if self._accepting:
+            self._accepting = False
+            try:
+                self._listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self._listener.close()
+            self._thread.join(5)
+
+    def stop(self) -> None:
+        self.stop_accepting()
+        with self._lock:
+            transports, self._transports = list(self._transports), set()
+        for transport in transports:
+            transport.close()
+        for transport in transports:
+            transport.join(5)

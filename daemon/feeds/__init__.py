@@ -1,0 +1,1 @@
+"""Feeds: landing folders watched, files settled and imported, windows scheduled, runs recorded."""

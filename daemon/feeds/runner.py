@@ -1,0 +1,126 @@
+"""Turns run requests (arrival, window, run-now, recovery) into runs: one at a time per feed.
+
+Requests for a feed that already has one waiting are merged into it: the waiting run sees
+every file in the folder anyway. A request made while the feed runs waits for that run to
+end and then looks again, so a file landing mid-run is never left behind. Different feeds
+run side by side, up to MAX_PARALLEL at once. A handler's fault stays inside its run.
+"""
+
+import threading
+import time
+from concurrent.futures import Future
+
+import structlog
+
+from daemon.feeds import landing
+from daemon.feeds.runs import RunContext, run_feed
+from daemon.store import utc_now
+
+log = structlog.get_logger("dropd.feed_runner")
+
+MAX_PARALLEL = 4
+
+
+class FeedRunner:
+    def __init__(self, core):
+        self.core = core
+        self._lock = threading.Lock()
+        self._waiting: dict[str, Future] = {}
+        self._feed_locks: dict[str, threading.Lock] = {}
+        self._slots = threading.BoundedSemaphore(MAX_PARALLEL)
+        self._threads: set[threading.Thread] = set()
+        self._running: dict[str, dict] = {}
+
+    def request(self, feed_name: str, trigger: str, force: bool = False) -> Future:
+        """Queue a run of `feed_name`; the future resolves to the list of its run records."""
+        with self._lock:
+            waiting = self._waiting.get(feed_name)
+            if waiting is not None and not force:
+                return waiting
+            future: Future = Future()
+            self._waiting[feed_name] = future
+            feed_lock = self._feed_locks.setdefault(feed_name, threading.Lock())
+            thread = threading.Thread(
+                target=self._run, args=(feed_name, trigger, force, future, feed_lock), name=f"run-{feed_name}", daemon=True
+            )
+            self._threads.add(thread)
+        thread.start()
+        return future
+
+    def _run(self, feed_name, trigger, force, future: Future, feed_lock: threading.Lock) -> None:
+        try:
+            with feed_lock, self._slots:
+                with self._lock:
+                    if self._waiting.get(feed_name) is future:
+                        del self._waiting[feed_name]
+                    self._running[feed_name] = {"feed": feed_name, "trigger": trigger, "since": utc_now()}
+                try:
+                    future.set_result(self._run_feed(feed_name, trigger, force))
+                finally:
+                    with self._lock:
+                        self._running.pop(feed_name, None)
+        except Exception as exc:
+            log.exception("run.request_failed", feed=feed_name, trigger=trigger)
+            future.set_exception(exc)
+        finally:
+            with self._lock:
+                self._threads.discard(threading.current_thread())
+
+    def _run_feed(self, feed_name, trigger, force) -> list:
+        config = self.core.config
+        try:
+            partner, feed = config.feed(feed_name)
+        except KeyError:
+            raise LookupError(f"no feed named {feed_name!r}") from None
+        if not feed.enabled or not partner.enabled:
+            log.info("run.not_started", feed=feed_name, reason="feed or partner disabled")
+            return []
+        arrivals = self.core.arrivals
+        context = RunContext(
+            self.core.store, config, arrivals.is_complete, lambda seconds: self.later(feed_name, seconds), arrivals.settles_in
+        )
+        return run_feed(context, partner, feed, trigger, force=force)
+
+    def later(self, feed_name: str, seconds: float) -> None:
+        """Ask again in `seconds` (a data file waiting for its count file, or the reverse)."""
+        timer = threading.Timer(seconds, self.request, args=(feed_name, "count-wait"))
+        timer.daemon = True
+        timer.start()
+
+    def upload_finished(self, upload) -> None:
+        """A partner's upload that no import feed will take is logged once, with what the
+        partner's feeds expect: a misnamed file is the most common support call."""
+        config = self.core.config
+        if landing.feeds_for(config, upload.real_path):
+            return
+        partner = config.partners.get(upload.partner)
+        expected = [f"{feed.path.rstrip('/')}/{feed.prefix}*" for feed in partner.feeds] if partner else []
+        if expected:
+            log.warning("file.unmatched", partner=upload.partner, path=upload.path, expected=expected)
+
+    def wants(self, path) -> bool:
+        """True for a data or count file in some feed's landing folder."""
+        return bool(landing.feeds_for(self.core.config, path))
+
+    def file_arrived(self, path) -> None:
+        """A complete file landed: run each `on_arrival` feed whose folder and prefix it matches."""
+        for _, feed in landing.feeds_for(self.core.config, path):
+            if "on_arrival" in feed.schedule:
+                self.request(feed.name, "arrival")
+
+    def activity(self) -> dict:
+        """Feeds running now (with trigger and start) and feeds with a run waiting to start."""
+        with self._lock:
+            return {"running": sorted(self._running.values(), key=lambda r: r["feed"]), "waiting": sorted(self._waiting)}
+
+    def busy(self) -> bool:
+        with self._lock:
+            return any(thread.is_alive() for thread in self._threads)
+
+    def wait_idle(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            threads = list(self._threads)
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return not self.busy()

@@ -1,0 +1,360 @@
+"""Running imports: a feed's landing folder, or one file, becomes recorded runs.
+
+A file is applied in one transaction together with its run's final row and the ledger
+entry, so a crash leaves the store as before the run or as after it, never between. The
+landing file is moved (archive, `failed/`) or deleted only after that commit; on restart a
+run left `running` is marked failed and its file, still in place, is picked up again.
+"""
+
+import csv
+import datetime
+import os
+import secrets
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from daemon.dropzone.uploads import TEMP_PREFIX, TEMP_SUFFIX
+from daemon.feeds import count_files, landing
+from daemon.feeds.count_files import read_count
+from daemon.feeds.csv_source import (
+    CsvRows,
+    CsvStructureError,
+    LandedFile,
+    UnsafeFile,
+    inspect_file,
+)
+from daemon.feeds.spreadsheet import spreadsheet_row
+from daemon.store import RunRecord, Store
+from handlers import HANDLERS
+from handlers.base import FileRejected, ImportCounts, RowErrors
+
+log = structlog.get_logger("dropd.runs")
+
+ERROR_BATCH = 1000
+
+
+@dataclass
+class RunContext:
+    store: Store
+    config: object
+    settled: object = None
+    """A callable telling whether a landed file is complete; None treats every file as complete."""
+    retry_later: object = None
+    """A callable(seconds) asking for another run of the feed later (files waiting for count files)."""
+    settles_in: object = None
+    """A callable(path) saying in a few words when an incomplete file will be complete."""
+
+
+class ErrorFile:
+    """The run's error CSV (UTF-8 with BOM, for Excel) and its rows in the store, made on first use.
+
+    With no path (a dry run) the errors are only collected, and nothing is written.
+    """
+
+    def __init__(self, path: Path | None, header: list[str]):
+        self.path = path
+        self.header = header
+        self._handle = None
+        self._writer = None
+        self.pending: list[tuple] = []
+        self.count = 0
+
+    def write(self, row: int, code: str, failure_type: str, message: str, values) -> None:
+        self.pending.append((row, code, failure_type, message))
+        self.count += 1
+        if self.path is None:
+            return
+        if self._handle is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._handle = open(self.path, "w", encoding="utf-8-sig", newline="")
+            self._writer = csv.writer(self._handle)
+            self._writer.writerow(spreadsheet_row(["row", "code", "failure_type", "message", *self.header]))
+        self._writer.writerow(spreadsheet_row([row, code, failure_type, message, *values]))
+
+    def flush_rows(self, store: Store, connection, run_id: int) -> None:
+        store.add_row_errors(connection, run_id, self.pending)
+        self.pending = []
+
+    @property
+    def written(self) -> str | None:
+        return str(self.path) if self._handle is not None else None
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+
+
+class _BatchedErrors(RowErrors):
+    """Row errors go to the CSV at once and to the store in batches, inside the transaction."""
+
+    def __init__(self, error_file: ErrorFile, store: Store, connection, run_id: int | None):
+        def write(*error):
+            error_file.write(*error)
+            if run_id is not None and len(error_file.pending) >= ERROR_BATCH:
+                error_file.flush_rows(store, connection, run_id)
+
+        super().__init__(write)
+
+
+@dataclass
+class DryRunReport:
+    file: str
+    counts: ImportCounts | None
+    errors: list
+    reason: str | None
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def import_file(
+    ctx: RunContext, partner, feed, path: Path, trigger: str, force=False, dry_run=False, manual=False,
+    count_file: Path | None = None,
+) -> RunRecord | DryRunReport:  # fmt: skip
+    """Import one file through `feed`, checked against `count_file` when given.
+
+    The file is opened once, without following a symbolic link, and everything is read from
+    that descriptor. `manual` (dropd ingest) leaves the file where it is.
+    """
+    bound = log.bind(partner=partner.name, feed=feed.name, file=path.name, trigger=trigger)
+    try:
+        landed = LandedFile(path)
+    except UnsafeFile as exc:
+        run_id = None if dry_run else ctx.store.start_run(partner.name, feed.name, feed.kind, trigger, path.name, None)
+        return _failed(ctx, partner, feed, path, run_id, f"unsafe-file: {exc}", None, dry_run, manual, bound.bind(run_id=run_id), count_file)
+    with landed:
+        return _import_landed(ctx, partner, feed, landed, trigger, force, dry_run, manual, count_file, bound)
+
+
+def ingest_file(ctx: RunContext, partner, feed, path: Path, force=False, dry_run=False) -> RunRecord | DryRunReport:
+    """`dropd ingest`: import a local file as if it had been dropped, count file included.
+
+    A count file beside it (`<stem>_count.txt`) is verified as for a dropped file; with
+    `count_file = "required"` and none there the run fails at once (nothing waits).
+    """
+    companion = count_files.count_file_for(path)
+    count_file = companion if feed.count_file != "off" and companion.is_file() else None
+    if count_file is None and feed.count_file == "required":
+        reason = f"count-file-missing: {companion.name} is required (count_file = \"required\") and is not beside the file"
+        if dry_run:
+            return DryRunReport(path.name, None, [], reason)
+        run_id = ctx.store.record_run(partner.name, feed.name, feed.kind, "ingest", "failed", reason, path.name)
+        log.warning("run.finished", partner=partner.name, feed=feed.name, file=path.name, status="failed", reason="count-file-missing")
+        return ctx.store.run(run_id)
+    return import_file(ctx, partner, feed, path, "ingest", force=force, dry_run=dry_run, manual=True, count_file=count_file)
+
+
+def _import_landed(ctx, partner, feed, landed: LandedFile, trigger, force, dry_run, manual, count_file, bound):
+    store, path = ctx.store, landed.path
+    facts = inspect_file(landed)
+    previous = None if force or dry_run else store.imported_by(feed.name, facts.sha256)
+    if previous is not None:
+        run_id = store.record_run(
+            partner.name, feed.name, feed.kind, trigger, "skipped",
+            f"duplicate: identical to the file imported by run {previous}", path.name, facts.sha256,
+        )  # fmt: skip
+        bound.info("run.finished", run_id=run_id, status="skipped", reason="duplicate")
+        if not manual:
+            _dispose(ctx, partner, feed, landed, imported=True, count_file=count_file)
+        return store.run(run_id)
+
+    run_id = None if dry_run else store.start_run(partner.name, feed.name, feed.kind, trigger, path.name, facts.sha256)
+    bound = bound.bind(run_id=run_id)
+    bound.info("run.started", size=facts.size, encoding=facts.encoding)
+    errors_path = None if dry_run else ctx.config.daemon.state_dir / "errors" / f"run-{run_id}-{feed.name}.csv"
+    connection = store.connect()
+    error_file = None
+    try:
+        expected_rows = read_count(count_file) if count_file else None
+        with CsvRows(landed, facts, feed.delimiter) as rows:
+            error_file = ErrorFile(errors_path, rows.header)
+            handler = HANDLERS[feed.kind](partner.name, feed.name, feed.options, ctx.config.daemon.timezone)
+            with store.transaction(connection, commit=not dry_run, label=feed.name):
+                counts = handler.run(store, connection, rows, _BatchedErrors(error_file, store, connection, run_id))
+                if expected_rows is not None and counts.rows != expected_rows:
+                    raise FileRejected(
+                        "count-mismatch", f"file has {counts.rows} rows, count file says {expected_rows}"
+                    )
+                if counts.rows and counts.rejected == counts.rows:
+                    raise FileRejected(
+                        "all-rows-rejected", f"all {counts.rows} data rows were rejected; nothing was applied (see the error file)"
+                    )
+                if not dry_run:
+                    error_file.flush_rows(store, connection, run_id)
+                    store.finish_run(
+                        connection, run_id, "success", facts.encoding_note, counts.rows, counts.applied,
+                        counts.rejected, counts.details(), error_file.written,
+                    )  # fmt: skip
+                    store.record_import(connection, feed.name, facts.sha256, path.name, run_id)
+            if dry_run:
+                return DryRunReport(path.name, counts, error_file.pending, facts.encoding_note)
+    except (FileRejected, CsvStructureError) as exc:
+        reason = f"{exc.code}: {exc.message}" if isinstance(exc, FileRejected) else f"malformed-row: {exc}"
+        rows_seen = counts if isinstance(exc, FileRejected) and exc.code == "all-rows-rejected" else None
+        return _failed(ctx, partner, feed, landed, run_id, reason, error_file, dry_run, manual, bound, count_file, rows_seen)
+    except Exception as exc:
+        bound.exception("run.crashed")
+        reason = f"internal-error: {type(exc).__name__}: {exc} (see the daemon log)"
+        return _failed(ctx, partner, feed, landed, run_id, reason, error_file, dry_run, manual, bound, count_file)
+    finally:
+        connection.close()
+        if error_file is not None:
+            error_file.close()
+    bound.info(
+        "run.finished", status="success", rows=counts.rows, applied=counts.applied, rejected=counts.rejected,
+        **counts.details(),
+    )  # fmt: skip
+    if not manual:
+        _dispose(ctx, partner, feed, landed, imported=True, count_file=count_file, error_csv=error_file.written)
+    return store.run(run_id)
+
+
+def _failed(ctx, partner, feed, landed, run_id, reason, error_file, dry_run, manual, bound, count_file=None, counts=None):
+    """Record the run failed; `landed` is the file read, or the path of one that could not be.
+
+    `counts`, when the file was read through (all rows rejected), are recorded with it.
+    """
+    name = landed.path.name if isinstance(landed, LandedFile) else landed.name
+    if dry_run:
+        return DryRunReport(name, None, error_file.pending if error_file else [], reason)
+    rows = (counts.rows, 0, counts.rejected, counts.details()) if counts else (None, None, None, None)
+    if error_file is not None:
+        error_file.close()  # complete on disk before anything copies it
+    with ctx.store.transaction(label=feed.name) as connection:
+        ctx.store.finish_run(
+            connection, run_id, "failed", reason, *rows, error_file=error_file.written if error_file else None
+        )
+    bound.warning("run.finished", status="failed", reason=reason)
+    if not manual:
+        error_csv = error_file.written if error_file else None
+        _dispose(ctx, partner, feed, landed, imported=False, count_file=count_file, error_csv=error_csv, reason=reason)
+    return ctx.store.run(run_id)
+
+
+def _dispose(
+    ctx, partner, feed, landed: LandedFile | Path, imported: bool, count_file: Path | None = None,
+    error_csv: str | None = None, reason: str | None = None,
+) -> None:  # fmt: skip
+    """After the commit: archive or delete an imported file; move a failed one to `failed/`.
+
+    A count file goes wherever its data file goes. A data file whose name no longer leads to
+    the file that was read (replaced meanwhile) is left alone: the next look at the folder
+    sees the new file as the new arrival it is. With `error_csv` (rows were rejected) or
+    `reason` (the run failed), the partner gets `<name>.errors.csv` beside the file.
+    """
+    if count_file is not None and count_file.exists():
+        _dispose(ctx, partner, feed, count_file, imported)
+    path = landed.path if isinstance(landed, LandedFile) else landed
+    context = dict(partner=partner.name, feed=feed.name, file=path.name)
+    if isinstance(landed, LandedFile) and not landed.still_in_place():
+        log.warning("file.replaced", **context, message="the file was replaced while it was imported; left in place")
+        return
+    archive = landing.archive_dir(ctx.config.daemon.drop_root, partner, feed)
+    if not imported:
+        placed = landing.move_aside(path, path.parent / landing.FAILED_FOLDER, _now())
+        log.info("file.failed_aside", **context, to=placed.name)
+    elif feed.after_import == "delete":
+        path.unlink(missing_ok=True)
+        log.info("file.deleted", **context)
+        placed = landing.free_name_in(archive, path, _now())
+    else:
+        placed = landing.move_aside(path, archive, _now())
+        log.info("file.archived", **context, to=placed.name)
+    if feed.error_report and (error_csv or reason):
+        _report_to_partner(placed, error_csv, reason, context)
+
+
+def _report_to_partner(placed: Path, error_csv: str | None, reason: str | None, context: dict) -> None:
+    """`<name>.errors.csv` beside the archived or failed file: the run's error CSV, or for a
+    file that failed as a whole, one line with the reason. Written under a hidden temporary
+    name and renamed, so a partner never downloads half of it."""
+    report = landing.report_path_for(placed)
+    temp = report.parent / f"{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}"
+    report.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if error_csv:
+            shutil.copyfile(error_csv, temp)
+        else:
+            code, _, message = reason.partition(": ")
+            with open(temp, "w", encoding="utf-8-sig", newline="") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(["row", "code", "failure_type", "message"])
+                writer.writerow(spreadsheet_row(["", code, "file", message or code]))
+        os.chmod(temp, 0o640)
+        os.replace(temp, report)
+    except OSError as exc:
+        temp.unlink(missing_ok=True)
+        log.warning("file.error_report_failed", **context, error=exc.strerror or str(exc))
+        return
+    log.info("file.error_report", **context, report=report.name)
+
+
+def run_feed(ctx: RunContext, partner, feed, trigger: str, force=False) -> list[RunRecord]:
+    """One pass over the feed's landing folder, as `files` says: newest only, or each in turn."""
+    folder = landing.landing_dir(ctx.config.daemon.drop_root, partner, feed)
+    present = landing.feed_files(folder, feed.prefix)
+    files = [path for path in present if ctx.settled is None or ctx.settled(path)]
+    if not files:
+        orphaned = _expire_orphan_counts(ctx, partner, feed, trigger, folder, present)
+        if trigger in ("arrival", "count-wait") or orphaned:
+            return orphaned
+        reason = f"no-file: no complete file starting with {feed.prefix!r} in {feed.path}"
+        if present and ctx.settles_in is not None:
+            waiting = "; ".join(f"{path.name}, {ctx.settles_in(path)}" for path in present)
+            reason += f" ({len(present)} file{'s' if len(present) > 1 else ''} still arriving: {waiting})"
+        run_id = ctx.store.record_run(partner.name, feed.name, feed.kind, trigger, "skipped", reason)
+        return [ctx.store.run(run_id)]
+    records = []
+    if feed.files == "most_recent":
+        newest = files[-1]
+        for older in files[:-1]:
+            run_id = ctx.store.record_run(
+                partner.name, feed.name, feed.kind, trigger, "skipped", f"superseded by {newest.name}", older.name
+            )
+            archive = landing.archive_dir(ctx.config.daemon.drop_root, partner, feed)
+            for superseded in (older, count_files.count_file_for(older)):
+                if superseded.exists():
+                    target = landing.move_aside(superseded, archive, _now())
+                    log.info("file.superseded", partner=partner.name, feed=feed.name, file=superseded.name, to=target.name)
+            records.append(ctx.store.run(run_id))
+        files = [newest]
+    for path in files:
+        decision = count_files.decide(feed, path)
+        if decision.wait:
+            log.info("run.waiting_for_count_file", partner=partner.name, feed=feed.name, file=path.name, seconds=round(decision.wait))
+            _retry_later(ctx, decision.wait)
+        elif decision.missing:
+            records.append(_missing_companion(ctx, partner, feed, trigger, path, "count-file-missing",
+                           f"no {count_files.count_file_for(path).name} arrived within count_wait"))  # fmt: skip
+        else:
+            records.append(import_file(ctx, partner, feed, path, trigger, force=force, count_file=decision.count_file))
+    return records + _expire_orphan_counts(ctx, partner, feed, trigger, folder, present)
+
+
+def _retry_later(ctx: RunContext, seconds: float) -> None:
+    if ctx.retry_later is not None:
+        ctx.retry_later(seconds + 1)
+
+
+def _missing_companion(ctx, partner, feed, trigger, path: Path, code: str, message: str) -> RunRecord:
+    """A run that failed because a file never got its companion: recorded, file to failed/."""
+    run_id = ctx.store.record_run(partner.name, feed.name, feed.kind, trigger, "failed", f"{code}: {message}", path.name)
+    log.warning("run.finished", partner=partner.name, feed=feed.name, file=path.name, status="failed", reason=code)
+    _dispose(ctx, partner, feed, path, imported=False, reason=f"{code}: {message}")
+    return ctx.store.run(run_id)
+
+
+def _expire_orphan_counts(ctx, partner, feed, trigger, folder: Path, data_files: list[Path]) -> list[RunRecord]:
+    """Count files whose data file never came within count_wait: failed runs, files to failed/."""
+    expired, next_due = count_files.orphans(feed, folder, data_files)
+    if next_due:
+        _retry_later(ctx, next_due)
+    return [
+        _missing_companion(ctx, partner, feed, trigger, path, "data-file-missing",
+                           f"{path.name} arrived but its data file did not within count_wait")  # fmt: skip
+        for path in expired
+    ]

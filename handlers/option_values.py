@@ -1,0 +1,86 @@
+"""The values feed options and daemon keys are written in: strings, booleans, numbers,
+durations ("90s", "10m", "2h", "1d"), choices and lists.
+
+Each parser takes the raw TOML value and returns the typed value, or raises ValueError with a
+sentence a sysadmin can act on; the config's table reader adds the file and key. They live
+here, below both the feed kinds and the config, because both read options with them.
+"""
+
+import re
+
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
+
+
+def parse_duration(text: str) -> float:
+    """Return the number of seconds in `text`, or raise ValueError saying what is accepted."""
+    match = _DURATION.match(text) if isinstance(text, str) else None
+    if not match:
+        raise ValueError(
+            f"{text!r} is not a duration; write a number and a unit, like \"90s\", \"10m\", \"2h\" or \"1d\""
+        )
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def text(value) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"must be a string, not {type(value).__name__}")
+    return value
+
+
+def non_empty_text(value) -> str:
+    if not text(value).strip():
+        raise ValueError("must not be empty")
+    return value
+
+
+def boolean(value) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("must be true or false")
+    return value
+
+
+def integer(low: int, high: int):
+    def parse(value) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"must be a whole number between {low} and {high}")
+        if not low <= value <= high:
+            raise ValueError(f"{value} is out of range; use {low} to {high}")
+        return value
+
+    return parse
+
+
+def duration(value) -> float:
+    seconds = parse_duration(text(value))
+    if seconds <= 0:
+        raise ValueError("must be longer than zero")
+    return seconds
+
+
+def choice(*options: str):
+    def parse(value) -> str:
+        if value not in options:
+            raise ValueError(f"{value!r} is not one of: {', '.join(options)}")
+        return value
+
+    return parse
+
+
+def text_list(value) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValueError("must be a list of strings")
+    return tuple(value)
+
+
+def choice_list(*options: str, allow_empty: bool = False):
+    def parse(value) -> tuple[str, ...]:
+        items = text_list(value)
+        if not items and not allow_empty:
+            raise ValueError(f"needs at least one of: {', '.join(options)}")
+        unknown = [item for item in items if item not in options]
+        if unknown:
+            raise ValueError(f"{', '.join(map(repr, unknown))} not one of: {', '.join(options)}")
+        return items
+
+    return parse

@@ -1,0 +1,94 @@
+"""Import windows with an injected clock and a real store: catch-up, once only, DST."""
+
+import datetime
+import types
+
+import pytest
+
+from daemon.feeds.scheduler import WindowScheduler, open_window
+from daemon.store import Store
+
+UTC = datetime.timezone.utc
+
+
+def at(text: str) -> datetime.datetime:
+    return datetime.datetime.fromisoformat(text).astimezone(UTC)
+
+
+@pytest.mark.parametrize(
+    "moment, window, expected",
+    [
+        ("2026-11-23T03:00:00-05:00", "overnight", "2026-11-23/overnight"),
+        ("2026-11-23T04:59:59-05:00", "overnight", "2026-11-23/overnight"),
+        ("2026-11-23T05:00:00-05:00", "overnight", None),
+        ("2026-11-23T02:59:59-05:00", "overnight", None),
+        ("2026-11-23T10:30:00-05:00", "morning", "2026-11-23/morning"),
+        ("2026-11-23T15:59:00-05:00", "afternoon", "2026-11-23/afternoon"),
+        ("2026-11-23T18:00:00-05:00", "evening", "2026-11-23/evening"),
+        ("2026-11-23T20:00:00-05:00", "evening", None),
+    ],
+)
+def test_windows_are_computed_in_the_configured_zone(moment, window, expected):
+    assert open_window(at(moment), "America/New_York", window) == expected
+
+
+class FakeCore:
+    def __init__(self, tmp_path, timezone="America/New_York", schedule=("overnight",)):
+        feed = types.SimpleNamespace(name="students", enabled=True, schedule=schedule)
+        partner = types.SimpleNamespace(enabled=True)
+        self.config = types.SimpleNamespace(daemon=types.SimpleNamespace(timezone=timezone), feeds=lambda: [(partner, feed)])
+        self.store = Store(tmp_path / "dropd.db")
+
+
+def scheduler_at(core, clock_box):
+    requested = []
+    scheduler = WindowScheduler(core, lambda feed, trigger: requested.append((feed, trigger)), clock=lambda: clock_box[0])
+    return scheduler, requested
+
+
+def test_a_daemon_started_inside_a_window_catches_up_once(tmp_path):
+    core = FakeCore(tmp_path)
+    clock = [at("2026-11-23T04:10:00-05:00")]
+    scheduler, requested = scheduler_at(core, clock)
+    scheduler.tick()
+    scheduler.tick()
+    # A restart: a new scheduler on the same store finds the window claimed.
+    restarted, requested_again = scheduler_at(core, clock)
+    restarted.tick()
+    assert requested == [("students", "window:overnight")] and requested_again == []
+
+
+def test_a_daemon_started_after_the_window_closed_does_not_run_it(tmp_path):
+    core = FakeCore(tmp_path)
+    scheduler, requested = scheduler_at(core, [at("2026-11-23T05:00:01-05:00")])
+    scheduler.tick()
+    assert requested == []
+
+
+def tick_every_minute(scheduler, clock, start, end):
+    while clock[0] < end:
+        scheduler.tick()
+        clock[0] += datetime.timedelta(minutes=1)
+
+
+@pytest.mark.parametrize(
+    "timezone, day",
+    [
+        ("America/New_York", "2026-03-08"),  # spring forward 02:00 -> 03:00
+        ("America/New_York", "2026-11-01"),  # fall back 02:00 -> 01:00
+        ("Europe/Berlin", "2026-03-29"),
+        ("Europe/Berlin", "2026-10-25"),
+        ("America/Santiago", "2026-09-06"),  # DST at midnight local
+        ("Australia/Lord_Howe", "2026-04-05"),  # a half-hour shift
+    ],
+)
+def test_dst_days_run_each_window_exactly_once(tmp_path, timezone, day):
+    core = FakeCore(tmp_path, timezone, schedule=("overnight", "morning", "afternoon", "evening"))
+    start = datetime.datetime.fromisoformat(f"{day}T00:00:00").replace(tzinfo=UTC) - datetime.timedelta(hours=14)
+    clock = [start]
+    scheduler, requested = scheduler_at(core, clock)
+    tick_every_minute(scheduler, clock, start, start + datetime.timedelta(hours=48))
+    windows = core.store.connection.execute("SELECT window FROM window_claims ORDER BY claimed_at").fetchall()
+    local_day_windows = [row[0] for row in windows if row[0].startswith(day)]
+    assert sorted(local_day_windows) == sorted(f"{day}/{name}" for name in ("overnight", "morning", "afternoon", "evening"))
+    assert len(requested) == len(windows)

@@ -1,0 +1,50 @@
+"""The email fast path gives exactly email-validator's answer; phones come from phonenumbers."""
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from handlers.validation import _library_email, normalized_email, phone_to_e164
+
+LOCAL_CHARS = "abcXYZ019._+-!#$%&'*/=?^`{|}~\"() ,:;<>@[\\]é"
+DOMAIN_CHARS = "abcXYZ019-._é"
+TLDS = ["com", "org", "EDU", "test", "local", "localhost", "invalid", "onion", "co.uk", "123", "x", "xn--p1ai", "-bad", ""]
+
+label = st.text(alphabet=DOMAIN_CHARS, min_size=0, max_size=70)
+local = st.one_of(
+    st.text(alphabet=LOCAL_CHARS, min_size=0, max_size=70),
+    st.sampled_from(["postmaster", "Abuse", "WEBMASTER", "a" * 64, "a" * 65, "first.last", "x..y", ".lead", "trail."]),
+)
+domain = st.builds(lambda parts, tld: ".".join(parts + [tld]), st.lists(label, min_size=0, max_size=4), st.sampled_from(TLDS))
+address = st.one_of(
+    st.builds(lambda l, d: f"{l}@{d}", local, domain),
+    st.builds(lambda l, d: f"{l}@{d}", local, st.sampled_from(["example.org", "EXAMPLE.ORG", "xn--bcher-kva.ch", "[127.0.0.1]", "a" * 250 + ".com"])),
+    st.text(max_size=40),
+)
+
+REAL_WORLD = [
+    "jane.doe@example.org", "Jane.Doe@Example.ORG", "j.o'neil@school.edu", "first+tag@gmail.com",
+    "user@mail.example.co.uk", "a_b-c@sub-domain.example.net", "x@example", "user@localhost",
+    "user@@example.org", "user@example..org", "user@-example.org", "user.@example.org",
+    "\"quoted\"@example.org", "Name <user@example.org>", "user@[192.168.1.1]", "user@xn--mnchen-3ya.de",
+    "üser@example.org", "user@münchen.de", "postmaster@example.org", "user@example.org.", " user@example.org",
+    "a" * 64 + "@example.org", "a" * 65 + "@example.org", "user@" + "a" * 63 + "." + "b" * 63 + ".com",
+]
+
+
+def test_real_world_formats_match_the_library():
+    for value in REAL_WORLD:
+        assert normalized_email(value) == _library_email(value), value
+
+
+@settings(max_examples=3000, deadline=None)
+@given(address)
+def test_generated_addresses_match_the_library(value):
+    assert normalized_email(value) == _library_email(value)
+
+
+def test_phones_are_normalised_to_e164_or_refused():
+    assert phone_to_e164("(202) 555-0143", "US") == "+12025550143"
+    assert phone_to_e164("+44 20 7946 0958", "US") == "+442079460958"
+    assert phone_to_e164("020 7946 0958", "GB") == "+442079460958"
+    for bad in ("123", "555-0143", "+1 000 000 0000", "phone", ""):
+        assert phone_to_e164(bad, "US") is None

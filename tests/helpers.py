@@ -1,0 +1,367 @@
+"""What the tests share: the real daemon run on free loopback ports, the clients that talk to
+it, and the feed definitions several test modules use. Fixtures are in conftest.py."""
+
+import ftplib
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import paramiko
+
+PASSWORD = "correct horse battery"
+START_TIMEOUT = 30
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def free_port_range(size: int = 20) -> tuple[int, int]:
+    """A run of ports that are free right now (for FTP passive mode)."""
+    for _ in range(50):
+        start = free_port()
+        if start + size > 65535:
+            continue
+        sockets = []
+        try:
+            for port in range(start, start + size):
+                sock = socket.socket()
+                sockets.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return start, start + size - 1
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+    raise RuntimeError("no free port range")
+
+
+def peak_rss_kib(pid: int) -> int:
+    """A process's peak resident set (VmHWM), in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmHWM for process {pid}")
+
+
+def toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{json.dumps(key)} = {toml_value(item)}" for key, item in value.items()) + " }"
+    return json.dumps(str(value))
+
+
+def toml_table(name: str, values: dict) -> str:
+    lines = [f"[{name}]"] + [f"{key} = {toml_value(value)}" for key, value in values.items()]
+    return "\n".join(lines) + "\n"
+
+
+class ClientKey:
+    """An ed25519 key pair made with ssh-keygen, usable by OpenSSH and paramiko."""
+
+    def __init__(self, directory: Path, name: str = "id_ed25519"):
+        self.path = directory / name
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "test", "-f", str(self.path)], check=True
+        )
+        self.public = (directory / f"{name}.pub").read_text().strip()
+        self.pkey = paramiko.Ed25519Key.from_private_key_file(str(self.path))
+
+
+class DropdProcess:
+    """The daemon as a child process, with its JSON log lines readable as dicts."""
+
+    def __init__(self, root: Path, password_hash: str):
+        self.root = root
+        self.password_hash = password_hash
+        self.config_dir = root / "etc"
+        self.partners_dir = self.config_dir / "partners.d"
+        self.partners_dir.mkdir(parents=True)
+        self.state_dir = root / "state"
+        self.drop_root = root / "drop"
+        self.sftp_port = free_port()
+        self.ftp_port = free_port()
+        self.passive = free_port_range()
+        self.log_path = root / "dropd.log"
+        self.process: subprocess.Popen | None = None
+        self.settings = {
+            "daemon": {
+                "state_dir": str(self.state_dir),
+                "drop_root": str(self.drop_root),
+                "partners_dir": "partners.d",
+                "timezone": "America/New_York",
+                "grace_time": "10s",
+            },
+            "sftp": {"listen": f"127.0.0.1:{self.sftp_port}", "host_keys": [str(self.state_dir / "host_ed25519")]},
+            "ftp": {
+                "listen": f"127.0.0.1:{self.ftp_port}",
+                "tls": "required",
+                "certfile": str(self.state_dir / "tls.pem"),
+                "keyfile": str(self.state_dir / "tls.key"),
+                "self_signed": True,
+                "passive_ports": f"{self.passive[0]}-{self.passive[1]}",
+            },
+            "security": {"max_failures": 5, "window": "10m", "ban": "30m"},
+        }
+
+    @property
+    def config_file(self) -> Path:
+        return self.config_dir / "dropd.toml"
+
+    def write_config(self) -> None:
+        text = "".join(toml_table(name, values) for name, values in self.settings.items())
+        self.config_file.write_text(text)
+
+    def add_partner(self, name: str, password: bool = True, keys=(), **fields) -> None:
+        partner = {"name": name, "enabled": True}
+        if password:
+            partner["password_hash"] = self.password_hash
+        if keys:
+            partner["authorized_keys"] = list(keys)
+        partner.update(fields)
+        (self.partners_dir / f"{name}.toml").write_text(toml_table("partner", partner))
+
+    def home(self, partner: str) -> Path:
+        return self.drop_root / partner
+
+    def add_feed_partner(self, name: str, feeds: list[dict], **fields) -> None:
+        """A password partner with feeds; each feed dict may hold sub-tables (dicts) and lists of tables."""
+        partner = {"name": name, "enabled": True, "password_hash": self.password_hash, **fields}
+        text = toml_table("partner", partner)
+        for feed in feeds:
+            plain = {k: v for k, v in feed.items() if not isinstance(v, dict) and not (isinstance(v, list) and v and isinstance(v[0], dict))}
+            text += "\n[[feed]]\n" + toml_table("x", plain).split("\n", 1)[1]
+            for key, value in feed.items():
+                if isinstance(value, dict):
+                    text += toml_table(f"feed.{key}", value)
+                elif isinstance(value, list) and value and isinstance(value[0], dict):
+                    for item in value:
+                        text += f"[[feed.{key}]]\n" + toml_table("x", item).split("\n", 1)[1]
+        (self.partners_dir / f"{name}.toml").write_text(text)
+
+    def cli(self, *args, check=True, timeout=120) -> subprocess.CompletedProcess:
+        result = subprocess.run(
+            [sys.executable, "-m", "daemon.cli", *args, "-c", str(self.config_file)],
+            capture_output=True, text=True, timeout=timeout,
+        )  # fmt: skip
+        if check and result.returncode != 0:
+            raise AssertionError(f"dropd {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def runs(self, *args) -> list[dict]:
+        return json.loads(self.cli("runs", "--json", *args).stdout)
+
+    def contacts(self, partner: str) -> dict[str, dict]:
+        found = json.loads(self.cli("contacts", "--partner", partner, "--json").stdout)
+        return {contact["contact_id"]: contact for contact in found}
+
+    def wait_for_runs(self, feed: str, count: int = 1, timeout: float = 30) -> list[dict]:
+        """The feed's finished runs, oldest first, once there are at least `count`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            finished = [run for run in self.runs("--feed", feed) if run["status"] != "running"]
+            if len(finished) >= count:
+                return list(reversed(finished))
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{len(finished)} of {count} runs of {feed} within {timeout}s:\n{self.log_text()}")
+            time.sleep(0.1)
+
+    def upload(self, partner: str, path: str, content: bytes, password: str = PASSWORD) -> None:
+        transport, sftp = self.paramiko_sftp(partner, password)
+        with transport:
+            folder = path.rsplit("/", 1)[0] or "/"
+            try:
+                sftp.stat(folder)
+            except FileNotFoundError:
+                sftp.mkdir(folder)
+            with sftp.open(path, "wb") as handle:
+                handle.write(content)
+
+    def start(self, extra_env=None, drop_root_tmpfs: str | None = None) -> None:
+        """Start the daemon; with `drop_root_tmpfs` (a size such as "4m") the drop root is a
+        tmpfs of that size in the daemon's own mount namespace (see `inside`)."""
+        self.write_config()
+        env = dict(os.environ)
+        env.update(extra_env or {})
+        self._log = open(self.log_path, "ab")
+        command = [sys.executable, "-m", "daemon.cli", "run", "-c", str(self.config_file)]
+        if drop_root_tmpfs:
+            self.drop_root.mkdir(parents=True, exist_ok=True)
+            mount = f'mount -t tmpfs -o size={drop_root_tmpfs},mode=0755 tmpfs "{self.drop_root}" && exec "$@"'
+            command = ["unshare", "-m", "--propagation", "private", "sh", "-c", mount, "sh", *command]
+        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        self.namespaced = bool(drop_root_tmpfs)
+        self.wait_for("daemon.started", timeout=START_TIMEOUT)
+
+    def inside(self, path: Path) -> Path:
+        """`path` as the daemon sees it (through /proc/PID/root when it has its own mounts)."""
+        if getattr(self, "namespaced", False):
+            return Path(f"/proc/{self.process.pid}/root") / Path(path).relative_to("/")
+        return Path(path)
+
+    def events(self) -> list[dict]:
+        result = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            try:
+                result.append(json.loads(line))
+            except json.JSONDecodeError:
+                result.append({"event": "unparsed", "line": line})
+        return result
+
+    def find(self, event: str, **fields) -> list[dict]:
+        return [e for e in self.events() if e.get("event") == event and all(e.get(k) == v for k, v in fields.items())]
+
+    def wait_for(self, event: str, timeout: float = 15, count: int = 1, **fields) -> list[dict]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.find(event, **fields)
+            if len(found) >= count:
+                return found
+            if self.process and self.process.poll() is not None:
+                raise AssertionError(f"dropd exited ({self.process.returncode}) waiting for {event}:\n{self.log_text()}")
+            time.sleep(0.05)
+        raise AssertionError(f"no {event} {fields} within {timeout}s:\n{self.log_text()}")
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")[-6000:]
+
+    def signal(self, signum) -> None:
+        self.process.send_signal(signum)
+
+    def stop(self) -> int | None:
+        if self.process is None:
+            return None
+        try:
+            if self.process.poll() is None:
+                self.process.send_signal(signal.SIGTERM)
+                try:
+                    self.process.wait(30)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    self.process.wait(10)
+                    raise AssertionError(f"dropd did not stop on SIGTERM:\n{self.log_text()}")
+            return self.process.returncode
+        finally:
+            self._log.close()
+
+    # Clients -----------------------------------------------------------------------------
+
+    def paramiko_sftp(self, user: str, password: str | None = PASSWORD, key=None, source: str = "127.0.0.1"):
+        sock = socket.create_connection(("127.0.0.1", self.sftp_port), timeout=10, source_address=(source, 0))
+        transport = paramiko.Transport(sock)
+        try:
+            transport.connect(username=user, password=None if key else password, pkey=key)
+            return transport, paramiko.SFTPClient.from_transport(transport)
+        except BaseException:
+            transport.close()
+            sock.close()
+            raise
+
+    def openssh_sftp(self, user: str, key: ClientKey, batch: str, source: str = "127.0.0.1", timeout: float = 60):
+        command = [
+            "sftp", "-q", "-b", "-", "-P", str(self.sftp_port), "-i", str(key.path),
+            "-o", "StrictHostKeyChecking=no", "-o", f"UserKnownHostsFile={self.root / 'known_hosts'}",
+            "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", f"BindAddress={source}",
+            f"{user}@127.0.0.1",
+        ]  # fmt: skip
+        return subprocess.run(command, input=batch, capture_output=True, text=True, timeout=timeout)
+
+    def lftp(self, user: str, script: str, password: str = PASSWORD, timeout: float = 60):
+        settings = (
+            "set ssl:verify-certificate no; set ftp:ssl-force true; set ftp:ssl-protect-data true; "
+            "set net:max-retries 1; set net:timeout 10; set cmd:fail-exit true; "
+        )
+        command = ["lftp", "-u", f"{user},{password}", "-p", str(self.ftp_port), "-e", settings + script + "; bye", "ftp://127.0.0.1"]
+        return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+
+    def curl(self, *args, timeout: float = 60):
+        return subprocess.run(["curl", "-sS", "--max-time", "30", *args], capture_output=True, text=True, timeout=timeout)
+
+    def curl_ftps(self, path: str, *args, user: str, password: str = PASSWORD):
+        return self.curl(
+            "--ssl-reqd", "--insecure", "--user", f"{user}:{password}", *args,
+            f"ftp://127.0.0.1:{self.ftp_port}{path}",
+        )  # fmt: skip
+
+
+CONTACTS_HEADER = "Student ID,First Name,Last Name,Cell,Email,CRM,Text Opt Out,Major"
+"""The header of the contacts files `students_feed` reads."""
+
+
+def students_feed(**overrides) -> dict:
+    feed = {
+        "name": "students",
+        "kind": "contacts",
+        "path": "/imports",
+        "prefix": "StudentData",
+        "files": "all",
+        "schedule": ["on_arrival"],
+        "columns": {
+            "contact_id": "Student ID",
+            "first_name": "First Name",
+            "last_name": "Last Name",
+            "mobile_number": "Cell",
+            "email": "Email",
+            "crm_id": "CRM",
+        },
+        "opt_out": {"column": "Text Opt Out", "opted_in": ["N", "No"], "opted_out": ["Y", "Yes"], "empty": "keep"},
+        "custom": [{"field": "Major", "column": "Major", "mergeable": True, "visible": True}],
+    }
+    feed.update(overrides)
+    return feed
+
+
+def ftps(dropd, user="northfield", password=PASSWORD, source="127.0.0.1") -> ftplib.FTP_TLS:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    client = ftplib.FTP_TLS(context=context, timeout=15, source_address=(source, 0))
+    try:
+        client.connect("127.0.0.1", dropd.ftp_port)
+        client.login(user, password)
+        client.prot_p()
+    except BaseException:
+        client.close()
+        raise
+    return client
+
+
+ROW = "{id},Name{id},Last,202-555-01{id:02d},,,,\n"
+
+
+def place(dropd, name: str, ids, age: float = 120, partner="northfield") -> None:
+    """Write a file straight into the landing folder, as the organisation's own job would."""
+    folder = dropd.home(partner) / "imports"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(CONTACTS_HEADER + "\n" + "".join(ROW.format(id=i) for i in ids))
+    stamp = time.time() - age
+    os.utime(path, (stamp, stamp))
+
+
+def start_with(dropd, quiet="1s", **feed):
+    dropd.settings["daemon"]["quiet_period"] = quiet
+    dropd.add_feed_partner("northfield", [students_feed(schedule=[], **feed)])
+    dropd.start()
+
+
+def run_now(dropd, *extra, partner="northfield", folder="imports", prefix="StudentData") -> list[dict]:
+    """`dropd run-now students` once every feed file in the landing folder has settled (arrived)."""
+    for path in sorted((dropd.home(partner) / folder).glob(f"{prefix}*")):
+        if path.is_file():
+            dropd.wait_for("file.arrived", path=str(path))
+    return json.loads(dropd.cli("run-now", "students", "--json", *extra, check=False).stdout)
