@@ -113,9 +113,11 @@ def timed_process(command: list[str]) -> tuple[float, float]:
 
 def write_config(root: Path) -> Path:
     (root / "partners.d").mkdir()
-    (root / "dropd.toml").write_text('[daemon]\nstate_dir = "state"\ndrop_root = "drop"\n[sftp]\nlisten = "127.0.0.1:0"\nhost_keys = ["state/key"]\n')
+    (root / "dropd.toml").write_text(
+        '[daemon]\nstate_dir = "state"\ndrop_root = "drop"\n[sftp]\nlisten = "127.0.0.1:0"\nhost_keys = ["state/key"]\n'
+    )
     columns = dict(zip(("contact_id", "first_name", "last_name", "mobile_number", "email", "crm_id", "staff_id"),
-                       ("Student ID", "First Name", "Last Name", "Cell", "Email", "CRM", "Staff")))  # fmt: skip
+                       ("Student ID", "First Name", "Last Name", "Cell", "Email", "CRM", "Staff"), strict=True))  # fmt: skip
     text = '[partner]\nname = "bench"\npassword_hash = "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$aGFzaGhhc2g"\n'
     text += '[[feed]]\nname = "students"\nkind = "contacts"\npath = "/imports"\nprefix = "StudentData"\n'
     text += "[feed.columns]\n" + "".join(f'{field} = "{column}"\n' for field, column in columns.items())
@@ -149,7 +151,9 @@ def main() -> int:
         ingest = [sys.executable, "-m", "daemon.cli", "ingest", "-c", str(config)]
 
         def floor_of(path: Path) -> float:
-            seconds, rss = timed_process([sys.executable, __file__, "--floor", str(path), str(work / f"floor-{path.stem}.db")])
+            seconds, rss = timed_process(
+                [sys.executable, __file__, "--floor", str(path), str(work / f"floor-{path.stem}.db")]
+            )
             report("floor: csv.reader + executemany", args.rows, seconds, rss)
             return seconds
 

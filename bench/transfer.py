@@ -94,7 +94,9 @@ max_sessions_per_address = 1000
             f'[partner]\nname = "bench"\npassword_hash = "{hash_password(PASSWORD)}"\n'
             f'authorized_keys = ["{self.public_key}"]\n'
         )
-        process = self.start([sys.executable, "-m", "daemon.cli", "run", "-c", str(root / "dropd.toml")], self.dropd_sftp)
+        process = self.start(
+            [sys.executable, "-m", "daemon.cli", "run", "-c", str(root / "dropd.toml")], self.dropd_sftp
+        )
         wait_port(self.dropd_ftp)
         self.dropd_pid = process.pid
         self.dropd_home = root / "drop" / "bench"
@@ -108,13 +110,13 @@ max_sessions_per_address = 1000
         (root / "sshd_config").write_text(
             f"""Port {self.sshd_port}
 ListenAddress 127.0.0.1
-HostKey {root / 'host_key'}
-AuthorizedKeysFile {root / 'authorized_keys'}
+HostKey {root / "host_key"}
+AuthorizedKeysFile {root / "authorized_keys"}
 PermitRootLogin prohibit-password
 PasswordAuthentication no
 UsePAM no
 StrictModes no
-PidFile {root / 'sshd.pid'}
+PidFile {root / "sshd.pid"}
 Subsystem sftp internal-sftp
 ForceCommand internal-sftp
 """
@@ -148,8 +150,8 @@ ssl_enable=YES
 force_local_logins_ssl=YES
 force_local_data_ssl=YES
 require_ssl_reuse=NO
-rsa_cert_file={root / 'cert.pem'}
-rsa_private_key_file={root / 'key.pem'}
+rsa_cert_file={root / "cert.pem"}
+rsa_private_key_file={root / "key.pem"}
 pasv_enable=YES
 pasv_min_port={low}
 pasv_max_port={min(low + 50, 65535)}
@@ -187,8 +189,17 @@ def sftp_batch(servers: Servers, port: int, user: str, batch: str) -> subprocess
 
 def ftps_put(port: int, user: str, local: Path, remote: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        ["curl", "-sS", "--ssl-reqd", "--insecure", "--user", f"{user}:{PASSWORD}", "-T", str(local),
-         f"ftp://127.0.0.1:{port}{remote}"],  # fmt: skip
+        [
+            "curl",
+            "-sS",
+            "--ssl-reqd",
+            "--insecure",
+            "--user",
+            f"{user}:{PASSWORD}",
+            "-T",
+            str(local),
+            f"ftp://127.0.0.1:{port}{remote}",
+        ],  # fmt: skip
         capture_output=True,
         text=True,
         timeout=900,
@@ -273,18 +284,34 @@ def main() -> int:
         print(f"{args.size_mib} MiB over loopback, median of {args.repeat} ({os.cpu_count()} cores)")
         size, repeat = args.size_mib, args.repeat
         back = work / "back.bin"
-        up, up_cpu = timed("dropd SFTP upload", lambda: sftp_put(servers, servers.dropd_sftp, "bench", big, "/big.bin"), size, repeat, servers.dropd_pid)
+        up, up_cpu = timed(
+            "dropd SFTP upload",
+            lambda: sftp_put(servers, servers.dropd_sftp, "bench", big, "/big.bin"),
+            size,
+            repeat,
+            servers.dropd_pid,
+        )
         ref_up, ref_up_cpu = timed(
             "OpenSSH SFTP upload", lambda: sftp_put(servers, servers.sshd_port, "root", big, str(servers.sshd_dir / "big.bin")),
             size, repeat, servers.sshd_pid,
         )  # fmt: skip
-        down, _ = timed("dropd SFTP download", lambda: sftp_get(servers, servers.dropd_sftp, "bench", "/big.bin", back), size, repeat, servers.dropd_pid)
+        down, _ = timed(
+            "dropd SFTP download",
+            lambda: sftp_get(servers, servers.dropd_sftp, "bench", "/big.bin", back),
+            size,
+            repeat,
+            servers.dropd_pid,
+        )
         ref_down, _ = timed(
             "OpenSSH SFTP download", lambda: sftp_get(servers, servers.sshd_port, "root", str(servers.sshd_dir / "big.bin"), back),
             size, repeat, servers.sshd_pid,
         )  # fmt: skip
-        ftps, _ = timed("dropd FTPS upload", lambda: ftps_put(servers.dropd_ftp, "bench", big, "/big-ftps.bin"), size, repeat)
-        ref_ftps, _ = timed("vsftpd FTPS upload", lambda: ftps_put(servers.vsftpd_port, BENCH_USER, big, "/big-ftps.bin"), size, repeat)
+        ftps, _ = timed(
+            "dropd FTPS upload", lambda: ftps_put(servers.dropd_ftp, "bench", big, "/big-ftps.bin"), size, repeat
+        )
+        ref_ftps, _ = timed(
+            "vsftpd FTPS upload", lambda: ftps_put(servers.vsftpd_port, BENCH_USER, big, "/big-ftps.bin"), size, repeat
+        )
         print(f"ratio SFTP upload dropd/OpenSSH:   {up / ref_up:.2f}  (must >= 0.9, aim >= 1.2)")
         print(f"ratio SFTP download dropd/OpenSSH: {down / ref_down:.2f}  (must >= 0.8, aim >= 1.0)")
         print(f"ratio SFTP upload server CPU dropd/OpenSSH: {up_cpu / ref_up_cpu:.2f}  (must <= 1.5, aim <= 1.0)")

@@ -14,7 +14,8 @@ from daemon.control import ControlUnavailable, send_command
 from daemon.dropzone.passwords import hash_password
 from daemon.feeds.runs import DryRunReport, RunContext, ingest_file
 from daemon.logs import configure_logging
-from daemon.store import NoStoreYet, RunRecord, SchemaError, Store
+from daemon.store import open_store
+from daemon.store.records import NoStoreYet, RunRecord, SchemaError
 
 DEFAULT_CONFIG = "/etc/dropd/dropd.toml"
 
@@ -79,7 +80,7 @@ def _load(args, read_only: bool = True):
     """The config and the store; read-only commands never wait for the daemon or migrate."""
     config = _load_config(args)
     try:
-        return config, Store.for_config(config, read_only=read_only)
+        return config, open_store(config, read_only=read_only)
     except NoStoreYet:
         return config, None
     except SchemaError as exc:
@@ -113,7 +114,9 @@ def _print_runs(records, as_json: bool, config) -> None:
     for r in records:
         print(f"#{r.id}  {_local_time(r.started, zone)}  {r.feed}  {r.status}  {r.trigger}  {r.file or '-'}")
         if r.rows_in_file is not None:
-            details = ", ".join(f"{r.details[name]:,} {name.replace('_', ' ')}" for name in COUNTED if r.details.get(name))
+            details = ", ".join(
+                f"{r.details[name]:,} {name.replace('_', ' ')}" for name in COUNTED if r.details.get(name)
+            )
             rejected = f"{r.rows_rejected:,} rejected"
             print(f"      {r.rows_in_file:,} rows: {', '.join(part for part in (details, rejected) if part)}")
         if r.reason:
@@ -147,7 +150,9 @@ def _print_dry_run(report: DryRunReport, as_json: bool) -> int:
         "would_update": counts.updated if counts else 0,
         "unchanged": counts.unchanged if counts else 0,
         "would_reject": counts.rejected if counts else 0,
-        "errors": [dict(zip(("row", "code", "failure_type", "message"), error)) for error in report.errors],
+        "errors": [
+            dict(zip(("row", "code", "failure_type", "message"), error, strict=True)) for error in report.errors
+        ],
     }
     if as_json:
         print(json.dumps(summary, indent=2))
@@ -156,8 +161,10 @@ def _print_dry_run(report: DryRunReport, as_json: bool) -> int:
         if counts is None:
             print(f"  the run would fail: {report.reason}")
         else:
-            print(f"  rows {counts.rows}: would create {counts.created}, update {counts.updated}, "
-                  f"leave {counts.unchanged} unchanged, reject {counts.rejected}")
+            print(
+                f"  rows {counts.rows}: would create {counts.created}, update {counts.updated}, "
+                f"leave {counts.unchanged} unchanged, reject {counts.rejected}"
+            )
         for error in summary["errors"]:
             print(f"  row {error['row']}: {error['code']} ({error['failure_type']}): {error['message']}")
     return 0 if counts is not None else 1
@@ -170,10 +177,16 @@ def _run_now(args) -> int:
     try:
         reply = send_command(config.daemon.control_socket, request, timeout=args.timeout + 5)
     except ControlUnavailable as exc:
-        print(f"dropd run-now: {exc}; start it, or import a file by hand with `dropd ingest {args.feed} FILE`", file=sys.stderr)
+        print(
+            f"dropd run-now: {exc}; start it, or import a file by hand with `dropd ingest {args.feed} FILE`",
+            file=sys.stderr,
+        )
         return 1
     except PermissionError:
-        print(f"dropd run-now: no permission on {config.daemon.control_socket}; run as root or the service user", file=sys.stderr)
+        print(
+            f"dropd run-now: no permission on {config.daemon.control_socket}; run as root or the service user",
+            file=sys.stderr,
+        )
         return 1
     if not reply.get("ok"):
         print(f"dropd run-now: {reply.get('error')}", file=sys.stderr)
@@ -191,7 +204,11 @@ def _runs(args) -> int:
         _find_feed(config, args.feed)
     if not args.json:
         _print_queue(config)
-    _print_runs(store.runs(feed=args.feed, status=args.status, limit=args.limit) if store else [], args.json, config)
+    records = []
+    if store:
+        with store.reading() as tx:
+            records = tx.runs.recent(feed=args.feed, status=args.status, limit=args.limit)
+    _print_runs(records, args.json, config)
     return 0
 
 
@@ -213,7 +230,9 @@ def _control(config, command: str, request: dict) -> dict:
     except ControlUnavailable as exc:
         raise SystemExit(f"dropd {command}: {exc}") from None
     except PermissionError:
-        raise SystemExit(f"dropd {command}: no permission on {config.daemon.control_socket}; run as root or the service user") from None
+        raise SystemExit(
+            f"dropd {command}: no permission on {config.daemon.control_socket}; run as root or the service user"
+        ) from None
     if not reply.get("ok"):
         raise SystemExit(f"dropd {command}: {reply.get('error')}")
     return reply
@@ -229,7 +248,9 @@ def _status(args) -> int:
     zone = zoneinfo.ZoneInfo(config.daemon.timezone)
     minutes, seconds = divmod(status["uptime_seconds"], 60)
     hours, minutes = divmod(minutes, 60)
-    print(f"dropd {'running' if status['healthy'] else 'UNHEALTHY'} (pid {status['pid']}), up {hours}h {minutes:02d}m {seconds:02d}s")
+    print(
+        f"dropd {'running' if status['healthy'] else 'UNHEALTHY'} (pid {status['pid']}), up {hours}h {minutes:02d}m {seconds:02d}s"
+    )
     for listener in status["listeners"]:
         state = "listening" if listener["serving"] else "NOT ACCEPTING"
         print(f"  {listener['protocol']:<5} {listener['address']:<22} {state}")
@@ -240,7 +261,9 @@ def _status(args) -> int:
     for feed in status["waiting"]:
         print(f"  waiting to run: {feed}")
     for feed, since in sorted(status["store"]["waiting"].items()):
-        print(f"  queued: {feed} (waiting for {status['store']['writing'] or 'the store'} since {_local_time(since, zone)})")
+        print(
+            f"  queued: {feed} (waiting for {status['store']['writing'] or 'the store'} since {_local_time(since, zone)})"
+        )
     for run in status["last_runs"]:
         print(f"  last run of {run['feed']}: {run['status']} at {_local_time(run['finished'] or run['started'], zone)}")
     print(f"  banned addresses: {status['bans']}")
@@ -313,12 +336,15 @@ def _partner_records(args) -> int:
     config, store = _load(args)
     if args.partner not in config.partners:
         raise SystemExit(f"dropd: no partner named {args.partner!r} in {config.file}")
-    found = {
-        "contacts": lambda: store.contacts(args.partner),
-        "subscribers": lambda: store.subscribers(args.partner, include_removed=args.all),
-        "events": lambda: store.events(args.partner),
-        "messages": lambda: store.messages(args.partner),
-    }[args.command]() if store else []
+    found = []
+    if store:
+        with store.reading() as tx:
+            found = {
+                "contacts": lambda: tx.contacts.listing(args.partner),
+                "subscribers": lambda: tx.subscribers.listing(args.partner, include_removed=args.all),
+                "events": lambda: tx.events.listing(args.partner),
+                "messages": lambda: tx.messages.listing(args.partner),
+            }[args.command]()
     if args.json:
         print(json.dumps(found, indent=2))
         return 0
@@ -346,7 +372,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def with_config(command):
-        command.add_argument("-c", "--config", default=DEFAULT_CONFIG, help=f"main config file (default {DEFAULT_CONFIG})")
+        command.add_argument(
+            "-c", "--config", default=DEFAULT_CONFIG, help=f"main config file (default {DEFAULT_CONFIG})"
+        )
         return command
 
     run = with_config(commands.add_parser("run", help="run the daemon in the foreground (what systemd starts)"))
@@ -354,7 +382,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=_run)
     check = with_config(commands.add_parser("check-config", help="validate the config; exit 1 listing every error"))
     check.set_defaults(handler=_check_config)
-    ingest = with_config(commands.add_parser("ingest", help="import a local file through a feed now (the manual import)"))
+    ingest = with_config(
+        commands.add_parser("ingest", help="import a local file through a feed now (the manual import)")
+    )
     ingest.add_argument("feed")
     ingest.add_argument("file")
     ingest.add_argument("--dry-run", action="store_true", help="show what would happen and change nothing")
@@ -363,7 +393,9 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.set_defaults(handler=_ingest)
     run_now = with_config(commands.add_parser("run-now", help="start a feed's run now, through the running daemon"))
     run_now.add_argument("feed")
-    run_now.add_argument("--force", action="store_true", help="import files even if identical ones were imported before")
+    run_now.add_argument(
+        "--force", action="store_true", help="import files even if identical ones were imported before"
+    )
     run_now.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the run (default 3600)")
     run_now.add_argument("--json", action="store_true")
     run_now.set_defaults(handler=_run_now)
@@ -377,12 +409,17 @@ def build_parser() -> argparse.ArgumentParser:
     contacts.add_argument("--partner", required=True)
     contacts.add_argument("--json", action="store_true")
     contacts.set_defaults(handler=_partner_records)
-    subscribers = with_config(commands.add_parser("subscribers", help="a partner's subscriber list as the store holds it"))
+    subscribers = with_config(
+        commands.add_parser("subscribers", help="a partner's subscriber list as the store holds it")
+    )
     subscribers.add_argument("--partner", required=True)
     subscribers.add_argument("--all", action="store_true", help="include removed subscribers")
     subscribers.add_argument("--json", action="store_true")
     subscribers.set_defaults(handler=_partner_records)
-    for name, what in (("events", "engagement events (from activity feeds)"), ("messages", "message log (from messages feeds)")):
+    for name, what in (
+        ("events", "engagement events (from activity feeds)"),
+        ("messages", "message log (from messages feeds)"),
+    ):
         listing = with_config(commands.add_parser(name, help=f"a partner's {what}, as the store holds it"))
         listing.add_argument("--partner", required=True)
         listing.add_argument("--json", action="store_true")

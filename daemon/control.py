@@ -87,7 +87,7 @@ class ControlServer:
             partner, feed = self.core.config.feed(name)
         except KeyError:
             return {"ok": False, "error": f"no feed named {name!r}"}
-        if not (feed.enabled and partner.enabled):
+        if not partner.runs(feed):
             return {"ok": False, "error": f"feed {name!r} is disabled (enabled = false in {partner.source})"}
         log.info("control.run_now", feed=name, force=bool(request.get("force")))
         future = self.core.runner.request(name, "run-now", force=bool(request.get("force")))

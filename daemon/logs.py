@@ -25,11 +25,12 @@ _SHARED = [
 _LIBRARY_LEVELS = {"paramiko": logging.CRITICAL + 1, "pyftpdlib": logging.WARNING, "watchdog": logging.WARNING}
 
 
-def configure_logging(level: str = "info", json: bool | None = None, stream=None) -> None:
+def configure_logging(level: str = "info", stream=None) -> None:
+    """JSON lines when `stream` (stdout by default) is not a terminal, console lines when it is."""
     stream = stream or sys.stdout
-    if json is None:
-        json = not stream.isatty()
-    renderer = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+    renderer = (
+        structlog.processors.JSONRenderer() if not stream.isatty() else structlog.dev.ConsoleRenderer(colors=False)
+    )
     structlog.configure(
         processors=[
             structlog.stdlib.filter_by_level,

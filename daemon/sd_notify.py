@@ -40,9 +40,6 @@ class SystemdNotifier:
     def stopping(self) -> None:
         self.send("STOPPING=1", "STATUS=stopping")
 
-    def status(self, text: str) -> None:
-        self.send(f"STATUS={text}")
-
     def start_watchdog(self) -> None:
         if self.watchdog_interval:
             threading.Thread(target=self._watchdog, name="sd-watchdog", daemon=True).start()

@@ -1,9 +1,9 @@
 """The daemon's life: start the servers, react to signals, reload, and stop gracefully.
 
-`Daemon` is also the core the servers talk to: it holds the current config, the gatekeeper,
-the finished-upload hand-off and the open-transfer count. A reload builds a complete new
-config and gatekeeper first and swaps them in one assignment each; connected sessions keep
-the partner they logged in as.
+The servers talk to a `DropZone` (logins, bans, sessions), the feeds to the runner and the
+store; the daemon holds them together. A reload builds a complete new config and gatekeeper
+first and swaps them in one assignment each; connected sessions keep the partner they
+logged in as.
 """
 
 import os
@@ -19,17 +19,19 @@ from daemon.dropzone.ftp_server import FtpServer
 from daemon.dropzone.gatekeeper import BanList, Connections, Gatekeeper, RateLimitedLog
 from daemon.dropzone.handoff import UploadHandoff
 from daemon.dropzone.passwords import Verifier
-from daemon.dropzone.sessions import partner_home
 from daemon.dropzone.sftp_server import SftpServer
 from daemon.dropzone.tls_certificates import ensure_self_signed
 from daemon.dropzone.uploads import TransferCounter
+from daemon.dropzone.zone import DropZone
 from daemon.feeds.arrivals import Arrivals
 from daemon.feeds.landing import landed_files, landing_dir
+from daemon.feeds.recorder import RunFinished
 from daemon.feeds.runner import FeedRunner
 from daemon.feeds.scheduler import WindowScheduler
 from daemon.instance_lock import AlreadyRunning, InstanceLock
 from daemon.sd_notify import SystemdNotifier
-from daemon.store import SchemaError, Store
+from daemon.store import open_store
+from daemon.store.records import SchemaError
 
 log = structlog.get_logger("dropd.service")
 
@@ -47,13 +49,17 @@ class Daemon:
         self.verifier = Verifier()
         self.refusals = RateLimitedLog()
         self.connections = Connections(config.security, self.bans, self.refusals)
-        self.gatekeeper = Gatekeeper(config.partners, self.bans, self.verifier)
         self.handoff = UploadHandoff()
         self.transfers = TransferCounter()
+        self.zone = DropZone(
+            config.daemon.drop_root, config.security, Gatekeeper(config.partners, self.bans, self.verifier),
+            self.bans, self.connections, self.refusals, self.handoff, self.transfers,
+        )  # fmt: skip
+        self.run_finished = RunFinished()
         self.notifier = SystemdNotifier()
         self.sftp: SftpServer | None = None
         self.ftp: FtpServer | None = None
-        self.store: Store | None = None
+        self.store = None
         self.runner = FeedRunner(self)
         self.arrivals = Arrivals(
             config.daemon.quiet_period,
@@ -77,7 +83,7 @@ class Daemon:
         for folder in (config.daemon.state_dir, config.daemon.drop_root):
             os.makedirs(folder, mode=0o750, exist_ok=True)
         for partner in config.partners.values():
-            partner_home(config.daemon.drop_root, partner)
+            os.makedirs(config.daemon.drop_root / partner.name, mode=0o750, exist_ok=True)
         for partner, feed in config.feeds():
             os.makedirs(landing_dir(config.daemon.drop_root, partner, feed), mode=0o750, exist_ok=True)
 
@@ -95,17 +101,18 @@ class Daemon:
         try:
             self._prepare_folders(self.config)
             self._prepare_certificate(self.config)
-            self.store = Store.for_config(self.config)
-            interrupted = self.store.mark_interrupted_runs()
+            self.store = open_store(self.config)
+            with self.store.transaction() as tx:
+                interrupted = tx.runs.fail_interrupted()
             for run_id, feed in interrupted:
                 log.warning("run.interrupted", run_id=run_id, feed=feed)
             self.arrivals.watch(self.config.daemon.drop_root)
             self.control.start()
             if self.config.sftp:
-                self.sftp = SftpServer(self.config.sftp, self)
+                self.sftp = SftpServer(self.config.sftp, self.zone)
                 self.sftp.start()
             if self.config.ftp:
-                self.ftp = FtpServer(self.config.ftp, self)
+                self.ftp = FtpServer(self.config.ftp, self.zone)
                 self.ftp.start()
         except (OSError, RuntimeError, ValueError, SchemaError) as exc:
             self.stop_servers()
@@ -124,7 +131,8 @@ class Daemon:
             if server is not None
         ]
         try:
-            last_runs = [run.as_dict() for run in self.store.last_runs()]
+            with self.store.reading() as tx:
+                last_runs = [run.as_dict() for run in tx.runs.last_per_feed()]
             store_ok = True
         except Exception as exc:
             log.warning("status.store_unreadable", error=str(exc))
@@ -142,7 +150,9 @@ class Daemon:
         }
 
     def status_text(self) -> str:
-        listening = ", ".join(f"{name} {s.address[0]}:{s.address[1]}" for name, s in (("sftp", self.sftp), ("ftp", self.ftp)) if s)
+        listening = ", ".join(
+            f"{name} {s.address[0]}:{s.address[1]}" for name, s in (("sftp", self.sftp), ("ftp", self.ftp)) if s
+        )
         return f"serving {len(self.config.partners)} partners; {listening}"
 
     def run(self) -> int:
@@ -190,7 +200,9 @@ class Daemon:
         for section in ("sftp", "ftp"):
             old, fresh = getattr(self.config, section), getattr(new, section)
             if (old and old.listen) != (fresh and fresh.listen):
-                log.warning("config.restart_needed", key=f"{section}.listen", message="listen addresses change on restart")
+                log.warning(
+                    "config.restart_needed", key=f"{section}.listen", message="listen addresses change on restart"
+                )
         for key in ("state_dir", "drop_root", "store", "control_socket"):
             if getattr(self.config.daemon, key) != getattr(new.daemon, key):
                 log.warning("config.restart_needed", key=f"daemon.{key}", message="this setting changes on restart")
@@ -198,7 +210,7 @@ class Daemon:
         self.connections.settings = new.security
         self.arrivals.quiet_period = new.daemon.quiet_period
         self.arrivals.rescan_every = new.daemon.rescan
-        self.gatekeeper = Gatekeeper(new.partners, self.bans, self.verifier)
+        self.zone.reconfigure(new.security, Gatekeeper(new.partners, self.bans, self.verifier))
         self.config = new
         log.info("config.reloaded", partners=len(new.partners))
         self.notifier.ready(self.status_text())
@@ -244,4 +256,3 @@ def _drain(descriptor: int) -> set[int]:
         if not chunk:
             return received
         received.update(chunk)
-

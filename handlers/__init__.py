@@ -1,13 +1,10 @@
-"""Import handlers, one module per feed kind; this registry is the only way they are found."""
+"""Feed kinds, one module per kind. `KINDS` is built from this one list of classes and is
+the only way the daemon and the config find them."""
 
 from handlers.activity import ActivityImport
 from handlers.contacts import ContactsImport
 from handlers.messages import MessagesImport
 from handlers.subscribers import SubscribersImport
 
-HANDLERS = {
-    "contacts": ContactsImport,
-    "subscribers": SubscribersImport,
-    "activity": ActivityImport,
-    "messages": MessagesImport,
-}
+IMPORT_KINDS = (ContactsImport, SubscribersImport, ActivityImport, MessagesImport)
+KINDS = {kind.kind: kind for kind in IMPORT_KINDS}

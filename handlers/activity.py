@@ -9,17 +9,10 @@ before the run) are skipped and counted. An `opt-out` event opts the contact out
 """
 
 import datetime
-import json
 from dataclasses import dataclass
 
-from daemon.store import utc_now
 from handlers import option_values as v
-from handlers.base import (
-    ImportCounts,
-    RowErrors,
-    reject_missing_columns,
-    well_formed,
-)
+from handlers.base import CREATED, UNCHANGED, Column, ImportKind
 from handlers.typed_values import TYPES, parse_date, parse_typed
 
 DEFAULT_MAPPING = {
@@ -73,7 +66,7 @@ def _since(value) -> datetime.date:
         raise ValueError(f"{value!r} is not a date written yyyy-mm-dd") from None
 
 
-class ActivityImport:
+class ActivityImport(ImportKind):
     kind = "activity"
 
     @staticmethod
@@ -87,76 +80,50 @@ class ActivityImport:
                 table.error("", str(exc))
         return ActivityOptions(mapping=mapping, import_since=reader.take("import_since", _since, None))
 
-    def __init__(self, partner: str, feed: str, options: ActivityOptions, timezone: str = "UTC"):
-        self.partner = partner
-        self.feed = feed
-        self.options = options
-        self.timezone = timezone
+    def columns(self) -> list[Column]:
+        return [
+            Column(source, source, required=field in REQUIRED, label=field)
+            for source, (field, _) in self.options.mapping.items()
+        ]
 
-    def _since(self) -> str:
+    def begin(self, tx, header: list[str]) -> None:
         if self.options.import_since is not None:
-            return parse_date(self.options.import_since.isoformat(), self.timezone).isoformat()
-        return (datetime.datetime.now(datetime.timezone.utc) - DEFAULT_LOOKBACK).isoformat()
+            self._since = parse_date(self.options.import_since.isoformat(), self.timezone).isoformat()
+        else:
+            self._since = (datetime.datetime.now(datetime.UTC) - DEFAULT_LOOKBACK).isoformat()
+        self._opted_out = 0
 
-    def run(self, store, connection, rows, errors: RowErrors) -> ImportCounts:
-        positions = {name: index for index, name in reversed(list(enumerate(rows.header)))}
-        reject_missing_columns(
-            [f"{source!r} ({field})" for source, (field, _) in self.options.mapping.items() if field in REQUIRED and source not in positions]
-        )
-        columns = [(positions[source], field, kind) for source, (field, kind) in self.options.mapping.items() if source in positions]
-        since = self._since()
-        counts = ImportCounts(extra={"too_old": 0, "opted_out": 0})
-        for row, _text, values in well_formed(rows, errors, counts):
-            event = self._event(row, values, columns, errors)
-            if event is None:
-                counts.rejected += 1
-            elif event["time"] < since:
-                counts.extra["too_old"] += 1
-            else:
-                self._store(connection, event, counts)
-                counts.partial += errors.had_partial(row)
-        if counts.extra["opted_out"]:
-            store.bump_partner_version(connection, self.partner)
-        return counts
+    def apply(self, tx, row) -> str:
+        event = self._event(row)
+        if event["time"] < self._since:
+            return "too_old"
+        action = event.get("action", "").lower() or None
+        fields = {k: val for k, val in event.items() if k not in ("event_id", "contact_id", "action", "time")}
+        if not tx.events.add(self.partner, event["event_id"], event["contact_id"], action, event["time"], fields):
+            return UNCHANGED
+        if action == "opt-out":
+            self._opted_out += tx.contacts.opt_out(self.partner, event["contact_id"])
+            self._opted_out += tx.subscribers.opt_out(self.partner, event["contact_id"].lower())
+        return CREATED
 
-    def _event(self, row, values, columns, errors: RowErrors) -> dict | None:
+    def finish(self, tx, counts) -> None:
+        counts.extra.setdefault("too_old", 0)
+        counts.extra["opted_out"] = self._opted_out
+        if self._opted_out:
+            tx.contacts.changed(self.partner)
+
+    def _event(self, row) -> dict:
         event = {}
-        for index, field, kind in columns:
-            cell = values[index].strip()
+        for source, (field, kind) in self.options.mapping.items():
+            cell = row.cell(source)
             if not cell:
                 if field in REQUIRED:
-                    errors.reject(row, "missing-value", f"{field} is empty", values)
-                    return None
+                    row.reject("missing-value", f"{field} is empty")
                 continue
             try:
                 event[field] = parse_typed(cell, kind, self.timezone)
             except ValueError as exc:
                 if field in ("event_id", "time"):
-                    errors.reject(row, "invalid-attribute-data", f"{field}: {exc}", values)
-                    return None
-                errors.partial(row, "invalid-attribute-data", f"{field}: {exc}; the field was dropped", values)
+                    row.reject("invalid-attribute-data", f"{field}: {exc}")
+                row.partial("invalid-attribute-data", f"{field}: {exc}; the field was dropped")
         return event
-
-    def _store(self, connection, event: dict, counts: ImportCounts) -> None:
-        action = event.get("action", "").lower() or None
-        fields = {k: val for k, val in event.items() if k not in ("event_id", "contact_id", "action", "time")}
-        cursor = connection.execute(
-            "INSERT OR IGNORE INTO events (partner, event_id, contact_id, action, time, fields, imported_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (self.partner, event["event_id"], event["contact_id"], action, event["time"], json.dumps(fields), utc_now()),
-        )
-        if cursor.rowcount == 0:
-            counts.unchanged += 1
-            return
-        counts.created += 1
-        if action == "opt-out":
-            flipped = connection.execute(
-                "UPDATE contacts SET opted_out = 1, updated_at = ?, source_hash = NULL "
-                "WHERE partner = ? AND contact_id = ? AND opted_out = 0",
-                (utc_now(), self.partner, event["contact_id"]),
-            ).rowcount
-            flipped += connection.execute(
-                "UPDATE subscribers SET opted_out = 1, updated_at = ? WHERE partner = ? AND email_key = ? AND opted_out = 0",
-                (utc_now(), self.partner, event["contact_id"].lower()),
-            ).rowcount
-            counts.extra["opted_out"] += flipped

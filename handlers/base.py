@@ -1,18 +1,61 @@
-"""What every import handler shares: the rejection of a whole file, per-row error reports, counts.
+"""The contract of a feed kind, and what every import kind shares.
 
-A handler class has `kind`, `read_options(reader)` (its feed keys, checked at config load),
-and is built as `Handler(partner, feed, options, timezone)`; `run(store, connection, rows,
-errors)` applies a file inside the caller's transaction and returns its counts.
+An import kind is a class derived from `ImportKind`, listed once in `handlers/__init__.py`.
+The run (`daemon/feeds/runs.py`) opens the file, starts a transaction and calls the kind's
+hooks in this order; everything else — the header, malformed rows, counting, `UNSET`,
+partial rows, the error file — is done here, the same way for every kind.
+
+`read_options(reader)` (static)
+    Reads the kind's own keys from the feed's table, at config load. `reader.take(key,
+    parse, default)`, `reader.sub(key)` and `reader.entries(key)` read values with the
+    parsers of `handlers/option_values.py`; `reader.error(key, message)` reports a problem
+    (the reader adds file and key). Returns the options object the kind is built with.
+
+`__init__(feed)`
+    `feed` is a `FeedSetup`: partner and feed names, the options, the daemon's time zone.
+
+`columns() -> list[Column]`
+    The columns the kind reads: what it calls each one, its header in the file, whether the
+    file must have it. The base locates them in the header: a required one missing fails the
+    file (`missing-column`, naming every missing one), a wanted one twice fails it
+    (`duplicate-column`). `row.cell(key)` then reads a row's cell by the kind's name for it.
+
+`begin(tx, header)`
+    Called once, inside the transaction, before the first row. Optional.
+
+`apply(tx, row) -> str`
+    Applies one well-formed row through the store's repositories (`tx.contacts`, ...).
+    Returns `CREATED`, `UPDATED` or `UNCHANGED` (the row counts as applied), or the name of
+    another counter (e.g. "too_old": counted, neither applied nor rejected). `row.reject(code,
+    message)` rejects the row (it raises); `row.partial(code, message)` reports a field that
+    was dropped while the row is applied (counted as `partial`).
+
+`finish(tx, counts)`
+    Called once after the last row, inside the transaction: whole-file work (a full
+    replacement's removals). Raising `FileRejected` voids the whole file. Optional.
+
+Export kinds (`ExportKind`) get their own hooks when the first one is built.
 """
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 COMPLETE = "complete"
 PARTIAL = "partial"
 
+CREATED = "created"
+UPDATED = "updated"
+UNCHANGED = "unchanged"
 
-class FileRejected(Exception):
-    """The whole file is refused (e.g. a required column is missing); nothing is applied."""
+UNSET = "UNSET"
+"""A cell holding exactly this clears the field; an empty cell leaves it unchanged."""
+
+KEEP = object()
+"""What `Row.change` returns for an empty cell (or a column the file does not have)."""
+
+
+class Problem(Exception):
+    """A problem with an error code from the error dictionary and a sentence for a person."""
 
     def __init__(self, code: str, message: str):
         self.code = code
@@ -20,13 +63,36 @@ class FileRejected(Exception):
         super().__init__(f"{code}: {message}")
 
 
-def reject_missing_columns(missing: list[str]) -> None:
-    """One FileRejected naming every missing required column (each written as it should
-    appear, e.g. "'Cell' (mobile_number)"), so a partner fixes the header in one go."""
-    if len(missing) == 1:
-        raise FileRejected("missing-column", f"required column {missing[0]} is not in the header")
-    if missing:
-        raise FileRejected("missing-column", f"required columns {', '.join(missing)} are not in the header")
+class FileRejected(Problem):
+    """The whole file is refused (e.g. a required column is missing); nothing is applied."""
+
+
+class RowRejected(Problem):
+    """Raised by `Row.reject`: the row is not applied; the base records why."""
+
+
+@dataclass(frozen=True)
+class FeedSetup:
+    partner: str
+    feed: str
+    options: object
+    timezone: str = "UTC"
+    """The daemon's time zone: what a date without one in a file means."""
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    """What the kind calls the column (a field name)."""
+    header: str
+    """The column's header in the file."""
+    required: bool = False
+    label: str | None = None
+    """How an error names it beside its header; the key when not given."""
+
+    def described(self) -> str:
+        label = self.label or self.key
+        return repr(self.header) if label == self.header else f"{self.header!r} ({label})"
 
 
 @dataclass
@@ -52,6 +118,58 @@ class ImportCounts:
             **self.extra,
         }
 
+    def count(self, outcome: str) -> None:
+        if outcome in (CREATED, UPDATED, UNCHANGED):
+            setattr(self, outcome, getattr(self, outcome) + 1)
+        else:
+            self.extra[outcome] = self.extra.get(outcome, 0) + 1
+
+
+class RowErrors:
+    """Where rows' problems go: `write(row, code, failure_type, message, values)`, given by
+    the run (the error file and the store)."""
+
+    def __init__(self, write):
+        self.write = write
+
+
+class Row:
+    """One well-formed data row, as the kind sees it."""
+
+    __slots__ = ("number", "text", "values", "_index", "_errors", "partial_codes")
+
+    def __init__(self, number: int, text: str, values: list[str], index: dict, errors: RowErrors):
+        self.number = number
+        self.text = text
+        """The record's raw text, as in the file."""
+        self.values = values
+        self._index = index
+        self._errors = errors
+        self.partial_codes: list[str] = []
+
+    def has(self, key: str) -> bool:
+        """True when the file has the column."""
+        return self._index.get(key) is not None
+
+    def cell(self, key: str) -> str | None:
+        """The cell of column `key`, stripped; None when the file has no such column."""
+        index = self._index.get(key)
+        return self.values[index].strip() if index is not None else None
+
+    def change(self, key: str):
+        """What the cell asks for: `KEEP` (empty, or no column), None (`UNSET`: clear it), or the value."""
+        cell = self.cell(key)
+        if not cell:
+            return KEEP
+        return None if cell == UNSET else cell
+
+    def reject(self, code: str, message: str):
+        raise RowRejected(code, message)
+
+    def partial(self, code: str, message: str) -> None:
+        self.partial_codes.append(code)
+        self._errors.write(self.number, code, PARTIAL, message, self.values)
+
 
 def column_mapping(value, fields: tuple, required: tuple) -> dict:
     """A feed's `[feed.columns]` table: field = "column header", checked against `fields`."""
@@ -69,38 +187,78 @@ def column_mapping(value, fields: tuple, required: tuple) -> dict:
     return {name: header.strip() for name, header in value.items()}
 
 
-def well_formed(rows, errors: "RowErrors", counts: ImportCounts):
-    """The file's records as (row, text, values), counted; malformed ones are rejected here."""
-    width = len(rows.header)
-    for row, text, values, problem in rows:
-        counts.rows += 1
-        if problem is None and len(values) != width:
-            problem = f"the row has {len(values)} cells but the header has {width}"
-        if problem is not None:
-            errors.reject(row, "malformed-row", problem, values or [])
-            counts.rejected += 1
-            continue
-        yield row, text, values
+def locate(header: list[str], columns: list[Column]) -> dict[str, int | None]:
+    """Each column's position in `header` (None when absent and not required).
 
-
-class RowErrors:
-    """Where handlers report row problems; the run decides where they are written.
-
-    Rows come in file order, so remembering the last row with a partial error is enough to
-    tell whether an applied row counts as `partial`.
+    A required column that is missing fails the file, naming every missing one so a partner
+    fixes the header in one go; a column the kind reads that appears twice fails it too.
     """
+    positions: dict[str, int] = {}
+    wanted = {column.header for column in columns}
+    for index, name in enumerate(header):
+        if name in positions:
+            if name in wanted:
+                raise FileRejected("duplicate-column", f"column {name!r} appears twice in the header")
+            continue
+        positions[name] = index
+    missing = [column.described() for column in columns if column.required and column.header not in positions]
+    if len(missing) == 1:
+        raise FileRejected("missing-column", f"required column {missing[0]} is not in the header")
+    if missing:
+        raise FileRejected("missing-column", f"required columns {', '.join(missing)} are not in the header")
+    return {column.key: positions.get(column.header) for column in columns}
 
-    def __init__(self, write):
-        self._write = write
-        self._last_partial_row = None
 
-    def reject(self, row: int, code: str, message: str, values) -> None:
-        self._write(row, code, COMPLETE, message, values)
+class ImportKind(ABC):
+    kind: str
+    """The name feeds use in `kind = "..."`."""
+    direction = "import"
 
-    def partial(self, row: int, code: str, message: str, values) -> None:
-        self._last_partial_row = row
-        self._write(row, code, PARTIAL, message, values)
+    def __init__(self, feed: FeedSetup):
+        self.partner = feed.partner
+        self.feed = feed.feed
+        self.options = feed.options
+        self.timezone = feed.timezone
 
-    def had_partial(self, row: int) -> bool:
-        """True when `row` got a partial error (a field dropped, the row still applied)."""
-        return self._last_partial_row == row
+    @staticmethod
+    @abstractmethod
+    def read_options(reader) -> object: ...
+
+    @abstractmethod
+    def columns(self) -> list[Column]: ...
+
+    def begin(self, tx, header: list[str]) -> None:  # noqa: B027 (an optional hook)
+        """Before the first row."""
+
+    @abstractmethod
+    def apply(self, tx, row: Row) -> str: ...
+
+    def finish(self, tx, counts: ImportCounts) -> None:  # noqa: B027 (an optional hook)
+        """After the last row."""
+
+    def run(self, tx, rows, errors: RowErrors) -> ImportCounts:
+        """Apply every row of `rows` (a `CsvRows`) inside `tx`; the hooks do the kind's part."""
+        index = locate(rows.header, self.columns())
+        self.begin(tx, rows.header)
+        counts = ImportCounts()
+        width = len(rows.header)
+        for number, text, values, problem in rows:
+            counts.rows += 1
+            if problem is None and len(values) != width:
+                problem = f"the row has {len(values)} cells but the header has {width}"
+            if problem is not None:
+                errors.write(number, "malformed-row", COMPLETE, problem, values or [])
+                counts.rejected += 1
+                continue
+            row = Row(number, text, values, index, errors)
+            try:
+                outcome = self.apply(tx, row)
+            except RowRejected as rejected:
+                errors.write(number, rejected.code, COMPLETE, rejected.message, values)
+                counts.rejected += 1
+                continue
+            counts.count(outcome)
+            if row.partial_codes and outcome in (CREATED, UPDATED, UNCHANGED):
+                counts.partial += 1
+        self.finish(tx, counts)
+        return counts

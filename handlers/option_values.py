@@ -16,9 +16,7 @@ def parse_duration(text: str) -> float:
     """Return the number of seconds in `text`, or raise ValueError saying what is accepted."""
     match = _DURATION.match(text) if isinstance(text, str) else None
     if not match:
-        raise ValueError(
-            f"{text!r} is not a duration; write a number and a unit, like \"90s\", \"10m\", \"2h\" or \"1d\""
-        )
+        raise ValueError(f'{text!r} is not a duration; write a number and a unit, like "90s", "10m", "2h" or "1d"')
     return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 

@@ -10,19 +10,20 @@ import re
 import secrets
 from dataclasses import dataclass
 
-from daemon.store import utc_now
 from handlers import option_values as v
 from handlers.base import (
+    CREATED,
+    KEEP,
+    UNCHANGED,
+    UPDATED,
+    Column,
     FileRejected,
-    ImportCounts,
-    RowErrors,
+    ImportKind,
     column_mapping,
-    well_formed,
 )
 from handlers.validation import normalized_email
 
 FIELDS = ("email", "first_name", "last_name", "segment_code")
-UNSET = "UNSET"
 
 
 @dataclass(frozen=True)
@@ -36,17 +37,17 @@ class SubscribersOptions:
 def _percent(value) -> float:
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*%\s*", v.text(value))
     if not match or float(match.group(1)) > 100:
-        raise ValueError(f"{value!r} is not a percentage from 0% to 100% (like \"50%\")")
+        raise ValueError(f'{value!r} is not a percentage from 0% to 100% (like "50%")')
     return float(match.group(1)) / 100
 
 
-class SubscribersImport:
+class SubscribersImport(ImportKind):
     kind = "subscribers"
 
     @staticmethod
     def read_options(reader) -> SubscribersOptions:
         table = reader.sub("columns")
-        columns = {"email": "email", "first_name": "first_name", "last_name": "last_name", "segment_code": "segment_code"}
+        columns = {name: name for name in FIELDS}
         if table is not None:
             try:
                 columns = column_mapping(table.table, FIELDS, ("email",))
@@ -58,94 +59,48 @@ class SubscribersImport:
             max_removal=reader.take("max_removal", _percent, 0.5),
         )
 
-    def __init__(self, partner: str, feed: str, options: SubscribersOptions, timezone: str = "UTC"):
-        self.partner = partner
-        self.feed = feed
-        self.options = options
+    def columns(self) -> list[Column]:
+        return [Column(name, header, required=name == "email") for name, header in self.options.columns.items()]
 
-    def _locate(self, header: list[str]) -> None:
-        positions = {}
-        for index, name in enumerate(header):
-            if name in positions and name in self.options.columns.values():
-                raise FileRejected("duplicate-column", f"column {name!r} appears twice in the header")
-            positions.setdefault(name, index)
-        email_column = self.options.columns["email"]
-        if email_column not in positions:
-            raise FileRejected("missing-column", f"required column {email_column!r} (email) is not in the header")
-        self.index = {name: positions.get(column) for name, column in self.options.columns.items()}
+    def begin(self, tx, header: list[str]) -> None:
+        self._stamp = secrets.randbits(62)
+        """Marks every subscriber this file lists, so a full replacement finds the absent ones."""
+        self._active_before = tx.subscribers.active_count(self.partner)
 
-    def run(self, store, connection, rows, errors: RowErrors) -> ImportCounts:
-        self._locate(rows.header)
-        counts = ImportCounts()
-        stamp = secrets.randbits(62)
-        active_before = connection.execute(
-            "SELECT COUNT(*) FROM subscribers WHERE partner = ? AND removed_at IS NULL", (self.partner,)
-        ).fetchone()[0]
-        for row, _text, values in well_formed(rows, errors, counts):
-            outcome = self._apply_row(connection, row, values, errors, stamp)
-            setattr(counts, outcome, getattr(counts, outcome) + 1)
-        if self.options.mode == "full_replace":
-            counts.extra["removed"] = self._remove_absent(connection, stamp, active_before)
-        return counts
-
-    def _cell(self, values, name):
-        index = self.index.get(name)
-        return values[index].strip() if index is not None else None
-
-    def _apply_row(self, connection, row, values, errors: RowErrors, stamp: int) -> str:
-        raw_email = self._cell(values, "email")
-        if not raw_email or raw_email == UNSET:
-            errors.reject(row, "missing-value", f"email ({self.options.columns['email']!r}) is empty", values)
-            return "rejected"
+    def apply(self, tx, row) -> str:
+        raw_email = row.change("email")
+        if raw_email in (KEEP, None):
+            row.reject("missing-value", f"email ({self.options.columns['email']!r}) is empty")
         email = normalized_email(raw_email)
         if email is None:
-            errors.reject(row, "invalid-email", f"{raw_email!r} is not a valid email address", values)
-            return "rejected"
+            row.reject("invalid-email", f"{raw_email!r} is not a valid email address")
         key = email.lower()
-        existing = connection.execute(
-            "SELECT id, first_name, last_name, segment_code, removed_at FROM subscribers WHERE partner = ? AND email_key = ?",
-            (self.partner, key),
-        ).fetchone()
         changes = {}
         for name in ("first_name", "last_name", "segment_code"):
-            cell = self._cell(values, name)
-            if cell == UNSET:
-                changes[name] = None
-            elif cell:
-                changes[name] = cell
-        now = utc_now()
+            value = row.change(name)
+            if value is not KEEP:
+                changes[name] = value
+        existing = tx.subscribers.find(self.partner, key)
         if existing is None:
-            connection.execute(
-                "INSERT INTO subscribers (partner, email_key, email, first_name, last_name, segment_code, seen_in, "
-                "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (self.partner, key, email, changes.get("first_name"), changes.get("last_name"),
-                 changes.get("segment_code"), stamp, now, now),
-            )  # fmt: skip
-            return "created"
-        changed = {name: value for name, value in changes.items() if existing[name] != value}
-        if existing["removed_at"] is not None:
-            changed["removed_at"] = None
-        if not changed:
-            connection.execute("UPDATE subscribers SET seen_in = ? WHERE id = ?", (stamp, existing["id"]))
-            return "unchanged"
-        changed.update(email=email, seen_in=stamp, updated_at=now)
-        assignments = ", ".join(f"{name} = ?" for name in changed)
-        connection.execute(f"UPDATE subscribers SET {assignments} WHERE id = ?", (*changed.values(), existing["id"]))
-        return "updated"
+            tx.subscribers.create(self.partner, key, email, changes, self._stamp)
+            return CREATED
+        changed = {name: value for name, value in changes.items() if getattr(existing, name) != value}
+        if not changed and not existing.removed:
+            tx.subscribers.seen(existing.key, self._stamp)
+            return UNCHANGED
+        tx.subscribers.update(existing.key, {**changed, "email": email}, self._stamp, restore=existing.removed)
+        return UPDATED
 
-    def _remove_absent(self, connection, stamp: int, active_before: int) -> int:
-        absent = connection.execute(
-            "SELECT COUNT(*) FROM subscribers WHERE partner = ? AND removed_at IS NULL AND seen_in IS NOT ?",
-            (self.partner, stamp),
-        ).fetchone()[0]
-        if active_before and absent / active_before > self.options.max_removal:
+    def finish(self, tx, counts) -> None:
+        if self.options.mode != "full_replace":
+            return
+        absent = tx.subscribers.absent_count(self.partner, self._stamp)
+        before = self._active_before
+        if before and absent / before > self.options.max_removal:
             raise FileRejected(
                 "mass-removal",
-                f"the file would remove {absent} of {active_before} subscribers ({absent / active_before:.0%}), "
+                f"the file would remove {absent} of {before} subscribers ({absent / before:.0%}), "
                 f"more than max_removal ({self.options.max_removal:.0%}); nothing was applied",
             )
-        connection.execute(
-            "UPDATE subscribers SET removed_at = ?, updated_at = ? WHERE partner = ? AND removed_at IS NULL AND seen_in IS NOT ?",
-            (utc_now(), utc_now(), self.partner, stamp),
-        )
-        return absent
+        tx.subscribers.remove_absent(self.partner, self._stamp)
+        counts.extra["removed"] = absent

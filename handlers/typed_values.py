@@ -26,7 +26,7 @@ def parse_date(text: str, timezone: str) -> datetime.datetime:
         raise ValueError(f"{text!r} is not an ISO 8601 date or date-time") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=zoneinfo.ZoneInfo(timezone))
-    return parsed.astimezone(datetime.timezone.utc)
+    return parsed.astimezone(datetime.UTC)
 
 
 def parse_typed(text: str, kind: str, timezone: str):

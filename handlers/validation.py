@@ -52,7 +52,7 @@ def normalized_email(value: str) -> str | None:
     domain is most of email-validator's cost. For such addresses the local part is checked
     with the library's own dot-atom rule and the domain's verdict is remembered; everything
     else (quoting, Unicode, IDNA, reserved mailbox names, length limits) goes to the library.
-    tests/daemon/test_validation.py checks that both paths give the same answers.
+    tests/handlers/test_validation.py checks that both paths give the same answers.
     """
     local, at, domain = value.rpartition("@")
     if (

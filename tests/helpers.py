@@ -75,9 +75,7 @@ class ClientKey:
 
     def __init__(self, directory: Path, name: str = "id_ed25519"):
         self.path = directory / name
-        subprocess.run(
-            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "test", "-f", str(self.path)], check=True
-        )
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "test", "-f", str(self.path)], check=True)
         self.public = (directory / f"{name}.pub").read_text().strip()
         self.pkey = paramiko.Ed25519Key.from_private_key_file(str(self.path))
 
@@ -143,7 +141,11 @@ class DropdProcess:
         partner = {"name": name, "enabled": True, "password_hash": self.password_hash, **fields}
         text = toml_table("partner", partner)
         for feed in feeds:
-            plain = {k: v for k, v in feed.items() if not isinstance(v, dict) and not (isinstance(v, list) and v and isinstance(v[0], dict))}
+            plain = {
+                k: v
+                for k, v in feed.items()
+                if not isinstance(v, dict) and not (isinstance(v, list) and v and isinstance(v[0], dict))
+            }
             text += "\n[[feed]]\n" + toml_table("x", plain).split("\n", 1)[1]
             for key, value in feed.items():
                 if isinstance(value, dict):
@@ -159,7 +161,9 @@ class DropdProcess:
             capture_output=True, text=True, timeout=timeout,
         )  # fmt: skip
         if check and result.returncode != 0:
-            raise AssertionError(f"dropd {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+            raise AssertionError(
+                f"dropd {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+            )
         return result
 
     def runs(self, *args) -> list[dict]:
@@ -197,7 +201,7 @@ class DropdProcess:
         self.write_config()
         env = dict(os.environ)
         env.update(extra_env or {})
-        self._log = open(self.log_path, "ab")
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 (the daemon's log, closed in stop())
         command = [sys.executable, "-m", "daemon.cli", "run", "-c", str(self.config_file)]
         if drop_root_tmpfs:
             self.drop_root.mkdir(parents=True, exist_ok=True)
@@ -232,7 +236,9 @@ class DropdProcess:
             if len(found) >= count:
                 return found
             if self.process and self.process.poll() is not None:
-                raise AssertionError(f"dropd exited ({self.process.returncode}) waiting for {event}:\n{self.log_text()}")
+                raise AssertionError(
+                    f"dropd exited ({self.process.returncode}) waiting for {event}:\n{self.log_text()}"
+                )
             time.sleep(0.05)
         raise AssertionError(f"no {event} {fields} within {timeout}s:\n{self.log_text()}")
 
@@ -253,7 +259,7 @@ class DropdProcess:
                 except subprocess.TimeoutExpired:
                     self.process.kill()
                     self.process.wait(10)
-                    raise AssertionError(f"dropd did not stop on SIGTERM:\n{self.log_text()}")
+                    raise AssertionError(f"dropd did not stop on SIGTERM:\n{self.log_text()}") from None
             return self.process.returncode
         finally:
             self._log.close()
@@ -285,11 +291,22 @@ class DropdProcess:
             "set ssl:verify-certificate no; set ftp:ssl-force true; set ftp:ssl-protect-data true; "
             "set net:max-retries 1; set net:timeout 10; set cmd:fail-exit true; "
         )
-        command = ["lftp", "-u", f"{user},{password}", "-p", str(self.ftp_port), "-e", settings + script + "; bye", "ftp://127.0.0.1"]
+        command = [
+            "lftp",
+            "-u",
+            f"{user},{password}",
+            "-p",
+            str(self.ftp_port),
+            "-e",
+            settings + script + "; bye",
+            "ftp://127.0.0.1",
+        ]
         return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
 
     def curl(self, *args, timeout: float = 60):
-        return subprocess.run(["curl", "-sS", "--max-time", "30", *args], capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            ["curl", "-sS", "--max-time", "30", *args], capture_output=True, text=True, timeout=timeout
+        )
 
     def curl_ftps(self, path: str, *args, user: str, password: str = PASSWORD):
         return self.curl(
@@ -365,3 +382,53 @@ def run_now(dropd, *extra, partner="northfield", folder="imports", prefix="Stude
         if path.is_file():
             dropd.wait_for("file.arrived", path=str(path))
     return json.loads(dropd.cli("run-now", "students", "--json", *extra, check=False).stdout)
+
+
+class InProcessFeeds(DropdProcess):
+    """The feed half in this process, for the feed kinds' tests: the config is written as for
+    the daemon; `upload` puts the file in the partner's folder and runs its `on_arrival`
+    feeds at once, here; runs and contacts are read from the store. `cli` still runs the real
+    command on the same state (listings, `ingest`)."""
+
+    def __init__(self, root: Path, password_hash: str, backend: str = "sqlite"):
+        super().__init__(root, password_hash)
+        self.backend = backend
+        self.store = None
+
+    def start(self, extra_env=None, drop_root_tmpfs=None) -> None:
+        from daemon.config.settings import load_config
+        from daemon.store import open_store
+
+        self.write_config()
+        self.config = load_config(self.config_file)
+        self.store = open_store(self.config)
+
+    def upload(self, partner: str, path: str, content: bytes, password: str = PASSWORD) -> None:
+        from daemon.feeds import landing
+        from daemon.feeds.runs import RunContext, run_feed
+
+        target = self.home(partner) / path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content)
+        for owner, feed in landing.feeds_for(self.config, target):
+            if "on_arrival" in feed.schedule:
+                run_feed(RunContext(self.store, self.config), owner, feed, "arrival")
+
+    def runs(self, *args) -> list[dict]:
+        options = dict(zip(args[::2], args[1::2], strict=True))
+        with self.store.reading() as tx:
+            found = tx.runs.recent(feed=options.get("--feed"), status=options.get("--status"))
+        return [record.as_dict() for record in found]
+
+    def contacts(self, partner: str) -> dict[str, dict]:
+        with self.store.reading() as tx:
+            return {contact["contact_id"]: contact for contact in tx.contacts.listing(partner)}
+
+    def wait_for_runs(self, feed: str, count: int = 1, timeout: float = 0) -> list[dict]:
+        """The feed's finished runs, oldest first; runs here finish before `upload` returns."""
+        finished = [run for run in self.runs("--feed", feed) if run["status"] != "running"]
+        assert len(finished) >= count, f"{len(finished)} of {count} runs of {feed}"
+        return list(reversed(finished))
+
+    def stop(self) -> None:
+        self.store = None

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on any machine: installs the system tools the tests drive
-# (when run as root; otherwise names what is missing), the Python packages, then pytest.
+# (when run as root; otherwise names what is missing), the Python packages, then ruff
+# (lint and format check) and pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,4 +19,6 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'
+python3 -m ruff check --quiet .
+python3 -m ruff format --check --quiet .
 exec python3 -m pytest "$@"

@@ -10,43 +10,40 @@ from pathlib import Path
 import paramiko
 
 from daemon.config import values as v
-from handlers import HANDLERS
+from daemon.windows import ON_ARRIVAL, window_names
+from handlers import KINDS
 from handlers import option_values as o
 
 PARTNER_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
-FEED_KINDS = (
-    "contacts",
-    "subscribers",
-    "activity",
-    "messages",
-    "conversations_export",
-    "engagement_export",
-)
-IMPORT_WINDOWS = ("overnight", "morning", "afternoon", "evening")
-EXPORT_BLOCKS = tuple(f"{hour:02d}-{hour + 3:02d}" for hour in range(0, 24, 3))
 
 
 @dataclass(frozen=True)
 class Feed:
+    """A feed's settings. Every feed has the first block; the import settings are read for
+    import kinds only (an export feed has no `prefix` or `archive_path` and they stay None)."""
+
     name: str
     kind: str
+    direction: str
+    """"import" or "export", from the kind."""
     enabled: bool
     description: str
     path: str
-    prefix: str
-    files: str
-    delimiter: str
-    after_import: str
-    archive_path: str
-    count_file: str
-    count_wait: float
-    error_report: bool
-    """Write `<name>.errors.csv` beside an archived or failed file, for the partner."""
     schedule: tuple[str, ...]
     notify: tuple[str, ...]
     notify_on: tuple[str, ...]
     options: object = field(default=None, compare=False)
-    """Kind-specific settings, read and checked by the feed's handler."""
+    """Kind-specific settings, read and checked by the feed's kind."""
+    # Import feeds
+    prefix: str | None = None
+    files: str | None = None
+    delimiter: str | None = None
+    after_import: str | None = None
+    archive_path: str | None = None
+    count_file: str | None = None
+    count_wait: float | None = None
+    error_report: bool | None = None
+    """Write `<name>.errors.csv` beside an archived or failed file, for the partner."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +56,10 @@ class Partner:
     allow_from: tuple
     feeds: tuple[Feed, ...]
     source: Path
+
+    def runs(self, feed: Feed) -> bool:
+        """A feed runs only while both it and its partner are enabled."""
+        return self.enabled and feed.enabled
 
     def allows(self, address: str) -> bool:
         if not self.allow_from:
@@ -83,7 +84,7 @@ def authorized_keys(value) -> tuple[paramiko.PKey, ...]:
     for number, line in enumerate(o.text_list(value), start=1):
         parts = line.split()
         if len(parts) < 2:
-            raise ValueError(f"entry {number} is not \"TYPE BASE64 [comment]\"")
+            raise ValueError(f'entry {number} is not "TYPE BASE64 [comment]"')
         try:
             keys.append(paramiko.PKey.from_type_string(parts[0], base64.b64decode(parts[1])))
         except Exception as exc:
@@ -100,11 +101,6 @@ def virtual_dir(value) -> str:
     return "/" + "/".join(part for part in path.split("/") if part)
 
 
-def schedule_entries(kind: str):
-    allowed = EXPORT_BLOCKS if kind.endswith("_export") else IMPORT_WINDOWS + ("on_arrival",)
-    return o.choice_list(*allowed, allow_empty=True)
-
-
 def read_feed(errors, file: Path, index: int, table) -> Feed | None:
     reader = v.TableReader(errors, file, f"feed[{index}]", table)
     if not isinstance(table, dict):
@@ -113,42 +109,46 @@ def read_feed(errors, file: Path, index: int, table) -> Feed | None:
     name = reader.take("name", o.non_empty_text)
     if name is not None:
         reader.prefix = f"feed[{name}]"
-    kind = reader.take("kind", o.choice(*FEED_KINDS))
-    exporting = bool(kind and kind.endswith("_export"))
+    kind = reader.take("kind", o.choice(*KINDS))
+    direction = KINDS[kind].direction if kind else "import"
+    schedule = window_names(direction) + ((ON_ARRIVAL,) if direction == "import" else ())
     feed = dict(
         name=name,
         kind=kind,
+        direction=direction,
         enabled=reader.take("enabled", o.boolean, True),
         description=reader.take("description", o.text, ""),
-        path=reader.take("path", virtual_dir, "/outbox" if exporting else v.REQUIRED),
-        prefix=reader.take("prefix", o.non_empty_text),
-        files=reader.take("files", o.choice("most_recent", "all"), "most_recent"),
-        delimiter=reader.take("delimiter", o.choice("comma", "tab"), "comma"),
-        after_import=reader.take("after_import", o.choice("move", "delete"), "move"),
-        archive_path=reader.take("archive_path", virtual_dir, ""),
-        count_file=reader.take("count_file", o.choice("off", "optional", "required"), "optional"),
-        count_wait=reader.take("count_wait", o.duration, 600.0),
-        error_report=reader.take("error_report", o.boolean, True),
-        schedule=reader.take("schedule", schedule_entries(kind or ""), ()),
+        path=reader.take("path", virtual_dir, "/outbox" if direction == "export" else v.REQUIRED),
+        schedule=reader.take("schedule", o.choice_list(*schedule, allow_empty=True), ()),
         notify=reader.take("notify", v.email_list, ()),
         notify_on=reader.take(
             "notify_on", o.choice_list("failed", "success", "skipped", allow_empty=True), ("failed",)
         ),
+        options=KINDS[kind].read_options(reader) if kind else None,
     )
-    options = None
-    if kind in HANDLERS:
-        options = HANDLERS[kind].read_options(reader)
-    elif kind is not None:
-        reader.error("kind", f"{kind!r} feeds are not available in this version (available: {', '.join(HANDLERS)})")
-    if not feed["archive_path"] and feed["path"] and not exporting:
-        # Also where superseded files go when after_import = "delete".
-        feed["archive_path"] = feed["path"].rstrip("/") + "/archive"
-    if feed["archive_path"] and feed["archive_path"].rstrip("/") == (feed["path"] or "").rstrip("/"):
-        reader.error("archive_path", "must differ from path: archived files would be imported again")
+    if direction == "import":
+        feed.update(_read_import_settings(reader, feed["path"]))
     reader.finish()
     if len(errors) > before:
         return None
-    return Feed(options=options, **feed)
+    return Feed(**feed)
+
+
+def _read_import_settings(reader, path: str | None) -> dict:
+    settings = dict(
+        prefix=reader.take("prefix", o.non_empty_text),
+        files=reader.take("files", o.choice("most_recent", "all"), "most_recent"),
+        delimiter=reader.take("delimiter", o.choice("comma", "tab"), "comma"),
+        after_import=reader.take("after_import", o.choice("move", "delete"), "move"),
+        # Also where superseded files go when after_import = "delete".
+        archive_path=reader.take("archive_path", virtual_dir, (path or "").rstrip("/") + "/archive"),
+        count_file=reader.take("count_file", o.choice("off", "optional", "required"), "optional"),
+        count_wait=reader.take("count_wait", o.duration, 600.0),
+        error_report=reader.take("error_report", o.boolean, True),
+    )
+    if settings["archive_path"] and settings["archive_path"].rstrip("/") == (path or "").rstrip("/"):
+        reader.error("archive_path", "must differ from path: archived files would be imported again")
+    return settings
 
 
 def read_partner(errors: list, file: Path) -> Partner | None:
@@ -193,9 +193,7 @@ def read_partner(errors: list, file: Path) -> Partner | None:
 
 def _partner_name(value) -> str:
     if not PARTNER_NAME.fullmatch(o.text(value)):
-        raise ValueError(
-            f"{value!r} is not a usable partner name: use 1-64 lower-case letters, digits, '-' or '_'"
-        )
+        raise ValueError(f"{value!r} is not a usable partner name: use 1-64 lower-case letters, digits, '-' or '_'")
     return value
 
 

@@ -96,14 +96,14 @@ def _timezone(value) -> str:
     try:
         zoneinfo.ZoneInfo(o.non_empty_text(value))
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"{value!r} is not a known time zone (e.g. \"America/New_York\")") from None
+        raise ValueError(f'{value!r} is not a known time zone (e.g. "America/New_York")') from None
     return value
 
 
 def _store(value) -> str:
     store = o.text(value)
     if store != "sqlite" and not store.startswith(("postgresql://", "postgres://")):
-        raise ValueError("must be \"sqlite\" or a postgresql:// URL")
+        raise ValueError('must be "sqlite" or a postgresql:// URL')
     return store
 
 
@@ -120,9 +120,7 @@ def _read_daemon(table: v.TableReader, base: Path) -> dict:
         grace_time=table.take("grace_time", o.duration, 30.0),
         quiet_period=table.take("quiet_period", o.duration, 30.0),
         rescan=table.take("rescan", o.duration, 60.0),
-        control_socket=table.take(
-            "control_socket", path, state_dir / "control.sock" if state_dir else None
-        ),
+        control_socket=table.take("control_socket", path, state_dir / "control.sock" if state_dir else None),
     )
     table.finish()
     return settings
@@ -149,7 +147,7 @@ def _read_ftp(table: v.TableReader, base: Path) -> FtpSettings | None:
     if tls == "required":
         for key, value in (("certfile", certfile), ("keyfile", keyfile)):
             if value is None and not table.has(key):
-                table.error(key, "is required when tls = \"required\"")
+                table.error(key, 'is required when tls = "required"')
             elif value is not None and not self_signed and not value.exists():
                 table.error(key, f"{value} does not exist (set self_signed = true to generate one)")
     settings = FtpSettings(
@@ -191,9 +189,9 @@ def _read_security(table: v.TableReader) -> SecuritySettings:
         max_auth_attempts=table.take("max_auth_attempts", o.integer(1, 100), 3),
     )
     table.finish()
-    if settings.max_unauthenticated_per_address and settings.max_unauthenticated:
-        if settings.max_unauthenticated_per_address > settings.max_unauthenticated:
-            table.error("max_unauthenticated_per_address", "cannot be larger than max_unauthenticated")
+    per_address, total = settings.max_unauthenticated_per_address, settings.max_unauthenticated
+    if per_address and total and per_address > total:
+        table.error("max_unauthenticated_per_address", "cannot be larger than max_unauthenticated")
     return settings
 
 
@@ -260,4 +258,3 @@ def _read_partners(errors: list, partners_dir: Path) -> dict[str, Partner]:
             feed_owner[feed.name] = file
         partners[partner.name] = partner
     return partners
-

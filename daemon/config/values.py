@@ -100,7 +100,7 @@ class TableReader:
 def listen_address(value) -> tuple[str, int]:
     host, sep, port = text(value).rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"{value!r} is not an address; write host:port, like \"127.0.0.1:2222\"")
+        raise ValueError(f'{value!r} is not an address; write host:port, like "127.0.0.1:2222"')
     host = host.strip("[]")
     try:
         ipaddress.ip_address(host)
@@ -114,7 +114,7 @@ def listen_address(value) -> tuple[str, int]:
 def port_range(value) -> range:
     match = re.fullmatch(r"(\d+)-(\d+)", text(value).strip())
     if not match:
-        raise ValueError(f"{value!r} is not a port range; write it like \"50000-50100\"")
+        raise ValueError(f'{value!r} is not a port range; write it like "50000-50100"')
     low, high = int(match.group(1)), int(match.group(2))
     if not 1024 <= low <= high <= 65535:
         raise ValueError(f"{value!r} must lie within 1024-65535, low end first")

@@ -124,7 +124,9 @@ def install(channel) -> bool:
     if not isinstance(stock, BufferedPipe) or not all(hasattr(BufferedPipe, name) for name in _PIPE_METHODS):
         if not _warned.is_set():
             _warned.set()
-            log.warning("sftp.stock_buffer", message="paramiko's channel buffer is not what dropd expects; using it as is")
+            log.warning(
+                "sftp.stock_buffer", message="paramiko's channel buffer is not what dropd expects; using it as is"
+            )
         return False
     pipe = ChunkPipe()
     pipe.feed(stock.empty())

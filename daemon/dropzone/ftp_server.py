@@ -1,4 +1,4 @@
-"""The FTP server (pyftpdlib), explicit TLS by default: speaks FTP, leaves the rest to the core.
+"""The FTP server (pyftpdlib), explicit TLS by default: speaks FTP, leaves the rest to the drop zone.
 
 Each connection runs in its own thread (pyftpdlib's ThreadedFTPServer) so that password
 hashing and disk work never stall other partners. Uploads go through `AtomicUpload`; the
@@ -27,7 +27,7 @@ from pyftpdlib.servers import ThreadedFTPServer
 
 from daemon.dropzone.gatekeeper import LoginRefused
 from daemon.dropzone.jail import JailError
-from daemon.dropzone.sessions import PartnerSession, partner_home
+from daemon.dropzone.sessions import PartnerSession
 
 log = structlog.get_logger("dropd.ftp")
 
@@ -145,18 +145,18 @@ class _JailedFS(AbstractedFS):
 
 
 class _PartnerAuthorizer:
-    """pyftpdlib's authorizer interface, answered by the core's gatekeeper."""
+    """pyftpdlib's authorizer interface, answered by the drop zone's gatekeeper."""
 
-    def __init__(self, core):
-        self.core = core
+    def __init__(self, zone):
+        self.zone = zone
 
     def validate_authentication(self, username, password, handler):
-        gatekeeper = self.core.gatekeeper
+        gatekeeper = self.zone.gatekeeper
         try:
             partner = gatekeeper.check_password(username, password, handler.remote_ip)
         except LoginRefused as refused:
             gatekeeper.refused("ftp", username, handler.remote_ip, refused, "password", handler.ticket)
-            if self.core.bans.is_banned(handler.remote_ip):
+            if self.zone.is_banned(handler.remote_ip):
                 # pyftpdlib answers 530 after its delay, then disconnects at the last attempt.
                 handler.attempted_logins = handler.max_login_attempts - 1
             raise AuthenticationFailed("Authentication failed.") from None
@@ -165,10 +165,10 @@ class _PartnerAuthorizer:
         handler.start_session(partner)
 
     def get_home_dir(self, username):
-        return str(partner_home(self.core.config.daemon.drop_root, self.core.gatekeeper.partners[username]))
+        return str(self.zone.home_of(self.zone.gatekeeper.partners[username]))
 
     def has_user(self, username):
-        return username in self.core.gatekeeper.partners
+        return self.zone.knows(username)
 
     def has_perm(self, username, perm, path=None):
         return True
@@ -296,7 +296,7 @@ class _TlsDTP(_TransferClose, TLS_DTPHandler):
 class _SessionHandling:
     """Control-channel behaviour shared by the plain and the TLS handler."""
 
-    core = None
+    zone = None
     session: PartnerSession | None = None
     ticket = None
 
@@ -315,15 +315,20 @@ class _SessionHandling:
         failure = sys.exc_info()[1]
         if not isinstance(failure, OSError):
             return super().handle_error()
-        self.core.refusals("connection.closed", self.remote_ip, "connection-error", protocol="ftp", error=failure.strerror or str(failure))
+        self.zone.refusals(
+            "connection.closed",
+            self.remote_ip,
+            "connection-error",
+            protocol="ftp",
+            error=failure.strerror or str(failure),
+        )
         self.close()
 
     def start_session(self, partner) -> None:
         """Called on a good password, before pyftpdlib builds the file system on the session."""
         if self.session is not None:
             self.session.close("logged in again")
-        home = partner_home(self.core.config.daemon.drop_root, partner)
-        self.session = PartnerSession(partner, home, "ftp", self.remote_ip, self.core.handoff, self.core.transfers)
+        self.session = self.zone.open_session(partner, "ftp", self.remote_ip)
 
     def ftp_MLSD(self, path):
         """A folder that does not exist is 550, as rclone (and most clients) expect to create it;
@@ -397,19 +402,19 @@ class _TlsContexts:
         return cls.data_ssl_context
 
 
-def _handler_class(settings, core):
+def _handler_class(settings, zone):
     tls = settings.tls == "required"
     base = TLS_FTPHandler if tls else FTPHandler
     attributes = dict(
-        core=core,
-        authorizer=_PartnerAuthorizer(core),
+        zone=zone,
+        authorizer=_PartnerAuthorizer(zone),
         abstracted_fs=_JailedFS,
         dtp_handler=_TlsDTP if tls else _PlainDTP,
         passive_ports=list(settings.passive_ports),
         masquerade_address=settings.masquerade_address or None,
         banner="dropd ready.",
         auth_failed_timeout=1,
-        max_login_attempts=core.config.security.max_auth_attempts,
+        max_login_attempts=zone.max_auth_attempts,
         permit_foreign_addresses=False,
         timeout=300,
     )
@@ -458,10 +463,10 @@ class _FtpServer(ThreadedFTPServer):
 class FtpServer:
     """Controller: `start()` returns once the port listens; `stop()` is safe to call twice."""
 
-    def __init__(self, settings, core):
+    def __init__(self, settings, zone):
         self.settings = settings
-        self.core = core
-        self.handler = _handler_class(settings, core)
+        self.zone = zone
+        self.handler = _handler_class(settings, zone)
         self._server: ThreadedFTPServer | None = None
         self._thread: threading.Thread | None = None
         self._running = threading.Event()
@@ -481,13 +486,15 @@ class FtpServer:
             log.warning("ftp.plain_text", message="FTP without TLS: passwords and files cross the network in clear")
         host, port = self.settings.listen
         try:
-            self._server = _FtpServer(self.settings.listen, self.handler, self.core.connections)
+            self._server = _FtpServer(self.settings.listen, self.handler, self.zone.connections)
         except OSError as exc:
             raise RuntimeError(f"cannot listen for FTP on {host}:{port} (ftp.listen): {exc.strerror}") from exc
         self._running.set()
         self._thread = threading.Thread(target=self._serve, name="ftp-accept", daemon=True)
         self._thread.start()
-        log.info("server.listening", protocol="ftp", address=f"{self.address[0]}:{self.address[1]}", tls=self.settings.tls)
+        log.info(
+            "server.listening", protocol="ftp", address=f"{self.address[0]}:{self.address[1]}", tls=self.settings.tls
+        )
 
     def _serve(self) -> None:
         try:

@@ -118,7 +118,9 @@ class BanList:
     def bans(self) -> list[Ban]:
         now, wall = self._clock(), time.time()
         with self._lock:
-            return [Ban(address, wall + until - now) for address, until in sorted(self._banned_until.items()) if until > now]
+            return [
+                Ban(address, wall + until - now) for address, until in sorted(self._banned_until.items()) if until > now
+            ]
 
     def unban(self, address: str) -> bool:
         with self._lock:
@@ -273,7 +275,9 @@ class Gatekeeper:
                 self._verify((), password, address)
             raise
         if not self._verify(partner.password_hashes, password, address):
-            raise LoginRefused("wrong password" if partner.password_hashes else "no password for this partner (keys only)")
+            raise LoginRefused(
+                "wrong password" if partner.password_hashes else "no password for this partner (keys only)"
+            )
         return partner
 
     def _verify(self, hashes, password: str, address: str) -> bool:
@@ -294,7 +298,15 @@ class Gatekeeper:
 
     def refused(self, protocol: str, username: str, address: str, reason, method: str, ticket=None, **fields) -> None:
         """Log a failed login and count it; `ticket` is the connection it came on."""
-        log.warning("login.failed", protocol=protocol, user=username, remote=address, method=method, reason=str(reason), **fields)
+        log.warning(
+            "login.failed",
+            protocol=protocol,
+            user=username,
+            remote=address,
+            method=method,
+            reason=str(reason),
+            **fields,
+        )
         if getattr(reason, "counts", True):
             self.bans.record_failure(address, sparing=ticket)
 

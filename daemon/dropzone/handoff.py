@@ -1,15 +1,15 @@
 """The one place where a finished upload enters the core.
 
 Both protocol servers call `UploadHandoff.finished` once a file is complete under its final
-name, and only then. Whatever acts on arrivals (feeds, watchers) subscribes here; a failing
-subscriber is logged and never disturbs the transfer or the other subscribers.
+name, and only then. Whatever acts on arrivals (feeds, watchers) subscribes here.
 """
 
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
+
+from daemon.handoff import Handoff
 
 log = structlog.get_logger("dropd.handoff")
 
@@ -25,14 +25,9 @@ class FinishedUpload:
     duration: float
 
 
-class UploadHandoff:
+class UploadHandoff(Handoff[FinishedUpload]):
     def __init__(self):
-        self._subscribers = []
-        self._lock = threading.Lock()
-
-    def subscribe(self, subscriber) -> None:
-        with self._lock:
-            self._subscribers.append(subscriber)
+        super().__init__("upload")
 
     def finished(self, upload: FinishedUpload) -> None:
         log.info(
@@ -43,10 +38,4 @@ class UploadHandoff:
             size=upload.size,
             duration=round(upload.duration, 3),
         )
-        with self._lock:
-            subscribers = list(self._subscribers)
-        for subscriber in subscribers:
-            try:
-                subscriber(upload)
-            except Exception:
-                log.exception("upload.subscriber_failed", partner=upload.partner, path=upload.path)
+        self.publish(upload, partner=upload.partner, path=upload.path)

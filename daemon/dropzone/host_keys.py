@@ -36,4 +36,3 @@ def load_host_keys(paths: tuple[Path, ...]) -> list[paramiko.PKey]:
         except (paramiko.SSHException, OSError, ValueError) as exc:
             raise RuntimeError(f"cannot load SSH host key {path}: {exc}") from None
     return keys
-

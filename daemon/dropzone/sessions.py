@@ -162,7 +162,9 @@ class PartnerSession:
     def download_finished(self, path: Path, size: int, duration: float, completed: bool) -> None:
         self.downloads += 1
         self.bytes_out += size
-        self._log_transfer("download", self.jail.to_virtual(path), size, duration, "completed" if completed else "aborted")
+        self._log_transfer(
+            "download", self.jail.to_virtual(path), size, duration, "completed" if completed else "aborted"
+        )
 
     def _hand_off(self, virtual: str, real: Path, size: int, duration: float) -> None:
         self._handoff.finished(FinishedUpload(self.partner.name, self.protocol, virtual, real, size, duration))
@@ -212,9 +214,3 @@ class Download:
         os.close(self.fd)
         self.session._transfers.closed()
         self.session.download_finished(self.path, sent, time.monotonic() - self.started, completed)
-
-
-def partner_home(drop_root: Path, partner: Partner) -> Path:
-    home = drop_root / partner.name
-    os.makedirs(home, mode=0o750, exist_ok=True)
-    return home

@@ -30,7 +30,8 @@ from daemon.dropzone import channel_buffer
 from daemon.dropzone.gatekeeper import LoginRefused
 from daemon.dropzone.host_keys import load_host_keys
 from daemon.dropzone.jail import JailError
-from daemon.dropzone.sessions import Download, PartnerSession, partner_home
+from daemon.dropzone.sessions import Download, PartnerSession
+from daemon.dropzone.zone import DropZone
 
 log = structlog.get_logger("dropd.sftp")
 
@@ -265,9 +266,7 @@ class _JailedSFTP(paramiko.SFTPServerInterface):
             with os.scandir(real) as scan:
                 for entry in scan:
                     if self.session.visible(entry.name):
-                        entries.append(
-                            paramiko.SFTPAttributes.from_stat(entry.stat(follow_symlinks=False), entry.name)
-                        )
+                        entries.append(paramiko.SFTPAttributes.from_stat(entry.stat(follow_symlinks=False), entry.name))
             return entries
         except (OSError, JailError) as exc:
             return _sftp_error(exc)
@@ -328,7 +327,7 @@ class _JailedSFTP(paramiko.SFTPServerInterface):
 
 
 class _SshAuth(paramiko.ServerInterface):
-    """Authentication for one SSH connection, decided by the core's gatekeeper.
+    """Authentication for one SSH connection, decided by the drop zone's gatekeeper.
 
     At most `max_auth_attempts` failed attempts per connection (OpenSSH's MaxAuthTries);
     then the connection is closed. Failed key offers count once per connection toward the
@@ -336,8 +335,8 @@ class _SshAuth(paramiko.ServerInterface):
     that only asked which methods exist ("none") and left counts once when it closes.
     """
 
-    def __init__(self, core, address: str, ticket):
-        self.core = core
+    def __init__(self, zone: DropZone, address: str, ticket):
+        self.zone = zone
         self.address = address
         self.ticket = ticket
         self.partner = None
@@ -349,7 +348,7 @@ class _SshAuth(paramiko.ServerInterface):
         """Set when the connection is about to be closed: later attempts are not even checked."""
 
     def get_allowed_auths(self, username):
-        return ",".join(self.core.gatekeeper.auth_methods(username))
+        return ",".join(self.zone.gatekeeper.auth_methods(username))
 
     def check_auth_none(self, username):
         self.probed_with = username
@@ -358,7 +357,7 @@ class _SshAuth(paramiko.ServerInterface):
     def check_auth_password(self, username, password):
         if self.closing:
             return paramiko.AUTH_FAILED
-        gatekeeper = self.core.gatekeeper
+        gatekeeper = self.zone.gatekeeper
         try:
             partner = gatekeeper.check_password(username, password, self.address)
         except LoginRefused as refused:
@@ -370,7 +369,7 @@ class _SshAuth(paramiko.ServerInterface):
     def check_auth_publickey(self, username, key):
         if self.closing:
             return paramiko.AUTH_FAILED
-        gatekeeper = self.core.gatekeeper
+        gatekeeper = self.zone.gatekeeper
         fingerprint = key.fingerprint
         try:
             partner = gatekeeper.check_key(username, key, self.address)
@@ -386,18 +385,18 @@ class _SshAuth(paramiko.ServerInterface):
     def _succeeded(self, partner, method: str, **fields) -> int:
         self.partner = partner
         self.ticket.logged_in()
-        self.core.gatekeeper.accepted("sftp", partner, self.address, method, **fields)
+        self.zone.gatekeeper.accepted("sftp", partner, self.address, method, **fields)
         return paramiko.AUTH_SUCCESSFUL
 
     def _failed(self) -> int:
         """AUTH_FAILED; past the attempt limit, or once banned, the connection closes right
         after paramiko has sent that answer."""
         self.failed_attempts += 1
-        banned = self.core.bans.is_banned(self.address)
-        if banned or self.failed_attempts >= self.core.config.security.max_auth_attempts:
+        banned = self.zone.is_banned(self.address)
+        if banned or self.failed_attempts >= self.zone.max_auth_attempts:
             reason = "banned" if banned else "too-many-attempts"
             self.closing = True
-            self.core.refusals("connection.closed", self.address, reason, protocol="sftp")
+            self.zone.refusals("connection.closed", self.address, reason, protocol="sftp")
             closer = threading.Timer(REPLY_GRACE, self.transport.close)
             closer.daemon = True
             closer.start()
@@ -410,11 +409,13 @@ class _SshAuth(paramiko.ServerInterface):
             return
         transport = self.transport
         if self.probed_with is not None:
-            self.core.gatekeeper.refused("sftp", self.probed_with, self.address, "asked for methods only", "none", self.ticket)
+            self.zone.gatekeeper.refused(
+                "sftp", self.probed_with, self.address, "asked for methods only", "none", self.ticket
+            )
         elif not transport.remote_version:
-            self.core.refusals("connection.closed", self.address, "no-banner", protocol="sftp")
+            self.zone.refusals("connection.closed", self.address, "no-banner", protocol="sftp")
         else:
-            self.core.refusals("connection.closed", self.address, "not-authenticated", protocol="sftp")
+            self.zone.refusals("connection.closed", self.address, "not-authenticated", protocol="sftp")
 
     def check_channel_subsystem_request(self, channel, name):
         channel_buffer.install(channel)
@@ -426,8 +427,7 @@ class _SshAuth(paramiko.ServerInterface):
         return paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
 
     def new_session(self) -> PartnerSession:
-        home = partner_home(self.core.config.daemon.drop_root, self.partner)
-        return PartnerSession(self.partner, home, "sftp", self.address, self.core.handoff, self.core.transfers)
+        return self.zone.open_session(self.partner, "sftp", self.address)
 
 
 class _ReadAheadSocket:
@@ -475,9 +475,9 @@ class _ServerTransport(paramiko.Transport):
 class SftpServer:
     """Controller: `start()` returns once the port listens; `stop()` is safe to call twice."""
 
-    def __init__(self, settings, core):
+    def __init__(self, settings, zone: DropZone):
         self.settings = settings
-        self.core = core
+        self.zone = zone
         self.host_keys = load_host_keys(settings.host_keys)
         self._listener: socket.socket | None = None
         self._thread: threading.Thread | None = None
@@ -527,7 +527,7 @@ class SftpServer:
                 connection.close()
 
     def _serve(self, connection: socket.socket, remote: str) -> None:
-        ticket = self.core.connections.admit(remote, "sftp")
+        ticket = self.zone.admit(remote, "sftp")
         if ticket is None:
             connection.close()
             return
@@ -541,7 +541,7 @@ class SftpServer:
         for key in self.host_keys:
             transport.add_server_key(key)
         transport.set_subsystem_handler("sftp", _SftpSubsystem, _JailedSFTP)
-        auth = _SshAuth(self.core, remote, ticket)
+        auth = _SshAuth(self.zone, remote, ticket)
         auth.transport = transport
         transport.auth = auth
         ticket.close_hook = lambda reason: transport.close()

@@ -97,7 +97,9 @@ class AtomicUpload:
                 _copy_range(source, self.fd, start, end)
             os.ftruncate(self.fd, size)
             if os.fstat(self.fd).st_size != size:
-                raise UploadFailed(errno.EIO, f"copied {os.fstat(self.fd).st_size} of {size} bytes", str(self.final_path))
+                raise UploadFailed(
+                    errno.EIO, f"copied {os.fstat(self.fd).st_size} of {size} bytes", str(self.final_path)
+                )
         finally:
             os.close(source)
 

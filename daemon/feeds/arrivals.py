@@ -212,7 +212,11 @@ class Arrivals:
         with self._lock:
             for path in set(self._reported) - set(identities):
                 self._forget(path)
-            noticed = [path for path, identity in identities.items() if path not in self._due and self._reported.get(path) != identity]
+            noticed = [
+                path
+                for path, identity in identities.items()
+                if path not in self._due and self._reported.get(path) != identity
+            ]
             for path in noticed:
                 self._due[path] = self._clock()
         if noticed:

@@ -63,7 +63,7 @@ class LandedFile:
 
     def text(self, encoding: str, errors: str):
         """A text stream over the same file from its start (its own descriptor)."""
-        handle = open(os.dup(self.fd), encoding=encoding, errors=errors, newline="")
+        handle = open(os.dup(self.fd), encoding=encoding, errors=errors, newline="")  # noqa: SIM115 (the caller closes it)
         handle.seek(0)
         return handle
 
@@ -140,7 +140,9 @@ class _Tap:
             raise StopIteration
         self._length += len(line)
         if self._length > RECORD_LIMIT:
-            raise CsvStructureError(self._row, f"a quoted record runs past {RECORD_LIMIT:,} characters; most likely a quote is never closed")
+            raise CsvStructureError(
+                self._row, f"a quoted record runs past {RECORD_LIMIT:,} characters; most likely a quote is never closed"
+            )
         self.taken.append(line)
         return line
 
@@ -167,7 +169,10 @@ class CsvRows:
         """The next physical line, "" at the end; a line longer than RECORD_LIMIT fails the file."""
         line = self._handle.readline(RECORD_LIMIT + 1)
         if len(line) > RECORD_LIMIT:
-            raise CsvStructureError(self.row + 1, f"a line is longer than {RECORD_LIMIT:,} characters; this is not a CSV file a person wrote")
+            raise CsvStructureError(
+                self.row + 1,
+                f"a line is longer than {RECORD_LIMIT:,} characters; this is not a CSV file a person wrote",
+            )
         return line
 
     def _next(self):

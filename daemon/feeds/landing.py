@@ -72,7 +72,7 @@ def feed_files(folder: Path, prefix: str) -> list[Path]:
 
 def archive_name_for(path: Path, when: datetime.datetime) -> str:
     """`StudentData_2018_09_30.csv` -> `StudentData_2018_09_30_20261123T021000Z.csv`."""
-    stamp = when.astimezone(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = when.astimezone(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
     return f"{path.stem}_{stamp}{path.suffix}"
 
 

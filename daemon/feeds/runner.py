@@ -12,9 +12,9 @@ from concurrent.futures import Future
 
 import structlog
 
+from daemon.clock import utc_stamp
 from daemon.feeds import landing
 from daemon.feeds.runs import RunContext, run_feed
-from daemon.store import utc_now
 
 log = structlog.get_logger("dropd.feed_runner")
 
@@ -41,7 +41,10 @@ class FeedRunner:
             self._waiting[feed_name] = future
             feed_lock = self._feed_locks.setdefault(feed_name, threading.Lock())
             thread = threading.Thread(
-                target=self._run, args=(feed_name, trigger, force, future, feed_lock), name=f"run-{feed_name}", daemon=True
+                target=self._run,
+                args=(feed_name, trigger, force, future, feed_lock),
+                name=f"run-{feed_name}",
+                daemon=True,
             )
             self._threads.add(thread)
         thread.start()
@@ -53,7 +56,7 @@ class FeedRunner:
                 with self._lock:
                     if self._waiting.get(feed_name) is future:
                         del self._waiting[feed_name]
-                    self._running[feed_name] = {"feed": feed_name, "trigger": trigger, "since": utc_now()}
+                    self._running[feed_name] = {"feed": feed_name, "trigger": trigger, "since": utc_stamp()}
                 try:
                     future.set_result(self._run_feed(feed_name, trigger, force))
                 finally:
@@ -72,13 +75,14 @@ class FeedRunner:
             partner, feed = config.feed(feed_name)
         except KeyError:
             raise LookupError(f"no feed named {feed_name!r}") from None
-        if not feed.enabled or not partner.enabled:
+        if not partner.runs(feed):
             log.info("run.not_started", feed=feed_name, reason="feed or partner disabled")
             return []
         arrivals = self.core.arrivals
         context = RunContext(
-            self.core.store, config, arrivals.is_complete, lambda seconds: self.later(feed_name, seconds), arrivals.settles_in
-        )
+            self.core.store, config, arrivals.is_complete, lambda seconds: self.later(feed_name, seconds),
+            arrivals.settles_in, self.core.run_finished,
+        )  # fmt: skip
         return run_feed(context, partner, feed, trigger, force=force)
 
     def later(self, feed_name: str, seconds: float) -> None:
@@ -111,7 +115,10 @@ class FeedRunner:
     def activity(self) -> dict:
         """Feeds running now (with trigger and start) and feeds with a run waiting to start."""
         with self._lock:
-            return {"running": sorted(self._running.values(), key=lambda r: r["feed"]), "waiting": sorted(self._waiting)}
+            return {
+                "running": sorted(self._running.values(), key=lambda r: r["feed"]),
+                "waiting": sorted(self._waiting),
+            }
 
     def busy(self) -> bool:
         with self._lock:

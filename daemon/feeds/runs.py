@@ -7,7 +7,6 @@ run left `running` is marked failed and its file, still in place, is picked up a
 """
 
 import csv
-import datetime
 import os
 import secrets
 import shutil
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import structlog
 
+from daemon.clock import utc_now
 from daemon.dropzone.uploads import TEMP_PREFIX, TEMP_SUFFIX
 from daemon.feeds import count_files, landing
 from daemon.feeds.count_files import read_count
@@ -26,19 +26,18 @@ from daemon.feeds.csv_source import (
     UnsafeFile,
     inspect_file,
 )
+from daemon.feeds.recorder import RunFinished, RunRecorder, RunSubject
 from daemon.feeds.spreadsheet import spreadsheet_row
-from daemon.store import RunRecord, Store
-from handlers import HANDLERS
-from handlers.base import FileRejected, ImportCounts, RowErrors
+from daemon.store.records import RunRecord
+from handlers import KINDS
+from handlers.base import FeedSetup, FileRejected, ImportCounts
 
 log = structlog.get_logger("dropd.runs")
-
-ERROR_BATCH = 1000
 
 
 @dataclass
 class RunContext:
-    store: Store
+    store: object
     config: object
     settled: object = None
     """A callable telling whether a landed file is complete; None treats every file as complete."""
@@ -46,57 +45,14 @@ class RunContext:
     """A callable(seconds) asking for another run of the feed later (files waiting for count files)."""
     settles_in: object = None
     """A callable(path) saying in a few words when an incomplete file will be complete."""
+    finished: RunFinished | None = None
+    """Where finished runs are handed off (recap emails, metrics)."""
 
-
-class ErrorFile:
-    """The run's error CSV (UTF-8 with BOM, for Excel) and its rows in the store, made on first use.
-
-    With no path (a dry run) the errors are only collected, and nothing is written.
-    """
-
-    def __init__(self, path: Path | None, header: list[str]):
-        self.path = path
-        self.header = header
-        self._handle = None
-        self._writer = None
-        self.pending: list[tuple] = []
-        self.count = 0
-
-    def write(self, row: int, code: str, failure_type: str, message: str, values) -> None:
-        self.pending.append((row, code, failure_type, message))
-        self.count += 1
-        if self.path is None:
-            return
-        if self._handle is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._handle = open(self.path, "w", encoding="utf-8-sig", newline="")
-            self._writer = csv.writer(self._handle)
-            self._writer.writerow(spreadsheet_row(["row", "code", "failure_type", "message", *self.header]))
-        self._writer.writerow(spreadsheet_row([row, code, failure_type, message, *values]))
-
-    def flush_rows(self, store: Store, connection, run_id: int) -> None:
-        store.add_row_errors(connection, run_id, self.pending)
-        self.pending = []
-
-    @property
-    def written(self) -> str | None:
-        return str(self.path) if self._handle is not None else None
-
-    def close(self) -> None:
-        if self._handle is not None:
-            self._handle.close()
-
-
-class _BatchedErrors(RowErrors):
-    """Row errors go to the CSV at once and to the store in batches, inside the transaction."""
-
-    def __init__(self, error_file: ErrorFile, store: Store, connection, run_id: int | None):
-        def write(*error):
-            error_file.write(*error)
-            if run_id is not None and len(error_file.pending) >= ERROR_BATCH:
-                error_file.flush_rows(store, connection, run_id)
-
-        super().__init__(write)
+    def recorder(self, partner, feed, trigger: str, dry_run: bool = False) -> RunRecorder:
+        errors_dir = None if dry_run else self.config.daemon.state_dir / "errors"
+        return RunRecorder(
+            self.store, self.finished, errors_dir, RunSubject(partner.name, feed.name, feed.kind, trigger)
+        )
 
 
 @dataclass
@@ -105,10 +61,6 @@ class DryRunReport:
     counts: ImportCounts | None
     errors: list
     reason: str | None
-
-
-def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
 
 
 def import_file(
@@ -120,14 +72,15 @@ def import_file(
     The file is opened once, without following a symbolic link, and everything is read from
     that descriptor. `manual` (dropd ingest) leaves the file where it is.
     """
+    recorder = ctx.recorder(partner, feed, trigger, dry_run)
     bound = log.bind(partner=partner.name, feed=feed.name, file=path.name, trigger=trigger)
     try:
         landed = LandedFile(path)
     except UnsafeFile as exc:
-        run_id = None if dry_run else ctx.store.start_run(partner.name, feed.name, feed.kind, trigger, path.name, None)
-        return _failed(ctx, partner, feed, path, run_id, f"unsafe-file: {exc}", None, dry_run, manual, bound.bind(run_id=run_id), count_file)
+        recorder.start(path.name, None)
+        return _failed(ctx, recorder, partner, feed, path, f"unsafe-file: {exc}", manual, bound, count_file)
     with landed:
-        return _import_landed(ctx, partner, feed, landed, trigger, force, dry_run, manual, count_file, bound)
+        return _import_landed(ctx, recorder, partner, feed, landed, force, manual, count_file, bound)
 
 
 def ingest_file(ctx: RunContext, partner, feed, path: Path, force=False, dry_run=False) -> RunRecord | DryRunReport:
@@ -139,100 +92,104 @@ def ingest_file(ctx: RunContext, partner, feed, path: Path, force=False, dry_run
     companion = count_files.count_file_for(path)
     count_file = companion if feed.count_file != "off" and companion.is_file() else None
     if count_file is None and feed.count_file == "required":
-        reason = f"count-file-missing: {companion.name} is required (count_file = \"required\") and is not beside the file"
+        reason = (
+            f'count-file-missing: {companion.name} is required (count_file = "required") and is not beside the file'
+        )
         if dry_run:
             return DryRunReport(path.name, None, [], reason)
-        run_id = ctx.store.record_run(partner.name, feed.name, feed.kind, "ingest", "failed", reason, path.name)
-        log.warning("run.finished", partner=partner.name, feed=feed.name, file=path.name, status="failed", reason="count-file-missing")
-        return ctx.store.run(run_id)
-    return import_file(ctx, partner, feed, path, "ingest", force=force, dry_run=dry_run, manual=True, count_file=count_file)
+        log.warning(
+            "run.finished",
+            partner=partner.name,
+            feed=feed.name,
+            file=path.name,
+            status="failed",
+            reason="count-file-missing",
+        )
+        return ctx.recorder(partner, feed, "ingest").once("failed", reason, path.name)
+    return import_file(
+        ctx, partner, feed, path, "ingest", force=force, dry_run=dry_run, manual=True, count_file=count_file
+    )
 
 
-def _import_landed(ctx, partner, feed, landed: LandedFile, trigger, force, dry_run, manual, count_file, bound):
+def _import_landed(ctx, recorder: RunRecorder, partner, feed, landed: LandedFile, force, manual, count_file, bound):
     store, path = ctx.store, landed.path
     facts = inspect_file(landed)
-    previous = None if force or dry_run else store.imported_by(feed.name, facts.sha256)
+    previous = None
+    if not (force or recorder.dry):
+        with store.reading() as tx:
+            previous = tx.ledger.imported_by(feed.name, facts.sha256)
     if previous is not None:
-        run_id = store.record_run(
-            partner.name, feed.name, feed.kind, trigger, "skipped",
-            f"duplicate: identical to the file imported by run {previous}", path.name, facts.sha256,
-        )  # fmt: skip
-        bound.info("run.finished", run_id=run_id, status="skipped", reason="duplicate")
+        record = recorder.once(
+            "skipped", f"duplicate: identical to the file imported by run {previous}", path.name, facts.sha256
+        )
+        bound.info("run.finished", run_id=record.id, status="skipped", reason="duplicate")
         if not manual:
             _dispose(ctx, partner, feed, landed, imported=True, count_file=count_file)
-        return store.run(run_id)
+        return record
 
-    run_id = None if dry_run else store.start_run(partner.name, feed.name, feed.kind, trigger, path.name, facts.sha256)
+    run_id = recorder.start(path.name, facts.sha256)
     bound = bound.bind(run_id=run_id)
     bound.info("run.started", size=facts.size, encoding=facts.encoding)
-    errors_path = None if dry_run else ctx.config.daemon.state_dir / "errors" / f"run-{run_id}-{feed.name}.csv"
-    connection = store.connect()
-    error_file = None
+    counts = None
     try:
         expected_rows = read_count(count_file) if count_file else None
         with CsvRows(landed, facts, feed.delimiter) as rows:
-            error_file = ErrorFile(errors_path, rows.header)
-            handler = HANDLERS[feed.kind](partner.name, feed.name, feed.options, ctx.config.daemon.timezone)
-            with store.transaction(connection, commit=not dry_run, label=feed.name):
-                counts = handler.run(store, connection, rows, _BatchedErrors(error_file, store, connection, run_id))
+            kind = KINDS[feed.kind](FeedSetup(partner.name, feed.name, feed.options, ctx.config.daemon.timezone))
+            with store.transaction(label=feed.name, commit=not recorder.dry) as tx:
+                counts = kind.run(tx, rows, recorder.row_errors(tx, rows.header))
                 if expected_rows is not None and counts.rows != expected_rows:
                     raise FileRejected(
                         "count-mismatch", f"file has {counts.rows} rows, count file says {expected_rows}"
                     )
                 if counts.rows and counts.rejected == counts.rows:
                     raise FileRejected(
-                        "all-rows-rejected", f"all {counts.rows} data rows were rejected; nothing was applied (see the error file)"
+                        "all-rows-rejected",
+                        f"all {counts.rows} data rows were rejected; nothing was applied (see the error file)",
                     )
-                if not dry_run:
-                    error_file.flush_rows(store, connection, run_id)
-                    store.finish_run(
-                        connection, run_id, "success", facts.encoding_note, counts.rows, counts.applied,
-                        counts.rejected, counts.details(), error_file.written,
-                    )  # fmt: skip
-                    store.record_import(connection, feed.name, facts.sha256, path.name, run_id)
-            if dry_run:
-                return DryRunReport(path.name, counts, error_file.pending, facts.encoding_note)
+                recorder.succeed(tx, counts, facts.encoding_note, ledger=(path.name, facts.sha256))
     except (FileRejected, CsvStructureError) as exc:
         reason = f"{exc.code}: {exc.message}" if isinstance(exc, FileRejected) else f"malformed-row: {exc}"
         rows_seen = counts if isinstance(exc, FileRejected) and exc.code == "all-rows-rejected" else None
-        return _failed(ctx, partner, feed, landed, run_id, reason, error_file, dry_run, manual, bound, count_file, rows_seen)
+        return _failed(ctx, recorder, partner, feed, landed, reason, manual, bound, count_file, rows_seen)
     except Exception as exc:
         bound.exception("run.crashed")
         reason = f"internal-error: {type(exc).__name__}: {exc} (see the daemon log)"
-        return _failed(ctx, partner, feed, landed, run_id, reason, error_file, dry_run, manual, bound, count_file)
+        return _failed(ctx, recorder, partner, feed, landed, reason, manual, bound, count_file)
     finally:
-        connection.close()
-        if error_file is not None:
-            error_file.close()
+        recorder.close()
+    if recorder.dry:
+        return DryRunReport(path.name, counts, recorder.error_file.pending, facts.encoding_note)
     bound.info(
         "run.finished", status="success", rows=counts.rows, applied=counts.applied, rejected=counts.rejected,
         **counts.details(),
     )  # fmt: skip
     if not manual:
-        _dispose(ctx, partner, feed, landed, imported=True, count_file=count_file, error_csv=error_file.written)
-    return store.run(run_id)
+        _dispose(ctx, partner, feed, landed, imported=True, count_file=count_file, error_csv=recorder.error_csv)
+    return recorder.done()
 
 
-def _failed(ctx, partner, feed, landed, run_id, reason, error_file, dry_run, manual, bound, count_file=None, counts=None):
+def _failed(ctx, recorder: RunRecorder, partner, feed, landed, reason, manual, bound, count_file=None, counts=None):
     """Record the run failed; `landed` is the file read, or the path of one that could not be.
 
     `counts`, when the file was read through (all rows rejected), are recorded with it.
     """
     name = landed.path.name if isinstance(landed, LandedFile) else landed.name
-    if dry_run:
-        return DryRunReport(name, None, error_file.pending if error_file else [], reason)
-    rows = (counts.rows, 0, counts.rejected, counts.details()) if counts else (None, None, None, None)
-    if error_file is not None:
-        error_file.close()  # complete on disk before anything copies it
-    with ctx.store.transaction(label=feed.name) as connection:
-        ctx.store.finish_run(
-            connection, run_id, "failed", reason, *rows, error_file=error_file.written if error_file else None
-        )
+    recorder.fail(reason, counts)
+    if recorder.dry:
+        return DryRunReport(name, None, recorder.error_file.pending if recorder.error_file else [], reason)
     bound.warning("run.finished", status="failed", reason=reason)
     if not manual:
-        error_csv = error_file.written if error_file else None
-        _dispose(ctx, partner, feed, landed, imported=False, count_file=count_file, error_csv=error_csv, reason=reason)
-    return ctx.store.run(run_id)
+        _dispose(
+            ctx,
+            partner,
+            feed,
+            landed,
+            imported=False,
+            count_file=count_file,
+            error_csv=recorder.error_csv,
+            reason=reason,
+        )
+    return recorder.done()
 
 
 def _dispose(
@@ -255,14 +212,14 @@ def _dispose(
         return
     archive = landing.archive_dir(ctx.config.daemon.drop_root, partner, feed)
     if not imported:
-        placed = landing.move_aside(path, path.parent / landing.FAILED_FOLDER, _now())
+        placed = landing.move_aside(path, path.parent / landing.FAILED_FOLDER, utc_now())
         log.info("file.failed_aside", **context, to=placed.name)
     elif feed.after_import == "delete":
         path.unlink(missing_ok=True)
         log.info("file.deleted", **context)
-        placed = landing.free_name_in(archive, path, _now())
+        placed = landing.free_name_in(archive, path, utc_now())
     else:
-        placed = landing.move_aside(path, archive, _now())
+        placed = landing.move_aside(path, archive, utc_now())
         log.info("file.archived", **context, to=placed.name)
     if feed.error_report and (error_csv or reason):
         _report_to_partner(placed, error_csv, reason, context)
@@ -306,26 +263,31 @@ def run_feed(ctx: RunContext, partner, feed, trigger: str, force=False) -> list[
         if present and ctx.settles_in is not None:
             waiting = "; ".join(f"{path.name}, {ctx.settles_in(path)}" for path in present)
             reason += f" ({len(present)} file{'s' if len(present) > 1 else ''} still arriving: {waiting})"
-        run_id = ctx.store.record_run(partner.name, feed.name, feed.kind, trigger, "skipped", reason)
-        return [ctx.store.run(run_id)]
+        return [ctx.recorder(partner, feed, trigger).once("skipped", reason)]
     records = []
     if feed.files == "most_recent":
         newest = files[-1]
         for older in files[:-1]:
-            run_id = ctx.store.record_run(
-                partner.name, feed.name, feed.kind, trigger, "skipped", f"superseded by {newest.name}", older.name
-            )
+            record = ctx.recorder(partner, feed, trigger).once("skipped", f"superseded by {newest.name}", older.name)
             archive = landing.archive_dir(ctx.config.daemon.drop_root, partner, feed)
             for superseded in (older, count_files.count_file_for(older)):
                 if superseded.exists():
-                    target = landing.move_aside(superseded, archive, _now())
-                    log.info("file.superseded", partner=partner.name, feed=feed.name, file=superseded.name, to=target.name)
-            records.append(ctx.store.run(run_id))
+                    target = landing.move_aside(superseded, archive, utc_now())
+                    log.info(
+                        "file.superseded", partner=partner.name, feed=feed.name, file=superseded.name, to=target.name
+                    )
+            records.append(record)
         files = [newest]
     for path in files:
         decision = count_files.decide(feed, path)
         if decision.wait:
-            log.info("run.waiting_for_count_file", partner=partner.name, feed=feed.name, file=path.name, seconds=round(decision.wait))
+            log.info(
+                "run.waiting_for_count_file",
+                partner=partner.name,
+                feed=feed.name,
+                file=path.name,
+                seconds=round(decision.wait),
+            )
             _retry_later(ctx, decision.wait)
         elif decision.missing:
             records.append(_missing_companion(ctx, partner, feed, trigger, path, "count-file-missing",
@@ -342,10 +304,10 @@ def _retry_later(ctx: RunContext, seconds: float) -> None:
 
 def _missing_companion(ctx, partner, feed, trigger, path: Path, code: str, message: str) -> RunRecord:
     """A run that failed because a file never got its companion: recorded, file to failed/."""
-    run_id = ctx.store.record_run(partner.name, feed.name, feed.kind, trigger, "failed", f"{code}: {message}", path.name)
     log.warning("run.finished", partner=partner.name, feed=feed.name, file=path.name, status="failed", reason=code)
+    record = ctx.recorder(partner, feed, trigger).once("failed", f"{code}: {message}", path.name)
     _dispose(ctx, partner, feed, path, imported=False, reason=f"{code}: {message}")
-    return ctx.store.run(run_id)
+    return record
 
 
 def _expire_orphan_counts(ctx, partner, feed, trigger, folder: Path, data_files: list[Path]) -> list[RunRecord]:
@@ -354,7 +316,14 @@ def _expire_orphan_counts(ctx, partner, feed, trigger, folder: Path, data_files:
     if next_due:
         _retry_later(ctx, next_due)
     return [
-        _missing_companion(ctx, partner, feed, trigger, path, "data-file-missing",
-                           f"{path.name} arrived but its data file did not within count_wait")  # fmt: skip
+        _missing_companion(
+            ctx,
+            partner,
+            feed,
+            trigger,
+            path,
+            "data-file-missing",
+            f"{path.name} arrived but its data file did not within count_wait",
+        )  # fmt: skip
         for path in expired
     ]

@@ -1,4 +1,4 @@
-"""Import windows: overnight 03-05, morning 10-12, afternoon 14-16, evening 18-20, local time.
+"""Runs feeds in their daily windows (the table in `daemon/windows.py`), in local time.
 
 The `schedule` library ticks every few seconds; each tick asks, in the configured time zone,
 which windows are open now. A window is claimed in the store under its local date and name
@@ -7,28 +7,17 @@ catch up (the claim is still free), a DST change that repeats an hour finds the 
 taken, one that skips an hour still leaves the window's other hour open.
 """
 
-import datetime
 import threading
-import zoneinfo
 
 import schedule
 import structlog
 
+from daemon.clock import utc_now
+from daemon.windows import WINDOWS, open_window
+
 log = structlog.get_logger("dropd.scheduler")
 
-IMPORT_WINDOWS = {"overnight": (3, 5), "morning": (10, 12), "afternoon": (14, 16), "evening": (18, 20)}
 TICK_SECONDS = 15
-
-
-def utc_now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
-
-
-def open_window(now: datetime.datetime, timezone: str, name: str) -> str | None:
-    """The claim key ("2026-11-23/overnight") when window `name` is open at `now`, else None."""
-    local = now.astimezone(zoneinfo.ZoneInfo(timezone))
-    start, end = IMPORT_WINDOWS[name]
-    return f"{local.date().isoformat()}/{name}" if start <= local.hour < end else None
 
 
 class WindowScheduler:
@@ -47,17 +36,21 @@ class WindowScheduler:
         now = self._clock()
         started = []
         for partner, feed in config.feeds():
-            if not (feed.enabled and partner.enabled):
+            if not partner.runs(feed):
                 continue
             for name in feed.schedule:
-                if name not in IMPORT_WINDOWS:
+                if name not in WINDOWS:
                     continue
                 key = open_window(now, config.daemon.timezone, name)
-                if key and self.core.store.claim_window(feed.name, key):
+                if key and self._claim(feed.name, key):
                     log.info("window.opened", feed=feed.name, window=key)
                     self._request(feed.name, f"window:{name}")
                     started.append((feed.name, key))
         return started
+
+    def _claim(self, feed: str, key: str) -> bool:
+        with self.core.store.transaction(label=feed) as tx:
+            return tx.claims.claim_window(feed, key)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="scheduler", daemon=True)

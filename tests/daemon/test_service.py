@@ -59,8 +59,19 @@ def slow_upload(dropd, path, size, rate="200k"):
     source = dropd.root / "upload.bin"
     source.write_bytes(os.urandom(size))
     return subprocess.Popen(
-        ["curl", "-sS", "--ssl-reqd", "--insecure", "--limit-rate", rate, "--user", f"northfield:{PASSWORD}",
-         "-T", str(source), f"ftp://127.0.0.1:{dropd.ftp_port}{path}"],  # fmt: skip
+        [
+            "curl",
+            "-sS",
+            "--ssl-reqd",
+            "--insecure",
+            "--limit-rate",
+            rate,
+            "--user",
+            f"northfield:{PASSWORD}",
+            "-T",
+            str(source),
+            f"ftp://127.0.0.1:{dropd.ftp_port}{path}",
+        ],  # fmt: skip
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -154,13 +165,17 @@ def test_a_taken_listen_address_is_named(dropd):
         dropd.write_config()
         result = dropd.cli("run", check=False, timeout=30)
     assert result.returncode == 1
-    assert f"cannot listen for SFTP on 127.0.0.1:{dropd.sftp_port} (sftp.listen): Address already in use" in result.stderr
+    assert (
+        f"cannot listen for SFTP on 127.0.0.1:{dropd.sftp_port} (sftp.listen): Address already in use" in result.stderr
+    )
 
 
 def test_dropd_status_says_what_the_daemon_is_doing(dropd):
     dropd.add_feed_partner("northfield", [students_feed()])
     dropd.start()
-    dropd.upload("northfield", "/imports/StudentData_s.csv", b"Student ID,First Name,Last Name,Cell\n1,A,B,202-555-0101\n")
+    dropd.upload(
+        "northfield", "/imports/StudentData_s.csv", b"Student ID,First Name,Last Name,Cell\n1,A,B,202-555-0101\n"
+    )
     dropd.wait_for_runs("students")
     transport, _ = dropd.paramiko_sftp("northfield")
     with transport:

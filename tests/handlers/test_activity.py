@@ -12,11 +12,18 @@ HEADER = "cID,_id,mcID,message_name,message_sent,action,time,first"
 
 
 def recent(days_ago: float = 1) -> str:
-    return (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=days_ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return (datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=days_ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def activity_feed(**overrides):
-    feed = {"name": "activity", "kind": "activity", "path": "/activity", "prefix": "cordial", "files": "all", "schedule": ["on_arrival"]}
+    feed = {
+        "name": "activity",
+        "kind": "activity",
+        "path": "/activity",
+        "prefix": "cordial",
+        "files": "all",
+        "schedule": ["on_arrival"],
+    }
     feed.update(overrides)
     return feed
 
@@ -80,7 +87,9 @@ def test_bad_values_are_partial_unless_id_or_time(running):
 def test_explicit_import_since(dropd):
     dropd.add_feed_partner("northfield", [activity_feed(import_since="2020-01-01")])
     dropd.start()
-    run = drop(dropd, "cordial_1.csv", f"{HEADER}\nc1,e1,,,,open,2021-06-01T00:00:00Z,\nc1,e2,,,,open,2019-12-31T00:00:00Z,\n")
+    run = drop(
+        dropd, "cordial_1.csv", f"{HEADER}\nc1,e1,,,,open,2021-06-01T00:00:00Z,\nc1,e2,,,,open,2019-12-31T00:00:00Z,\n"
+    )
     assert (run["details"]["created"], run["details"]["too_old"]) == (1, 1)
 
 

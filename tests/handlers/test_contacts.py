@@ -1,10 +1,9 @@
-"""The contacts import through the running daemon: files uploaded over SFTP/FTPS, results read
-back with `dropd contacts --json` and `dropd runs --json`."""
+"""The contacts import, in-process against the store (tests/handlers/conftest.py): a file
+"uploaded" is imported at once, results are read from the store or with the CLI."""
 
 import csv
 import json
 import os
-from pathlib import Path
 
 import pytest
 
@@ -29,38 +28,6 @@ def drop(dropd, name: str, text: str, encoding="utf-8") -> dict:
 def error_rows(run: dict) -> list[dict]:
     with open(run["error_file"], encoding="utf-8-sig", newline="") as handle:
         return list(csv.DictReader(handle))
-
-
-def test_sftp_upload_becomes_contacts_run_archive_and_error_file(school):
-    run = drop(
-        school,
-        "StudentData_2026_11_23.csv",
-        f"{HEADER}\n0042,Ada,Lovelace,(202) 555-0143,ada@example.org,C1,N,Maths\n"
-        "0043,Alan,Turing,202-555-0199,bad-email,C2,,Logic\n",
-    )
-    assert run["status"] == "success" and run["trigger"] == "arrival"
-    assert (run["rows_in_file"], run["rows_applied"], run["rows_rejected"]) == (2, 2, 0)
-    contacts = school.contacts("northfield")
-    assert contacts["0042"]["mobile_number"] == "+12025550143"
-    assert contacts["0042"]["custom"] == {"Major": "Maths"}
-    assert contacts["0043"]["email"] is None and contacts["0043"]["opted_out"] is False
-    [error] = error_rows(run)
-    assert error["row"] == "3" and error["code"] == "invalid-email" and error["failure_type"] == "partial"
-    assert error["Student ID"] == "0043" and "bad-email" in error["message"]
-    assert Path(run["error_file"]).read_bytes()[:3] == b"\xef\xbb\xbf"
-    archive = sorted(os.listdir(school.home("northfield") / "imports" / "archive"))
-    assert len(archive) == 2 and archive[0].startswith("StudentData_2026_11_23_") and archive[0].endswith("Z.csv")
-    assert archive[1] == archive[0] + ".errors.csv"  # the partner's copy of the error CSV
-    assert [p for p in os.listdir(school.home("northfield") / "imports") if p != "archive"] == []
-
-
-def test_ftps_upload_is_imported(school, tmp_path):
-    local = tmp_path / "StudentData_ftps.csv"
-    local.write_text(f"{HEADER}\n7,Grace,Hopper,202-555-0101,g@example.org,,,\n")
-    school.lftp("northfield", f"mkdir -f imports; put {local} -o imports/StudentData_ftps.csv")
-    run = school.wait_for_runs("students")[-1]
-    assert run["status"] == "success" and run["file"] == "StudentData_ftps.csv"
-    assert school.contacts("northfield")["7"]["first_name"] == "Grace"
 
 
 def test_missing_column_rejects_the_whole_file_and_keeps_it(school):
@@ -97,7 +64,11 @@ def test_row_errors_name_row_code_and_problem(school, row, code, failure_type):
 
 
 def test_matching_errors_duplicate_contact_and_crm_mismatch(school):
-    drop(school, "StudentData_a.csv", f"{HEADER}\n1,Ann,One,202-555-0101,,CRM-1,,\n2,Bob,Two,202-555-0102,,CRM-2,,\n3,Cy,Three,202-555-0103,,,,\n")
+    drop(
+        school,
+        "StudentData_a.csv",
+        f"{HEADER}\n1,Ann,One,202-555-0101,,CRM-1,,\n2,Bob,Two,202-555-0102,,CRM-2,,\n3,Cy,Three,202-555-0103,,,,\n",
+    )
     run = drop(
         school,
         "StudentData_b.csv",
@@ -176,25 +147,35 @@ def test_encodings_delimiters_and_line_ends(dropd, name, payload, delimiter, not
 
 
 def test_embedded_newlines_and_leading_zeros(school):
-    run = drop(school, "StudentData_nl.csv", f'{HEADER}\n007,Ada,"Love\nlace",202-555-0101,,,,"Line one\nLine two"\n008,B,B,202-555-0102,,,,\n')
+    run = drop(
+        school,
+        "StudentData_nl.csv",
+        f'{HEADER}\n007,Ada,"Love\nlace",202-555-0101,,,,"Line one\nLine two"\n008,B,B,202-555-0102,,,,\n',
+    )
     assert run["rows_applied"] == 2
     contacts = school.contacts("northfield")
     assert contacts["007"]["last_name"] == "Love\nlace" and contacts["007"]["custom"]["Major"] == "Line one\nLine two"
 
 
 def test_runaway_quote_fails_the_file_with_malformed_row(school):
-    run = drop(school, "StudentData_quote.csv", f'{HEADER}\n1,A,A,202-555-0101,,,,"never closed\n' + "x" * 1_100_000 + "\n")
+    run = drop(
+        school, "StudentData_quote.csv", f'{HEADER}\n1,A,A,202-555-0101,,,,"never closed\n' + "x" * 1_100_000 + "\n"
+    )
     assert run["status"] == "failed" and run["reason"].startswith("malformed-row: row 2: a cell is longer than")
     assert school.contacts("northfield") == {}
 
 
 def test_duplicate_mapped_column_is_rejected(school):
-    run = drop(school, "StudentData_dup.csv", "Student ID,First Name,Last Name,Cell,Cell\n1,A,A,202-555-0101,202-555-0102\n")
+    run = drop(
+        school, "StudentData_dup.csv", "Student ID,First Name,Last Name,Cell,Cell\n1,A,A,202-555-0101,202-555-0102\n"
+    )
     assert run["status"] == "failed" and run["reason"].startswith("duplicate-column:")
 
 
 def test_required_custom_column_missing_rejects_the_file(dropd):
-    dropd.add_feed_partner("northfield", [students_feed(custom=[{"field": "Major", "column": "Major", "required": True}])])
+    dropd.add_feed_partner(
+        "northfield", [students_feed(custom=[{"field": "Major", "column": "Major", "required": True}])]
+    )
     dropd.start()
     run = drop(dropd, "StudentData_a.csv", "Student ID,First Name,Last Name,Cell\n1,A,A,202-555-0101\n")
     assert run["reason"] == "missing-column: required column 'Major' (custom field Major) is not in the header"
@@ -258,13 +239,34 @@ def test_error_csv_cells_are_safe_to_open_in_a_spreadsheet(school):
     run = drop(school, "StudentData_formula.csv", school_feed_header + "\n".join(rows) + "\n")
     with open(run["error_file"], encoding="utf-8-sig", newline="") as handle:
         written = list(csv.reader(handle))
-    assert written[0][4:] == ["Student ID", "First Name", "Last Name", "Cell", "Email", "CRM", "Text Opt Out", "'=Major"]
+    assert written[0][4:] == [
+        "Student ID",
+        "First Name",
+        "Last Name",
+        "Cell",
+        "Email",
+        "CRM",
+        "Text Opt Out",
+        "'=Major",
+    ]
     first_names = [line[5] for line in written[1:]]
     assert first_names == [
-        "'=HYPERLINK(\"http://evil.example\")", "'+1+2", "'-2+3", "'@SUM(A1)", "'\tTab", "''quoted", "plain"
+        '\'=HYPERLINK("http://evil.example")',
+        "'+1+2",
+        "'-2+3",
+        "'@SUM(A1)",
+        "'\tTab",
+        "''quoted",
+        "plain",
     ]
     assert [name[1:] if name.startswith("'") else name for name in first_names] == [
-        '=HYPERLINK("http://evil.example")', "+1+2", "-2+3", "@SUM(A1)", "\tTab", "'quoted", "plain"
+        '=HYPERLINK("http://evil.example")',
+        "+1+2",
+        "-2+3",
+        "@SUM(A1)",
+        "\tTab",
+        "'quoted",
+        "plain",
     ]
 
 
@@ -279,24 +281,6 @@ def test_a_file_whose_every_row_is_rejected_fails(school):
     [failed, report] = sorted(os.listdir(school.home("northfield") / "imports" / "failed"))
     assert report == failed + ".errors.csv"
     assert failed.startswith("StudentData_b_")
-
-
-def test_the_partner_downloads_why_a_file_had_errors(school, client_key, tmp_path):
-    run = drop(school, "StudentData_r.csv", f"{HEADER}\n1,Ann,One,202-555-0101,,,,\n2,,Two,202-555-0102,,,,\n")
-    assert run["status"] == "success"
-    drop(school, "StudentData_m.csv", "Student ID,First Name\n1,Ann\n")
-    listing = school.lftp("northfield", "cls -1 imports/archive imports/failed")
-    names = listing.stdout.split()
-    archived = next(name for name in names if name.startswith("imports/archive/StudentData_r_") and name.endswith(".csv.errors.csv"))
-    failed = next(name for name in names if name.startswith("imports/failed/StudentData_m_") and name.endswith(".csv.errors.csv"))
-    for name in (archived, failed):
-        assert school.lftp("northfield", f"get {name} -o {tmp_path / Path(name).name}").returncode == 0
-    with open(tmp_path / Path(archived).name, encoding="utf-8-sig", newline="") as handle:
-        assert [(row["row"], row["code"]) for row in csv.DictReader(handle)] == [("3", "missing-value")]
-    with open(tmp_path / Path(failed).name, encoding="utf-8-sig", newline="") as handle:
-        [row] = list(csv.DictReader(handle))
-    assert (row["code"], row["failure_type"]) == ("missing-column", "file") and "'Last Name'" in row["message"]
-    assert len(school.runs("--feed", "students")) == 2, "a report is never imported as data"
 
 
 def test_error_report_false_writes_no_report(dropd):

@@ -6,7 +6,19 @@ HEADER = "contact_id,channel,timestamp,incoming,outgoing,outgoing_source,campaig
 
 
 def test_messages_are_stored_and_deduplicated(dropd):
-    dropd.add_feed_partner("northfield", [{"name": "log", "kind": "messages", "path": "/log", "prefix": "messages", "files": "all", "schedule": ["on_arrival"]}])
+    dropd.add_feed_partner(
+        "northfield",
+        [
+            {
+                "name": "log",
+                "kind": "messages",
+                "path": "/log",
+                "prefix": "messages",
+                "files": "all",
+                "schedule": ["on_arrival"],
+            }
+        ],
+    )
     dropd.start()
     text = (
         f"{HEADER}\n"

@@ -1,4 +1,4 @@
-"""Subscriber lists through the running daemon: full replacement, incremental, the
+"""Subscriber lists (in-process against the store): full replacement, incremental, the
 mass-removal stop, and count files guarding the list."""
 
 import json
@@ -85,7 +85,10 @@ def test_mass_removal_is_voided_and_the_list_stands(association):
         "mass-removal: the file would remove 6 of 10 subscribers (60%), more than max_removal (50%); nothing was applied"
     )
     assert len(members(association)) == 10
-    assert len([n for n in os.listdir(association.home("assoc") / "lists" / "failed") if not n.endswith(".errors.csv")]) == 1
+    assert (
+        len([n for n in os.listdir(association.home("assoc") / "lists" / "failed") if not n.endswith(".errors.csv")])
+        == 1
+    )
 
 
 def test_max_removal_can_be_raised(dropd):
@@ -112,26 +115,28 @@ def test_bad_rows_are_rejected_with_their_codes(association):
 
 def test_missing_email_column_rejects_the_file(association):
     run = drop(association, "subscriber_list_1.csv", "Mail,First\na@x.org,A\n")
-    assert run["status"] == "failed" and run["reason"] == "missing-column: required column 'Email' (email) is not in the header"
+    assert (
+        run["status"] == "failed"
+        and run["reason"] == "missing-column: required column 'Email' (email) is not in the header"
+    )
 
 
 def test_a_subscriber_import_keeps_the_contacts_reimport_shortcut(dropd, tmp_path):
     """Only runs that change contacts may turn off the contacts feed's unchanged-record shortcut."""
-    from daemon.config.settings import load_config
     from daemon.feeds.runs import RunContext, import_file
-    from daemon.store import Store
     from tests.helpers import CONTACTS_HEADER, students_feed
 
-    dropd.add_feed_partner("northfield", [students_feed(), {"name": "list", "kind": "subscribers", "path": "/lists", "prefix": "subs"}])
-    dropd.write_config()
-    config = load_config(dropd.config_file)
-    store = Store(config.daemon.state_dir / "dropd.db")
-    context = RunContext(store, config)
+    dropd.add_feed_partner(
+        "northfield", [students_feed(), {"name": "list", "kind": "subscribers", "path": "/lists", "prefix": "subs"}]
+    )
+    dropd.start()
+    context = RunContext(dropd.store, dropd.config)
     contacts = tmp_path / "StudentData.csv"
     contacts.write_text(f"{CONTACTS_HEADER}\n1,Ada,Lovelace,202-555-0143,,,,\n")
     subscribers = tmp_path / "subs.csv"
     subscribers.write_text("email\nnew@example.org\n")
     for feed_name, path in (("students", contacts), ("list", subscribers)):
-        partner, feed = config.feed(feed_name)
+        partner, feed = dropd.config.feed(feed_name)
         assert import_file(context, partner, feed, path, "ingest", manual=True).status == "success"
-    assert store.row_digests(store.connection, "students", "northfield") is not None
+    with dropd.store.reading() as tx:
+        assert tx.row_digests.previous("students", "northfield", tx.contacts.version("northfield")) is not None

@@ -7,27 +7,66 @@ from handlers.validation import _library_email, normalized_email, phone_to_e164
 
 LOCAL_CHARS = "abcXYZ019._+-!#$%&'*/=?^`{|}~\"() ,:;<>@[\\]é"
 DOMAIN_CHARS = "abcXYZ019-._é"
-TLDS = ["com", "org", "EDU", "test", "local", "localhost", "invalid", "onion", "co.uk", "123", "x", "xn--p1ai", "-bad", ""]
+TLDS = [
+    "com",
+    "org",
+    "EDU",
+    "test",
+    "local",
+    "localhost",
+    "invalid",
+    "onion",
+    "co.uk",
+    "123",
+    "x",
+    "xn--p1ai",
+    "-bad",
+    "",
+]
 
 label = st.text(alphabet=DOMAIN_CHARS, min_size=0, max_size=70)
 local = st.one_of(
     st.text(alphabet=LOCAL_CHARS, min_size=0, max_size=70),
     st.sampled_from(["postmaster", "Abuse", "WEBMASTER", "a" * 64, "a" * 65, "first.last", "x..y", ".lead", "trail."]),
 )
-domain = st.builds(lambda parts, tld: ".".join(parts + [tld]), st.lists(label, min_size=0, max_size=4), st.sampled_from(TLDS))
+domain = st.builds(
+    lambda parts, tld: ".".join(parts + [tld]), st.lists(label, min_size=0, max_size=4), st.sampled_from(TLDS)
+)
 address = st.one_of(
-    st.builds(lambda l, d: f"{l}@{d}", local, domain),
-    st.builds(lambda l, d: f"{l}@{d}", local, st.sampled_from(["example.org", "EXAMPLE.ORG", "xn--bcher-kva.ch", "[127.0.0.1]", "a" * 250 + ".com"])),
+    st.builds(lambda name, d: f"{name}@{d}", local, domain),
+    st.builds(
+        lambda name, d: f"{name}@{d}",
+        local,
+        st.sampled_from(["example.org", "EXAMPLE.ORG", "xn--bcher-kva.ch", "[127.0.0.1]", "a" * 250 + ".com"]),
+    ),
     st.text(max_size=40),
 )
 
 REAL_WORLD = [
-    "jane.doe@example.org", "Jane.Doe@Example.ORG", "j.o'neil@school.edu", "first+tag@gmail.com",
-    "user@mail.example.co.uk", "a_b-c@sub-domain.example.net", "x@example", "user@localhost",
-    "user@@example.org", "user@example..org", "user@-example.org", "user.@example.org",
-    "\"quoted\"@example.org", "Name <user@example.org>", "user@[192.168.1.1]", "user@xn--mnchen-3ya.de",
-    "üser@example.org", "user@münchen.de", "postmaster@example.org", "user@example.org.", " user@example.org",
-    "a" * 64 + "@example.org", "a" * 65 + "@example.org", "user@" + "a" * 63 + "." + "b" * 63 + ".com",
+    "jane.doe@example.org",
+    "Jane.Doe@Example.ORG",
+    "j.o'neil@school.edu",
+    "first+tag@gmail.com",
+    "user@mail.example.co.uk",
+    "a_b-c@sub-domain.example.net",
+    "x@example",
+    "user@localhost",
+    "user@@example.org",
+    "user@example..org",
+    "user@-example.org",
+    "user.@example.org",
+    '"quoted"@example.org',
+    "Name <user@example.org>",
+    "user@[192.168.1.1]",
+    "user@xn--mnchen-3ya.de",
+    "üser@example.org",
+    "user@münchen.de",
+    "postmaster@example.org",
+    "user@example.org.",
+    " user@example.org",
+    "a" * 64 + "@example.org",
+    "a" * 65 + "@example.org",
+    "user@" + "a" * 63 + "." + "b" * 63 + ".com",
 ]
 
 

@@ -64,24 +64,99 @@ BROKEN = {
     "not toml": (GOOD_MAIN + "\n[daemon\n", None, "dropd.toml: is not valid TOML"),
     "missing daemon": ("[sftp]\nlisten='127.0.0.1:1'\nhost_keys=['k']\n", None, "dropd.toml: daemon: is required"),
     "unknown key": (GOOD_MAIN.replace("[sftp]", "[sftp]\nlisen = 'x'"), None, "dropd.toml: sftp.lisen: unknown key"),
-    "bad duration": (GOOD_MAIN + "\n[security]\nwindow = '10 minutes'\n", None, "security.window: '10 minutes' is not a duration"),
-    "bad timezone": (GOOD_MAIN.replace("America/New_York", "Mars/Olympus"), None, "daemon.timezone: 'Mars/Olympus' is not a known time zone"),
-    "bad listen": (GOOD_MAIN.replace("127.0.0.1:2222", "localhost"), None, "sftp.listen: 'localhost' is not an address"),
-    "bad tls": (GOOD_MAIN.replace('tls = "off"', 'tls = "maybe"'), None, "ftp.tls: 'maybe' is not one of: required, off"),
-    "tls without cert": (GOOD_MAIN.replace('tls = "off"', 'tls = "required"'), None, "ftp.certfile: is required when tls = \"required\""),
-    "bad passive range": (GOOD_MAIN + 'passive_ports = "60000-50000"\n', None, "ftp.passive_ports: '60000-50000' must lie within"),
-    "bad store": (GOOD_MAIN.replace('timezone = "America/New_York"', 'store = "mysql://x"'), None, "daemon.store: must be \"sqlite\" or a postgresql:// URL"),
-    "same port twice": (GOOD_MAIN.replace("127.0.0.1:2121", "127.0.0.1:2222"), None, "ftp.listen: is the same address as sftp.listen"),
-    "missing smtp secret": (GOOD_MAIN + '[smtp]\npassword_file = "nope.txt"\n', None, "smtp.password_file: cannot read secret file"),
-    "partner without credentials": (GOOD_MAIN, {"p": '[partner]\nname = "bare"\n'}, "p.toml: partner.password_hash: a partner needs a password_hash, authorized_keys, or both"),
-    "partner bad name": (GOOD_MAIN, {"p": GOOD_PARTNER.replace('"northfield"', '"North Field"')}, "p.toml: partner.name: 'North Field' is not a usable partner name"),
-    "clear-text password": (GOOD_MAIN, {"p": GOOD_PARTNER.replace("$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$aGFzaGhhc2g", "hunter2")}, "partner.password_hash: must be an argon2 hash"),
-    "bad key": (GOOD_MAIN, {"p": GOOD_PARTNER + 'authorized_keys = ["ssh-ed25519 AAAAnotakey"]\n'}, "partner.authorized_keys: entry 1 is not a usable public key"),
-    "bad cidr": (GOOD_MAIN, {"p": GOOD_PARTNER + 'allow_from = ["203.0.113.7/24"]\n'}, "partner.allow_from: '203.0.113.7/24' is not a network in CIDR form"),
-    "duplicate partner": (GOOD_MAIN, {"a": GOOD_PARTNER, "b": GOOD_PARTNER}, "b.toml: partner.name: 'northfield' is also defined in"),
-    "relative feed path": (GOOD_MAIN, {"p": GOOD_PARTNER + '[[feed]]\nname = "f"\nkind = "contacts"\npath = "imports"\nprefix = "S"\n'}, "p.toml: feed[f].path: 'imports' must be a full path"),
-    "bad feed kind": (GOOD_MAIN, {"p": GOOD_PARTNER + '[[feed]]\nname = "f"\nkind = "pdf"\npath = "/i"\nprefix = "S"\n'}, "feed[f].kind: 'pdf' is not one of"),
-    "bad schedule": (GOOD_MAIN, {"p": GOOD_PARTNER + '[[feed]]\nname = "f"\nkind = "contacts"\npath = "/i"\nprefix = "S"\nschedule = ["midnight"]\n'}, "feed[f].schedule: 'midnight' not one of"),
+    "bad duration": (
+        GOOD_MAIN + "\n[security]\nwindow = '10 minutes'\n",
+        None,
+        "security.window: '10 minutes' is not a duration",
+    ),
+    "bad timezone": (
+        GOOD_MAIN.replace("America/New_York", "Mars/Olympus"),
+        None,
+        "daemon.timezone: 'Mars/Olympus' is not a known time zone",
+    ),
+    "bad listen": (
+        GOOD_MAIN.replace("127.0.0.1:2222", "localhost"),
+        None,
+        "sftp.listen: 'localhost' is not an address",
+    ),
+    "bad tls": (
+        GOOD_MAIN.replace('tls = "off"', 'tls = "maybe"'),
+        None,
+        "ftp.tls: 'maybe' is not one of: required, off",
+    ),
+    "tls without cert": (
+        GOOD_MAIN.replace('tls = "off"', 'tls = "required"'),
+        None,
+        'ftp.certfile: is required when tls = "required"',
+    ),
+    "bad passive range": (
+        GOOD_MAIN + 'passive_ports = "60000-50000"\n',
+        None,
+        "ftp.passive_ports: '60000-50000' must lie within",
+    ),
+    "bad store": (
+        GOOD_MAIN.replace('timezone = "America/New_York"', 'store = "mysql://x"'),
+        None,
+        'daemon.store: must be "sqlite" or a postgresql:// URL',
+    ),
+    "same port twice": (
+        GOOD_MAIN.replace("127.0.0.1:2121", "127.0.0.1:2222"),
+        None,
+        "ftp.listen: is the same address as sftp.listen",
+    ),
+    "missing smtp secret": (
+        GOOD_MAIN + '[smtp]\npassword_file = "nope.txt"\n',
+        None,
+        "smtp.password_file: cannot read secret file",
+    ),
+    "partner without credentials": (
+        GOOD_MAIN,
+        {"p": '[partner]\nname = "bare"\n'},
+        "p.toml: partner.password_hash: a partner needs a password_hash, authorized_keys, or both",
+    ),
+    "partner bad name": (
+        GOOD_MAIN,
+        {"p": GOOD_PARTNER.replace('"northfield"', '"North Field"')},
+        "p.toml: partner.name: 'North Field' is not a usable partner name",
+    ),
+    "clear-text password": (
+        GOOD_MAIN,
+        {"p": GOOD_PARTNER.replace("$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$aGFzaGhhc2g", "hunter2")},
+        "partner.password_hash: must be an argon2 hash",
+    ),
+    "bad key": (
+        GOOD_MAIN,
+        {"p": GOOD_PARTNER + 'authorized_keys = ["ssh-ed25519 AAAAnotakey"]\n'},
+        "partner.authorized_keys: entry 1 is not a usable public key",
+    ),
+    "bad cidr": (
+        GOOD_MAIN,
+        {"p": GOOD_PARTNER + 'allow_from = ["203.0.113.7/24"]\n'},
+        "partner.allow_from: '203.0.113.7/24' is not a network in CIDR form",
+    ),
+    "duplicate partner": (
+        GOOD_MAIN,
+        {"a": GOOD_PARTNER, "b": GOOD_PARTNER},
+        "b.toml: partner.name: 'northfield' is also defined in",
+    ),
+    "relative feed path": (
+        GOOD_MAIN,
+        {"p": GOOD_PARTNER + '[[feed]]\nname = "f"\nkind = "contacts"\npath = "imports"\nprefix = "S"\n'},
+        "p.toml: feed[f].path: 'imports' must be a full path",
+    ),
+    "bad feed kind": (
+        GOOD_MAIN,
+        {"p": GOOD_PARTNER + '[[feed]]\nname = "f"\nkind = "pdf"\npath = "/i"\nprefix = "S"\n'},
+        "feed[f].kind: 'pdf' is not one of",
+    ),
+    "bad schedule": (
+        GOOD_MAIN,
+        {
+            "p": GOOD_PARTNER
+            + '[[feed]]\nname = "f"\nkind = "contacts"\npath = "/i"\nprefix = "S"\nschedule = ["midnight"]\n'
+        },
+        "feed[f].schedule: 'midnight' not one of",
+    ),
 }
 
 
@@ -130,7 +205,9 @@ def test_passwd_refuses_a_short_password():
 
 
 def test_security_limits_are_checked(config_dir):
-    main = GOOD_MAIN + """
+    main = (
+        GOOD_MAIN
+        + """
 [security]
 login_grace_time = "0s"
 max_unauthenticated = 10
@@ -138,6 +215,7 @@ max_unauthenticated_per_address = 11
 max_sessions_per_address = 0
 max_auth_attempts = "3"
 """
+    )
     file = write(config_dir, main=main)
     result = dropd_command("check-config", "-c", str(file))
     assert result.returncode == 1
@@ -147,15 +225,24 @@ max_auth_attempts = "3"
 
 
 def test_a_password_rotation_takes_two_hashes_and_no_more(config_dir):
-    two = GOOD_PARTNER.replace('password_hash = "', 'password_hash = ["').replace('aGFzaGhhc2g"', 'aGFzaGhhc2g", "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$bmV3bmV3bmV3"]')
-    assert load_config(write(config_dir, partners={"northfield": two})).partners["northfield"].password_hashes[1].endswith("bmV3bmV3bmV3")
+    two = GOOD_PARTNER.replace('password_hash = "', 'password_hash = ["').replace(
+        'aGFzaGhhc2g"', 'aGFzaGhhc2g", "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$bmV3bmV3bmV3"]'
+    )
+    assert (
+        load_config(write(config_dir, partners={"northfield": two}))
+        .partners["northfield"]
+        .password_hashes[1]
+        .endswith("bmV3bmV3bmV3")
+    )
     three = two.replace('"]', '", "$argon2id$x"]')
     result = dropd_command("check-config", "-c", str(write(config_dir, partners={"northfield": three})))
     assert result.returncode == 1 and "partner.password_hash: must be an argon2 hash" in result.stderr, result.stderr
 
 
 def test_a_misspelt_key_gets_a_suggestion_and_a_file_error_has_no_empty_key(config_dir):
-    main = GOOD_MAIN.replace("[sftp]", "[sftp]\nlisten_adress = 'x'").replace('timezone = "America/New_York"', 'timezon = "UTC"')
+    main = GOOD_MAIN.replace("[sftp]", "[sftp]\nlisten_adress = 'x'").replace(
+        'timezone = "America/New_York"', 'timezon = "UTC"'
+    )
     result = dropd_command("check-config", "-c", str(write(config_dir, main=main)))
     assert "daemon.timezon: unknown key (did you mean 'timezone'?)" in result.stderr, result.stderr
     assert "sftp.listen_adress: unknown key" in result.stderr

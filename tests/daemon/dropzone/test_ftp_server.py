@@ -149,7 +149,9 @@ def _landed(home, names) -> dict[str, str]:
 def test_rclone_uploads_over_tls13_arrive_whole(running, tmp_path):
     """Go's TLS 1.3 client (rclone) left most uploads truncated and published (pyftpdlib#602)."""
     digests = _random_files(tmp_path / "out", UPLOAD_SIZES)
-    obscured = subprocess.run(["rclone", "obscure", PASSWORD], capture_output=True, text=True, check=True).stdout.strip()
+    obscured = subprocess.run(
+        ["rclone", "obscure", PASSWORD], capture_output=True, text=True, check=True
+    ).stdout.strip()
     remote = (
         f":ftp,host=127.0.0.1,port={running.ftp_port},user=northfield,pass={obscured},"
         "explicit_tls=true,no_check_certificate=true:/rclone"
@@ -173,7 +175,9 @@ def test_lftp_and_curl_uploads_arrive_whole(running, tmp_path):
     assert result.returncode == 0, result.stderr
     assert _landed(running.home("northfield"), digests) == digests
     for name in digests:
-        uploaded = running.curl_ftps(f"/curl/{name}", "--ftp-create-dirs", "-T", str(tmp_path / "out" / name), user="westbrook")
+        uploaded = running.curl_ftps(
+            f"/curl/{name}", "--ftp-create-dirs", "-T", str(tmp_path / "out" / name), user="westbrook"
+        )
         assert uploaded.returncode == 0, uploaded.stderr
     assert _landed(running.home("westbrook") / "curl", digests) == digests
 

@@ -60,8 +60,17 @@ def test_curl_ftps_killed_mid_upload(dropd, big_file):
     dropd.start()
     client = subprocess.Popen(
         [
-            "curl", "-sS", "--ssl-reqd", "--insecure", "--limit-rate", "200k", "--user", f"northfield:{PASSWORD}",
-            "-T", str(big_file), f"ftp://127.0.0.1:{dropd.ftp_port}/StudentData_big.csv",
+            "curl",
+            "-sS",
+            "--ssl-reqd",
+            "--insecure",
+            "--limit-rate",
+            "200k",
+            "--user",
+            f"northfield:{PASSWORD}",
+            "-T",
+            str(big_file),
+            f"ftp://127.0.0.1:{dropd.ftp_port}/StudentData_big.csv",
         ],  # fmt: skip
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -74,8 +83,16 @@ def test_lftp_killed_mid_upload(dropd, big_file):
     dropd.start()
     settings = "set ssl:verify-certificate no; set net:limit-rate 200000:200000; "
     client = subprocess.Popen(
-        ["lftp", "-u", f"northfield,{PASSWORD}", "-p", str(dropd.ftp_port), "-e",
-         settings + f"put {big_file} -o StudentData_big.csv; bye", "ftp://127.0.0.1"],  # fmt: skip
+        [
+            "lftp",
+            "-u",
+            f"northfield,{PASSWORD}",
+            "-p",
+            str(dropd.ftp_port),
+            "-e",
+            settings + f"put {big_file} -o StudentData_big.csv; bye",
+            "ftp://127.0.0.1",
+        ],  # fmt: skip
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -12,7 +12,11 @@ def test_has_writer_sees_another_process_holding_the_file_open(tmp_path):
     path = tmp_path / "StudentData.csv"
     path.write_text("header\n")
     writer = subprocess.Popen(
-        [sys.executable, "-c", f"import sys, time; f = open({str(path)!r}, 'a'); print('open', flush=True); time.sleep(30)"],
+        [
+            sys.executable,
+            "-c",
+            f"import sys, time; f = open({str(path)!r}, 'a'); print('open', flush=True); time.sleep(30)",
+        ],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -97,7 +101,9 @@ def test_an_inotify_queue_overflow_rescans_at_once(tmp_path):
         present.append(unseen)
         time.sleep(0.5)
         assert reported == []
-        logging.getLogger("watchdog.observers.inotify_c").warning("Inotify queue overflowed; filesystem events were lost")
+        logging.getLogger("watchdog.observers.inotify_c").warning(
+            "Inotify queue overflowed; filesystem events were lost"
+        )
         deadline = time.monotonic() + 5
         while not reported and time.monotonic() < deadline:
             time.sleep(0.05)

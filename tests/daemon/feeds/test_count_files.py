@@ -36,7 +36,7 @@ def test_count_file_before_data_is_used(dropd):
 def test_data_waits_for_a_count_file_that_comes_later(dropd):
     start(dropd)
     upload(dropd, "StudentData_1.csv", ROWS)
-    time.sleep(1)
+    dropd.wait_for("run.waiting_for_count_file", file="StudentData_1.csv")
     assert dropd.runs() == []
     upload(dropd, "StudentData_1_count.txt", " 2 ")
     [run] = dropd.wait_for_runs("students")
@@ -73,7 +73,10 @@ def test_invalid_count_file_fails_the_run(dropd):
     upload(dropd, "StudentData_1.csv", ROWS)
     [run] = dropd.wait_for_runs("students")
     assert run["status"] == "failed"
-    assert run["reason"] == "count-file-invalid: StudentData_1_count.txt must hold one whole number of data rows, not 'two rows'"
+    assert (
+        run["reason"]
+        == "count-file-invalid: StudentData_1_count.txt must hold one whole number of data rows, not 'two rows'"
+    )
     assert len(folder(dropd, "failed")) == 2 and dropd.contacts("northfield") == {}
 
 
@@ -83,7 +86,7 @@ def test_off_ignores_a_stray_count_file(dropd):
     upload(dropd, "StudentData_1.csv", ROWS)
     [run] = dropd.wait_for_runs("students")
     assert run["status"] == "success" and run["file"] == "StudentData_1.csv"
-    time.sleep(0.5)
+    time.sleep(0.5)  # a run for the unmatched count file would show by now
     assert folder(dropd) == ["StudentData_1_count.txt", "archive"]
     assert len(dropd.runs()) == 1
 

@@ -28,7 +28,9 @@ def write_roster(path: Path, rows: int, filler: int = 0) -> None:
     with open(path, "w", newline="") as handle:
         handle.write("Student ID,First Name,Last Name,Cell,Email,CRM,Text Opt Out,Major,Notes\n")
         for index in range(rows):
-            handle.write(f"S{index:07d},First{index},Last{index},{phone(index)},s{index}@example.org,,N,{long_value},{long_value}\n")
+            handle.write(
+                f"S{index:07d},First{index},Last{index},{phone(index)},s{index}@example.org,,N,{long_value},{long_value}\n"
+            )
 
 
 def feed_with_notes(**overrides):
@@ -48,11 +50,11 @@ def test_sigkill_mid_import_leaves_store_untouched_and_file_is_reimported_once(d
     rows = 40_000
     landing = dropd.home("northfield") / "imports"
     write_roster(landing / "StudentData_big.csv", rows)
-    time.sleep(2)
+    dropd.wait_for("file.arrived", path=str(landing / "StudentData_big.csv"))
     trigger = dropd.cli("run-now", "students", "--timeout", "0.1", check=False)
     assert trigger.returncode == 0, trigger.stderr
     dropd.wait_for("run.started", feed="students")
-    time.sleep(1.0)
+    time.sleep(1.0)  # well into the import: rows applied in the open transaction
     dropd.process.send_signal(signal.SIGKILL)
     dropd.process.wait(10)
     assert not dropd.find("run.finished")
@@ -70,7 +72,7 @@ def test_sigkill_mid_import_leaves_store_untouched_and_file_is_reimported_once(d
     assert finished[1]["rows_applied"] == rows
     assert count_contacts(dropd) == rows
     assert os.listdir(landing) == ["archive"]
-    time.sleep(1)
+    time.sleep(1)  # a third run (the file imported twice) would show by now
     assert len(dropd.runs()) == 2
 
 
@@ -172,11 +174,18 @@ def test_a_long_import_blocks_neither_readers_nor_another_feed(dropd):
     """An import holds the store's write lock for its whole file: `dropd runs` must still
     answer at once and show it running, and another feed's run waits its turn (queued)."""
     dropd.settings["daemon"]["quiet_period"] = "1s"
-    subscribers = {"name": "list", "kind": "subscribers", "path": "/lists", "prefix": "subs", "schedule": ["on_arrival"]}
+    subscribers = {
+        "name": "list",
+        "kind": "subscribers",
+        "path": "/lists",
+        "prefix": "subs",
+        "schedule": ["on_arrival"],
+    }
     dropd.add_feed_partner("northfield", [feed_with_notes(), subscribers])
     dropd.start()
-    write_roster(dropd.home("northfield") / "imports" / "StudentData_big.csv", 80_000)
-    time.sleep(2)
+    big_file = dropd.home("northfield") / "imports" / "StudentData_big.csv"
+    write_roster(big_file, 80_000)
+    dropd.wait_for("file.arrived", path=str(big_file))
     assert dropd.cli("run-now", "students", "--timeout", "0.1").returncode == 0
     dropd.wait_for("run.started", feed="students")
     started = time.monotonic()

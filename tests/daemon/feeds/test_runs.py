@@ -57,7 +57,9 @@ def test_identical_file_dropped_again_is_skipped_as_duplicate_unless_forced(drop
     run_now(dropd)
     place(dropd, "StudentData_again.csv", [1])
     [duplicate] = run_now(dropd)
-    assert duplicate["status"] == "skipped" and duplicate["reason"].startswith("duplicate: identical to the file imported by run")
+    assert duplicate["status"] == "skipped" and duplicate["reason"].startswith(
+        "duplicate: identical to the file imported by run"
+    )
     assert len(os.listdir(dropd.home("northfield") / "imports" / "archive")) == 2
     place(dropd, "StudentData_forced.csv", [1])
     [forced] = run_now(dropd, "--force")
@@ -90,11 +92,15 @@ def test_dry_run_reports_and_changes_nothing(dropd, tmp_path):
     place(dropd, "StudentData_1.csv", [1])
     run_now(dropd)
     local = tmp_path / "StudentData_local.csv"
-    local.write_text(HEADER + "\n1,Renamed,Last,202-555-0101,,,,\n2,New,Person,202-555-0102,,,,\n3,,Bad,202-555-0103,,,,\n")
+    local.write_text(
+        HEADER + "\n1,Renamed,Last,202-555-0101,,,,\n2,New,Person,202-555-0102,,,,\n3,,Bad,202-555-0103,,,,\n"
+    )
     result = dropd.cli("ingest", "students", str(local), "--dry-run", "--json")
     report = json.loads(result.stdout)
     assert (report["would_create"], report["would_update"], report["would_reject"]) == (1, 1, 1)
-    assert report["errors"] == [{"row": 4, "code": "missing-value", "failure_type": "complete", "message": "first_name ('First Name') is empty"}]
+    assert report["errors"] == [
+        {"row": 4, "code": "missing-value", "failure_type": "complete", "message": "first_name ('First Name') is empty"}
+    ]
     assert set(dropd.contacts("northfield")) == {"1"} and dropd.contacts("northfield")["1"]["first_name"] == "Name1"
     assert len(dropd.runs()) == 1 and local.exists()
     assert not (dropd.state_dir / "errors").exists()
@@ -111,7 +117,7 @@ def test_ingest_imports_a_local_file_and_leaves_it_in_place(dropd, tmp_path):
 
 def overnight_zone() -> str:
     """A fixed-offset zone in which it is now 03:xx, so the overnight window is open."""
-    hour = datetime.datetime.now(datetime.timezone.utc).hour
+    hour = datetime.datetime.now(datetime.UTC).hour
     offset = (3 - hour + 12) % 24 - 12  # local = utc + offset, within -12..+11
     # Etc/GMT signs are inverted: Etc/GMT-5 is UTC+5.
     return "Etc/GMT" if offset == 0 else f"Etc/GMT{-offset:+d}"
@@ -201,7 +207,7 @@ def test_a_landing_file_swapped_for_a_symlink_is_never_read(dropd, tmp_path):
     root-only file between the checks and the open: the import must not follow it."""
     from daemon.config.settings import load_config
     from daemon.feeds.runs import RunContext, import_file
-    from daemon.store import Store
+    from daemon.store import open_store
 
     dropd.add_feed_partner("northfield", [students_feed()])
     dropd.write_config()
@@ -213,11 +219,12 @@ def test_a_landing_file_swapped_for_a_symlink_is_never_read(dropd, tmp_path):
     folder = dropd.home("northfield") / "imports"
     folder.mkdir(parents=True)
     (folder / "StudentData_swap.csv").symlink_to(secret)
-    store = Store(config.daemon.state_dir / "dropd.db")
+    store = open_store(config)
     run = import_file(RunContext(store, config), partner, feed, folder / "StudentData_swap.csv", "arrival")
     assert run.status == "failed"
     assert run.reason == "unsafe-file: StudentData_swap.csv is a symbolic link; only regular files are imported"
-    assert run.error_file is None and store.contacts("northfield") == []
+    with store.reading() as tx:
+        assert run.error_file is None and tx.contacts.listing("northfield") == []
     [moved, report] = sorted(os.listdir(folder / "failed"))
     assert report == moved + ".errors.csv"
     assert (folder / "failed" / moved).is_symlink() and secret.read_text().startswith(HEADER)
@@ -290,5 +297,7 @@ def test_run_now_says_when_a_file_still_arriving_will_be_complete(dropd):
     place(dropd, "StudentData_new.csv", [1], age=0)
     [run] = json.loads(dropd.cli("run-now", "students", "--json").stdout)
     assert run["status"] == "skipped"
-    assert run["reason"].startswith("no-file: no complete file starting with 'StudentData' in /imports (1 file still arriving: ")
+    assert run["reason"].startswith(
+        "no-file: no complete file starting with 'StudentData' in /imports (1 file still arriving: "
+    )
     assert "StudentData_new.csv, complete in about " in run["reason"] and run["reason"].endswith(" s)")

@@ -5,10 +5,11 @@ import types
 
 import pytest
 
-from daemon.feeds.scheduler import WindowScheduler, open_window
-from daemon.store import Store
+from daemon.feeds.scheduler import WindowScheduler
+from daemon.store.sqlite import SqliteStore
+from daemon.windows import open_window
 
-UTC = datetime.timezone.utc
+UTC = datetime.UTC
 
 
 def at(text: str) -> datetime.datetime:
@@ -35,14 +36,18 @@ def test_windows_are_computed_in_the_configured_zone(moment, window, expected):
 class FakeCore:
     def __init__(self, tmp_path, timezone="America/New_York", schedule=("overnight",)):
         feed = types.SimpleNamespace(name="students", enabled=True, schedule=schedule)
-        partner = types.SimpleNamespace(enabled=True)
-        self.config = types.SimpleNamespace(daemon=types.SimpleNamespace(timezone=timezone), feeds=lambda: [(partner, feed)])
-        self.store = Store(tmp_path / "dropd.db")
+        partner = types.SimpleNamespace(runs=lambda feed: True)
+        self.config = types.SimpleNamespace(
+            daemon=types.SimpleNamespace(timezone=timezone), feeds=lambda: [(partner, feed)]
+        )
+        self.store = SqliteStore(tmp_path / "dropd.db")
 
 
 def scheduler_at(core, clock_box):
     requested = []
-    scheduler = WindowScheduler(core, lambda feed, trigger: requested.append((feed, trigger)), clock=lambda: clock_box[0])
+    scheduler = WindowScheduler(
+        core, lambda feed, trigger: requested.append((feed, trigger)), clock=lambda: clock_box[0]
+    )
     return scheduler, requested
 
 
@@ -65,10 +70,13 @@ def test_a_daemon_started_after_the_window_closed_does_not_run_it(tmp_path):
     assert requested == []
 
 
-def tick_every_minute(scheduler, clock, start, end):
+def tick_every_minute(scheduler, clock, start, end) -> list[str]:
+    """The windows claimed, as "local date/name"."""
+    claimed = []
     while clock[0] < end:
-        scheduler.tick()
+        claimed += [key for _, key in scheduler.tick()]
         clock[0] += datetime.timedelta(minutes=1)
+    return claimed
 
 
 @pytest.mark.parametrize(
@@ -87,8 +95,9 @@ def test_dst_days_run_each_window_exactly_once(tmp_path, timezone, day):
     start = datetime.datetime.fromisoformat(f"{day}T00:00:00").replace(tzinfo=UTC) - datetime.timedelta(hours=14)
     clock = [start]
     scheduler, requested = scheduler_at(core, clock)
-    tick_every_minute(scheduler, clock, start, start + datetime.timedelta(hours=48))
-    windows = core.store.connection.execute("SELECT window FROM window_claims ORDER BY claimed_at").fetchall()
-    local_day_windows = [row[0] for row in windows if row[0].startswith(day)]
-    assert sorted(local_day_windows) == sorted(f"{day}/{name}" for name in ("overnight", "morning", "afternoon", "evening"))
+    windows = tick_every_minute(scheduler, clock, start, start + datetime.timedelta(hours=48))
+    local_day_windows = [key for key in windows if key.startswith(day)]
+    assert sorted(local_day_windows) == sorted(
+        f"{day}/{name}" for name in ("overnight", "morning", "afternoon", "evening")
+    )
     assert len(requested) == len(windows)

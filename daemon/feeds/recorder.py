@@ -1,0 +1,151 @@
+"""Recording a run: its row in the store, its error CSV, the file ledger, and the hand-off.
+
+Every run — an import, a skipped look at an empty folder, an export — is recorded through a
+`RunRecorder`. A run that does work starts `running`, then finishes inside the transaction
+that applied the work (so the record and the data commit together) or fails in one of its
+own. Whatever happens, `done()` reads the final record back and hands it to the `RunFinished`
+subscribers (recap emails, metrics) once.
+"""
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+from daemon.feeds.spreadsheet import spreadsheet_row
+from daemon.handoff import Handoff
+from daemon.store.records import RunRecord
+from handlers.base import ImportCounts, RowErrors
+
+ERROR_BATCH = 1000
+"""Row errors are written to the store this many at a time, inside the run's transaction."""
+
+
+class RunFinished(Handoff[RunRecord]):
+    def __init__(self):
+        super().__init__("run")
+
+
+@dataclass(frozen=True)
+class RunSubject:
+    """What a run is about: the partner, the feed and what started it."""
+
+    partner: str
+    feed: str
+    kind: str
+    trigger: str
+
+
+class ErrorFile:
+    """The run's error CSV (UTF-8 with BOM, for Excel), made on first use, and the rows not yet
+    in the store. With no path (a dry run) the errors are only collected."""
+
+    def __init__(self, path: Path | None, header: list[str]):
+        self.path = path
+        self.header = header
+        self._handle = None
+        self._writer = None
+        self.pending: list[tuple] = []
+
+    def write(self, row: int, code: str, failure_type: str, message: str, values) -> None:
+        self.pending.append((row, code, failure_type, message))
+        if self.path is None:
+            return
+        if self._handle is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._handle = open(self.path, "w", encoding="utf-8-sig", newline="")  # noqa: SIM115 (open for the whole run)
+            self._writer = csv.writer(self._handle)
+            self._writer.writerow(spreadsheet_row(["row", "code", "failure_type", "message", *self.header]))
+        self._writer.writerow(spreadsheet_row([row, code, failure_type, message, *values]))
+
+    def take_pending(self) -> list[tuple]:
+        pending, self.pending = self.pending, []
+        return pending
+
+    @property
+    def written(self) -> str | None:
+        return str(self.path) if self._handle is not None else None
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+
+
+class RunRecorder:
+    def __init__(self, store, finished: RunFinished | None, errors_dir: Path | None, subject: RunSubject):
+        """`errors_dir` None records nothing at all: a dry run."""
+        self.store = store
+        self.finished = finished
+        self.errors_dir = errors_dir
+        self.subject = subject
+        self.run_id: int | None = None
+        self.error_file: ErrorFile | None = None
+
+    @property
+    def dry(self) -> bool:
+        return self.errors_dir is None
+
+    def once(self, status: str, reason: str, file: str | None = None, sha256: str | None = None) -> RunRecord:
+        """A run that did no work (skipped, or failed before it started), recorded in one step."""
+        self.start(file, sha256)
+        with self.store.transaction(label=self.subject.feed) as tx:
+            tx.runs.finish(self.run_id, status, reason)
+        return self.done()
+
+    def start(self, file: str | None, sha256: str | None) -> int | None:
+        if self.dry:
+            return None
+        s = self.subject
+        with self.store.transaction(label=s.feed) as tx:
+            self.run_id = tx.runs.start(s.partner, s.feed, s.kind, s.trigger, file, sha256)
+        return self.run_id
+
+    def row_errors(self, tx, header: list[str]) -> RowErrors:
+        """Where the kind reports rows: to the error CSV at once, to the store in batches."""
+        path = None if self.dry else self.errors_dir / f"run-{self.run_id}-{self.subject.feed}.csv"
+        error_file = self.error_file = ErrorFile(path, header)
+
+        def write(*error):
+            error_file.write(*error)
+            if not self.dry and len(error_file.pending) >= ERROR_BATCH:
+                tx.runs.add_errors(self.run_id, error_file.take_pending())
+
+        return RowErrors(write)
+
+    def succeed(self, tx, counts: ImportCounts, note: str | None, ledger: tuple[str, str] | None = None) -> None:
+        """Inside the run's transaction: the rest of the row errors, the final record and the
+        ledger entry (file name, sha256) commit with the data."""
+        if self.dry:
+            return
+        tx.runs.add_errors(self.run_id, self.error_file.take_pending() if self.error_file else [])
+        tx.runs.finish(
+            self.run_id, "success", note, counts.rows, counts.applied, counts.rejected, counts.details(), self.error_csv
+        )
+        if ledger is not None:
+            tx.ledger.record(self.subject.feed, ledger[1], ledger[0], self.run_id)
+
+    def fail(self, reason: str, counts: ImportCounts | None = None) -> None:
+        """Record the run failed, in a transaction of its own; `counts` when the file was read
+        through (every row rejected) are recorded with it."""
+        if self.error_file is not None:
+            self.error_file.close()  # complete on disk before anything copies it
+        if self.dry:
+            return
+        rows = (counts.rows, 0, counts.rejected, counts.details()) if counts else (None, None, None, None)
+        with self.store.transaction(label=self.subject.feed) as tx:
+            tx.runs.finish(self.run_id, "failed", reason, *rows, error_file=self.error_csv)
+
+    @property
+    def error_csv(self) -> str | None:
+        return self.error_file.written if self.error_file else None
+
+    def close(self) -> None:
+        if self.error_file is not None:
+            self.error_file.close()
+
+    def done(self) -> RunRecord:
+        """The final record, handed to the `RunFinished` subscribers."""
+        with self.store.reading() as tx:
+            record = tx.runs.get(self.run_id)
+        if self.finished is not None:
+            self.finished.publish(record, run_id=record.id, feed=record.feed)
+        return record

@@ -1,0 +1,61 @@
+"""What the store hands out: plain records, never a database row or a connection."""
+
+from dataclasses import dataclass
+
+RUN_COLUMNS = (
+    "id", "partner", "feed", "kind", "trigger", "file", "sha256", "rows_in_file", "rows_applied",
+    "rows_rejected", "started", "finished", "status", "reason", "details", "error_file",
+)  # fmt: skip
+
+
+class SchemaError(RuntimeError):
+    """The database was written by a newer dropd, is not a dropd store, or cannot be used."""
+
+
+class NoStoreYet(SchemaError):
+    """A read-only open found no store: the daemon has never started with this state_dir."""
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: int
+    partner: str
+    feed: str
+    kind: str
+    trigger: str
+    file: str | None
+    sha256: str | None
+    rows_in_file: int | None
+    rows_applied: int | None
+    rows_rejected: int | None
+    started: str
+    finished: str | None
+    status: str
+    reason: str | None
+    details: dict
+    error_file: str | None
+
+    def as_dict(self) -> dict:
+        return {column: getattr(self, column) for column in RUN_COLUMNS}
+
+
+@dataclass(frozen=True)
+class StoredContact:
+    """The parts of a stored contact that matching and updating need."""
+
+    key: int
+    """The store's own key: what `Contacts.update` takes."""
+    contact_id: str
+    crm_id: str | None
+    mobile_number: str | None
+    source_hash: bytes | None
+    custom: dict
+
+
+@dataclass(frozen=True)
+class StoredSubscriber:
+    key: int
+    first_name: str | None
+    last_name: str | None
+    segment_code: str | None
+    removed: bool

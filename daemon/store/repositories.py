@@ -1,0 +1,350 @@
+"""The store's repositories: every statement dropd runs against its database, by topic.
+
+A repository is built on one connection inside one transaction (`Transaction` below), so
+whatever a run does through `tx.contacts`, `tx.runs` and `tx.ledger` commits or rolls back
+together. The SQL is written once for every backend: `?` placeholders (a backend that uses
+another style translates them), `ON CONFLICT ... DO NOTHING` / `DO UPDATE`, `RETURNING`,
+`IS DISTINCT FROM`; booleans are stored as 0/1 and JSON as text.
+"""
+
+import json
+
+from daemon.clock import utc_stamp
+from daemon.store.records import RUN_COLUMNS, RunRecord, StoredContact, StoredSubscriber
+from daemon.store.row_digests import DigestTable
+
+INTERRUPTED = "interrupted: the daemon stopped during the run; nothing was applied"
+
+
+class _Repository:
+    def __init__(self, connection):
+        self._db = connection
+
+    def _one(self, sql: str, params=()):
+        return self._db.execute(sql, params).fetchone()
+
+    def _all(self, sql: str, params=()) -> list:
+        return self._db.execute(sql, params).fetchall()
+
+
+class Contacts(_Repository):
+    _MATCH = "SELECT id, contact_id, crm_id, mobile_number, source_hash, custom FROM contacts WHERE partner = ? AND "
+
+    def by_contact_id(self, partner: str, contact_id: str) -> StoredContact | None:
+        return _contact(self._one(self._MATCH + "contact_id = ?", (partner, contact_id)))
+
+    def by_crm_id(self, partner: str, crm_id: str) -> StoredContact | None:
+        return _contact(self._one(self._MATCH + "crm_id = ?", (partner, crm_id)))
+
+    def by_phone(self, partner: str, phone: str) -> StoredContact | None:
+        return _contact(self._one(self._MATCH + "mobile_number = ?", (partner, phone)))
+
+    def create(self, partner: str, fields: dict, custom: dict) -> None:
+        """A new contact; `fields` are columns (contact_id, names, phone, opted_out, ...)."""
+        now = utc_stamp()
+        values = {**fields, "opted_out": int(fields.get("opted_out", 0)), "partner": partner,
+                  "custom": json.dumps(custom), "created_at": now, "updated_at": now}  # fmt: skip
+        names = ", ".join(values)
+        self._db.execute(
+            f"INSERT INTO contacts ({names}) VALUES ({', '.join('?' * len(values))})", tuple(values.values())
+        )
+
+    def update(self, key: int, fields: dict, custom: dict | None = None) -> None:
+        """Change the given columns of one contact (and its custom fields, when given)."""
+        values = dict(fields)
+        if "opted_out" in values:
+            values["opted_out"] = int(values["opted_out"])
+        if custom is not None:
+            values["custom"] = json.dumps(custom)
+        values["updated_at"] = utc_stamp()
+        assignments = ", ".join(f"{name} = ?" for name in values)
+        self._db.execute(f"UPDATE contacts SET {assignments} WHERE id = ?", (*values.values(), key))
+
+    def opt_out(self, partner: str, contact_id: str) -> bool:
+        """Opt one contact out (an opt-out event); True when it was opted in until now.
+
+        Its source hash is cleared: the next import of the same row must not count as unchanged.
+        """
+        cursor = self._db.execute(
+            "UPDATE contacts SET opted_out = 1, updated_at = ?, source_hash = NULL "
+            "WHERE partner = ? AND contact_id = ? AND opted_out = 0",
+            (utc_stamp(), partner, contact_id),
+        )
+        return cursor.rowcount > 0
+
+    def version(self, partner: str) -> int:
+        """A number that grows with every run that changes the partner's contacts."""
+        row = self._one("SELECT version FROM partner_versions WHERE partner = ?", (partner,))
+        return row[0] if row else 0
+
+    def changed(self, partner: str) -> int:
+        """Record that this transaction changed the partner's contacts; returns the new version."""
+        version = self.version(partner) + 1
+        self._db.execute(
+            "INSERT INTO partner_versions (partner, version) VALUES (?, ?) "
+            "ON CONFLICT (partner) DO UPDATE SET version = excluded.version",
+            (partner, version),
+        )
+        return version
+
+    def declare_custom_fields(self, partner: str, fields: list[tuple[str, bool, bool]]) -> None:
+        """(field, mergeable, visible) of each custom field a feed maps."""
+        self._db.executemany(
+            "INSERT INTO custom_fields (partner, field, mergeable, visible) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (partner, field) DO UPDATE SET mergeable = excluded.mergeable, visible = excluded.visible",
+            [(partner, field, int(mergeable), int(visible)) for field, mergeable, visible in fields],
+        )
+
+    def listing(self, partner: str) -> list[dict]:
+        rows = self._all(
+            "SELECT contact_id, crm_id, first_name, last_name, mobile_number, email, staff_id, opted_out, custom, "
+            "created_at, updated_at FROM contacts WHERE partner = ? ORDER BY contact_id",
+            (partner,),
+        )
+        return [dict(row, opted_out=bool(row["opted_out"]), custom=json.loads(row["custom"])) for row in rows]
+
+
+class RowDigests(_Repository):
+    """What each contacts feed's last import applied cleanly (see `row_digests.py`)."""
+
+    def previous(self, feed: str, partner: str, version: int) -> DigestTable | None:
+        """The feed's last clean rows, if the partner's contacts are still at `version`."""
+        row = self._one("SELECT version, digests FROM feed_row_digests WHERE feed = ? AND partner = ?", (feed, partner))
+        if row is None or row[0] != version:
+            return None
+        return DigestTable.from_bytes(row[1])
+
+    def save(self, feed: str, partner: str, version: int, table: DigestTable) -> None:
+        self._db.execute(
+            "INSERT INTO feed_row_digests (feed, partner, version, digests) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (feed) DO UPDATE SET partner = excluded.partner, version = excluded.version, "
+            "digests = excluded.digests",
+            (feed, partner, version, table.to_bytes()),
+        )
+
+
+class Subscribers(_Repository):
+    """One subscriber list per partner, keyed by the lower-cased email; removed ones stay."""
+
+    def active_count(self, partner: str) -> int:
+        return self._one("SELECT COUNT(*) FROM subscribers WHERE partner = ? AND removed_at IS NULL", (partner,))[0]
+
+    def find(self, partner: str, email_key: str) -> StoredSubscriber | None:
+        row = self._one(
+            "SELECT id, first_name, last_name, segment_code, removed_at FROM subscribers WHERE partner = ? AND email_key = ?",
+            (partner, email_key),
+        )
+        if row is None:
+            return None
+        return StoredSubscriber(
+            row["id"], row["first_name"], row["last_name"], row["segment_code"], row["removed_at"] is not None
+        )
+
+    def create(self, partner: str, email_key: str, email: str, fields: dict, seen_in: int) -> None:
+        now = utc_stamp()
+        self._db.execute(
+            "INSERT INTO subscribers (partner, email_key, email, first_name, last_name, segment_code, seen_in, "
+            "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (partner, email_key, email, fields.get("first_name"), fields.get("last_name"), fields.get("segment_code"),
+             seen_in, now, now),
+        )  # fmt: skip
+
+    def seen(self, key: int, seen_in: int) -> None:
+        """Mark an unchanged subscriber as present in the file being imported."""
+        self._db.execute("UPDATE subscribers SET seen_in = ? WHERE id = ?", (seen_in, key))
+
+    def update(self, key: int, fields: dict, seen_in: int, restore: bool = False) -> None:
+        values = {**fields, "seen_in": seen_in, "updated_at": utc_stamp()}
+        if restore:
+            values["removed_at"] = None
+        assignments = ", ".join(f"{name} = ?" for name in values)
+        self._db.execute(f"UPDATE subscribers SET {assignments} WHERE id = ?", (*values.values(), key))
+
+    def absent_count(self, partner: str, seen_in: int) -> int:
+        """Active subscribers the file being imported (`seen_in`) did not list."""
+        return self._one(
+            "SELECT COUNT(*) FROM subscribers WHERE partner = ? AND removed_at IS NULL AND seen_in IS DISTINCT FROM ?",
+            (partner, seen_in),
+        )[0]
+
+    def remove_absent(self, partner: str, seen_in: int) -> None:
+        now = utc_stamp()
+        self._db.execute(
+            "UPDATE subscribers SET removed_at = ?, updated_at = ? "
+            "WHERE partner = ? AND removed_at IS NULL AND seen_in IS DISTINCT FROM ?",
+            (now, now, partner, seen_in),
+        )
+
+    def opt_out(self, partner: str, email_key: str) -> bool:
+        cursor = self._db.execute(
+            "UPDATE subscribers SET opted_out = 1, updated_at = ? WHERE partner = ? AND email_key = ? AND opted_out = 0",
+            (utc_stamp(), partner, email_key),
+        )
+        return cursor.rowcount > 0
+
+    def listing(self, partner: str, include_removed: bool = False) -> list[dict]:
+        query = (
+            "SELECT email, first_name, last_name, segment_code, opted_out, created_at, updated_at, removed_at "
+            "FROM subscribers WHERE partner = ?"
+        )
+        if not include_removed:
+            query += " AND removed_at IS NULL"
+        return [
+            dict(row, opted_out=bool(row["opted_out"])) for row in self._all(query + " ORDER BY email_key", (partner,))
+        ]
+
+
+class Events(_Repository):
+    def add(self, partner: str, event_id: str, contact_id: str, action: str | None, time: str, fields: dict) -> bool:
+        """Store one engagement event; False when the partner's event id is already there."""
+        cursor = self._db.execute(
+            "INSERT INTO events (partner, event_id, contact_id, action, time, fields, imported_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (partner, event_id) DO NOTHING",
+            (partner, event_id, contact_id, action, time, json.dumps(fields), utc_stamp()),
+        )
+        return cursor.rowcount > 0
+
+    def listing(self, partner: str) -> list[dict]:
+        rows = self._all(
+            "SELECT event_id, contact_id, action, time, fields FROM events WHERE partner = ? ORDER BY time, event_id",
+            (partner,),
+        )
+        return [dict(row, fields=json.loads(row["fields"])) for row in rows]
+
+
+MESSAGE_COLUMNS = (
+    "message_key", "contact_id", "channel", "timestamp", "direction", "body", "outgoing_source",
+    "campaign_id", "campaign_name", "script_id", "script_name", "media",
+)  # fmt: skip
+
+
+class Messages(_Repository):
+    def add(self, partner: str, message: dict) -> bool:
+        """Store one message of the organisation's log; False when its key is already there."""
+        values = [message.get(name) for name in MESSAGE_COLUMNS]
+        cursor = self._db.execute(
+            f"INSERT INTO messages (partner, {', '.join(MESSAGE_COLUMNS)}, imported_at) "
+            f"VALUES (?, {', '.join('?' * len(MESSAGE_COLUMNS))}, ?) ON CONFLICT (partner, message_key) DO NOTHING",
+            (partner, *values, utc_stamp()),
+        )
+        return cursor.rowcount > 0
+
+    def listing(self, partner: str) -> list[dict]:
+        rows = self._all(
+            "SELECT contact_id, channel, timestamp, direction, body, outgoing_source, campaign_id, campaign_name, "
+            "script_id, script_name, media FROM messages WHERE partner = ? ORDER BY timestamp, id",
+            (partner,),
+        )
+        return [dict(row) for row in rows]
+
+
+class Runs(_Repository):
+    def start(self, partner: str, feed: str, kind: str, trigger: str, file: str | None, sha256: str | None) -> int:
+        return self._one(
+            "INSERT INTO runs (partner, feed, kind, trigger, file, sha256, started, status) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, 'running') RETURNING id",
+            (partner, feed, kind, trigger, file, sha256, utc_stamp()),
+        )[0]
+
+    def finish(
+        self, run_id: int, status: str, reason: str | None = None, rows_in_file: int | None = None,
+        rows_applied: int | None = None, rows_rejected: int | None = None, details: dict | None = None,
+        error_file: str | None = None,
+    ) -> None:  # fmt: skip
+        self._db.execute(
+            "UPDATE runs SET status = ?, reason = ?, rows_in_file = ?, rows_applied = ?, rows_rejected = ?, "
+            "details = ?, error_file = ?, finished = ? WHERE id = ?",
+            (status, reason, rows_in_file, rows_applied, rows_rejected, json.dumps(details or {}), error_file,
+             utc_stamp(), run_id),
+        )  # fmt: skip
+
+    def add_errors(self, run_id: int, errors: list[tuple]) -> None:
+        """(row number, code, failure type, message) of rejected or partly applied rows."""
+        self._db.executemany(
+            "INSERT INTO run_errors (run_id, row_number, code, failure_type, message) VALUES (?, ?, ?, ?, ?)",
+            [(run_id, *error) for error in errors],
+        )
+
+    def fail_interrupted(self) -> list[tuple[int, str]]:
+        """Runs left `running` by a daemon that died are failed now: (run id, feed) of each."""
+        rows = self._all(
+            "UPDATE runs SET status = 'failed', reason = ?, finished = ? WHERE status = 'running' RETURNING id, feed",
+            (INTERRUPTED, utc_stamp()),
+        )
+        return sorted(tuple(row) for row in rows)
+
+    def get(self, run_id: int) -> RunRecord:
+        return _run_record(self._one("SELECT * FROM runs WHERE id = ?", (run_id,)))
+
+    def recent(self, feed: str | None = None, status: str | None = None, limit: int = 50) -> list[RunRecord]:
+        query, params = "SELECT * FROM runs WHERE 1 = 1", []
+        if feed:
+            query += " AND feed = ?"
+            params.append(feed)
+        if status:
+            query += " AND status = ?"
+            params.append(status)
+        params.append(limit)
+        return [_run_record(row) for row in self._all(query + " ORDER BY id DESC LIMIT ?", params)]
+
+    def last_per_feed(self) -> list[RunRecord]:
+        """The newest finished run of each feed."""
+        rows = self._all(
+            "SELECT * FROM runs WHERE id IN (SELECT MAX(id) FROM runs WHERE status <> 'running' GROUP BY feed) "
+            "ORDER BY feed"
+        )
+        return [_run_record(row) for row in rows]
+
+
+class Ledger(_Repository):
+    """The files each feed has imported, by content: an identical re-drop is a duplicate."""
+
+    def imported_by(self, feed: str, sha256: str) -> int | None:
+        row = self._one("SELECT run_id FROM imported_files WHERE feed = ? AND sha256 = ?", (feed, sha256))
+        return row[0] if row else None
+
+    def record(self, feed: str, sha256: str, file: str, run_id: int) -> None:
+        self._db.execute(
+            "INSERT INTO imported_files (feed, sha256, file, run_id, imported_at) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (feed, sha256) DO UPDATE SET file = excluded.file, run_id = excluded.run_id, "
+            "imported_at = excluded.imported_at",
+            (feed, sha256, file, run_id, utc_stamp()),
+        )
+
+
+class Claims(_Repository):
+    def claim_window(self, feed: str, window: str) -> bool:
+        """True for the first caller only: a window runs once, whatever restarts or clocks do."""
+        cursor = self._db.execute(
+            "INSERT INTO window_claims (feed, window, claimed_at) VALUES (?, ?, ?) ON CONFLICT (feed, window) DO NOTHING",
+            (feed, window, utc_stamp()),
+        )
+        return cursor.rowcount == 1
+
+
+class Transaction:
+    """The repositories of one transaction. Handlers and runs get this, never a connection."""
+
+    def __init__(self, connection):
+        self.contacts = Contacts(connection)
+        self.row_digests = RowDigests(connection)
+        self.subscribers = Subscribers(connection)
+        self.events = Events(connection)
+        self.messages = Messages(connection)
+        self.runs = Runs(connection)
+        self.ledger = Ledger(connection)
+        self.claims = Claims(connection)
+
+
+def _contact(row) -> StoredContact | None:
+    if row is None:
+        return None
+    return StoredContact(
+        row["id"], row["contact_id"], row["crm_id"], row["mobile_number"], row["source_hash"], json.loads(row["custom"])
+    )
+
+
+def _run_record(row) -> RunRecord:
+    values = {column: row[column] for column in RUN_COLUMNS}
+    values["details"] = json.loads(values["details"] or "{}")
+    return RunRecord(**values)

@@ -1,0 +1,144 @@
+"""The SQLite backend (WAL): connections, migrations and the writers' turns.
+
+Connections are per thread. SQLite has one writer at a time, and an import is one
+transaction for its whole file, so in the daemon writers take turns on a lock of their own
+instead of timing out on SQLite's: a second feed's run waits for the first one's import,
+logged as `run.queued`, and is listed by `waiting()`. Readers never wait: WAL lets them read
+the last commit while a transaction is open, and read-only opens neither write nor migrate.
+"""
+
+import sqlite3
+import threading
+import urllib.parse
+from contextlib import contextmanager
+from pathlib import Path
+
+import structlog
+
+from daemon.clock import utc_stamp
+from daemon.store.migrations import Migrations
+from daemon.store.records import NoStoreYet
+from daemon.store.repositories import Transaction
+
+log = structlog.get_logger("dropd.store")
+
+MIGRATIONS = Migrations("sqlite")
+
+
+class SqliteStore:
+    def __init__(self, path: Path, read_only: bool = False):
+        """Open (and migrate) the store at `path`; `read_only` opens an existing one as it is."""
+        self.path = Path(path)
+        self.read_only = read_only
+        self._local = threading.local()
+        self._writer = threading.RLock()
+        self._writing: str | None = None
+        self._waiting: dict[str, str] = {}
+        if read_only:
+            if not self.path.is_file():
+                raise NoStoreYet(f"{self.path}: no store here yet; it is made when the daemon first starts")
+            self._check_version(self._schema_version(self._connection()))
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._migrate()
+
+    def describe(self) -> str:
+        return f"SQLite {sqlite3.sqlite_version} at {self.path}"
+
+    # Transactions ------------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self, label: str = "daemon", commit: bool = True):
+        """BEGIN IMMEDIATE ... COMMIT, yielding the repositories; ROLLBACK on an error, or at
+        the end when `commit` is False (a dry run). `label` names the writer (a feed) while it
+        holds or waits for its turn."""
+        connection = self._connection()
+        self._take_turn(label)
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield Transaction(connection)
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT" if commit else "ROLLBACK")
+        finally:
+            self._writing = None
+            self._writer.release()
+
+    @contextmanager
+    def reading(self):
+        """A consistent snapshot to read from; never waits for a writer."""
+        connection = self._connection()
+        connection.execute("BEGIN")
+        try:
+            yield Transaction(connection)
+        finally:
+            connection.execute("ROLLBACK")
+
+    def waiting(self) -> dict:
+        """Who writes now, and who waits for a turn since when."""
+        return {"writing": self._writing, "waiting": dict(self._waiting)}
+
+    def _take_turn(self, label: str) -> None:
+        if self._writer.acquire(blocking=False):
+            self._writing = label
+            return
+        log.info("run.queued", feed=label, behind=self._writing)
+        self._waiting[label] = utc_stamp()
+        try:
+            self._writer.acquire()
+        finally:
+            self._waiting.pop(label, None)
+        self._writing = label
+
+    # Connections and schema ----------------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        """This thread's connection, in autocommit mode (transactions are explicit)."""
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self._local.connection = self._connect()
+        return connection
+
+    def _connect(self) -> sqlite3.Connection:
+        if self.read_only:
+            uri = f"file:{urllib.parse.quote(str(self.path))}?mode=ro"
+            connection = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=60, check_same_thread=False)
+        else:
+            connection = sqlite3.connect(self.path, isolation_level=None, timeout=60, check_same_thread=False)
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")
+        connection.execute("PRAGMA foreign_keys=ON")
+        connection.row_factory = sqlite3.Row
+        return connection
+
+    @staticmethod
+    def _schema_version(connection) -> int:
+        exists = connection.execute("SELECT 1 FROM sqlite_master WHERE name = 'schema_version'").fetchone()
+        row = connection.execute("SELECT version FROM schema_version").fetchone() if exists else None
+        return row[0] if row else 0
+
+    def _check_version(self, version: int) -> None:
+        MIGRATIONS.check(version, self.read_only, str(self.path))
+
+    def _migrate(self) -> None:
+        """Bring the schema up to date; a store already current is only read."""
+        connection = self._connection()
+        version = self._schema_version(connection)
+        self._check_version(version)
+        if version == MIGRATIONS.latest:
+            return
+        with self.transaction():
+            connection.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = connection.execute("SELECT version FROM schema_version").fetchone()
+            version = row[0] if row else 0
+            self._check_version(version)
+            for number, statements in MIGRATIONS.after(version):
+                for statement in statements:
+                    connection.execute(statement)
+                log.info("store.migrated", version=number)
+            if row:
+                connection.execute("UPDATE schema_version SET version = ?", (MIGRATIONS.latest,))
+            else:
+                connection.execute("INSERT INTO schema_version VALUES (?)", (MIGRATIONS.latest,))
