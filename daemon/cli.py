@@ -14,6 +14,8 @@ from daemon.control import ControlUnavailable, send_command
 from daemon.dropzone.passwords import hash_password
 from daemon.feeds.runs import DryRunReport, RunContext, ingest_file
 from daemon.logs import configure_logging
+from daemon.notify import smtp
+from daemon.notify.mailer import Mailer, smtp_server
 from daemon.store import open_store
 from daemon.store.records import NoStoreYet, RunRecord, SchemaError
 
@@ -132,7 +134,9 @@ def _ingest(args) -> int:
     if not path.is_file():
         print(f"dropd ingest: {path} is not a file", file=sys.stderr)
         return 1
-    result = ingest_file(RunContext(store, config), partner, feed, path, force=args.force, dry_run=args.dry_run)
+    # The recap is queued with the run; the running daemon's sender delivers it.
+    context = RunContext(store, config, notify=Mailer(lambda: config).queue_recap)
+    result = ingest_file(context, partner, feed, path, force=args.force, dry_run=args.dry_run)
     if isinstance(result, DryRunReport):
         return _print_dry_run(result, args.json)
     _print_runs([result], args.json, config)
@@ -267,6 +271,8 @@ def _status(args) -> int:
     for run in status["last_runs"]:
         print(f"  last run of {run['feed']}: {run['status']} at {_local_time(run['finished'] or run['started'], zone)}")
     print(f"  banned addresses: {status['bans']}")
+    if status.get("pending_mail"):
+        print(f"  mail waiting to be sent: {status['pending_mail']} (`dropd mail --pending`)")
     return 0 if status["healthy"] else 2
 
 
@@ -355,6 +361,81 @@ def _partner_records(args) -> int:
     return 0
 
 
+def _test_smtp(args) -> int:
+    """Send a test message through [smtp], saying which step failed: dns, tcp, tls, auth, the recipient."""
+    config = _load_config(args)
+    settings = config.smtp
+    if settings is None:
+        raise SystemExit(f"dropd test-smtp: {config.file} has no [smtp] section")
+    server = smtp_server(settings)
+    print(f"sending a test message to {args.to} through {server.host}:{server.port} (security = {server.security})")
+    steps = ["dns", "tcp"] + (["tls"] if server.security != "none" else []) + (["auth"] if server.username else [])
+    try:
+        client = smtp.connect(server)
+    except smtp.DeliveryError as error:
+        _print_steps(steps, error)
+        return 1
+    try:
+        smtp.send(client, Mailer(lambda: config).test_message(args.to), settings.sender, args.to)
+    except smtp.DeliveryError as error:
+        _print_steps([*steps, "recipient"], error)
+        return 1
+    finally:
+        smtp.close(client)
+    _print_steps([*steps, "recipient"], None)
+    print(f"the server accepted the message for {args.to}; check that it arrived")
+    return 0
+
+
+def _print_steps(steps: list[str], error) -> None:
+    for step in steps:
+        if error is not None and (step == error.step or (error.step in ("sender", "data") and step == "recipient")):
+            print(f"  {step:<10} FAILED  {error.message}")
+            return
+        print(f"  {step:<10} ok")
+
+
+def _mail(args) -> int:
+    """The outbox: what waits or was refused (--pending), or send one again (--retry ID)."""
+    config, store = _load(args, read_only=args.retry is None)
+    if args.retry is not None:
+        with store.transaction(label="mail") as tx:
+            mail = tx.outbox.retry_now(args.retry)
+        if mail is None:
+            raise SystemExit(f"dropd mail: no unsent message {args.retry} (`dropd mail --pending` lists them)")
+        print(f"message {mail.id} to {mail.recipient} is queued again; the running daemon sends it within seconds")
+        return 0
+    unsent = []
+    if store:
+        with store.reading() as tx:
+            unsent = tx.outbox.unsent()
+    if args.json:
+        fields = (
+            "id",
+            "kind",
+            "status",
+            "run_id",
+            "recipient",
+            "subject",
+            "attempts",
+            "next_attempt",
+            "last_error",
+            "created",
+        )
+        print(json.dumps([{name: getattr(mail, name) for name in fields} for mail in unsent], indent=2))
+        return 0
+    zone = zoneinfo.ZoneInfo(config.daemon.timezone)
+    rows = [
+        [mail.id, mail.status, mail.kind, mail.recipient, mail.attempts,
+         _local_time(mail.next_attempt, zone) if mail.status == "pending" else "-", mail.last_error or "", mail.subject]
+        for mail in unsent
+    ]  # fmt: skip
+    if rows:
+        _print_table(["id", "status", "kind", "to", "attempts", "next attempt", "last error", "subject"], rows)
+    print(f"{len(unsent)} message{'s' if len(unsent) != 1 else ''} waiting or failed")
+    return 0
+
+
 def _version() -> str:
     try:
         return importlib.metadata.version("dropd")
@@ -433,6 +514,17 @@ def build_parser() -> argparse.ArgumentParser:
     unban = with_config(commands.add_parser("unban", help="lift the ban of an address now"))
     unban.add_argument("address")
     unban.set_defaults(handler=_unban)
+    test_smtp = with_config(commands.add_parser("test-smtp", help="send a test message through [smtp], step by step"))
+    test_smtp.add_argument("--to", required=True, help="the address to send it to")
+    test_smtp.set_defaults(handler=_test_smtp)
+    mail = with_config(
+        commands.add_parser("mail", help="the mail outbox: list what waits or failed, or send one again")
+    )
+    which = mail.add_mutually_exclusive_group(required=True)
+    which.add_argument("--pending", action="store_true", help="list messages waiting to be sent or refused for good")
+    which.add_argument("--retry", type=int, metavar="ID", help="send message ID again (after fixing its cause)")
+    mail.add_argument("--json", action="store_true")
+    mail.set_defaults(handler=_mail)
     passwd = commands.add_parser("passwd", help="read a password (terminal or stdin) and print its argon2id hash")
     passwd.set_defaults(handler=_passwd)
     return parser

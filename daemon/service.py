@@ -29,6 +29,9 @@ from daemon.feeds.recorder import RunFinished
 from daemon.feeds.runner import FeedRunner
 from daemon.feeds.scheduler import WindowScheduler
 from daemon.instance_lock import AlreadyRunning, InstanceLock
+from daemon.notify.alerts import AlertMonitor, Alerts
+from daemon.notify.mailer import Mailer, smtp_server
+from daemon.notify.sender import MailSender
 from daemon.sd_notify import SystemdNotifier
 from daemon.store import open_store
 from daemon.store.records import SchemaError
@@ -56,6 +59,9 @@ class Daemon:
             self.bans, self.connections, self.refusals, self.handoff, self.transfers,
         )  # fmt: skip
         self.run_finished = RunFinished()
+        self.mailer = Mailer(lambda: self.config)
+        self.mail_sender: MailSender | None = None
+        self.alert_monitor: AlertMonitor | None = None
         self.notifier = SystemdNotifier()
         self.sftp: SftpServer | None = None
         self.ftp: FtpServer | None = None
@@ -104,6 +110,7 @@ class Daemon:
             self.store = open_store(self.config)
             with self.store.transaction() as tx:
                 interrupted = tx.runs.fail_interrupted()
+            self._start_mail()
             for run_id, feed in interrupted:
                 log.warning("run.interrupted", run_id=run_id, feed=feed)
             self.arrivals.watch(self.config.daemon.drop_root)
@@ -122,6 +129,18 @@ class Daemon:
             self.runner.request(feed, "recovery")
         log.info("daemon.started", partners=len(self.config.partners), pid=os.getpid())
 
+    def _start_mail(self) -> None:
+        """The outbox sender and the alert monitor; mail queued before a restart goes out now."""
+        smtp = lambda: self.config.smtp  # noqa: E731 (read at each use: a reload swaps the config)
+        self.mail_sender = MailSender(
+            self.store, lambda: smtp_server(smtp()), lambda: smtp().sender, lambda: smtp().retry
+        )
+        self.run_finished.subscribe(lambda record: self.mail_sender.wake())
+        self.mail_sender.start()
+        alerts = Alerts(self.store, self.mailer.queue_admin, self.mailer.send_to_admin_now)
+        self.alert_monitor = AlertMonitor(self, alerts, self.mailer.queue_digest_if_due)
+        self.alert_monitor.start()
+
     def status(self) -> dict:
         """What `dropd status` shows; `healthy` is False when a server stopped accepting or the
         store cannot be read."""
@@ -133,10 +152,11 @@ class Daemon:
         try:
             with self.store.reading() as tx:
                 last_runs = [run.as_dict() for run in tx.runs.last_per_feed()]
+                pending_mail = tx.outbox.pending_count()
             store_ok = True
         except Exception as exc:
             log.warning("status.store_unreadable", error=str(exc))
-            last_runs, store_ok = [], False
+            last_runs, pending_mail, store_ok = [], None, False
         return {
             "pid": os.getpid(),
             "uptime_seconds": round(time.monotonic() - self.started_monotonic),
@@ -147,6 +167,7 @@ class Daemon:
             "store": self.store.waiting(),
             "last_runs": last_runs,
             "bans": len(self.bans.bans()),
+            "pending_mail": pending_mail,
         }
 
     def status_text(self) -> str:
@@ -235,6 +256,9 @@ class Daemon:
         if self.runner.busy():
             log.warning("daemon.runs_cut", message="unfinished runs are rolled back and retried at the next start")
         self.arrivals.stop()
+        for worker in (self.alert_monitor, self.mail_sender):
+            if worker is not None:
+                worker.stop()
         self.connections.stop()
         self.stop_servers()
         self.notifier.stop_watchdog()

@@ -82,3 +82,35 @@ def choice_list(*options: str, allow_empty: bool = False):
         return items
 
     return parse
+
+
+def percent(value) -> float:
+    """ "50%" as 0.5."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*%\s*", text(value))
+    if not match or float(match.group(1)) > 100:
+        raise ValueError(f'{value!r} is not a percentage from 0% to 100% (like "50%")')
+    return float(match.group(1)) / 100
+
+
+_SIZE_UNITS = {"B": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3, "KIB": 1024, "MIB": 1024**2, "GIB": 1024**3}
+
+
+def byte_size(value) -> int:
+    """ "5MB" (10^6 bytes), "512KiB" (2^10), "100B"."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmMgG]i?[bB]|[bB])\s*", text(value))
+    if not match:
+        raise ValueError(f'{value!r} is not a size; write a number and a unit, like "5MB", "512KiB" or "100B"')
+    size = int(float(match.group(1)) * _SIZE_UNITS[match.group(2).upper()])
+    if size <= 0:
+        raise ValueError("must be larger than zero")
+    return size
+
+
+def time_of_day(value) -> tuple[int, int] | None:
+    """ "07:00" as (7, 0); "" as None (off)."""
+    if text(value).strip() == "":
+        return None
+    match = re.fullmatch(r"\s*([01]?\d|2[0-3]):([0-5]\d)\s*", value)
+    if not match:
+        raise ValueError(f'{value!r} is not a time of day; write it like "07:00" (24-hour clock), or "" for off')
+    return int(match.group(1)), int(match.group(2))

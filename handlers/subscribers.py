@@ -6,7 +6,6 @@ A full replacement that would remove more than `max_removal` of the current list
 (`mass-removal`): an incomplete file must never empty a newsletter list.
 """
 
-import re
 import secrets
 from dataclasses import dataclass
 
@@ -34,13 +33,6 @@ class SubscribersOptions:
     """A fraction: 0.5 for "50%"."""
 
 
-def _percent(value) -> float:
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*%\s*", v.text(value))
-    if not match or float(match.group(1)) > 100:
-        raise ValueError(f'{value!r} is not a percentage from 0% to 100% (like "50%")')
-    return float(match.group(1)) / 100
-
-
 class SubscribersImport(ImportKind):
     kind = "subscribers"
 
@@ -56,7 +48,7 @@ class SubscribersImport(ImportKind):
         return SubscribersOptions(
             columns=columns,
             mode=reader.take("mode", v.choice("full_replace", "incremental"), "incremental"),
-            max_removal=reader.take("max_removal", _percent, 0.5),
+            max_removal=reader.take("max_removal", v.percent, 0.5),
         )
 
     def columns(self) -> list[Column]:

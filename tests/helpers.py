@@ -405,14 +405,29 @@ class InProcessFeeds(DropdProcess):
 
     def upload(self, partner: str, path: str, content: bytes, password: str = PASSWORD) -> None:
         from daemon.feeds import landing
-        from daemon.feeds.runs import RunContext, run_feed
+        from daemon.feeds.runs import run_feed
 
         target = self.home(partner) / path.lstrip("/")
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(content)
         for owner, feed in landing.feeds_for(self.config, target):
             if "on_arrival" in feed.schedule:
-                run_feed(RunContext(self.store, self.config), owner, feed, "arrival")
+                run_feed(self.context(), owner, feed, "arrival")
+
+    def context(self):
+        """What the daemon's runs get: the store, the config, and recaps queued in each run."""
+        from daemon.feeds.runs import RunContext
+        from daemon.notify.mailer import Mailer
+
+        return RunContext(self.store, self.config, notify=Mailer(lambda: self.config).queue_recap)
+
+    def deliver_mail(self) -> int:
+        """One pass of the outbox sender, as the daemon's would make; returns how many were sent."""
+        from daemon.notify.mailer import smtp_server
+        from daemon.notify.sender import MailSender
+
+        smtp = self.config.smtp
+        return MailSender(self.store, lambda: smtp_server(smtp), lambda: smtp.sender, lambda: smtp.retry).deliver_due()
 
     def runs(self, *args) -> list[dict]:
         options = dict(zip(args[::2], args[1::2], strict=True))
@@ -432,3 +447,140 @@ class InProcessFeeds(DropdProcess):
 
     def stop(self) -> None:
         self.store = None
+
+
+def self_signed_certificate(directory: Path, name: str = "smtp") -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and localhost (it is its own CA), and its key."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / f"{name}.pem", directory / f"{name}.key"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
+
+
+class SmtpSink:
+    """A real SMTP server (aiosmtpd) on a free loopback port that writes what it accepts to a
+    Maildir, read back with the `email` package. `security` is None (plain), "starttls" (STARTTLS
+    required) or "ssl" (TLS from the first byte); `login` = (user, password) requires AUTH;
+    addresses in `refuse` get a permanent 550 at RCPT."""
+
+    def __init__(self, directory: Path, security: str | None = None, login=None, refuse=()):
+        directory.mkdir(parents=True, exist_ok=True)
+        self.maildir = directory / "Maildir"
+        self.security = security
+        self.login = login
+        self.refuse = set(refuse)
+        self.port = free_port()
+        self.cert, self.key = self_signed_certificate(directory)
+        self.controller = None
+
+    def start(self) -> "SmtpSink":
+        import ssl
+
+        from aiosmtpd.controller import Controller
+        from aiosmtpd.handlers import Mailbox
+        from aiosmtpd.smtp import AuthResult, LoginPassword
+
+        refuse = self.refuse
+
+        class Handler(Mailbox):
+            async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+                if address in refuse:
+                    return "550 5.1.1 no such mailbox here"
+                envelope.rcpt_tos.append(address)
+                return "250 OK"
+
+        def authenticator(server, session, envelope, mechanism, auth_data):
+            login = self.login
+            ok = isinstance(auth_data, LoginPassword) and (auth_data.login, auth_data.password) == (
+                login[0].encode(),
+                login[1].encode(),
+            )
+            return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd answers 235 or 535
+
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.cert, self.key)
+        options = {}
+        if self.security == "ssl":
+            options["ssl_context"] = context
+        elif self.security == "starttls":
+            options.update(tls_context=context, require_starttls=True)
+        if self.login:
+            # aiosmtpd offers AUTH only after STARTTLS (it does not count implicit TLS as TLS).
+            assert self.security != "ssl", "the test server offers AUTH with STARTTLS only"
+            options.update(authenticator=authenticator, auth_required=True)
+        self.controller = Controller(Handler(self.maildir), hostname="127.0.0.1", port=self.port, **options)
+        self.controller.start()
+        return self
+
+    def stop(self) -> None:
+        if self.controller is not None:
+            self.controller.stop()
+            self.controller = None
+
+    def settings(self, **extra) -> dict:
+        """The [smtp] table for a dropd that sends here."""
+        table = {
+            "host": "127.0.0.1",
+            "port": self.port,
+            "security": self.security or "none",
+            "from": "dropd@example.org",
+            "admin": ["ops@example.org"],
+            "timeout": "5s",
+            "retry": "1s",
+        }
+        if self.security:
+            table["ca_file"] = str(self.cert)
+        if self.login:
+            table["username"] = self.login[0]
+            table["password_file"] = str(self.maildir.parent / "smtp-password")
+            (self.maildir.parent / "smtp-password").write_text(self.login[1] + "\n")
+        table.update(extra)
+        return table
+
+    def messages(self) -> list:
+        """Every message received, oldest first, as `email.message.EmailMessage`."""
+        import email
+        import email.policy
+        import mailbox
+
+        if not self.maildir.exists():
+            return []
+        box = mailbox.Maildir(self.maildir, create=False)
+        found = [email.message_from_bytes(box.get_bytes(key), policy=email.policy.default) for key in box.iterkeys()]
+        return sorted(found, key=lambda message: (message["Date"] and message["Date"].datetime, message["Message-ID"]))
+
+    def wait_for(self, count: int, timeout: float = 20) -> list:
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.messages()
+            if len(found) >= count or time.monotonic() > deadline:
+                return found
+            time.sleep(0.05)

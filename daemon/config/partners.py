@@ -122,7 +122,9 @@ def read_feed(errors, file: Path, index: int, table) -> Feed | None:
         schedule=reader.take("schedule", o.choice_list(*schedule, allow_empty=True), ()),
         notify=reader.take("notify", v.email_list, ()),
         notify_on=reader.take(
-            "notify_on", o.choice_list("failed", "success", "skipped", allow_empty=True), ("failed",)
+            "notify_on",
+            o.choice_list("failed", "success", "skipped", allow_empty=True),
+            ("failed", "success") if direction == "import" else ("failed",),
         ),
         options=KINDS[kind].read_options(reader) if kind else None,
     )

@@ -55,6 +55,22 @@ class SmtpSettings:
     password_file: Path | None
     sender: str
     admin: tuple[str, ...]
+    timeout: float
+    ca_file: Path | None
+    """A CA bundle to verify the server with; the system's store when None."""
+    max_attachment: int
+    digest_at: tuple[int, int] | None
+    retry: float
+    """The first wait before sending a message again; it doubles up to an hour."""
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    failed_runs: int
+    """A feed failing this many times in a row is an alert."""
+    min_free: float
+    expiry_warning: float
+    interval: float
 
 
 @dataclass(frozen=True)
@@ -77,6 +93,7 @@ class Config:
     ftp: FtpSettings | None
     smtp: SmtpSettings | None
     security: SecuritySettings
+    alerts: AlertSettings
     partners: dict[str, Partner]
 
     def feeds(self):
@@ -170,8 +187,40 @@ def _read_smtp(table: v.TableReader, base: Path) -> SmtpSettings:
         security=table.take("security", o.choice("starttls", "ssl", "none"), "starttls"),
         username=table.take("username", o.text, ""),
         password_file=table.take("password_file", readable_secret_file(base), None),
-        sender=table.take("from", o.non_empty_text, "dropd@localhost"),
+        sender=table.take("from", v.email_address, "dropd@localhost"),
         admin=table.take("admin", v.email_list, ()),
+        timeout=table.take("timeout", o.duration, 30.0),
+        ca_file=table.take("ca_file", _optional_file(base), None),
+        max_attachment=table.take("max_attachment", o.byte_size, 5_000_000),
+        digest_at=table.take("digest_at", o.time_of_day, None),
+        retry=table.take("retry", o.duration, 60.0),
+    )
+    if settings.username and settings.password_file is None and table.has("username"):
+        table.error("password_file", "is required when username is set (AUTH needs a password)")
+    if settings.security == "none" and settings.username:
+        table.error("username", 'AUTH would send the password in clear text; use security = "starttls" or "ssl"')
+    table.finish()
+    return settings
+
+
+def _optional_file(base: Path):
+    def parse(value) -> Path | None:
+        if not o.text(value).strip():
+            return None
+        path = v.path_from(base)(value)
+        if not path.is_file():
+            raise ValueError(f"{path} is not a file")
+        return path
+
+    return parse
+
+
+def _read_alerts(table: v.TableReader) -> AlertSettings:
+    settings = AlertSettings(
+        failed_runs=table.take("failed_runs", o.integer(1, 1000), 3),
+        min_free=table.take("min_free", o.percent, 0.05),
+        expiry_warning=table.take("expiry_warning", o.duration, 14 * 86400.0),
+        interval=table.take("interval", o.duration, 60.0),
     )
     table.finish()
     return settings
@@ -218,6 +267,7 @@ def load_config(file: str | Path) -> Config:
     smtp_table = top.sub("smtp")
     smtp = _read_smtp(smtp_table, base) if smtp_table else None
     security = _read_security(top.sub("security") or v.TableReader(errors, file, "security", {}))
+    alerts = _read_alerts(top.sub("alerts") or v.TableReader(errors, file, "alerts", {}))
     top.finish()
     if sftp is None and ftp is None and daemon_table is not None:
         errors.append(v.ConfigError(str(file), "", "enable at least one of [sftp] and [ftp]"))
@@ -226,9 +276,20 @@ def load_config(file: str | Path) -> Config:
 
     partners_dir = daemon_values.get("partners_dir")
     partners = _read_partners(errors, partners_dir) if partners_dir else {}
+    if smtp is None:
+        errors += [
+            v.ConfigError(
+                str(partner.source),
+                f"feed[{feed.name}].notify",
+                "addresses are set but dropd.toml has no [smtp] section to send through",
+            )
+            for partner in partners.values()
+            for feed in partner.feeds
+            if feed.notify
+        ]
     if errors:
         raise ConfigInvalid(errors)
-    return Config(file, daemon, sftp, ftp, smtp, security, partners)
+    return Config(file, daemon, sftp, ftp, smtp, security, alerts, partners)
 
 
 def _read_partners(errors: list, partners_dir: Path) -> dict[str, Partner]:

@@ -3,8 +3,9 @@
 Every run — an import, a skipped look at an empty folder, an export — is recorded through a
 `RunRecorder`. A run that does work starts `running`, then finishes inside the transaction
 that applied the work (so the record and the data commit together) or fails in one of its
-own. Whatever happens, `done()` reads the final record back and hands it to the `RunFinished`
-subscribers (recap emails, metrics) once.
+own. In the transaction that finishes a run, `notify(tx, record)` queues its recap, so the
+recap exists exactly when the run's outcome does. After the commit, `done()` reads the final
+record back and hands it to the `RunFinished` subscribers once.
 """
 
 import csv
@@ -71,10 +72,12 @@ class ErrorFile:
 
 
 class RunRecorder:
-    def __init__(self, store, finished: RunFinished | None, errors_dir: Path | None, subject: RunSubject):
-        """`errors_dir` None records nothing at all: a dry run."""
+    def __init__(self, store, finished: RunFinished | None, errors_dir: Path | None, subject: RunSubject, notify=None):
+        """`errors_dir` None records nothing at all: a dry run. `notify(tx, record)` is called
+        inside the transaction that finishes the run."""
         self.store = store
         self.finished = finished
+        self.notify = notify
         self.errors_dir = errors_dir
         self.subject = subject
         self.run_id: int | None = None
@@ -89,14 +92,15 @@ class RunRecorder:
         self.start(file, sha256)
         with self.store.transaction(label=self.subject.feed) as tx:
             tx.runs.finish(self.run_id, status, reason)
+            self._notify(tx)
         return self.done()
 
-    def start(self, file: str | None, sha256: str | None) -> int | None:
+    def start(self, file: str | None, sha256: str | None, size: int | None = None) -> int | None:
         if self.dry:
             return None
         s = self.subject
         with self.store.transaction(label=s.feed) as tx:
-            self.run_id = tx.runs.start(s.partner, s.feed, s.kind, s.trigger, file, sha256)
+            self.run_id = tx.runs.start(s.partner, s.feed, s.kind, s.trigger, file, sha256, size)
         return self.run_id
 
     def row_errors(self, tx, header: list[str]) -> RowErrors:
@@ -116,12 +120,15 @@ class RunRecorder:
         ledger entry (file name, sha256) commit with the data."""
         if self.dry:
             return
-        tx.runs.add_errors(self.run_id, self.error_file.take_pending() if self.error_file else [])
+        if self.error_file is not None:
+            tx.runs.add_errors(self.run_id, self.error_file.take_pending())
+            self.error_file.close()  # complete on disk before the recap attaches it
         tx.runs.finish(
             self.run_id, "success", note, counts.rows, counts.applied, counts.rejected, counts.details(), self.error_csv
         )
         if ledger is not None:
             tx.ledger.record(self.subject.feed, ledger[1], ledger[0], self.run_id)
+        self._notify(tx)
 
     def fail(self, reason: str, counts: ImportCounts | None = None) -> None:
         """Record the run failed, in a transaction of its own; `counts` when the file was read
@@ -133,6 +140,11 @@ class RunRecorder:
         rows = (counts.rows, 0, counts.rejected, counts.details()) if counts else (None, None, None, None)
         with self.store.transaction(label=self.subject.feed) as tx:
             tx.runs.finish(self.run_id, "failed", reason, *rows, error_file=self.error_csv)
+            self._notify(tx)
+
+    def _notify(self, tx) -> None:
+        if self.notify is not None:
+            self.notify(tx, tx.runs.get(self.run_id))
 
     @property
     def error_csv(self) -> str | None:

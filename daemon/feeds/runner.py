@@ -81,7 +81,7 @@ class FeedRunner:
         arrivals = self.core.arrivals
         context = RunContext(
             self.core.store, config, arrivals.is_complete, lambda seconds: self.later(feed_name, seconds),
-            arrivals.settles_in, self.core.run_finished,
+            arrivals.settles_in, self.core.run_finished, self.core.mailer.queue_recap,
         )  # fmt: skip
         return run_feed(context, partner, feed, trigger, force=force)
 

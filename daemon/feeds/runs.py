@@ -46,13 +46,14 @@ class RunContext:
     settles_in: object = None
     """A callable(path) saying in a few words when an incomplete file will be complete."""
     finished: RunFinished | None = None
-    """Where finished runs are handed off (recap emails, metrics)."""
+    """Where finished runs are handed off after their commit."""
+    notify: object = None
+    """A callable(tx, record) queuing a run's recap in the transaction that finishes it."""
 
     def recorder(self, partner, feed, trigger: str, dry_run: bool = False) -> RunRecorder:
         errors_dir = None if dry_run else self.config.daemon.state_dir / "errors"
-        return RunRecorder(
-            self.store, self.finished, errors_dir, RunSubject(partner.name, feed.name, feed.kind, trigger)
-        )
+        subject = RunSubject(partner.name, feed.name, feed.kind, trigger)
+        return RunRecorder(self.store, self.finished, errors_dir, subject, self.notify)
 
 
 @dataclass
@@ -127,7 +128,7 @@ def _import_landed(ctx, recorder: RunRecorder, partner, feed, landed: LandedFile
             _dispose(ctx, partner, feed, landed, imported=True, count_file=count_file)
         return record
 
-    run_id = recorder.start(path.name, facts.sha256)
+    run_id = recorder.start(path.name, facts.sha256, facts.size)
     bound = bound.bind(run_id=run_id)
     bound.info("run.started", size=facts.size, encoding=facts.encoding)
     counts = None
@@ -149,7 +150,8 @@ def _import_landed(ctx, recorder: RunRecorder, partner, feed, landed: LandedFile
                 recorder.succeed(tx, counts, facts.encoding_note, ledger=(path.name, facts.sha256))
     except (FileRejected, CsvStructureError) as exc:
         reason = f"{exc.code}: {exc.message}" if isinstance(exc, FileRejected) else f"malformed-row: {exc}"
-        rows_seen = counts if isinstance(exc, FileRejected) and exc.code == "all-rows-rejected" else None
+        read_through = isinstance(exc, FileRejected) and exc.code in ("all-rows-rejected", "count-mismatch")
+        rows_seen = counts if read_through else None
         return _failed(ctx, recorder, partner, feed, landed, reason, manual, bound, count_file, rows_seen)
     except Exception as exc:
         bound.exception("run.crashed")

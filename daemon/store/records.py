@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 RUN_COLUMNS = (
     "id", "partner", "feed", "kind", "trigger", "file", "sha256", "rows_in_file", "rows_applied",
-    "rows_rejected", "started", "finished", "status", "reason", "details", "error_file",
+    "rows_rejected", "started", "finished", "status", "reason", "details", "error_file", "size",
 )  # fmt: skip
 
 
@@ -34,6 +34,8 @@ class RunRecord:
     reason: str | None
     details: dict
     error_file: str | None
+    size: int | None
+    """The size of the run's file in bytes, when it read one."""
 
     def as_dict(self) -> dict:
         return {column: getattr(self, column) for column in RUN_COLUMNS}
@@ -59,3 +61,24 @@ class StoredSubscriber:
     last_name: str | None
     segment_code: str | None
     removed: bool
+
+
+@dataclass(frozen=True)
+class OutgoingMail:
+    """One message to one recipient in the outbox."""
+
+    id: int
+    kind: str
+    """recap | alert | digest"""
+    message_id: str
+    run_id: int | None
+    recipient: str
+    subject: str
+    message: bytes
+    status: str
+    """pending | sent | failed"""
+    attempts: int
+    next_attempt: str
+    last_error: str | None
+    created: str
+    sent_at: str | None

@@ -7,10 +7,11 @@ another style translates them), `ON CONFLICT ... DO NOTHING` / `DO UPDATE`, `RET
 `IS DISTINCT FROM`; booleans are stored as 0/1 and JSON as text.
 """
 
+import datetime
 import json
 
-from daemon.clock import utc_stamp
-from daemon.store.records import RUN_COLUMNS, RunRecord, StoredContact, StoredSubscriber
+from daemon.clock import utc_now, utc_stamp
+from daemon.store.records import RUN_COLUMNS, OutgoingMail, RunRecord, StoredContact, StoredSubscriber
 from daemon.store.row_digests import DigestTable
 
 INTERRUPTED = "interrupted: the daemon stopped during the run; nothing was applied"
@@ -239,11 +240,20 @@ class Messages(_Repository):
 
 
 class Runs(_Repository):
-    def start(self, partner: str, feed: str, kind: str, trigger: str, file: str | None, sha256: str | None) -> int:
+    def start(
+        self,
+        partner: str,
+        feed: str,
+        kind: str,
+        trigger: str,
+        file: str | None,
+        sha256: str | None,
+        size: int | None = None,
+    ) -> int:
         return self._one(
-            "INSERT INTO runs (partner, feed, kind, trigger, file, sha256, started, status) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, 'running') RETURNING id",
-            (partner, feed, kind, trigger, file, sha256, utc_stamp()),
+            "INSERT INTO runs (partner, feed, kind, trigger, file, sha256, size, started, status) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running') RETURNING id",
+            (partner, feed, kind, trigger, file, sha256, size, utc_stamp()),
         )[0]
 
     def finish(
@@ -287,6 +297,10 @@ class Runs(_Repository):
         params.append(limit)
         return [_run_record(row) for row in self._all(query + " ORDER BY id DESC LIMIT ?", params)]
 
+    def since(self, stamp: str) -> list[RunRecord]:
+        """Every run started at or after `stamp`, oldest first."""
+        return [_run_record(row) for row in self._all("SELECT * FROM runs WHERE started >= ? ORDER BY id", (stamp,))]
+
     def last_per_feed(self) -> list[RunRecord]:
         """The newest finished run of each feed."""
         rows = self._all(
@@ -322,6 +336,79 @@ class Claims(_Repository):
         return cursor.rowcount == 1
 
 
+class Outbox(_Repository):
+    """Mail waiting to be sent, sent, or refused for good: one row per message and recipient."""
+
+    def add(self, kind: str, message_id: str, run_id: int | None, recipients, subject: str, message: bytes) -> None:
+        """Queue `message` for each recipient; a message already queued for one is not queued twice."""
+        now = utc_stamp()
+        self._db.executemany(
+            "INSERT INTO outbox (kind, message_id, run_id, recipient, subject, message, status, next_attempt, created) "
+            "VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?) ON CONFLICT (message_id, recipient) DO NOTHING",
+            [(kind, message_id, run_id, recipient, subject, message, now, now) for recipient in recipients],
+        )
+
+    def due(self, now: datetime.datetime, limit: int) -> list[OutgoingMail]:
+        rows = self._all(
+            "SELECT * FROM outbox WHERE status = 'pending' AND next_attempt <= ? ORDER BY id LIMIT ?",
+            (utc_stamp(now), limit),
+        )
+        return [_mail(row) for row in rows]
+
+    def sent(self, mail_id: int) -> None:
+        self._db.execute(
+            "UPDATE outbox SET status = 'sent', sent_at = ?, attempts = attempts + 1, last_error = NULL WHERE id = ?",
+            (utc_stamp(), mail_id),
+        )
+
+    def retry_later(self, mail_id: int, error: str, seconds: float) -> None:
+        self._db.execute(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt = ? WHERE id = ?",
+            (error, utc_stamp(utc_now() + datetime.timedelta(seconds=seconds)), mail_id),
+        )
+
+    def failed(self, mail_id: int, error: str) -> None:
+        self._db.execute(
+            "UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ? WHERE id = ?",
+            (error, mail_id),
+        )
+
+    def retry_now(self, mail_id: int) -> OutgoingMail | None:
+        """Send a failed or waiting message again at the next pass; None when there is no such message."""
+        row = self._one(
+            "UPDATE outbox SET status = 'pending', next_attempt = ? WHERE id = ? AND status <> 'sent' RETURNING *",
+            (utc_stamp(), mail_id),
+        )
+        return _mail(row) if row else None
+
+    def get(self, mail_id: int) -> OutgoingMail | None:
+        row = self._one("SELECT * FROM outbox WHERE id = ?", (mail_id,))
+        return _mail(row) if row else None
+
+    def unsent(self) -> list[OutgoingMail]:
+        """What is waiting or was refused for good, oldest first."""
+        return [_mail(row) for row in self._all("SELECT * FROM outbox WHERE status <> 'sent' ORDER BY id")]
+
+    def pending_count(self) -> int:
+        return self._one("SELECT COUNT(*) FROM outbox WHERE status = 'pending'")[0]
+
+
+class Alerts(_Repository):
+    """The alert conditions raised now (and mailed); cleared ones are gone."""
+
+    def raised(self) -> dict[str, str]:
+        return {row["condition"]: row["summary"] for row in self._all("SELECT condition, summary FROM alerts")}
+
+    def raise_(self, condition: str, summary: str) -> None:
+        self._db.execute(
+            "INSERT INTO alerts (condition, summary, raised_at) VALUES (?, ?, ?) ON CONFLICT (condition) DO NOTHING",
+            (condition, summary, utc_stamp()),
+        )
+
+    def clear(self, condition: str) -> None:
+        self._db.execute("DELETE FROM alerts WHERE condition = ?", (condition,))
+
+
 class Transaction:
     """The repositories of one transaction. Handlers and runs get this, never a connection."""
 
@@ -334,6 +421,8 @@ class Transaction:
         self.runs = Runs(connection)
         self.ledger = Ledger(connection)
         self.claims = Claims(connection)
+        self.outbox = Outbox(connection)
+        self.alerts = Alerts(connection)
 
 
 def _contact(row) -> StoredContact | None:
@@ -342,6 +431,10 @@ def _contact(row) -> StoredContact | None:
     return StoredContact(
         row["id"], row["contact_id"], row["crm_id"], row["mobile_number"], row["source_hash"], json.loads(row["custom"])
     )
+
+
+def _mail(row) -> OutgoingMail:
+    return OutgoingMail(**{name: row[name] for name in OutgoingMail.__dataclass_fields__})
 
 
 def _run_record(row) -> RunRecord:

@@ -109,6 +109,44 @@ BROKEN = {
         None,
         "smtp.password_file: cannot read secret file",
     ),
+    "smtp bad admin": (
+        GOOD_MAIN + '[smtp]\nadmin = ["ops at example.org"]\n',
+        None,
+        "smtp.admin: 'ops at example.org' is not an email address",
+    ),
+    "smtp auth in clear": (
+        GOOD_MAIN + '[smtp]\nsecurity = "none"\nusername = "dropd"\npassword_file = "dropd.toml"\n',
+        None,
+        "smtp.username: AUTH would send the password in clear text",
+    ),
+    "smtp username without password": (
+        GOOD_MAIN + '[smtp]\nusername = "dropd"\n',
+        None,
+        "smtp.password_file: is required when username is set",
+    ),
+    "smtp bad attachment size": (
+        GOOD_MAIN + '[smtp]\nmax_attachment = "5 megs"\n',
+        None,
+        "smtp.max_attachment: '5 megs' is not a size",
+    ),
+    "smtp bad digest time": (
+        GOOD_MAIN + '[smtp]\ndigest_at = "7am"\n',
+        None,
+        "smtp.digest_at: '7am' is not a time of day",
+    ),
+    "alerts bad threshold": (
+        GOOD_MAIN + '[alerts]\nmin_free = "5"\n',
+        None,
+        "alerts.min_free: '5' is not a percentage",
+    ),
+    "notify without smtp": (
+        GOOD_MAIN,
+        {
+            "p": GOOD_PARTNER
+            + '[[feed]]\nname = "f"\nkind = "messages"\npath = "/log"\nprefix = "m"\nnotify = ["a@example.org"]\n'
+        },
+        "p.toml: feed[f].notify: addresses are set but dropd.toml has no [smtp] section to send through",
+    ),
     "partner without credentials": (
         GOOD_MAIN,
         {"p": '[partner]\nname = "bare"\n'},

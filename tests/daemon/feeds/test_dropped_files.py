@@ -82,3 +82,20 @@ def test_the_partner_downloads_why_a_file_had_errors(school, client_key, tmp_pat
         [row] = list(csv.DictReader(handle))
     assert (row["code"], row["failure_type"]) == ("missing-column", "file") and "'Last Name'" in row["message"]
     assert len(school.runs("--feed", "students")) == 2, "a report is never imported as data"
+
+
+def test_the_partner_downloads_the_error_report_with_openssh_sftp(dropd, client_key, tmp_path):
+    dropd.add_feed_partner("northfield", [students_feed()], authorized_keys=[client_key.public])
+    dropd.start()
+    local = tmp_path / "StudentData_k.csv"
+    local.write_text(f"{HEADER}\n1,Ann,One,202-555-0101,,,,\n2,,Two,202-555-0102,,,,\n")
+    put = dropd.openssh_sftp("northfield", client_key, f"put {local} imports/StudentData_k.csv\n")
+    assert put.returncode == 0, put.stderr
+    [run] = dropd.wait_for_runs("students")
+    assert run["status"] == "success" and run["rows_rejected"] == 1
+    listing = dropd.openssh_sftp("northfield", client_key, "ls -1 imports/archive\n")
+    [report] = [name for name in listing.stdout.split() if name.endswith(".csv.errors.csv")]
+    got = dropd.openssh_sftp("northfield", client_key, f"get {report} {tmp_path / 'report.csv'}\n")
+    assert got.returncode == 0, got.stderr
+    with open(tmp_path / "report.csv", encoding="utf-8-sig", newline="") as handle:
+        assert [(row["row"], row["code"]) for row in csv.DictReader(handle)] == [("3", "missing-value")]

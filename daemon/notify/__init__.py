@@ -1,0 +1,1 @@
+"""Mail: run recaps, alerts and the digest, queued in the store and sent through [smtp]."""

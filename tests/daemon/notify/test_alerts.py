@@ -1,0 +1,124 @@
+"""Daemon alerts to admin through a real SMTP server: each condition mailed once when it
+starts and once when it clears; the store being down is mailed directly; the daily digest."""
+
+import os
+import time
+import types
+
+import pytest
+
+from daemon.dropzone.tls_certificates import ensure_self_signed
+from daemon.notify.alerts import AlertMonitor, Alerts
+from daemon.notify.mailer import Mailer
+from tests.helpers import CONTACTS_HEADER as HEADER
+from tests.helpers import InProcessFeeds, SmtpSink, students_feed
+
+
+@pytest.fixture
+def sink(tmp_path):
+    server = SmtpSink(tmp_path / "smtp").start()
+    yield server
+    server.stop()
+
+
+class Watched:
+    """The in-process feeds with the daemon's alert monitor over them."""
+
+    def __init__(self, tmp_path, password_hash, sink, alerts=None, smtp=None):
+        self.feeds = InProcessFeeds(tmp_path, password_hash)
+        self.feeds.settings["smtp"] = sink.settings(**(smtp or {}))
+        self.feeds.settings["alerts"] = {"failed_runs": 2, **(alerts or {})}
+        self.feeds.add_feed_partner("northfield", [students_feed()])
+        self.feeds.start()
+        ensure_self_signed(self.feeds.config.ftp.certfile, self.feeds.config.ftp.keyfile)  # as the daemon's start does
+        self.sink = sink
+        self.core = types.SimpleNamespace(config=self.feeds.config, store=self.feeds.store)
+        mailer = Mailer(lambda: self.core.config)
+        self.monitor = AlertMonitor(
+            self.core,
+            Alerts(self.feeds.store, mailer.queue_admin, mailer.send_to_admin_now),
+            mailer.queue_digest_if_due,
+        )
+
+    def reconfigure(self, **alerts) -> None:
+        self.feeds.settings["alerts"].update(alerts)
+        self.feeds.stop()
+        self.feeds.start()
+        self.core.config = self.feeds.config
+
+    def check(self) -> list[str]:
+        """One check and one delivery pass; the subjects of every message so far."""
+        self.monitor.check()
+        self.feeds.deliver_mail()
+        return [message["Subject"] for message in self.sink.messages()]
+
+
+def test_a_feed_failing_in_a_row_is_alerted_once_and_cleared_once(tmp_path, password_hash, sink):
+    watched = Watched(tmp_path, password_hash, sink)
+    bad = "Student ID\n1\n"
+    watched.feeds.upload("northfield", "/imports/StudentData_1.csv", bad.encode())
+    assert not [s for s in watched.check() if "alert" in s], "one failure is not yet an alert"
+    watched.feeds.upload("northfield", "/imports/StudentData_2.csv", (bad + "2\n").encode())
+    watched.check()
+    watched.check()
+    alerts = [s for s in watched.check() if "alert" in s]
+    assert alerts == ["[dropd] alert: students failed 2 times in a row"]
+    watched.feeds.upload("northfield", "/imports/StudentData_3.csv", f"{HEADER}\n1,A,B,202-555-0143,,,,\n".encode())
+    watched.check()
+    subjects = watched.check()
+    assert [s for s in subjects if "alert" in s or "cleared" in s] == [
+        "[dropd] alert: students failed 2 times in a row",
+        "[dropd] cleared: students failed 2 times in a row",
+    ]
+    [alert] = [m for m in sink.messages() if "alert:" in m["Subject"]]
+    assert alert["X-RcptTo"] == "ops@example.org" and "missing-column" in alert.get_content()
+
+
+def test_low_disk_an_expiring_certificate_and_a_waiting_file(tmp_path, password_hash, sink):
+    watched = Watched(tmp_path, password_hash, sink, alerts={"min_free": "100%", "expiry_warning": "100000d"})
+    waiting = watched.feeds.home("northfield") / "imports" / "StudentData_old.csv"
+    waiting.parent.mkdir(parents=True)
+    waiting.write_text(HEADER + "\n")
+    two_days_ago = time.time() - 2 * 86400
+    os.utime(waiting, (two_days_ago, two_days_ago))
+    subjects = sorted(watched.check())
+    assert len([s for s in subjects if s.startswith("[dropd] alert: drop_root is")]) == 1
+    assert len([s for s in subjects if s.startswith("[dropd] alert: state_dir is")]) == 1
+    assert len([s for s in subjects if s.startswith("[dropd] alert: the FTPS certificate expires")]) == 1
+    assert "[dropd] alert: 1 file(s) waiting in students's landing folder" in subjects
+    assert len(subjects) == 4
+    assert sorted(watched.check()) == subjects, "nothing is sent twice"
+    watched.reconfigure(min_free="0%", expiry_warning="14d")
+    waiting.unlink()
+    cleared = [s for s in watched.check() if s.startswith("[dropd] cleared:")]
+    assert len(cleared) == 4
+
+
+def test_the_store_being_down_is_mailed_directly_once_and_when_it_is_back(tmp_path, password_hash, sink):
+    watched = Watched(tmp_path, password_hash, sink)
+    store = watched.core.store
+
+    class Broken:
+        def reading(self):
+            raise OSError("disk I/O error")
+
+    watched.core.store = Broken()
+    watched.monitor.check()
+    watched.monitor.check()
+    assert [m["Subject"] for m in sink.wait_for(1)] == ["[dropd] alert: the store is unavailable"]
+    watched.core.store = store
+    watched.monitor.check()
+    assert sorted(m["Subject"] for m in sink.wait_for(2)) == [
+        "[dropd] alert: the store is unavailable",
+        "[dropd] cleared: the store is available again",
+    ]
+
+
+def test_the_daily_digest_is_queued_once_a_day_failures_first(tmp_path, password_hash, sink):
+    watched = Watched(tmp_path, password_hash, sink, smtp={"digest_at": "00:00"})
+    watched.feeds.upload("northfield", "/imports/StudentData_1.csv", f"{HEADER}\n1,A,B,202-555-0143,,,,\n".encode())
+    watched.check()
+    watched.check()
+    [digest] = [m for m in sink.messages() if "digest" in m["Subject"]]
+    assert digest["Subject"].endswith(": 1 runs, 0 failed") and digest["X-RcptTo"] == "ops@example.org"
+    assert "northfield / students" in digest.get_content() and "success" in digest.get_content()

@@ -1,0 +1,180 @@
+"""Run recaps through a real SMTP server (aiosmtpd, read back from its Maildir): who gets one,
+what it says, the error file attached (zipped or cut when large), TLS, AUTH, refusals."""
+
+import csv
+import io
+import json
+import zipfile
+
+import pytest
+
+from tests.helpers import CONTACTS_HEADER as HEADER
+from tests.helpers import InProcessFeeds, SmtpSink, students_feed
+
+GOOD = "1,Ada,Lovelace,202-555-0143,ada@example.org,C1,N,Maths\n"
+BAD_PHONE = "2,Alan,Turing,not a phone,,C2,,Logic\n"
+
+
+@pytest.fixture
+def sink(tmp_path):
+    server = SmtpSink(tmp_path / "smtp").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def feeds(tmp_path, password_hash):
+    return InProcessFeeds(tmp_path, password_hash)
+
+
+def start(feeds, sink, smtp=None, **feed):
+    feeds.settings["smtp"] = sink.settings(**(smtp or {}))
+    feed.setdefault("notify", ["registrar@northfield.example"])
+    feeds.add_feed_partner("northfield", [students_feed(**feed)])
+    feeds.start()
+
+
+def drop(feeds, name, text) -> dict | None:
+    """Upload a file; the feed's newest run (None while only a count file came)."""
+    feeds.upload("northfield", f"/imports/{name}", text.encode())
+    runs = feeds.runs("--feed", "students")
+    return runs[0] if runs else None
+
+
+def attachments(message) -> list:
+    return [
+        (part.get_filename(), part.get_content_type(), part.get_payload(decode=True))
+        for part in message.iter_attachments()
+    ]
+
+
+def test_a_success_recap_goes_to_notify_with_counts_and_nothing_else(feeds, sink):
+    start(feeds, sink)
+    run = drop(feeds, "StudentData_1.csv", HEADER + "\n" + GOOD)
+    assert feeds.deliver_mail() == 1
+    [message] = sink.wait_for(1)
+    assert message["Subject"] == "[dropd] students: success, 1 imported"
+    assert message["To"] == "registrar@northfield.example" and message["X-RcptTo"] == "registrar@northfield.example"
+    assert message["Message-ID"].startswith(f"<dropd.run-{run['id']}.students@")
+    text = message.get_body(("plain",)).get_content()
+    assert "Rows in file:" in text and "StudentData_1.csv" in text and "Trigger:" in text and "Duration:" in text
+    assert "<table>" in message.get_body(("html",)).get_content()
+    for partner_data in ("Lovelace", "202-555-0143", "ada@example.org"):
+        assert partner_data not in message.as_string()
+    assert attachments(message) == []
+    assert feeds.deliver_mail() == 0, "a sent message is not sent again"
+
+
+def test_rejected_rows_are_attached_exactly_as_the_runs_error_file(feeds, sink):
+    start(feeds, sink)
+    run = drop(feeds, "StudentData_2.csv", HEADER + "\n" + GOOD + BAD_PHONE + "3,,Hopper,202-555-0101,,,,\n")
+    feeds.deliver_mail()
+    [message] = sink.wait_for(1)
+    assert message["Subject"] == "[dropd] students: success, 1 imported, 2 rejected"
+    [(name, kind, data)] = attachments(message)
+    assert name == f"run-{run['id']}-students-errors.csv" and kind == "text/csv"
+    with open(run["error_file"], "rb") as handle:
+        assert data == handle.read()
+    rows = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"))))
+    assert [(row["row"], row["code"]) for row in rows] == [("3", "invalid-phone"), ("4", "missing-value")]
+
+
+@pytest.mark.parametrize(
+    "files, code, hint",
+    [
+        (
+            {"StudentData_3_count.txt": "5\n", "StudentData_3.csv": HEADER + "\n" + GOOD},
+            "count-mismatch",
+            "count file must hold",
+        ),
+        ({"StudentData_4.csv": "Student ID,First Name\n1,Ada\n"}, "missing-column", "Fix the file's header"),
+    ],
+)
+def test_a_failed_run_goes_to_notify_and_admin_with_what_to_do(feeds, sink, files, code, hint):
+    start(feeds, sink)
+    for name, text in files.items():
+        run = drop(feeds, name, text)
+    assert run["status"] == "failed"
+    feeds.deliver_mail()
+    messages = sink.wait_for(2)
+    assert sorted(message["X-RcptTo"] for message in messages) == ["ops@example.org", "registrar@northfield.example"]
+    assert {message["Message-ID"] for message in messages} == {messages[0]["Message-ID"]}, "one message, two copies"
+    assert messages[0]["Subject"] == f"[dropd] students: failed, {code}"
+    text = messages[0].get_body(("plain",)).get_content()
+    assert "Reason:" in text and code in text and "What to do:" in text and hint in text
+
+
+def test_a_skipped_duplicate_is_mailed_only_when_notify_on_asks(feeds, sink):
+    start(feeds, sink, notify_on=["failed", "skipped"])
+    drop(feeds, "StudentData_5.csv", HEADER + "\n" + GOOD)
+    run = drop(feeds, "StudentData_6.csv", HEADER + "\n" + GOOD)
+    assert run["status"] == "skipped"
+    feeds.deliver_mail()
+    [message] = sink.wait_for(1)
+    assert message["Subject"] == "[dropd] students: skipped, duplicate"
+    assert "identical to one already imported" in message.get_body(("plain",)).get_content()
+
+
+def test_by_default_success_and_failure_are_mailed_and_skips_are_not(feeds, sink):
+    start(feeds, sink)
+    drop(feeds, "StudentData_7.csv", HEADER + "\n" + GOOD)
+    drop(feeds, "StudentData_8.csv", HEADER + "\n" + GOOD)  # a duplicate: skipped
+    feeds.deliver_mail()
+    assert [message["Subject"].split(":")[1] for message in sink.wait_for(1)] == [" success, 1 imported"]
+
+
+def test_a_large_error_file_is_zipped_and_a_huge_one_cut_with_its_path(feeds, sink):
+    bad_rows = "".join(f"{n},Name{n},Last,not a phone {n},,,,\n" for n in range(2, 2000))
+    start(feeds, sink, smtp={"max_attachment": "60KB"})
+    zipped = drop(feeds, "StudentData_9.csv", HEADER + "\n" + GOOD + bad_rows)
+    feeds.deliver_mail()
+    [message] = sink.wait_for(1)
+    [(name, kind, data)] = attachments(message)
+    assert kind == "application/zip" and name.endswith("-errors.csv.zip")
+    with zipfile.ZipFile(io.BytesIO(data)) as archive, open(zipped["error_file"], "rb") as handle:
+        assert archive.read(archive.namelist()[0]) == handle.read()
+
+    feeds.stop()
+    feeds.settings["smtp"]["max_attachment"] = "2KB"
+    feeds.start()
+    cut = drop(feeds, "StudentData_10.csv", HEADER + "\n" + GOOD + bad_rows.replace("Name", "Other"))
+    feeds.deliver_mail()
+    second = sink.wait_for(2)[-1]
+    [(name, kind, data)] = attachments(second)
+    assert name.endswith("-errors-first-rows.csv") and len(data) <= 2000
+    with open(cut["error_file"], "rb") as handle:
+        assert handle.read().startswith(data) and data.endswith(b"\n")
+    assert cut["error_file"] in second.get_body(("plain",)).get_content().replace("\n", " ")
+
+
+@pytest.mark.parametrize("security, login", [("starttls", ("dropd", "s3cret")), ("ssl", None)])
+def test_starttls_with_auth_and_ssl(feeds, tmp_path, security, login):
+    sink = SmtpSink(tmp_path / "smtp", security=security, login=login).start()
+    try:
+        start(feeds, sink)
+        drop(feeds, "StudentData_11.csv", HEADER + "\n" + GOOD)
+        assert feeds.deliver_mail() == 1
+        [message] = sink.wait_for(1)
+        assert message["Subject"].startswith("[dropd] students: success")
+    finally:
+        sink.stop()
+
+
+def test_a_refused_recipient_is_kept_as_failed_and_the_others_get_it(feeds, tmp_path):
+    sink = SmtpSink(tmp_path / "smtp", refuse={"gone@northfield.example"}).start()
+    try:
+        start(feeds, sink, notify=["gone@northfield.example", "registrar@northfield.example"])
+        drop(feeds, "StudentData_12.csv", HEADER + "\n" + GOOD)
+        assert feeds.deliver_mail() == 1
+        assert [message["X-RcptTo"] for message in sink.wait_for(1)] == ["registrar@northfield.example"]
+        [failed] = json.loads(feeds.cli("mail", "--pending", "--json").stdout)
+        assert failed["status"] == "failed" and failed["recipient"] == "gone@northfield.example"
+        assert "550" in failed["last_error"] and failed["last_error"].startswith("recipient:")
+        assert feeds.deliver_mail() == 0, "a permanent refusal is not retried by itself"
+        listing = feeds.cli("mail", "--pending").stdout
+        assert "gone@northfield.example" in listing and "1 message waiting or failed" in listing
+        again = feeds.cli("mail", "--retry", str(failed["id"]))
+        assert "queued again" in again.stdout
+        assert json.loads(feeds.cli("mail", "--pending", "--json").stdout)[0]["status"] == "pending"
+    finally:
+        sink.stop()
