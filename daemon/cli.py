@@ -12,6 +12,8 @@ from pathlib import Path
 from daemon.config.settings import ConfigInvalid, load_config
 from daemon.control import ControlUnavailable, send_command
 from daemon.dropzone.passwords import hash_password
+from daemon.exports import connection_check
+from daemon.exports.destinations import destination_for
 from daemon.feeds.runs import DryRunReport, RunContext, ingest_file
 from daemon.logs import configure_logging
 from daemon.notify import smtp
@@ -130,6 +132,8 @@ def _print_runs(records, as_json: bool, config) -> None:
 def _ingest(args) -> int:
     config, store = _load(args, read_only=False)
     partner, feed = _find_feed(config, args.feed)
+    if feed.direction != "import":
+        raise SystemExit(f"dropd ingest: {feed.name} is an export feed; `dropd run-now {feed.name}` runs it")
     path = Path(args.file)
     if not path.is_file():
         print(f"dropd ingest: {path} is not a file", file=sys.stderr)
@@ -436,6 +440,23 @@ def _mail(args) -> int:
     return 0
 
 
+def _test_connection(args) -> int:
+    """Reach an export feed's destination step by step; exit 1 naming the step that failed."""
+    config = _load_config(args)
+    partner, feed = _find_feed(config, args.feed)
+    if feed.direction != "export":
+        raise SystemExit(f"dropd test-connection: {feed.name} is an import feed; it has no destination")
+    destination = destination_for(feed, config.daemon.drop_root, partner)
+    print(f"checking {feed.name}'s destination {destination.where}")
+    error = connection_check.check(destination)
+    for step in connection_check.steps_of(destination):
+        if error is not None and step == error.step:
+            print(f"  {step:<10} FAILED  {error.message}")
+            return 1
+        print(f"  {step:<10} ok")
+    return 0
+
+
 def _version() -> str:
     try:
         return importlib.metadata.version("dropd")
@@ -514,6 +535,11 @@ def build_parser() -> argparse.ArgumentParser:
     unban = with_config(commands.add_parser("unban", help="lift the ban of an address now"))
     unban.add_argument("address")
     unban.set_defaults(handler=_unban)
+    test_connection = with_config(
+        commands.add_parser("test-connection", help="reach an export feed's destination step by step (no file is sent)")
+    )
+    test_connection.add_argument("feed")
+    test_connection.set_defaults(handler=_test_connection)
     test_smtp = with_config(commands.add_parser("test-smtp", help="send a test message through [smtp], step by step"))
     test_smtp.add_argument("--to", required=True, help="the address to send it to")
     test_smtp.set_defaults(handler=_test_smtp)

@@ -2,10 +2,14 @@
 
 Import windows (two hours each) are named; export blocks are the eight 3-hour blocks of the
 day, named by their hours ("00-03" ... "21-24"). A window is open from its start hour up to,
-not including, its end hour, local time.
+not including, its end hour, local time. An import feed runs as its window opens; an export
+feed runs at its own moment inside the block (`start_offset`, the same every day, spread
+over the block's first two hours by the feed's name), so that many feeds do not all push at
+the block's first second.
 """
 
 import datetime
+import hashlib
 import zoneinfo
 from dataclasses import dataclass
 
@@ -41,3 +45,33 @@ def open_window(now: datetime.datetime, timezone: str, name: str) -> str | None:
     local = now.astimezone(zoneinfo.ZoneInfo(timezone))
     window = WINDOWS[name]
     return f"{local.date().isoformat()}/{name}" if window.start <= local.hour < window.end else None
+
+
+EXPORT_SPREAD = 2 * 3600
+
+
+def start_offset(feed: str, name: str) -> float:
+    """Seconds after the window's start at which `feed` runs in it: 0 for import windows."""
+    if WINDOWS[name].direction != "export":
+        return 0.0
+    return float(int.from_bytes(hashlib.sha256(feed.encode()).digest()[:4], "big") % EXPORT_SPREAD)
+
+
+def due_window(now: datetime.datetime, timezone: str, name: str, feed: str) -> str | None:
+    """The claim key when window `name` is open at `now` and `feed`'s moment in it has come."""
+    local = now.astimezone(zoneinfo.ZoneInfo(timezone))
+    window = WINDOWS[name]
+    if not window.start <= local.hour < window.end:
+        return None
+    elapsed = (local.hour - window.start) * 3600 + local.minute * 60 + local.second
+    return f"{local.date().isoformat()}/{name}" if elapsed >= start_offset(feed, name) else None
+
+
+def window_end(now: datetime.datetime, timezone: str, name: str) -> datetime.datetime:
+    """When the window `name` that is open at `now` closes (in UTC)."""
+    zone = zoneinfo.ZoneInfo(timezone)
+    local = now.astimezone(zone)
+    end = datetime.datetime.combine(local.date(), datetime.time(), tzinfo=zone) + datetime.timedelta(
+        hours=WINDOWS[name].end
+    )
+    return end.astimezone(datetime.UTC)

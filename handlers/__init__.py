@@ -3,8 +3,11 @@ the only way the daemon and the config find them."""
 
 from handlers.activity import ActivityImport
 from handlers.contacts import ContactsImport
+from handlers.conversations import ConversationsExport
+from handlers.engagement import EngagementExport
 from handlers.messages import MessagesImport
 from handlers.subscribers import SubscribersImport
 
 IMPORT_KINDS = (ContactsImport, SubscribersImport, ActivityImport, MessagesImport)
-KINDS = {kind.kind: kind for kind in IMPORT_KINDS}
+EXPORT_KINDS = (ConversationsExport, EngagementExport)
+KINDS = {kind.kind: kind for kind in IMPORT_KINDS + EXPORT_KINDS}

@@ -34,7 +34,27 @@ partial rows, the error file — is done here, the same way for every kind.
     Called once after the last row, inside the transaction: whole-file work (a full
     replacement's removals). Raising `FileRejected` voids the whole file. Optional.
 
-Export kinds (`ExportKind`) get their own hooks when the first one is built.
+An export kind is a class derived from `ExportKind`. The export run
+(`daemon/exports/runs.py`) opens a read snapshot of the store and calls:
+
+`read_options(reader)` (static), `__init__(feed)`
+    As for import kinds.
+
+`header() -> list[str]`
+    The file's columns, in order.
+
+`upto(tx) -> int | None`
+    The store position this export reaches, read in the snapshot first; rows stored after
+    it (while the export runs) go out next time. None for a snapshot kind.
+
+`rows(tx, after, upto) -> Iterable[list]`
+    The rows to export, streamed (memory must not grow with the export). `after` is the
+    feed's watermark: the position of the last row a *delivered* export of this feed held
+    (0 before the first). A kind with `watermarked = True` returns the rows after it up to
+    `upto`, and the run moves the watermark to `upto` when the file is delivered, in the
+    transaction that records the run; a snapshot kind ignores both.
+
+No rows is a `skipped` run and no file. Cells are made safe for spreadsheets by the run.
 """
 
 from abc import ABC, abstractmethod
@@ -262,3 +282,30 @@ class ImportKind(ABC):
                 counts.partial += 1
         self.finish(tx, counts)
         return counts
+
+
+class ExportKind(ABC):
+    kind: str
+    """The name feeds use in `kind = "..."`."""
+    direction = "export"
+    watermarked = False
+    """True: each export holds the rows since the last delivered one; False: a full snapshot."""
+
+    def __init__(self, feed: FeedSetup):
+        self.partner = feed.partner
+        self.feed = feed.feed
+        self.options = feed.options
+        self.timezone = feed.timezone
+
+    @staticmethod
+    @abstractmethod
+    def read_options(reader) -> object: ...
+
+    @abstractmethod
+    def header(self) -> list[str]: ...
+
+    def upto(self, tx) -> int | None:
+        return None
+
+    @abstractmethod
+    def rows(self, tx, after: int, upto: int | None): ...

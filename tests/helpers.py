@@ -421,6 +421,14 @@ class InProcessFeeds(DropdProcess):
 
         return RunContext(self.store, self.config, notify=Mailer(lambda: self.config).queue_recap)
 
+    def export(self, feed_name: str, trigger: str = "run-now", block_end=None, sleep=None) -> dict:
+        """One export run of `feed_name`, here; its run record."""
+        from daemon.exports.runs import run_export
+
+        partner, feed = self.config.feed(feed_name)
+        options = {"sleep": sleep} if sleep is not None else {}
+        return run_export(self.context(), partner, feed, trigger, block_end, **options).as_dict()
+
     def deliver_mail(self) -> int:
         """One pass of the outbox sender, as the daemon's would make; returns how many were sent."""
         from daemon.notify.mailer import smtp_server
@@ -584,3 +592,17 @@ class SmtpSink:
             if len(found) >= count or time.monotonic() > deadline:
                 return found
             time.sleep(0.05)
+
+
+MESSAGES_HEADER = "contact_id,channel,timestamp,incoming,outgoing,outgoing_source,campaign_id,campaign_name,script_id,script_name,media,message_id"
+
+
+def messages_feed(**overrides) -> dict:
+    """A messages feed (the organisation's message log) on /log."""
+    return {"name": "log", "kind": "messages", "path": "/log", "prefix": "messages", "files": "all",
+            "schedule": ["on_arrival"], **overrides}  # fmt: skip
+
+
+def conversations_feed(**overrides) -> dict:
+    return {"name": "conversations", "kind": "conversations_export", "prefix": "conversations",
+            "schedule": ["00-03"], **overrides}  # fmt: skip

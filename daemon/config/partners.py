@@ -10,6 +10,7 @@ from pathlib import Path
 import paramiko
 
 from daemon.config import values as v
+from daemon.config.destinations import Destination, read_destination
 from daemon.windows import ON_ARRIVAL, window_names
 from handlers import KINDS
 from handlers import option_values as o
@@ -44,6 +45,11 @@ class Feed:
     count_wait: float | None = None
     error_report: bool | None = None
     """Write `<name>.errors.csv` beside an archived or failed file, for the partner."""
+    # Export feeds (prefix and count_file above too)
+    keep_days: int | None = None
+    """Files in the partner's outbox are removed after this many days."""
+    destination: Destination | None = None
+    """The partner's own server to push to; None: the partner's folder (`path`)."""
 
 
 @dataclass(frozen=True)
@@ -130,10 +136,21 @@ def read_feed(errors, file: Path, index: int, table) -> Feed | None:
     )
     if direction == "import":
         feed.update(_read_import_settings(reader, feed["path"]))
+    else:
+        feed.update(_read_export_settings(reader, file.parent))
     reader.finish()
     if len(errors) > before:
         return None
     return Feed(**feed)
+
+
+def _read_export_settings(reader, config_dir: Path) -> dict:
+    return dict(
+        prefix=reader.take("prefix", o.non_empty_text),
+        count_file=reader.take("count_file", o.choice("off", "write"), "off"),
+        keep_days=reader.take("keep_days", o.integer(1, 3650), 30),
+        destination=read_destination(reader, config_dir),
+    )
 
 
 def _read_import_settings(reader, path: str | None) -> dict:

@@ -34,7 +34,8 @@ def feeds_for(config, path: Path) -> list:
     return [
         (partner, feed)
         for partner, feed in config.feeds()
-        if (is_feed_file(path.name, feed.prefix) or is_count_file(path.name, feed.prefix))
+        if feed.direction == "import"
+        and (is_feed_file(path.name, feed.prefix) or is_count_file(path.name, feed.prefix))
         and path.parent == landing_dir(config.daemon.drop_root, partner, feed)
     ]
 
@@ -43,7 +44,8 @@ def landed_files(config):
     """Every data and count file now in some feed's landing folder."""
     folders = {}
     for partner, feed in config.feeds():
-        folders.setdefault(landing_dir(config.daemon.drop_root, partner, feed), []).append(feed.prefix)
+        if feed.direction == "import":
+            folders.setdefault(landing_dir(config.daemon.drop_root, partner, feed), []).append(feed.prefix)
     for folder, prefixes in folders.items():
         try:
             entries = list(os.scandir(folder))

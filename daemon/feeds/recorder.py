@@ -91,8 +91,7 @@ class RunRecorder:
         """A run that did no work (skipped, or failed before it started), recorded in one step."""
         self.start(file, sha256)
         with self.store.transaction(label=self.subject.feed) as tx:
-            tx.runs.finish(self.run_id, status, reason)
-            self._notify(tx)
+            self.finish(tx, status, reason)
         return self.done()
 
     def start(self, file: str | None, sha256: str | None, size: int | None = None) -> int | None:
@@ -123,12 +122,9 @@ class RunRecorder:
         if self.error_file is not None:
             tx.runs.add_errors(self.run_id, self.error_file.take_pending())
             self.error_file.close()  # complete on disk before the recap attaches it
-        tx.runs.finish(
-            self.run_id, "success", note, counts.rows, counts.applied, counts.rejected, counts.details(), self.error_csv
-        )
         if ledger is not None:
             tx.ledger.record(self.subject.feed, ledger[1], ledger[0], self.run_id)
-        self._notify(tx)
+        self.finish(tx, "success", note, counts.rows, counts.applied, counts.rejected, counts.details(), self.error_csv)
 
     def fail(self, reason: str, counts: ImportCounts | None = None) -> None:
         """Record the run failed, in a transaction of its own; `counts` when the file was read
@@ -139,10 +135,15 @@ class RunRecorder:
             return
         rows = (counts.rows, 0, counts.rejected, counts.details()) if counts else (None, None, None, None)
         with self.store.transaction(label=self.subject.feed) as tx:
-            tx.runs.finish(self.run_id, "failed", reason, *rows, error_file=self.error_csv)
-            self._notify(tx)
+            self.finish(tx, "failed", reason, *rows, error_file=self.error_csv)
 
-    def _notify(self, tx) -> None:
+    def finish(
+        self, tx, status: str, reason: str | None = None, rows_in_file: int | None = None,
+        rows_applied: int | None = None, rows_rejected: int | None = None, details: dict | None = None,
+        error_file: str | None = None,
+    ) -> None:  # fmt: skip
+        """The run's final record, in `tx` (with whatever the run applied), and its recap queued."""
+        tx.runs.finish(self.run_id, status, reason, rows_in_file, rows_applied, rows_rejected, details, error_file)
         if self.notify is not None:
             self.notify(tx, tx.runs.get(self.run_id))
 

@@ -12,9 +12,11 @@ from concurrent.futures import Future
 
 import structlog
 
-from daemon.clock import utc_stamp
+from daemon.clock import utc_now, utc_stamp
+from daemon.exports.runs import run_export
 from daemon.feeds import landing
 from daemon.feeds.runs import RunContext, run_feed
+from daemon.windows import window_end
 
 log = structlog.get_logger("dropd.feed_runner")
 
@@ -83,6 +85,10 @@ class FeedRunner:
             self.core.store, config, arrivals.is_complete, lambda seconds: self.later(feed_name, seconds),
             arrivals.settles_in, self.core.run_finished, self.core.mailer.queue_recap,
         )  # fmt: skip
+        if feed.direction == "export":
+            window = trigger.removeprefix("window:") if trigger.startswith("window:") else None
+            block_end = window_end(utc_now(), config.daemon.timezone, window) if window else None
+            return [run_export(context, partner, feed, trigger, block_end)]
         return run_feed(context, partner, feed, trigger, force=force)
 
     def later(self, feed_name: str, seconds: float) -> None:
@@ -98,7 +104,11 @@ class FeedRunner:
         if landing.feeds_for(config, upload.real_path):
             return
         partner = config.partners.get(upload.partner)
-        expected = [f"{feed.path.rstrip('/')}/{feed.prefix}*" for feed in partner.feeds] if partner else []
+        expected = (
+            [f"{feed.path.rstrip('/')}/{feed.prefix}*" for feed in partner.feeds if feed.direction == "import"]
+            if partner
+            else []
+        )
         if expected:
             log.warning("file.unmatched", partner=upload.partner, path=upload.path, expected=expected)
 

@@ -13,7 +13,7 @@ import schedule
 import structlog
 
 from daemon.clock import utc_now
-from daemon.windows import WINDOWS, open_window
+from daemon.windows import WINDOWS, due_window
 
 log = structlog.get_logger("dropd.scheduler")
 
@@ -41,7 +41,7 @@ class WindowScheduler:
             for name in feed.schedule:
                 if name not in WINDOWS:
                     continue
-                key = open_window(now, config.daemon.timezone, name)
+                key = due_window(now, config.daemon.timezone, name, feed.name)
                 if key and self._claim(feed.name, key):
                     log.info("window.opened", feed=feed.name, window=key)
                     self._request(feed.name, f"window:{name}")

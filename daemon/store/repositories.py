@@ -183,6 +183,24 @@ class Subscribers(_Repository):
         )
         return cursor.rowcount > 0
 
+    def engagement(self, partner: str):
+        """Each active subscriber with their open and click counts, last open and click, and
+        first opt-out event, from the partner's events whose contact ID is their email."""
+        cursor = self._db.execute(
+            "WITH activity AS (SELECT lower(contact_id) AS email_key, "
+            "SUM(CASE WHEN action = 'open' THEN 1 ELSE 0 END) AS opens, "
+            "SUM(CASE WHEN action = 'click' THEN 1 ELSE 0 END) AS clicks, "
+            "MAX(CASE WHEN action = 'open' THEN time END) AS last_open, "
+            "MAX(CASE WHEN action = 'click' THEN time END) AS last_click, "
+            "MIN(CASE WHEN action = 'opt-out' THEN time END) AS opt_out_time "
+            "FROM events WHERE partner = ? GROUP BY lower(contact_id)) "
+            "SELECT s.email, s.opted_out, s.segment_code, s.updated_at, a.opens, a.clicks, a.last_open, a.last_click, "
+            "a.opt_out_time FROM subscribers s LEFT JOIN activity a ON a.email_key = s.email_key "
+            "WHERE s.partner = ? AND s.removed_at IS NULL ORDER BY s.email_key",
+            (partner, partner),
+        )
+        yield from cursor
+
     def listing(self, partner: str, include_removed: bool = False) -> list[dict]:
         query = (
             "SELECT email, first_name, last_name, segment_code, opted_out, created_at, updated_at, removed_at "
@@ -229,6 +247,25 @@ class Messages(_Repository):
             (partner, *values, utc_stamp()),
         )
         return cursor.rowcount > 0
+
+    def last_position(self, partner: str) -> int:
+        """The store position (insertion order) of the partner's newest message; 0 for none."""
+        return self._one("SELECT COALESCE(MAX(id), 0) FROM messages WHERE partner = ?", (partner,))[0]
+
+    def for_export(self, partner: str, after: int, upto: int, channels, directions, outgoing_sources):
+        """Messages with positions in (after, upto], filtered, oldest first, with their contact's
+        CRM ID, key and names; streamed from the cursor."""
+        marks = lambda values: ", ".join("?" * len(values))  # noqa: E731
+        cursor = self._db.execute(
+            "SELECT m.id, c.crm_id, c.id AS contact_key, c.first_name, c.last_name, m.channel, m.campaign_id, "
+            "m.campaign_name, m.timestamp, m.direction, m.body, m.outgoing_source, m.media, m.script_id, m.script_name "
+            "FROM messages m LEFT JOIN contacts c ON c.partner = m.partner AND c.contact_id = m.contact_id "
+            f"WHERE m.partner = ? AND m.id > ? AND m.id <= ? AND m.channel IN ({marks(channels)}) "
+            f"AND m.direction IN ({marks(directions)}) "
+            f"AND (m.direction = 'incoming' OR m.outgoing_source IN ({marks(outgoing_sources)})) ORDER BY m.id",
+            (partner, after, upto, *channels, *directions, *outgoing_sources),
+        )
+        yield from cursor
 
     def listing(self, partner: str) -> list[dict]:
         rows = self._all(
@@ -323,6 +360,22 @@ class Ledger(_Repository):
             "ON CONFLICT (feed, sha256) DO UPDATE SET file = excluded.file, run_id = excluded.run_id, "
             "imported_at = excluded.imported_at",
             (feed, sha256, file, run_id, utc_stamp()),
+        )
+
+
+class Watermarks(_Repository):
+    """How far each watermarked export has been delivered."""
+
+    def position(self, feed: str) -> int:
+        row = self._one("SELECT position FROM export_watermarks WHERE feed = ?", (feed,))
+        return row[0] if row else 0
+
+    def advance(self, feed: str, position: int, run_id: int) -> None:
+        self._db.execute(
+            "INSERT INTO export_watermarks (feed, position, run_id, updated) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (feed) DO UPDATE SET position = excluded.position, run_id = excluded.run_id, "
+            "updated = excluded.updated",
+            (feed, position, run_id, utc_stamp()),
         )
 
 
@@ -423,6 +476,7 @@ class Transaction:
         self.claims = Claims(connection)
         self.outbox = Outbox(connection)
         self.alerts = Alerts(connection)
+        self.watermarks = Watermarks(connection)
 
 
 def _contact(row) -> StoredContact | None:

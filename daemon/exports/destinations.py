@@ -1,0 +1,310 @@
+"""Where an export file goes: the partner's own folder in the drop zone, or their server.
+
+Every destination puts the file under a temporary name, checks it, then renames it to its
+real name, so the partner never picks up half a file. Failures are `PushError`s that name
+the step (dns, tcp, host-key, auth, directory, permission, upload, verify, rename) and say
+whether trying again later can help.
+"""
+
+import base64
+import errno
+import ftplib
+import hashlib
+import os
+import secrets
+import shutil
+import socket
+import ssl
+from pathlib import Path
+
+import paramiko
+
+from daemon.config.destinations import Destination
+from daemon.dropzone.uploads import TEMP_PREFIX, TEMP_SUFFIX
+
+
+class PushError(Exception):
+    def __init__(self, step: str, message: str, transient: bool = False):
+        self.step = step
+        self.message = message
+        self.transient = transient
+        super().__init__(f"{step}: {message}")
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    """ "SHA256:..." as `ssh-keygen -lf` prints it."""
+    return "SHA256:" + base64.b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
+
+
+def _temporary_name(name: str) -> str:
+    """On the partner's server: hidden, and ending in .part, which watchers there skip."""
+    return f".{name}.{secrets.token_hex(4)}.part"
+
+
+class OutboxFolder:
+    """The partner's own folder in the drop zone, where they download over SFTP or FTPS."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.where = str(folder)
+
+    def deliver(self, files: list[tuple[Path, str]]) -> None:
+        """Each (local file, name) copied in under a hidden temporary name, synced, renamed."""
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True, mode=0o750)
+        except OSError as exc:
+            raise PushError("directory", f"cannot create {self.folder}: {exc.strerror}") from None
+        for local, name in files:
+            temp = self.folder / f"{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}"  # never listed to the partner
+            try:
+                with open(local, "rb") as source, open(temp, "xb") as target:
+                    shutil.copyfileobj(source, target, 1 << 20)
+                    target.flush()
+                    os.fsync(target.fileno())
+                os.chmod(temp, 0o640)
+                os.replace(temp, self.folder / name)
+            except OSError as exc:
+                temp.unlink(missing_ok=True)
+                transient = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+                raise PushError("upload", f"writing {self.folder / name} failed: {exc.strerror}", transient) from None
+
+
+class SftpPush:
+    """The partner's SFTP server (paramiko): the host key pinned, then password or key."""
+
+    def __init__(self, destination: Destination):
+        self.destination = destination
+        self.where = destination.where
+
+    def connect(self) -> tuple[paramiko.Transport, paramiko.SFTPClient]:
+        d = self.destination
+        sock = _tcp(d)
+        transport = paramiko.Transport(sock)
+        try:
+            try:
+                transport.start_client(timeout=d.timeout)
+            except (paramiko.SSHException, OSError, EOFError) as exc:
+                raise PushError("tcp", f"no SSH session with {d.host}:{d.port}: {exc}", transient=True) from None
+            key = transport.get_remote_server_key()
+            offered = fingerprint(key)
+            if offered != d.host_key:
+                raise PushError(
+                    "host-key",
+                    f"{d.host}:{d.port} offered the {key.get_name()} key {offered}, not the pinned {d.host_key}; "
+                    "nothing was sent (if the partner changed their key, check it with them and update host_key)",
+                )
+            self._authenticate(transport)
+            return transport, paramiko.SFTPClient.from_transport(transport)
+        except BaseException:
+            transport.close()
+            raise
+
+    def _authenticate(self, transport: paramiko.Transport) -> None:
+        d = self.destination
+        try:
+            if d.private_key_file is not None:
+                passphrase = _secret(d.passphrase_file)
+                try:
+                    key = paramiko.PKey.from_path(d.private_key_file, passphrase=passphrase)
+                except (paramiko.SSHException, ValueError) as exc:
+                    raise PushError("auth", f"cannot load {d.private_key_file}: {exc}") from None
+                transport.auth_publickey(d.username, key)
+            else:
+                transport.auth_password(d.username, _secret(d.password_file) or "")
+        except paramiko.AuthenticationException as exc:
+            raise PushError("auth", f"{d.host} refused the login as {d.username!r}: {exc}") from None
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise PushError("auth", f"the connection failed while logging in: {exc}", transient=True) from None
+
+    def check_directory(self, sftp: paramiko.SFTPClient) -> None:
+        """The directory exists and takes a file (a probe written and removed)."""
+        d = self.destination
+        try:
+            sftp.stat(d.directory)
+        except OSError as exc:
+            raise PushError("directory", f"{d.directory} on {d.host}: {_sftp_error(exc)}") from None
+        probe = f"{d.directory.rstrip('/')}/{_temporary_name('probe')}"
+        try:
+            with sftp.open(probe, "wb") as handle:
+                handle.write(b"dropd test-connection\n")
+            sftp.remove(probe)
+        except OSError as exc:
+            raise PushError("permission", f"cannot write in {d.directory} on {d.host}: {_sftp_error(exc)}") from None
+
+    def deliver(self, files: list[tuple[Path, str]]) -> None:
+        d = self.destination
+        transport, sftp = self.connect()
+        try:
+            for local, name in files:
+                final = f"{d.directory.rstrip('/')}/{name}"
+                temp = f"{d.directory.rstrip('/')}/{_temporary_name(name)}"
+                size = local.stat().st_size
+                try:
+                    sftp.put(str(local), temp, confirm=False)
+                except (OSError, paramiko.SSHException, EOFError) as exc:
+                    _remove_quietly(sftp, temp)
+                    raise PushError(
+                        "upload", f"sending {name} to {d.host}:{d.directory} failed: {_sftp_error(exc)}", transient=True
+                    ) from None
+                try:
+                    remote_size = sftp.stat(temp).st_size
+                except (OSError, paramiko.SSHException) as exc:
+                    raise PushError(
+                        "verify", f"cannot check the size of {temp}: {_sftp_error(exc)}", transient=True
+                    ) from None
+                if remote_size != size:
+                    _remove_quietly(sftp, temp)
+                    raise PushError("verify", f"{name} arrived with {remote_size} of {size} bytes", transient=True)
+                try:
+                    sftp.posix_rename(temp, final)
+                except OSError:
+                    # Without posix-rename@openssh.com, a plain rename fails if the name exists.
+                    try:
+                        _remove_quietly(sftp, final)
+                        sftp.rename(temp, final)
+                    except OSError as exc:
+                        _remove_quietly(sftp, temp)
+                        raise PushError(
+                            "rename", f"cannot rename {temp} to {name}: {_sftp_error(exc)}", transient=True
+                        ) from None
+        finally:
+            transport.close()
+
+
+class _SessionReusingFtps(ftplib.FTP_TLS):
+    """FTP over TLS whose data connections resume the control connection's TLS session:
+    vsftpd by default (require_ssl_reuse=YES), and other servers, refuse data connections that
+    do not, and Python's ftplib does not."""
+
+    def ntransfercmd(self, cmd, rest=None):
+        connection, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
+        if self._prot_p:
+            connection = self.context.wrap_socket(connection, server_hostname=self.host, session=self.sock.session)
+        return connection, size
+
+
+class FtpsPush:
+    """The partner's FTPS server: explicit TLS, the certificate verified (system store or ca_file)."""
+
+    def __init__(self, destination: Destination):
+        self.destination = destination
+        self.where = destination.where
+
+    def connect(self) -> ftplib.FTP_TLS:
+        d = self.destination
+        _tcp(d).close()
+        context = ssl.create_default_context(cafile=str(d.ca_file) if d.ca_file else None)
+        client = _SessionReusingFtps(context=context, timeout=d.timeout)
+        try:
+            try:
+                client.connect(d.host, d.port)
+                client.auth()
+            except ssl.SSLError as exc:
+                raise PushError("tls", f"TLS with {d.host}:{d.port} failed: {exc.reason or exc}") from None
+            except (OSError, ftplib.Error, EOFError) as exc:
+                raise PushError("tcp", f"no FTPS session with {d.host}:{d.port}: {exc}", transient=True) from None
+            try:
+                client.login(d.username, _secret(d.password_file) or "")
+            except ftplib.error_perm as exc:
+                raise PushError("auth", f"{d.host} refused the login as {d.username!r}: {exc}") from None
+            except (OSError, ftplib.Error, EOFError) as exc:
+                raise PushError("auth", f"the connection failed while logging in: {exc}", transient=True) from None
+            client.prot_p()
+            try:
+                client.cwd(d.directory)
+            except ftplib.error_perm as exc:
+                raise PushError("directory", f"{d.directory} on {d.host}: {exc}") from None
+            return client
+        except BaseException:
+            client.close()
+            raise
+
+    def check_directory(self, client: ftplib.FTP_TLS) -> None:
+        probe = _temporary_name("probe")
+        try:
+            client.storbinary(f"STOR {probe}", _Bytes(b"dropd test-connection\n"))
+            client.delete(probe)
+        except ftplib.error_perm as exc:
+            raise PushError("permission", f"cannot write in {self.destination.directory}: {exc}") from None
+
+    def deliver(self, files: list[tuple[Path, str]]) -> None:
+        client = self.connect()
+        try:
+            for local, name in files:
+                temp = _temporary_name(name)
+                size = local.stat().st_size
+                try:
+                    with open(local, "rb") as handle:
+                        client.storbinary(f"STOR {temp}", handle, blocksize=1 << 16)
+                except (OSError, ftplib.Error, EOFError) as exc:
+                    _delete_quietly(client, temp)
+                    raise PushError("upload", f"sending {name} failed: {exc}", transient=True) from None
+                try:
+                    client.voidcmd("TYPE I")
+                    remote_size = client.size(temp)
+                except (OSError, ftplib.Error) as exc:
+                    raise PushError("verify", f"cannot check the size of {temp}: {exc}", transient=True) from None
+                if remote_size != size:
+                    _delete_quietly(client, temp)
+                    raise PushError("verify", f"{name} arrived with {remote_size} of {size} bytes", transient=True)
+                try:
+                    client.rename(temp, name)
+                except ftplib.Error as exc:
+                    _delete_quietly(client, temp)
+                    raise PushError("rename", f"cannot rename {temp} to {name}: {exc}", transient=True) from None
+            client.quit()
+        finally:
+            client.close()
+
+
+class _Bytes:
+    def __init__(self, data: bytes):
+        self._data = data
+
+    def read(self, size: int = -1) -> bytes:
+        chunk, self._data = (self._data, b"") if size < 0 else (self._data[:size], self._data[size:])
+        return chunk
+
+
+def destination_for(feed, drop_root: Path, partner):
+    if feed.destination is None:
+        return OutboxFolder(drop_root / partner.name / feed.path.lstrip("/"))
+    return SftpPush(feed.destination) if feed.destination.protocol == "sftp" else FtpsPush(feed.destination)
+
+
+def _tcp(d: Destination) -> socket.socket:
+    try:
+        socket.getaddrinfo(d.host, d.port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise PushError("dns", f"cannot resolve {d.host}: {exc.strerror}", transient=True) from None
+    try:
+        return socket.create_connection((d.host, d.port), timeout=d.timeout)
+    except OSError as exc:
+        reason = "timed out" if isinstance(exc, TimeoutError) else exc.strerror or str(exc)
+        raise PushError("tcp", f"cannot connect to {d.host}:{d.port}: {reason}", transient=True) from None
+
+
+def _secret(path: Path | None) -> str | None:
+    return path.read_text(encoding="utf-8").strip("\r\n") if path is not None else None
+
+
+def _sftp_error(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.errno == errno.EACCES:
+        return "permission denied"
+    if isinstance(exc, OSError) and exc.errno == errno.ENOENT:
+        return "no such file or directory"
+    return str(exc) or type(exc).__name__
+
+
+def _remove_quietly(sftp: paramiko.SFTPClient, path: str) -> None:
+    try:
+        sftp.remove(path)
+    except (OSError, paramiko.SSHException, EOFError):
+        pass
+
+
+def _delete_quietly(client: ftplib.FTP, name: str) -> None:
+    try:
+        client.delete(name)
+    except (OSError, ftplib.Error, EOFError):
+        pass

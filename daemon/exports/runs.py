@@ -1,0 +1,144 @@
+"""Running an export: the rows since the last delivery, written to a file, delivered, recorded.
+
+The file is written from one read snapshot of the store, streamed to a temporary file under
+`<state_dir>/exports/` (memory does not grow with the export), then delivered to the feed's
+destination. Only when the destination has the file under its real name does a transaction
+record the run as `success` and move the feed's watermark (conversations) to the position the
+snapshot reached; a failed delivery leaves the watermark where it was, so the same messages
+go out next time, and a message stored while the export ran is in the next one. Temporary
+failures (the server down, a connection cut) are retried with a doubling wait while the
+feed's block is open (three tries for a run started by hand); a wrong host key or a refused
+login is not retried.
+"""
+
+import csv
+import datetime
+import hashlib
+import time
+from pathlib import Path
+
+import structlog
+
+from daemon.clock import utc_now
+from daemon.exports.destinations import OutboxFolder, PushError, destination_for
+from daemon.feeds.spreadsheet import spreadsheet_row
+from daemon.store.records import RunRecord
+from handlers import KINDS
+from handlers.base import FeedSetup
+
+log = structlog.get_logger("dropd.exports")
+
+MANUAL_TRIES = 3
+MAX_WAIT = 600.0
+COUNT_SUFFIX = "_count.txt"
+
+
+def export_name(prefix: str, moment: datetime.datetime) -> str:
+    """`<prefix>_<YYYYMMDDTHHMMSSZ>.csv`."""
+    return f"{prefix}_{moment.astimezone(datetime.UTC):%Y%m%dT%H%M%SZ}.csv"
+
+
+def run_export(
+    ctx, partner, feed, trigger: str, block_end: datetime.datetime | None = None, sleep=time.sleep
+) -> RunRecord:
+    """One export run of `feed`. `block_end` (window runs) bounds the retries of a failed push."""
+    recorder = ctx.recorder(partner, feed, trigger)
+    kind = KINDS[feed.kind](FeedSetup(partner.name, feed.name, feed.options, ctx.config.daemon.timezone))
+    destination = destination_for(feed, ctx.config.daemon.drop_root, partner)
+    if isinstance(destination, OutboxFolder):
+        _expire(destination.folder, feed)
+    started = utc_now()
+    name = export_name(feed.prefix, started)
+    bound = log.bind(partner=partner.name, feed=feed.name, file=name, trigger=trigger)
+    work = ctx.config.daemon.state_dir / "exports"
+    work.mkdir(parents=True, exist_ok=True)
+    local = work / f"{feed.name}-{started:%Y%m%dT%H%M%S%f}.csv"
+    recorder.start(name, None)
+    bound = bound.bind(run_id=recorder.run_id)
+    try:
+        with ctx.store.reading() as tx:
+            after = tx.watermarks.position(feed.name) if kind.watermarked else 0
+            upto = kind.upto(tx)
+            rows, size, sha256 = _write(local, kind.header(), kind.rows(tx, after, upto))
+        if rows == 0:
+            reason = "no-rows: nothing to export" + (" since the last delivered export" if kind.watermarked else "")
+            with ctx.store.transaction(label=feed.name) as tx:
+                recorder.finish(tx, "skipped", reason, 0, 0, 0)
+            bound.info("run.finished", status="skipped", reason="no-rows")
+            return recorder.done()
+        files = [(local, name)]
+        if feed.count_file == "write":
+            count = local.with_name(local.name + COUNT_SUFFIX)
+            count.write_text(f"{rows}\n", encoding="ascii")
+            files.append((count, name.removesuffix(".csv") + COUNT_SUFFIX))
+        bound.info("run.started", rows=rows, size=size, destination=destination.where)
+        _deliver(destination, files, trigger, block_end, feed, bound, sleep)
+    except PushError as error:
+        reason = f"delivery-failed: {error.step}: {error.message}"
+        bound.warning("run.finished", status="failed", reason=reason)
+        recorder.fail(reason)
+        return recorder.done()
+    except Exception as exc:
+        bound.exception("run.crashed")
+        recorder.fail(f"internal-error: {type(exc).__name__}: {exc} (see the daemon log)")
+        return recorder.done()
+    finally:
+        for path in (local, local.with_name(local.name + COUNT_SUFFIX)):
+            path.unlink(missing_ok=True)
+    with ctx.store.transaction(label=feed.name) as tx:
+        if kind.watermarked and upto is not None:
+            tx.watermarks.advance(feed.name, upto, recorder.run_id)
+        recorder.finish(
+            tx, "success", None, rows, rows, 0, {"destination": destination.where, "bytes": size, "sha256": sha256}
+        )
+    bound.info("run.finished", status="success", rows=rows, size=size, destination=destination.where)
+    return recorder.done()
+
+
+def _write(path: Path, header: list[str], rows) -> tuple[int, int, str]:
+    """The CSV (UTF-8, RFC 4180 quoting, spreadsheet-safe cells); returns rows, bytes, sha256."""
+    digest = hashlib.sha256()
+    count = 0
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        for row in rows:
+            writer.writerow(spreadsheet_row(row))
+            count += 1
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return count, path.stat().st_size, digest.hexdigest()
+
+
+def _deliver(destination, files, trigger: str, block_end, feed, bound, sleep) -> None:
+    wait = feed.destination.retry if feed.destination is not None else 30.0
+    tries = 0
+    while True:
+        tries += 1
+        try:
+            destination.deliver(files)
+            return
+        except PushError as error:
+            if not error.transient:
+                raise
+            if block_end is not None:
+                out_of_time = utc_now() + datetime.timedelta(seconds=wait) >= block_end
+            else:
+                out_of_time = tries >= MANUAL_TRIES
+            if out_of_time:
+                raise
+            bound.warning("export.retry", step=error.step, error=error.message, tries=tries, seconds=round(wait))
+            sleep(wait)
+            wait = min(wait * 2, MAX_WAIT)
+
+
+def _expire(folder: Path, feed) -> None:
+    """The feed's files in the partner's outbox older than keep_days are removed."""
+    if not folder.is_dir():
+        return
+    limit = time.time() - feed.keep_days * 86400
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith(feed.prefix) and path.is_file() and path.stat().st_mtime < limit:
+            path.unlink(missing_ok=True)
+            log.info("export.expired", feed=feed.name, file=path.name, keep_days=feed.keep_days)

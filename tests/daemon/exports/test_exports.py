@@ -1,0 +1,221 @@
+"""The export kinds, in-process against the store, to the partner's own folder: columns,
+the watermark (nothing twice, nothing missed), filters, empty exports, count files, expiry."""
+
+import csv
+import json
+import os
+import threading
+import time
+
+import pytest
+
+from tests.helpers import (
+    CONTACTS_HEADER,
+    MESSAGES_HEADER,
+    InProcessFeeds,
+    conversations_feed,
+    messages_feed,
+    students_feed,
+)
+
+
+@pytest.fixture
+def feeds(tmp_path, password_hash):
+    return InProcessFeeds(tmp_path, password_hash)
+
+
+def start(feeds, *export_feeds):
+    feeds.add_feed_partner("northfield", [students_feed(), messages_feed(), *export_feeds])
+    feeds.start()
+    feeds.upload(
+        "northfield",
+        "/imports/StudentData_1.csv",
+        f"{CONTACTS_HEADER}\nS1,Ada,Lovelace,202-555-0143,,CRM-1,,\n".encode(),
+    )
+
+
+def log_messages(feeds, name, *rows):
+    feeds.upload("northfield", f"/log/{name}", (MESSAGES_HEADER + "\n" + "".join(rows)).encode())
+
+
+def message(n, direction="incoming", channel="web", source="", media="", contact="S1", body=None):
+    body = body or f"message {n}"
+    incoming, outgoing = (body, "") if direction == "incoming" else ("", body)
+    return f"{contact},{channel},2026-11-2{n % 7}T10:00:{n % 60:02d}Z,{incoming},{outgoing},{source},C{n},Camp,,,{media},m{n}\n"
+
+
+def outbox(feeds) -> list:
+    folder = feeds.home("northfield") / "outbox"
+    return sorted(name for name in os.listdir(folder) if not name.startswith(".")) if folder.is_dir() else []
+
+
+def exported(feeds, name) -> list[dict]:
+    with open(feeds.home("northfield") / "outbox" / name, encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_conversations_columns_order_and_values(feeds):
+    start(feeds, conversations_feed())
+    log_messages(
+        feeds, "messages_1.csv", message(1), message(2, "outgoing", "twilio", "AI", media='["https://x/1.png"]'),
+        message(3, body="=HYPERLINK(evil)"), message(4, contact="unknown", media="https://a/1 https://a/2"),
+    )  # fmt: skip
+    run = feeds.export("conversations")
+    assert run["status"] == "success" and run["rows_in_file"] == 4 and run["details"]["destination"].endswith("/outbox")
+    [name] = outbox(feeds)
+    assert (
+        name == run["file"]
+        and name.startswith("conversations_")
+        and name.endswith("Z.csv")
+        and len(name) == len("conversations_20261127T061500Z.csv")
+    )
+    with open(feeds.home("northfield") / "outbox" / name, encoding="utf-8") as handle:
+        assert (
+            handle.readline().strip()
+            == "crm_id,admithub_id,first_name,last_name,channel,campaign_id,campaign_name,timestamp,incoming,outgoing,outgoing_source,media,script_id,script_name"
+        )
+    rows = exported(feeds, name)
+    assert [row["incoming"] or row["outgoing"] for row in rows] == [
+        "message 1",
+        "message 2",
+        "'=HYPERLINK(evil)",
+        "message 4",
+    ]
+    first, second = rows[0], rows[1]
+    assert (first["crm_id"], first["first_name"], first["last_name"], first["channel"]) == (
+        "CRM-1",
+        "Ada",
+        "Lovelace",
+        "web",
+    )
+    assert first["admithub_id"] and first["timestamp"] == "2026-11-21T10:00:01Z" and first["media"] == "[]"
+    assert (second["outgoing"], second["incoming"], second["outgoing_source"]) == ("message 2", "", "AI")
+    assert json.loads(second["media"]) == ["https://x/1.png"]
+    assert rows[3]["crm_id"] == "" and json.loads(rows[3]["media"]) == ["https://a/1", "https://a/2"]
+
+
+def test_nothing_is_sent_twice_and_nothing_missed(feeds):
+    start(feeds, conversations_feed())
+    log_messages(feeds, "messages_1.csv", message(1), message(2))
+    assert feeds.export("conversations")["rows_in_file"] == 2
+    empty = feeds.export("conversations")
+    assert empty["status"] == "skipped" and empty["reason"].startswith("no-rows") and len(outbox(feeds)) == 1
+    log_messages(feeds, "messages_2.csv", message(2), message(3))  # m2 again: deduplicated at import
+    time.sleep(1)  # export file names have a one-second resolution
+    run = feeds.export("conversations")
+    assert [row["incoming"] for row in exported(feeds, run["file"])] == ["message 3"]
+
+
+def test_messages_stored_while_an_export_runs_go_out_next_time(feeds, monkeypatch):
+    from handlers.conversations import ConversationsExport
+
+    start(feeds, conversations_feed())
+    log_messages(feeds, "messages_1.csv", message(1), message(2))
+    original = ConversationsExport.rows
+
+    def rows_with_an_import_in_the_middle(self, tx, after, upto):
+        for number, row in enumerate(original(self, tx, after, upto)):
+            if number == 1:
+                writer = threading.Thread(target=log_messages, args=(feeds, "messages_2.csv", message(3)))
+                writer.start()
+                writer.join()
+            yield row
+
+    monkeypatch.setattr(ConversationsExport, "rows", rows_with_an_import_in_the_middle)
+    first = feeds.export("conversations")
+    monkeypatch.undo()
+    assert [row["incoming"] for row in exported(feeds, first["file"])] == ["message 1", "message 2"]
+    time.sleep(1)
+    second = feeds.export("conversations")
+    assert [row["incoming"] for row in exported(feeds, second["file"])] == ["message 3"]
+
+
+def test_a_failed_delivery_is_sent_again_next_time(feeds):
+    start(feeds, conversations_feed())
+    log_messages(feeds, "messages_1.csv", message(1))
+    outbox_path = feeds.home("northfield") / "outbox"
+    outbox_path.rmdir() if outbox_path.is_dir() else None
+    outbox_path.write_text("a file where the outbox folder should be")
+    failed = feeds.export("conversations")
+    assert failed["status"] == "failed" and failed["reason"].startswith("delivery-failed: directory:")
+    outbox_path.unlink()
+    run = feeds.export("conversations")
+    assert run["status"] == "success" and [row["incoming"] for row in exported(feeds, run["file"])] == ["message 1"]
+
+
+def test_filters_on_channel_direction_and_outgoing_source(feeds):
+    start(feeds, conversations_feed(channels=["twilio"], directions=["outgoing"], outgoing_sources=["AI", "Other"]))
+    log_messages(
+        feeds, "messages_1.csv", message(1, "outgoing", "twilio", "AI"), message(2, "outgoing", "twilio", "Live Chat"),
+        message(3, "incoming", "twilio"), message(4, "outgoing", "web", "AI"), message(5, "outgoing", "twilio", "Other"),
+    )  # fmt: skip
+    run = feeds.export("conversations")
+    assert [row["outgoing"] for row in exported(feeds, run["file"])] == ["message 1", "message 5"]
+
+
+def test_a_filter_needs_a_value(feeds):
+    feeds.add_feed_partner("northfield", [conversations_feed(channels=[])])
+    feeds.write_config()
+    result = feeds.cli("check-config", check=False)
+    assert (
+        result.returncode == 1 and "feed[conversations].channels: needs at least one of: web, twilio" in result.stderr
+    )
+
+
+def test_an_export_feed_needs_no_import_keys_and_refuses_them(feeds):
+    feeds.add_feed_partner("northfield", [conversations_feed(archive_path="/x")])
+    feeds.write_config()
+    result = feeds.cli("check-config", check=False)
+    assert result.returncode == 1 and "feed[conversations].archive_path: unknown key" in result.stderr
+
+
+def test_count_file_and_expiry_of_old_files(feeds):
+    start(feeds, conversations_feed(count_file="write", keep_days=2))
+    folder = feeds.home("northfield") / "outbox"
+    folder.mkdir(exist_ok=True)
+    old = folder / "conversations_20200101T000000Z.csv"
+    old.write_text("old\n")
+    three_days_ago = time.time() - 3 * 86400
+    os.utime(old, (three_days_ago, three_days_ago))
+    log_messages(feeds, "messages_1.csv", message(1), message(2))
+    run = feeds.export("conversations")
+    assert outbox(feeds) == [run["file"], run["file"].removesuffix(".csv") + "_count.txt"]
+    assert (folder / (run["file"].removesuffix(".csv") + "_count.txt")).read_text() == "2\n"
+
+
+def test_engagement_export_aggregates_events_per_subscriber(feeds):
+    feeds.add_feed_partner(
+        "northfield",
+        [
+            {"name": "list", "kind": "subscribers", "path": "/lists", "prefix": "subs", "schedule": ["on_arrival"]},
+            {"name": "activity", "kind": "activity", "path": "/activity", "prefix": "act", "schedule": ["on_arrival"], "import_since": "2020-01-01"},
+            {"name": "engagement", "kind": "engagement_export", "prefix": "engagement", "schedule": ["03-06"]},
+        ],
+    )  # fmt: skip
+    feeds.start()
+    feeds.upload("northfield", "/lists/subs_1.csv", b"email,segment_code\nann@x.org,S1\nbob@x.org,S2\n")
+    events = "cID,_id,action,time\n" + "".join(
+        f"{who},{n},{action},2026-11-{day}T10:00:00Z\n"
+        for n, (who, action, day) in enumerate(
+            [
+                ("ann@x.org", "open", 20),
+                ("ANN@x.org", "open", 22),
+                ("ann@x.org", "click", 21),
+                ("bob@x.org", "opt-out", 23),
+            ]
+        )
+    )
+    feeds.upload("northfield", "/activity/act_1.csv", events.encode())
+    run = feeds.export("engagement")
+    folder = feeds.home("northfield") / "outbox"
+    with open(folder / run["file"], encoding="utf-8", newline="") as handle:
+        rows = {row["email"]: row for row in csv.DictReader(handle)}
+    ann, bob = rows["ann@x.org"], rows["bob@x.org"]
+    assert (ann["open_count"], ann["click_count"], ann["last_open"], ann["last_click"]) == (
+        "2",
+        "1",
+        "2026-11-22T10:00:00Z",
+        "2026-11-21T10:00:00Z",
+    )
+    assert (ann["opted_out"], ann["opted_out_since"], ann["segment"]) == ("false", "", "S1")
+    assert (bob["opted_out"], bob["opted_out_since"], bob["open_count"]) == ("true", "2026-11-23T10:00:00Z", "0")
