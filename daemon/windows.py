@@ -3,9 +3,9 @@
 Import windows (two hours each) are named; export blocks are the eight 3-hour blocks of the
 day, named by their hours ("00-03" ... "21-24"). A window is open from its start hour up to,
 not including, its end hour, local time. An import feed runs as its window opens; an export
-feed runs at its own moment inside the block (`start_offset`, the same every day, spread
-over the block's first two hours by the feed's name), so that many feeds do not all push at
-the block's first second.
+feed runs at its own moment inside the block (`start_offset`, fixed by the feed's name and
+spread over all but the block's last hour), so that many feeds do not all push at the
+block's first second.
 """
 
 import datetime
@@ -47,31 +47,40 @@ def open_window(now: datetime.datetime, timezone: str, name: str) -> str | None:
     return f"{local.date().isoformat()}/{name}" if window.start <= local.hour < window.end else None
 
 
-EXPORT_SPREAD = 2 * 3600
+RETRY_ROOM = 3600.0
+"""An export feed's moment falls in its block's first part; the last hour is left for retries."""
 
 
-def start_offset(feed: str, name: str) -> float:
-    """Seconds after the window's start at which `feed` runs in it: 0 for import windows."""
+def _bounds(now: datetime.datetime, timezone: str, name: str) -> tuple[datetime.datetime, datetime.datetime]:
+    """The instants (UTC) the window `name` of `now`'s local day opens and closes. Wall-clock
+    arithmetic: on a DST day a block is an hour shorter or longer, never skipped or doubled."""
+    zone = zoneinfo.ZoneInfo(timezone)
+    midnight = datetime.datetime.combine(now.astimezone(zone).date(), datetime.time(), tzinfo=zone)
+    window = WINDOWS[name]
+    opens = midnight + datetime.timedelta(hours=window.start)
+    closes = midnight + datetime.timedelta(hours=window.end)
+    return opens.astimezone(datetime.UTC), closes.astimezone(datetime.UTC)
+
+
+def start_offset(feed: str, name: str, length: float) -> float:
+    """Seconds after the window opens at which `feed` runs in it: 0 for import windows; for
+    export blocks a moment fixed by the feed's name, within the block's `length` less an hour."""
     if WINDOWS[name].direction != "export":
         return 0.0
-    return float(int.from_bytes(hashlib.sha256(feed.encode()).digest()[:4], "big") % EXPORT_SPREAD)
+    fraction = int.from_bytes(hashlib.sha256(feed.encode()).digest()[:4], "big") / 2**32
+    return fraction * max(length - RETRY_ROOM, 0.0)
 
 
 def due_window(now: datetime.datetime, timezone: str, name: str, feed: str) -> str | None:
     """The claim key when window `name` is open at `now` and `feed`'s moment in it has come."""
-    local = now.astimezone(zoneinfo.ZoneInfo(timezone))
-    window = WINDOWS[name]
-    if not window.start <= local.hour < window.end:
+    key = open_window(now, timezone, name)
+    if key is None:
         return None
-    elapsed = (local.hour - window.start) * 3600 + local.minute * 60 + local.second
-    return f"{local.date().isoformat()}/{name}" if elapsed >= start_offset(feed, name) else None
+    opens, closes = _bounds(now, timezone, name)
+    elapsed = (now - opens).total_seconds()
+    return key if elapsed >= start_offset(feed, name, (closes - opens).total_seconds()) else None
 
 
 def window_end(now: datetime.datetime, timezone: str, name: str) -> datetime.datetime:
     """When the window `name` that is open at `now` closes (in UTC)."""
-    zone = zoneinfo.ZoneInfo(timezone)
-    local = now.astimezone(zone)
-    end = datetime.datetime.combine(local.date(), datetime.time(), tzinfo=zone) + datetime.timedelta(
-        hours=WINDOWS[name].end
-    )
-    return end.astimezone(datetime.UTC)
+    return _bounds(now, timezone, name)[1]

@@ -31,9 +31,11 @@ class ConversationsOptions:
 
 
 def utc_text(stamp: str | None) -> str:
-    """ "2026-11-27T08:00:00Z" from what the store keeps."""
+    """A stored time as UTC ISO 8601 to the second, like 2026-11-27T08:00:00Z."""
     if not stamp:
         return ""
+    if len(stamp) == 25 and stamp.endswith("+00:00") and stamp[10] == "T":
+        return stamp[:19] + "Z"  # already UTC to the second, as the imports store it
     moment = datetime.datetime.fromisoformat(stamp).astimezone(datetime.UTC)
     return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
@@ -71,13 +73,14 @@ class ConversationsExport(ExportKind):
 
     def rows(self, tx, after: int, upto: int | None):
         options = self.options
-        for m in tx.messages.for_export(
+        found = tx.messages.for_export(
             self.partner, after, upto, options.channels, options.directions, options.outgoing_sources
-        ):
-            incoming = m["body"] if m["direction"] == "incoming" else ""
-            outgoing = m["body"] if m["direction"] == "outgoing" else ""
+        )
+        for (_position, crm_id, contact_key, first_name, last_name, channel, campaign_id, campaign_name, timestamp,
+             direction, body, outgoing_source, media, script_id, script_name) in found:  # fmt: skip
+            incoming, outgoing = (body, "") if direction == "incoming" else ("", body)
             yield [
-                m["crm_id"] or "", m["contact_key"] or "", m["first_name"] or "", m["last_name"] or "", m["channel"],
-                m["campaign_id"] or "", m["campaign_name"] or "", utc_text(m["timestamp"]), incoming, outgoing,
-                m["outgoing_source"] or "", media_list(m["media"]), m["script_id"] or "", m["script_name"] or "",
+                crm_id or "", contact_key or "", first_name or "", last_name or "", channel, campaign_id or "",
+                campaign_name or "", utc_text(timestamp), incoming, outgoing, outgoing_source or "",
+                media_list(media), script_id or "", script_name or "",
             ]  # fmt: skip

@@ -4,6 +4,7 @@ it, and the feed definitions several test modules use. Fixtures are in conftest.
 import ftplib
 import json
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -606,3 +607,172 @@ def messages_feed(**overrides) -> dict:
 def conversations_feed(**overrides) -> dict:
     return {"name": "conversations", "kind": "conversations_export", "prefix": "conversations",
             "schedule": ["00-03"], **overrides}  # fmt: skip
+
+
+def wait_port(port: int, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+class LocalAccount:
+    """A throw-away local user (the destination servers log in real accounts); root only."""
+
+    def __init__(self, home: Path):
+        import secrets as random
+
+        if os.geteuid() != 0:
+            import pytest
+
+            pytest.skip("the destination servers need a local account: run the tests as root (CI does)")
+        self.name = f"dropdt{random.token_hex(3)}"
+        self.password = random.token_urlsafe(12)
+        self.home = home
+        home.mkdir(parents=True)
+        subprocess.run(["useradd", "-M", "-d", str(home), "-s", "/bin/sh", self.name], check=True, capture_output=True)
+        subprocess.run(["chpasswd"], input=f"{self.name}:{self.password}\n", text=True, check=True)
+        shutil.chown(home, self.name)
+
+    def owns(self, path: Path) -> Path:
+        path.mkdir(parents=True, exist_ok=True)
+        shutil.chown(path, self.name)
+        return path
+
+    def remove(self) -> None:
+        subprocess.run(["userdel", self.name], capture_output=True)
+
+
+def open_folder(name: str) -> Path:
+    """A folder other local accounts can reach (pytest's own temporary folders are root's alone)."""
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix=f"dropd-{name}-"))
+    folder.chmod(0o755)
+    return folder
+
+
+class SshDestination:
+    """OpenSSH's sshd on a free loopback port with its own config and host key: a partner's
+    SFTP server (internal-sftp), password and key logins for a local account. With `disk`
+    (a size such as "256k"), the upload folder is a tmpfs of that size in sshd's own mount
+    namespace."""
+
+    def __init__(self, disk: str | None = None):
+        self.root = root = open_folder("sshd")
+        self.account = LocalAccount(root / "home")
+        self.incoming = self.account.owns(root / "home" / "incoming")
+        self.readonly = root / "home" / "readonly"
+        self.readonly.mkdir()
+        self.disk = disk
+        self.port = free_port()
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(root / "host_key")], check=True)
+        listed = subprocess.run(
+            ["ssh-keygen", "-lf", str(root / "host_key.pub")], capture_output=True, text=True, check=True
+        )
+        self.fingerprint = listed.stdout.split()[1]
+        self.passphrase = "open sesame"
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", self.passphrase, "-f", str(root / "client_key")], check=True
+        )
+        (root / "authorized_keys").write_text((root / "client_key.pub").read_text())
+        (root / "password").write_text(self.account.password + "\n")
+        (root / "passphrase").write_text(self.passphrase + "\n")
+        (root / "sshd_config").write_text(
+            f"Port {self.port}\nListenAddress 127.0.0.1\nHostKey {root / 'host_key'}\n"
+            f"AuthorizedKeysFile {root / 'authorized_keys'}\nPasswordAuthentication yes\nKbdInteractiveAuthentication no\n"
+            f"UsePAM no\nStrictModes no\nPidFile {root / 'sshd.pid'}\nSubsystem sftp internal-sftp\n"
+            f"ForceCommand internal-sftp\nAllowUsers {self.account.name}\nLogLevel VERBOSE\n"
+        )
+        self.process = None
+        self.log = root / "sshd.log"
+
+    def start(self) -> "SshDestination":
+        Path("/run/sshd").mkdir(exist_ok=True)
+        command = ["/usr/sbin/sshd", "-D", "-e", "-f", str(self.root / "sshd_config")]
+        if self.disk:
+            script = (
+                f"mount -t tmpfs -o size={self.disk} tmpfs {self.incoming} && chown {self.account.name} {self.incoming}"
+                f" && exec {' '.join(command)}"
+            )
+            command = ["unshare", "-m", "--propagation", "private", "sh", "-c", script]
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log)
+        wait_port(self.port)
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None
+
+    def close(self) -> None:
+        self.stop()
+        self.account.remove()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def inside(self, path: Path) -> Path:
+        """`path` as sshd sees it (its tmpfs lives in its own mount namespace)."""
+        if self.disk and self.process is not None:
+            return Path(f"/proc/{self.process.pid}/root") / path.relative_to("/")
+        return path
+
+    def destination(self, key: bool = False, **extra) -> dict:
+        """A [feed.destination] table for this server."""
+        table = {"protocol": "sftp", "host": "127.0.0.1", "port": self.port, "username": self.account.name,
+                 "directory": str(self.incoming), "host_key": self.fingerprint, "timeout": "5s", "retry": "1s"}  # fmt: skip
+        if key:
+            table.update(private_key_file=str(self.root / "client_key"), passphrase_file=str(self.root / "passphrase"))
+        else:
+            table["password_file"] = str(self.root / "password")
+        table.update(extra)
+        return table
+
+
+class FtpsDestination:
+    """vsftpd with explicit TLS on free loopback ports: a partner's FTPS server. It requires
+    data connections to resume the control connection's TLS session (its default)."""
+
+    def __init__(self):
+        self.root = root = open_folder("vsftpd")
+        self.account = LocalAccount(root / "home")
+        self.incoming = self.account.owns(root / "home" / "incoming")
+        self.cert, self.key = self_signed_certificate(root, "vsftpd")
+        (root / "password").write_text(self.account.password + "\n")
+        self.port = free_port()
+        low, high = free_port_range(10)
+        os.makedirs("/var/run/vsftpd/empty", exist_ok=True)
+        (root / "vsftpd.conf").write_text(
+            f"listen=YES\nlisten_address=127.0.0.1\nlisten_port={self.port}\nbackground=NO\nanonymous_enable=NO\n"
+            "local_enable=YES\nwrite_enable=YES\npam_service_name=vsftpd\nseccomp_sandbox=NO\nssl_enable=YES\n"
+            "force_local_logins_ssl=YES\nforce_local_data_ssl=YES\nrequire_ssl_reuse=YES\n"
+            f"rsa_cert_file={self.cert}\nrsa_private_key_file={self.key}\npasv_enable=YES\n"
+            f"pasv_min_port={low}\npasv_max_port={high}\nvsftpd_log_file={root / 'vsftpd.log'}\n"
+        )
+        self.process = None
+
+    def start(self) -> "FtpsDestination":
+        self.process = subprocess.Popen(
+            ["/usr/sbin/vsftpd", str(self.root / "vsftpd.conf")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        wait_port(self.port)
+        return self
+
+    def close(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+        self.account.remove()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def destination(self, **extra) -> dict:
+        table = {"protocol": "ftps", "host": "127.0.0.1", "port": self.port, "username": self.account.name,
+                 "password_file": str(self.root / "password"), "directory": str(self.incoming),
+                 "ca_file": str(self.cert), "timeout": "5s", "retry": "1s"}  # fmt: skip
+        table.update(extra)
+        return table

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-for pair in lftp:lftp rclone:rclone sftp:openssh-client ssh-keygen:openssh-client curl:curl openssl:openssl systemd-analyze:systemd unshare:util-linux; do
+for pair in lftp:lftp rclone:rclone sftp:openssh-client ssh-keygen:openssh-client /usr/sbin/sshd:openssh-server /usr/sbin/vsftpd:vsftpd curl:curl openssl:openssl systemd-analyze:systemd unshare:util-linux; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair##*:}")
 done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -104,8 +104,11 @@ class SftpPush:
         try:
             if d.private_key_file is not None:
                 passphrase = _secret(d.passphrase_file)
+                passphrase = passphrase.encode() if passphrase is not None else None
                 try:
-                    key = paramiko.PKey.from_path(d.private_key_file, passphrase=passphrase)
+                    key = paramiko.PKey.from_path(
+                        d.private_key_file, passphrase
+                    )  # positional: the keyword differs by version
                 except (paramiko.SSHException, ValueError) as exc:
                     raise PushError("auth", f"cannot load {d.private_key_file}: {exc}") from None
                 transport.auth_publickey(d.username, key)
@@ -143,9 +146,11 @@ class SftpPush:
                     sftp.put(str(local), temp, confirm=False)
                 except (OSError, paramiko.SSHException, EOFError) as exc:
                     _remove_quietly(sftp, temp)
-                    raise PushError(
-                        "upload", f"sending {name} to {d.host}:{d.directory} failed: {_sftp_error(exc)}", transient=True
-                    ) from None
+                    if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.ENOENT):
+                        message = f"cannot write {name} in {d.directory} on {d.host}: {_sftp_error(exc)}"
+                        raise PushError("permission", message) from None
+                    message = f"sending {name} to {d.host}:{d.directory} failed: {_sftp_error(exc)}"
+                    raise PushError("upload", message, transient=True) from None
                 try:
                     remote_size = sftp.stat(temp).st_size
                 except (OSError, paramiko.SSHException) as exc:

@@ -44,6 +44,9 @@ HINTS = {
     "no-file": "No complete file with the feed's prefix was waiting when the window opened.",
     "interrupted": "The daemon stopped during the run; nothing was applied and the file is imported again.",
     "internal-error": "dropd failed while running this feed; the daemon's log has the details for this run.",
+    "delivery-failed": "The export could not be delivered; nothing is lost: the same rows go out with the feed's "
+    "next run. `dropd test-connection FEED` on the server shows which step fails.",
+    "no-rows": "Nothing new to export since the last delivered file, so no file was written.",
 }
 
 

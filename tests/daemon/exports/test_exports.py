@@ -219,3 +219,60 @@ def test_engagement_export_aggregates_events_per_subscriber(feeds):
     )
     assert (ann["opted_out"], ann["opted_out_since"], ann["segment"]) == ("false", "", "S1")
     assert (bob["opted_out"], bob["opted_out_since"], bob["open_count"]) == ("true", "2026-11-23T10:00:00Z", "0")
+
+
+class Killed(BaseException):
+    """The process dying between the upload and the commit (nothing in the run catches it)."""
+
+
+def test_randomized_faults_deliver_every_message_and_none_twice_once_delivered(feeds, monkeypatch):
+    import random
+
+    from daemon.exports import runs as export_runs
+    from daemon.exports.destinations import OutboxFolder, PushError
+
+    seed = random.randrange(1 << 30)
+    rng = random.Random(seed)
+    start(feeds, conversations_feed())
+    folder = feeds.home("northfield") / "outbox"
+    landed: list[tuple[str, list[str]]] = []  # every file that reached the outbox, with its messages
+    fault = {"kind": None}
+
+    class Faulty(OutboxFolder):
+        def deliver(self, files):
+            if fault["kind"] == "cut":
+                raise PushError("upload", "connection cut", transient=True)
+            if fault["kind"] == "rename":
+                raise PushError("rename", "rename refused", transient=True)
+            super().deliver(files)
+            name = files[0][1]
+            landed.append((name, [row["incoming"] for row in exported(feeds, name)]))
+            (folder / name).unlink()  # the partner took it; the next file may have the same second
+            if fault["kind"] == "kill":
+                raise Killed()
+
+    monkeypatch.setattr(export_runs, "destination_for", lambda feed, root, partner: Faulty(folder))
+    sent, successes = 0, []
+    for number in range(100):
+        new = rng.randrange(0, 4)
+        if new:
+            log_messages(feeds, f"messages_{number}.csv", *(message(sent + i) for i in range(new)))
+            sent += new
+        fault["kind"] = rng.choice([None, None, None, "cut", "rename", "kill"])
+        try:
+            run = feeds.export("conversations", sleep=lambda seconds: None)
+        except Killed:
+            with feeds.store.transaction() as tx:  # the restart: a run left running is failed
+                tx.runs.fail_interrupted()
+            continue
+        if run["status"] == "success":
+            successes.append(landed[-1][1])
+    fault["kind"] = None
+    final = feeds.export("conversations")
+    if final["status"] == "success":
+        successes.append(landed[-1][1])
+    everything = [f"message {n}" for n in range(sent)]
+    assert sorted({m for _, messages in landed for m in messages}) == sorted(everything), f"seed {seed}"
+    committed = [m for messages in successes for m in messages]
+    assert len(committed) == len(set(committed)), f"a message was in two delivered exports (seed {seed})"
+    assert set(committed) == set(everything), "after a clean run, every message is in a committed export"

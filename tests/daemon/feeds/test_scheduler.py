@@ -101,3 +101,33 @@ def test_dst_days_run_each_window_exactly_once(tmp_path, timezone, day):
         f"{day}/{name}" for name in ("overnight", "morning", "afternoon", "evening")
     )
     assert len(requested) == len(windows)
+
+
+EXPORT_BLOCKS = ("00-03", "03-06", "06-09", "09-12", "12-15", "15-18", "18-21", "21-24")
+
+
+@pytest.mark.parametrize(
+    "timezone, day",
+    [("America/New_York", "2026-03-08"), ("America/New_York", "2026-11-01"), ("America/Santiago", "2026-09-06")],
+)
+def test_export_blocks_run_once_each_at_their_feeds_moment_even_on_dst_days(tmp_path, timezone, day):
+    core = FakeCore(tmp_path, timezone, schedule=EXPORT_BLOCKS)
+    start = datetime.datetime.fromisoformat(f"{day}T00:00:00").replace(tzinfo=UTC) - datetime.timedelta(hours=14)
+    clock = [start]
+    scheduler, requested = scheduler_at(core, clock)
+    claimed = tick_every_minute(scheduler, clock, start, start + datetime.timedelta(hours=48))
+    assert sorted(key for key in claimed if key.startswith(day)) == sorted(f"{day}/{block}" for block in EXPORT_BLOCKS)
+    assert len(requested) == len(claimed) == len(set(claimed))
+
+
+def test_different_export_feeds_run_at_different_moments_of_a_block():
+    from daemon.windows import due_window
+
+    block_start = datetime.datetime(2026, 11, 23, 5, 0, tzinfo=UTC)  # 00:00 in New York
+    first_due = {}
+    for feed in ("alpha", "bravo", "charlie", "delta"):
+        for minute in range(180):
+            if due_window(block_start + datetime.timedelta(minutes=minute), "America/New_York", "00-03", feed):
+                first_due[feed] = minute
+                break
+    assert len(set(first_due.values())) == 4 and all(minute < 120 for minute in first_due.values())
