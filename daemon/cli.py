@@ -18,7 +18,7 @@ from daemon.feeds.runs import DryRunReport, RunContext, ingest_file
 from daemon.logs import configure_logging
 from daemon.notify import smtp
 from daemon.notify.mailer import Mailer, smtp_server
-from daemon.store import open_store
+from daemon.store import open_store, probe_store
 from daemon.store.records import NoStoreYet, RunRecord, SchemaError
 
 DEFAULT_CONFIG = "/etc/dropd/dropd.toml"
@@ -33,6 +33,13 @@ def _check_config(args) -> int:
         print(f"{len(invalid.errors)} error(s) in the configuration", file=sys.stderr)
         return 1
     feeds = sum(1 for _ in config.feeds())
+    if config.daemon.store != "sqlite":
+        try:
+            server = probe_store(config)
+        except SchemaError as exc:
+            print(f"{config.file}: {exc}", file=sys.stderr)
+            return 1
+        print(f"store: {server}")
     print(f"{config.file}: OK ({len(config.partners)} partners, {feeds} feeds)")
     return 0
 

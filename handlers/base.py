@@ -43,6 +43,11 @@ An export kind is a class derived from `ExportKind`. The export run
 `header() -> list[str]`
     The file's columns, in order.
 
+`settle(tx)`
+    Called in a short transaction of its own just before the snapshot: a watermarked kind
+    waits there for writes in flight that would take positions below the ones it reads.
+    Optional.
+
 `upto(tx) -> int | None`
     The store position this export reaches, read in the snapshot first; rows stored after
     it (while the export runs) go out next time. None for a snapshot kind.
@@ -303,6 +308,9 @@ class ExportKind(ABC):
 
     @abstractmethod
     def header(self) -> list[str]: ...
+
+    def settle(self, tx) -> None:  # noqa: B027 (an optional hook)
+        """Before the snapshot."""
 
     def upto(self, tx) -> int | None:
         return None

@@ -68,6 +68,9 @@ class ConversationsExport(ExportKind):
     def header(self) -> list[str]:
         return list(COLUMNS)
 
+    def settle(self, tx) -> None:
+        tx.messages.serialize_positions(self.partner)
+
     def upto(self, tx) -> int | None:
         return tx.messages.last_position(self.partner)
 

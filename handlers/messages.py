@@ -37,6 +37,9 @@ class MessagesImport(ImportKind):
     def columns(self) -> list[Column]:
         return [Column(name, name, required=name in REQUIRED_COLUMNS) for name in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
 
+    def begin(self, tx, header: list[str]) -> None:
+        tx.messages.serialize_positions(self.partner)
+
     def apply(self, tx, row) -> str:
         return CREATED if tx.messages.add(self.partner, self._message(row)) else UNCHANGED
 

@@ -3,7 +3,7 @@
 import pytest
 
 from daemon.dropzone.passwords import hash_password
-from tests.helpers import PASSWORD, ClientKey, DropdProcess
+from tests.helpers import PASSWORD, ClientKey, DropdProcess, PostgresServer
 
 
 @pytest.fixture(scope="session")
@@ -21,3 +21,11 @@ def dropd(tmp_path, password_hash):
 @pytest.fixture
 def client_key(tmp_path) -> ClientKey:
     return ClientKey(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def postgresql():
+    """One PostgreSQL server for the whole session (about 3 s to start)."""
+    server = PostgresServer()
+    yield server
+    server.stop()

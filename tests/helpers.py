@@ -2,6 +2,7 @@
 it, and the feed definitions several test modules use. Fixtures are in conftest.py."""
 
 import ftplib
+import itertools
 import json
 import os
 import shutil
@@ -391,10 +392,14 @@ class InProcessFeeds(DropdProcess):
     feeds at once, here; runs and contacts are read from the store. `cli` still runs the real
     command on the same state (listings, `ingest`)."""
 
-    def __init__(self, root: Path, password_hash: str, backend: str = "sqlite"):
+    def __init__(self, root: Path, password_hash: str):
         super().__init__(root, password_hash)
-        self.backend = backend
         self.store = None
+
+    def use_postgresql(self, server: "PostgresServer") -> None:
+        """Keep the store in a fresh database of `server` instead of SQLite."""
+        self.settings["daemon"]["store"] = server.database()
+        self.settings["daemon"]["store_password_file"] = str(server.password_file)
 
     def start(self, extra_env=None, drop_root_tmpfs=None) -> None:
         from daemon.config.settings import load_config
@@ -455,6 +460,8 @@ class InProcessFeeds(DropdProcess):
         return list(reversed(finished))
 
     def stop(self) -> None:
+        if self.store is not None:
+            self.store.close()
         self.store = None
 
 
@@ -509,6 +516,7 @@ class SmtpSink:
         self.port = free_port()
         self.cert, self.key = self_signed_certificate(directory)
         self.controller = None
+        self.arrivals = itertools.count(1)  # across restarts of the server
 
     def start(self) -> "SmtpSink":
         import ssl
@@ -519,7 +527,13 @@ class SmtpSink:
 
         refuse = self.refuse
 
+        arrivals = self.arrivals
+
         class Handler(Mailbox):
+            def handle_message(self, message):
+                message["X-Arrival"] = str(next(arrivals))  # the order the server took them in
+                super().handle_message(message)
+
             async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
                 if address in refuse:
                     return "550 5.1.1 no such mailbox here"
@@ -584,7 +598,7 @@ class SmtpSink:
             return []
         box = mailbox.Maildir(self.maildir, create=False)
         found = [email.message_from_bytes(box.get_bytes(key), policy=email.policy.default) for key in box.iterkeys()]
-        return sorted(found, key=lambda message: (message["Date"] and message["Date"].datetime, message["Message-ID"]))
+        return sorted(found, key=lambda message: int(message["X-Arrival"]))
 
     def wait_for(self, count: int, timeout: float = 20) -> list:
         deadline = time.monotonic() + timeout
@@ -776,3 +790,59 @@ class FtpsDestination:
                  "ca_file": str(self.cert), "timeout": "5s", "retry": "1s"}  # fmt: skip
         table.update(extra)
         return table
+
+
+class PostgresServer:
+    """A real PostgreSQL (the distribution's package) in a temporary folder, on a free loopback
+    port, run by the unprivileged `postgres` account when the tests run as root. Password logins
+    over TCP (scram-sha-256); each test gets a fresh database from `database()`."""
+
+    def __init__(self):
+        import glob
+
+        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+        if not found:
+            import pytest
+
+            pytest.skip("PostgreSQL is not installed (the postgresql package; .ci/run installs it)")
+        self.bin = Path(found[-1]).parent
+        self.root = open_folder("postgres")
+        self.data = self.root / "data"
+        self.port = free_port()
+        self.password = "dropd-test-password"
+        self.password_file = self.root / "password"
+        self.password_file.write_text(self.password + "\n")
+        self.as_owner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if self.as_owner:
+            shutil.chown(self.root, "postgres")
+        self._run(str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "-E", "UTF8", "--no-sync",
+                  "--auth-local=trust", "--auth-host=scram-sha-256")  # fmt: skip
+        options = (
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+        )
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.root / "log"), "-w", "start")
+        self.sql(f"CREATE ROLE dropd LOGIN CREATEDB PASSWORD '{self.password}'")
+        self._databases = 0
+
+    def _run(self, *command: str) -> str:
+        result = subprocess.run([*self.as_owner, *command], capture_output=True, text=True, timeout=60)
+        if result.returncode != 0:
+            raise AssertionError(f"{command[0]} failed: {result.stdout}{result.stderr}")
+        return result.stdout
+
+    def sql(self, statement: str, database: str = "postgres") -> str:
+        return self._run("psql", "-h", str(self.root), "-p", str(self.port), "-U", "postgres", "-d", database,
+                         "-v", "ON_ERROR_STOP=1", "-qAtc", statement)  # fmt: skip
+
+    def database(self) -> str:
+        """The URL of a new, empty database owned by the `dropd` role (no password in it)."""
+        self._databases += 1
+        name = f"dropd_{os.getpid()}_{self._databases}"
+        self.sql(f"CREATE DATABASE {name} OWNER dropd")
+        return f"postgresql://dropd@127.0.0.1:{self.port}/{name}"
+
+    def stop(self) -> None:
+        subprocess.run([*self.as_owner, str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"],
+                       capture_output=True, timeout=60)  # fmt: skip
+        shutil.rmtree(self.root, ignore_errors=True)

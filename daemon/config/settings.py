@@ -5,6 +5,7 @@ error with its file and key. Nothing is defaulted silently when a value is wrong
 """
 
 import tomllib
+import urllib.parse
 import zoneinfo
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,8 @@ class DaemonSettings:
     partners_dir: Path
     timezone: str
     store: str
+    store_password_file: Path | None
+    """PostgreSQL: a file (or systemd credential) holding the password; never in the URL."""
     grace_time: float
     quiet_period: float
     rescan: float
@@ -121,6 +124,8 @@ def _store(value) -> str:
     store = o.text(value)
     if store != "sqlite" and not store.startswith(("postgresql://", "postgres://")):
         raise ValueError('must be "sqlite" or a postgresql:// URL')
+    if urllib.parse.urlsplit(store).password:
+        raise ValueError("the URL holds a password: put it in a file named by store_password_file instead")
     return store
 
 
@@ -134,6 +139,7 @@ def _read_daemon(table: v.TableReader, base: Path) -> dict:
         partners_dir=table.take("partners_dir", path, base / "partners.d"),
         timezone=table.take("timezone", _timezone, "UTC"),
         store=table.take("store", _store, "sqlite"),
+        store_password_file=table.take("store_password_file", readable_secret_file(base), None),
         grace_time=table.take("grace_time", o.duration, 30.0),
         quiet_period=table.take("quiet_period", o.duration, 30.0),
         rescan=table.take("rescan", o.duration, 60.0),
@@ -259,8 +265,9 @@ def load_config(file: str | Path) -> Config:
 
     top = v.TableReader(errors, file, "", document)
     daemon_table = top.sub("daemon", required=True)
+    before = len(errors)
     daemon_values = _read_daemon(daemon_table, base) if daemon_table else {}
-    daemon = DaemonSettings(**daemon_values) if daemon_values and None not in daemon_values.values() else None
+    daemon = DaemonSettings(**daemon_values) if daemon_values and len(errors) == before else None
     sftp_table, ftp_table = top.sub("sftp"), top.sub("ftp")
     sftp = _read_sftp(sftp_table, base) if sftp_table else None
     ftp = _read_ftp(ftp_table, base) if ftp_table else None

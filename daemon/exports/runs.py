@@ -56,6 +56,8 @@ def run_export(
     recorder.start(name, None)
     bound = bound.bind(run_id=recorder.run_id)
     try:
+        with ctx.store.transaction(label=feed.name) as tx:
+            kind.settle(tx)
         with ctx.store.reading() as tx:
             after = tx.watermarks.position(feed.name) if kind.watermarked else 0
             upto = kind.upto(tx)

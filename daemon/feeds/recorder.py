@@ -114,16 +114,24 @@ class RunRecorder:
 
         return RowErrors(write)
 
-    def succeed(self, tx, counts: ImportCounts, note: str | None, ledger: tuple[str, str] | None = None) -> None:
-        """Inside the run's transaction: the rest of the row errors, the final record and the
-        ledger entry (file name, sha256) commit with the data."""
+    def claim(self, tx, file: str, sha256: str, force: bool) -> int | None:
+        """First in the run's transaction: the ledger entry that makes this run the one that
+        imports this content (`force` takes it over). Returns the run that has it instead."""
+        if self.dry:
+            return None
+        if force:
+            tx.ledger.record(self.subject.feed, sha256, file, self.run_id)
+            return None
+        return tx.ledger.claim(self.subject.feed, sha256, file, self.run_id)
+
+    def succeed(self, tx, counts: ImportCounts, note: str | None) -> None:
+        """Inside the run's transaction: the rest of the row errors and the final record
+        commit with the data (and the ledger entry `claim` took)."""
         if self.dry:
             return
         if self.error_file is not None:
             tx.runs.add_errors(self.run_id, self.error_file.take_pending())
             self.error_file.close()  # complete on disk before the recap attaches it
-        if ledger is not None:
-            tx.ledger.record(self.subject.feed, ledger[1], ledger[0], self.run_id)
         self.finish(tx, "success", note, counts.rows, counts.applied, counts.rejected, counts.details(), self.error_csv)
 
     def fail(self, reason: str, counts: ImportCounts | None = None) -> None:

@@ -56,6 +56,12 @@ class RunContext:
         return RunRecorder(self.store, self.finished, errors_dir, subject, self.notify)
 
 
+class ClaimedElsewhere(Exception):
+    def __init__(self, run_id: int):
+        super().__init__(f"imported by run {run_id}")
+        self.run_id = run_id
+
+
 @dataclass
 class DryRunReport:
     file: str
@@ -137,6 +143,9 @@ def _import_landed(ctx, recorder: RunRecorder, partner, feed, landed: LandedFile
         with CsvRows(landed, facts, feed.delimiter) as rows:
             kind = KINDS[feed.kind](FeedSetup(partner.name, feed.name, feed.options, ctx.config.daemon.timezone))
             with store.transaction(label=feed.name, commit=not recorder.dry) as tx:
+                holder = recorder.claim(tx, path.name, facts.sha256, force)
+                if holder is not None:
+                    raise ClaimedElsewhere(holder)
                 counts = kind.run(tx, rows, recorder.row_errors(tx, rows.header))
                 if expected_rows is not None and counts.rows != expected_rows:
                     raise FileRejected(
@@ -147,7 +156,15 @@ def _import_landed(ctx, recorder: RunRecorder, partner, feed, landed: LandedFile
                         "all-rows-rejected",
                         f"all {counts.rows} data rows were rejected; nothing was applied (see the error file)",
                     )
-                recorder.succeed(tx, counts, facts.encoding_note, ledger=(path.name, facts.sha256))
+                recorder.succeed(tx, counts, facts.encoding_note)
+    except ClaimedElsewhere as claimed:
+        # Another instance imported this content while this one read it: nothing applied here.
+        with store.transaction(label=feed.name) as tx:
+            recorder.finish(tx, "skipped", f"duplicate: identical to the file imported by run {claimed.run_id}")
+        bound.info("run.finished", status="skipped", reason="duplicate", by_run=claimed.run_id)
+        if not manual:
+            _dispose(ctx, partner, feed, landed, imported=True, count_file=count_file)
+        return recorder.done()
     except (FileRejected, CsvStructureError) as exc:
         reason = f"{exc.code}: {exc.message}" if isinstance(exc, FileRejected) else f"malformed-row: {exc}"
         read_through = isinstance(exc, FileRejected) and exc.code in ("all-rows-rejected", "count-mismatch")

@@ -4,17 +4,25 @@ This package is the only place with SQL. `open_store(config)` returns the backen
 config names; its `transaction()` yields a `Transaction` of typed repositories
 (`tx.contacts`, `tx.runs`, `tx.ledger`, ...) that commit together, and `reading()` yields
 the same repositories over a consistent snapshot. Read-only opens (the CLI's listings)
-never write and never migrate. Backends: `sqlite.py` (the default, `<state_dir>/dropd.db`).
+never write and never migrate. Backends: `sqlite.py` (the default, `<state_dir>/dropd.db`)
+and `postgres.py` (`daemon.store = "postgresql://..."`, shared by several instances).
 """
 
-from daemon.store.records import SchemaError
 from daemon.store.sqlite import SqliteStore
 
 
-def open_store(config, read_only: bool = False) -> SqliteStore:
+def open_store(config, read_only: bool = False):
     """The store `daemon.store` names, migrated to this version unless `read_only`."""
-    if config.daemon.store != "sqlite":
-        raise SchemaError(
-            f'{config.file}: daemon.store: PostgreSQL stores are not supported by this version; use "sqlite"'
-        )
-    return SqliteStore(config.daemon.state_dir / "dropd.db", read_only=read_only)
+    if config.daemon.store == "sqlite":
+        return SqliteStore(config.daemon.state_dir / "dropd.db", read_only=read_only)
+    from daemon.store.postgres import PostgresStore  # psycopg is loaded only when it is used
+
+    return PostgresStore(config.daemon.store, config.daemon.store_password_file, read_only=read_only)
+
+
+def probe_store(config) -> str:
+    """Connect to a PostgreSQL store without changing it: its server version, or SchemaError
+    saying exactly why it cannot be reached (`dropd check-config`)."""
+    from daemon.store.postgres import probe
+
+    return probe(config.daemon.store, config.daemon.store_password_file)

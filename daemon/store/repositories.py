@@ -27,6 +27,11 @@ class _Repository:
     def _all(self, sql: str, params=()) -> list:
         return self._db.execute(sql, params).fetchall()
 
+    def _stream(self, sql: str, params=()):
+        """Rows one at a time, never all held at once (SQLite's cursor is lazy; PostgreSQL streams)."""
+        stream = getattr(self._db, "stream", None)
+        return stream(sql, params) if stream is not None else self._db.execute(sql, params)
+
 
 class Contacts(_Repository):
     _MATCH = "SELECT id, contact_id, crm_id, mobile_number, source_hash, custom FROM contacts WHERE partner = ? AND "
@@ -186,7 +191,7 @@ class Subscribers(_Repository):
     def engagement(self, partner: str):
         """Each active subscriber with their open and click counts, last open and click, and
         first opt-out event, from the partner's events whose contact ID is their email."""
-        cursor = self._db.execute(
+        cursor = self._stream(
             "WITH activity AS (SELECT lower(contact_id) AS email_key, "
             "SUM(CASE WHEN action = 'open' THEN 1 ELSE 0 END) AS opens, "
             "SUM(CASE WHEN action = 'click' THEN 1 ELSE 0 END) AS clicks, "
@@ -248,6 +253,14 @@ class Messages(_Repository):
         )
         return cursor.rowcount > 0
 
+    def serialize_positions(self, partner: str) -> None:
+        """Called by message imports and, in its own transaction, by an export before its
+        snapshot: an export then never sees a position whose lower neighbour commits later.
+        SQLite has one writer at a time, so only PostgreSQL needs the lock."""
+        lock = getattr(self._db, "transaction_lock", None)
+        if lock is not None:
+            lock(f"messages:{partner}")
+
     def last_position(self, partner: str) -> int:
         """The store position (insertion order) of the partner's newest message; 0 for none."""
         return self._one("SELECT COALESCE(MAX(id), 0) FROM messages WHERE partner = ?", (partner,))[0]
@@ -256,7 +269,7 @@ class Messages(_Repository):
         """Messages with positions in (after, upto], filtered, oldest first, with their contact's
         CRM ID, key and names; streamed from the cursor."""
         marks = lambda values: ", ".join("?" * len(values))  # noqa: E731
-        cursor = self._db.execute(
+        cursor = self._stream(
             "SELECT m.id, c.crm_id, c.id AS contact_key, c.first_name, c.last_name, m.channel, m.campaign_id, "
             "m.campaign_name, m.timestamp, m.direction, m.body, m.outgoing_source, m.media, m.script_id, m.script_name "
             "FROM messages m LEFT JOIN contacts c ON c.partner = m.partner AND c.contact_id = m.contact_id "
@@ -354,7 +367,21 @@ class Ledger(_Repository):
         row = self._one("SELECT run_id FROM imported_files WHERE feed = ? AND sha256 = ?", (feed, sha256))
         return row[0] if row else None
 
+    def claim(self, feed: str, sha256: str, file: str, run_id: int) -> int | None:
+        """Take the file for this run, first thing in the run's transaction; None when taken.
+
+        Otherwise the run that has it: with several instances, a second one importing the
+        same file waits here until the first commits (then gets that run) or rolls back (then
+        gets the file)."""
+        cursor = self._db.execute(
+            "INSERT INTO imported_files (feed, sha256, file, run_id, imported_at) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (feed, sha256) DO NOTHING",
+            (feed, sha256, file, run_id, utc_stamp()),
+        )
+        return None if cursor.rowcount == 1 else self.imported_by(feed, sha256)
+
     def record(self, feed: str, sha256: str, file: str, run_id: int) -> None:
+        """Take the file for this run even if a run imported it before (an import forced by hand)."""
         self._db.execute(
             "INSERT INTO imported_files (feed, sha256, file, run_id, imported_at) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT (feed, sha256) DO UPDATE SET file = excluded.file, run_id = excluded.run_id, "
@@ -383,7 +410,7 @@ class Claims(_Repository):
     def claim_window(self, feed: str, window: str) -> bool:
         """True for the first caller only: a window runs once, whatever restarts or clocks do."""
         cursor = self._db.execute(
-            "INSERT INTO window_claims (feed, window, claimed_at) VALUES (?, ?, ?) ON CONFLICT (feed, window) DO NOTHING",
+            "INSERT INTO window_claims (feed, slot, claimed_at) VALUES (?, ?, ?) ON CONFLICT (feed, slot) DO NOTHING",
             (feed, window, utc_stamp()),
         )
         return cursor.rowcount == 1

@@ -45,6 +45,13 @@ class SqliteStore:
     def describe(self) -> str:
         return f"SQLite {sqlite3.sqlite_version} at {self.path}"
 
+    def close(self) -> None:
+        """Close this thread's connection (the others close with their threads)."""
+        connection = getattr(self._local, "connection", None)
+        if connection is not None:
+            connection.close()
+            self._local.connection = None
+
     # Transactions ------------------------------------------------------------------------
 
     @contextmanager

@@ -19,9 +19,13 @@ from tests.helpers import (
 )
 
 
-@pytest.fixture
-def feeds(tmp_path, password_hash):
-    return InProcessFeeds(tmp_path, password_hash)
+@pytest.fixture(params=["sqlite", "postgresql"])
+def feeds(tmp_path, password_hash, request):
+    feeds = InProcessFeeds(tmp_path, password_hash)
+    if request.param == "postgresql":
+        feeds.use_postgresql(request.getfixturevalue("postgresql"))
+    yield feeds
+    feeds.stop()
 
 
 def start(feeds, *export_feeds):

@@ -1,0 +1,220 @@
+"""The PostgreSQL backend (psycopg 3): several dropd instances share one database.
+
+Each transaction borrows a connection from a pool (psycopg_pool) and gives it back at its
+end. PostgreSQL takes concurrent writers itself, so there is no writers' turn here: two feeds import side by side, each in its own transaction.
+Migrations run under an advisory lock, so instances starting together migrate once. The
+repositories' SQL is the same as SQLite's; the only translation is the placeholder style
+(`?` to `%s`), done once per statement. The password comes from a file (or a systemd
+credential), never from the URL, and is never logged: `describe()` shows the URL without it.
+"""
+
+import re
+import urllib.parse
+from contextlib import contextmanager
+
+import psycopg
+import psycopg_pool
+import structlog
+
+from daemon.store.migrations import Migrations
+from daemon.store.records import NoStoreYet, SchemaError
+from daemon.store.repositories import Transaction
+
+log = structlog.get_logger("dropd.store")
+
+MIGRATIONS = Migrations("postgres")
+MIGRATION_LOCK = 0x64726F7064  # "dropd": pg_advisory_lock key taken while migrating
+
+
+class _Row(tuple):
+    """A result row readable by position, by column name, and as a mapping (like sqlite3.Row)."""
+
+    __slots__ = ()
+    names: tuple = ()
+
+    def __getitem__(self, key):
+        if isinstance(key, str):
+            return tuple.__getitem__(self, self.names.index(key))
+        return tuple.__getitem__(self, key)
+
+    def keys(self):
+        return list(self.names)
+
+
+def _row_factory(cursor):
+    names = tuple(column.name for column in cursor.description or ())
+    row_class = type("Row", (_Row,), {"__slots__": (), "names": names})
+    return lambda values: row_class(values)
+
+
+class _Connection:
+    """The subset of a DB-API connection the repositories use, with `?` placeholders."""
+
+    _translated: dict[str, str] = {}
+
+    def __init__(self, connection: psycopg.Connection):
+        self.raw = connection
+
+    @classmethod
+    def _sql(cls, sql: str) -> str:
+        translated = cls._translated.get(sql)
+        if translated is None:
+            translated = cls._translated[sql] = sql.replace("%", "%%").replace("?", "%s")
+        return translated
+
+    def execute(self, sql: str, params=()):
+        return self.raw.execute(self._sql(sql), tuple(params))
+
+    def transaction_lock(self, name: str) -> None:
+        """A lock on `name` held until this transaction ends (pg_advisory_xact_lock)."""
+        self.raw.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (name,))
+
+    def stream(self, sql: str, params=()):
+        """Rows as the server sends them, without fetching the whole result first."""
+        with self.raw.cursor() as cursor:
+            yield from cursor.stream(self._sql(sql), tuple(params))
+
+    def executemany(self, sql: str, rows):
+        with self.raw.cursor() as cursor:
+            cursor.executemany(self._sql(sql), list(rows))
+            return cursor
+
+
+def connection_info(url: str, password_file) -> dict:
+    """Keyword arguments for psycopg.connect: the URL's parts, the password from its file."""
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.password:
+        raise SchemaError("daemon.store: the URL must not hold a password; use daemon.store_password_file")
+    info = {"conninfo": url}
+    if password_file is not None:
+        info["password"] = password_file.read_text(encoding="utf-8").strip("\r\n")
+    return info
+
+
+def redacted(url: str) -> str:
+    return re.sub(r"//([^:@/]+):[^@/]*@", r"//\1:***@", url)
+
+
+class PostgresStore:
+    def __init__(self, url: str, password_file=None, read_only: bool = False, max_connections: int = 20):
+        self.url = url
+        self.read_only = read_only
+        info = connection_info(url, password_file)
+        conninfo = info.pop("conninfo")
+        self._pool = psycopg_pool.ConnectionPool(
+            conninfo, kwargs={**info, "autocommit": True, "row_factory": _row_factory},
+            min_size=1, max_size=max_connections, open=False, name="dropd",
+        )  # fmt: skip
+        try:
+            self._pool.open(wait=True, timeout=15)
+        except psycopg_pool.PoolTimeout:
+            self._pool.close()
+            raise SchemaError(f"daemon.store: cannot connect to {redacted(url)}: {_why_not(conninfo, info)}") from None
+        try:
+            if read_only:
+                with self._connection() as connection:
+                    version = self._schema_version(connection)
+                if version == 0:
+                    raise NoStoreYet(f"{redacted(url)}: no dropd store in this database yet; it is made when the daemon first starts")
+                MIGRATIONS.check(version, True, redacted(url))
+            else:
+                self._migrate()
+        except BaseException:
+            self._pool.close()
+            raise
+
+    def describe(self) -> str:
+        with self._connection() as connection:
+            version = connection.raw.info.server_version
+        return f"PostgreSQL {version // 10000}.{version % 10000} at {redacted(self.url)}"
+
+    def close(self) -> None:
+        self._pool.close()
+
+    # Transactions ------------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self, label: str = "daemon", commit: bool = True):
+        with self._connection() as connection:
+            connection.raw.execute("BEGIN")
+            try:
+                yield Transaction(connection)
+            except BaseException:
+                connection.raw.execute("ROLLBACK")
+                raise
+            connection.raw.execute("COMMIT" if commit else "ROLLBACK")
+
+    @contextmanager
+    def reading(self):
+        """A consistent snapshot (REPEATABLE READ, read only)."""
+        with self._connection() as connection:
+            connection.raw.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            try:
+                yield Transaction(connection)
+            finally:
+                connection.raw.execute("ROLLBACK")
+
+    def waiting(self) -> dict:
+        """PostgreSQL takes concurrent writers: nobody waits for a turn here."""
+        return {"writing": None, "waiting": {}}
+
+    # Connections and schema ----------------------------------------------------------------
+
+    @contextmanager
+    def _connection(self):
+        with self._pool.connection(timeout=60) as raw:
+            yield _Connection(raw)
+
+    @staticmethod
+    def _schema_version(connection: _Connection) -> int:
+        exists = connection.raw.execute("SELECT to_regclass('schema_version')").fetchone()[0]
+        if exists is None:
+            return 0
+        row = connection.raw.execute("SELECT version FROM schema_version").fetchone()
+        return row[0] if row else 0
+
+    def _migrate(self) -> None:
+        """Under an advisory lock: instances starting together migrate once."""
+        with self._connection() as connection:
+            connection.raw.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+            try:
+                version = self._schema_version(connection)
+                MIGRATIONS.check(version, False, redacted(self.url))
+                if version == MIGRATIONS.latest:
+                    return
+                with connection.raw.transaction():
+                    connection.raw.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+                    for number, statements in MIGRATIONS.after(version):
+                        for statement in statements:
+                            connection.raw.execute(statement)
+                        log.info("store.migrated", version=number, backend="postgresql")
+                    connection.raw.execute("DELETE FROM schema_version")
+                    connection.raw.execute("INSERT INTO schema_version VALUES (%s)", (MIGRATIONS.latest,))
+            finally:
+                connection.raw.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+
+
+def probe(url: str, password_file) -> str:
+    """"PostgreSQL 15.18 at postgresql://...", or SchemaError with the server's reason."""
+    info = connection_info(url, password_file)
+    try:
+        with psycopg.connect(**info, connect_timeout=10) as connection:
+            version = connection.info.server_version
+            schema = connection.execute("SELECT to_regclass('schema_version')").fetchone()[0]
+    except psycopg.Error as exc:
+        raise SchemaError(f"daemon.store: cannot connect to {redacted(url)}: {_first_line(exc)}") from None
+    state = "has a dropd store" if schema else "has no dropd store yet (the daemon makes it at its first start)"
+    return f"PostgreSQL {version // 10000}.{version % 10000} at {redacted(url)}; the database {state}"
+
+
+def _why_not(conninfo: str, info: dict) -> str:
+    """The server's own reason a connection fails (the pool only says it timed out)."""
+    try:
+        psycopg.connect(conninfo, **info, connect_timeout=10).close()
+    except psycopg.Error as exc:
+        return _first_line(exc)
+    return "no connection within 15 s"
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -1,0 +1,69 @@
+"""The PostgreSQL store against a real server: check-config's report, the password kept out of
+the URL, migrations taken once by instances starting together, and the daemon on it."""
+
+import threading
+
+import pytest
+
+from daemon.store.migrations import Migrations
+from daemon.store.postgres import PostgresStore
+from daemon.store.records import NoStoreYet
+from tests.helpers import CONTACTS_HEADER, students_feed
+
+
+def test_check_config_connects_and_reports_the_server(dropd, postgresql, tmp_path):
+    dropd.settings["daemon"]["store"] = postgresql.database()
+    dropd.settings["daemon"]["store_password_file"] = str(postgresql.password_file)
+    dropd.write_config()
+    result = dropd.cli("check-config")
+    assert "store: PostgreSQL " in result.stdout and "has no dropd store yet" in result.stdout
+    assert postgresql.password not in result.stdout + result.stderr
+    (tmp_path / "wrong").write_text("not it\n")
+    dropd.settings["daemon"]["store_password_file"] = str(tmp_path / "wrong")
+    dropd.write_config()
+    refused = dropd.cli("check-config", check=False)
+    assert refused.returncode == 1 and "daemon.store: cannot connect to postgresql://dropd@127.0.0.1:" in refused.stderr
+    assert "password authentication failed" in refused.stderr
+
+
+def test_a_password_in_the_url_is_a_config_error(dropd):
+    dropd.settings["daemon"]["store"] = "postgresql://dropd:secret@127.0.0.1:5432/dropd"
+    dropd.write_config()
+    result = dropd.cli("check-config", check=False)
+    assert result.returncode == 1 and "daemon.store: the URL holds a password" in result.stderr
+    assert "secret" not in result.stderr
+
+
+def test_instances_starting_together_migrate_once(postgresql):
+    url = postgresql.database()
+    with pytest.raises(NoStoreYet):
+        PostgresStore(url, postgresql.password_file, read_only=True)
+    stores, failures = [], []
+
+    def open_one():
+        try:
+            stores.append(PostgresStore(url, postgresql.password_file))
+        except Exception as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=open_one) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert failures == [] and len(stores) == 4
+    assert postgresql.sql("SELECT version FROM schema_version", url.rsplit("/", 1)[1]).strip() == str(Migrations("postgres").latest)
+    reader = PostgresStore(url, postgresql.password_file, read_only=True)
+    for store in (*stores, reader):
+        store.close()
+
+
+def test_the_daemon_imports_into_postgresql(dropd, postgresql):
+    dropd.settings["daemon"]["store"] = postgresql.database()
+    dropd.settings["daemon"]["store_password_file"] = str(postgresql.password_file)
+    dropd.add_feed_partner("northfield", [students_feed()])
+    dropd.start()
+    dropd.upload("northfield", "/imports/StudentData_1.csv", f"{CONTACTS_HEADER}\n1,Ada,Lovelace,202-555-0143,,,,\n".encode())
+    [run] = dropd.wait_for_runs("students")
+    assert run["status"] == "success" and dropd.contacts("northfield")["1"]["mobile_number"] == "+12025550143"
+    assert "store: PostgreSQL" in dropd.cli("check-config").stdout
