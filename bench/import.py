@@ -1,12 +1,16 @@
 """Import speed and memory against a floor measured in the same run.
 
-    python3 bench/import.py [--rows 1000000] [--only contacts subscribers activity]
+    python3 bench/import.py [--rows 1000000] [--only contacts subscribers activity] [--store postgresql]
 
 Floor: csv.reader over the file and a plain SQLite executemany upsert of the raw rows, one
 transaction. Contacts: (b) dropd's first import (`dropd ingest`), (c) the same file with 1 %
 of rows changed. Subscribers: a full replacement of a list of N by a file with 10 % of them
 gone. Activity: N events. Each step runs in its own process; peak RSS is that process's
 maximum resident set. Prints seconds, rows/s, peak RSS and the ratio to the floor.
+
+With `--store postgresql` (as root, or as a user who may run initdb) a PostgreSQL server is
+started for the run in a temporary folder and dropd imports into it; the floor is then the
+database's own `COPY` of the same rows into a plain table, in one transaction.
 """
 
 import argparse
@@ -99,6 +103,21 @@ def floor(file: str, database: str) -> None:
         connection.execute("COMMIT")
 
 
+def floor_postgresql(file: str, url: str, password_file: str) -> None:
+    """The reference on PostgreSQL: COPY the file's rows into a plain table, one transaction."""
+    import psycopg
+
+    password = Path(password_file).read_text().strip()
+    with open(file, newline="") as handle, psycopg.connect(url, password=password) as connection:
+        width = len(next(csv.reader(handle)))
+        columns = ", ".join(f"c{i} TEXT" for i in range(width))
+        connection.execute(f"CREATE TABLE IF NOT EXISTS raw ({columns})")
+        connection.execute("TRUNCATE raw")
+        with connection.cursor().copy("COPY raw FROM STDIN (FORMAT csv)") as copy:
+            for block in iter(lambda: handle.read(1 << 20), ""):
+                copy.write(block)
+
+
 def timed_process(command: list[str]) -> tuple[float, float]:
     """Run a command; return (seconds, peak RSS in MiB)."""
     started = time.perf_counter()
@@ -111,10 +130,13 @@ def timed_process(command: list[str]) -> tuple[float, float]:
     return elapsed, usage.ru_maxrss / 1024
 
 
-def write_config(root: Path) -> Path:
+def write_config(root: Path, store: tuple[str, str] | None = None) -> Path:
+    """The bench's config; `store` is a PostgreSQL (URL, password file), else SQLite."""
     (root / "partners.d").mkdir()
+    store_keys = f'store = "{store[0]}"\nstore_password_file = "{store[1]}"\n' if store else ""
     (root / "dropd.toml").write_text(
-        '[daemon]\nstate_dir = "state"\ndrop_root = "drop"\n[sftp]\nlisten = "127.0.0.1:0"\nhost_keys = ["state/key"]\n'
+        f'[daemon]\nstate_dir = "state"\ndrop_root = "drop"\n{store_keys}'
+        '[sftp]\nlisten = "127.0.0.1:0"\nhost_keys = ["state/key"]\n'
     )
     columns = dict(zip(("contact_id", "first_name", "last_name", "mobile_number", "email", "crm_id", "staff_id"),
                        ("Student ID", "First Name", "Last Name", "Cell", "Email", "CRM", "Staff"), strict=True))  # fmt: skip
@@ -140,21 +162,37 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--only", nargs="+", default=["contacts", "subscribers", "activity"],
                         choices=["contacts", "subscribers", "activity"])  # fmt: skip
+    parser.add_argument("--store", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--floor", nargs=2, metavar=("FILE", "DB"), help=argparse.SUPPRESS)
+    parser.add_argument("--floor-postgresql", nargs=3, metavar=("FILE", "URL", "PASSWORD_FILE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.floor:
         floor(*args.floor)
         return 0
+    if args.floor_postgresql:
+        floor_postgresql(*args.floor_postgresql)
+        return 0
     work = Path(tempfile.mkdtemp(prefix="dropd-import-bench-"))
+    server = None
     try:
-        config = write_config(work)
+        store = None
+        if args.store == "postgresql":
+            from tests.helpers import PostgresServer
+
+            server = PostgresServer()
+            store = (server.database(), str(server.password_file))
+        config = write_config(work, store)
         ingest = [sys.executable, "-m", "daemon.cli", "ingest", "-c", str(config)]
 
         def floor_of(path: Path) -> float:
-            seconds, rss = timed_process(
-                [sys.executable, __file__, "--floor", str(path), str(work / f"floor-{path.stem}.db")]
-            )
-            report("floor: csv.reader + executemany", args.rows, seconds, rss)
+            if store:
+                command = [sys.executable, __file__, "--floor-postgresql", str(path), server.database(), store[1]]
+                label = "floor: PostgreSQL COPY"
+            else:
+                command = [sys.executable, __file__, "--floor", str(path), str(work / f"floor-{path.stem}.db")]
+                label = "floor: csv.reader + executemany"
+            seconds, rss = timed_process(command)
+            report(label, args.rows, seconds, rss)
             return seconds
 
         def step(label: str, feed: str, path: Path, rows: int, reference: float) -> float:
@@ -188,6 +226,8 @@ def main() -> int:
             ratio = step("dropd activity import", "events", events, args.rows, reference)
             print(f"  import/floor = {ratio:.2f} (target <= 1.5)")
     finally:
+        if server is not None:
+            server.stop()
         shutil.rmtree(work, ignore_errors=True)
     return 0
 

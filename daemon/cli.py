@@ -122,8 +122,10 @@ def _print_runs(records, as_json: bool, config) -> None:
         print("no runs")
         return
     zone = zoneinfo.ZoneInfo(config.daemon.timezone)
+    several = len({r.instance for r in records if r.instance}) > 1 or config.daemon.store != "sqlite"
     for r in records:
-        print(f"#{r.id}  {_local_time(r.started, zone)}  {r.feed}  {r.status}  {r.trigger}  {r.file or '-'}")
+        on = f"  on {r.instance}" if several and r.instance else ""
+        print(f"#{r.id}  {_local_time(r.started, zone)}  {r.feed}  {r.status}  {r.trigger}  {r.file or '-'}{on}")
         if r.rows_in_file is not None:
             details = ", ".join(
                 f"{r.details[name]:,} {name.replace('_', ' ')}" for name in COUNTED if r.details.get(name)

@@ -20,11 +20,13 @@ from daemon.dropzone.gatekeeper import BanList, Connections, Gatekeeper, RateLim
 from daemon.dropzone.handoff import UploadHandoff
 from daemon.dropzone.passwords import Verifier
 from daemon.dropzone.sftp_server import SftpServer
+from daemon.dropzone.shared_bans import SharedBans
 from daemon.dropzone.tls_certificates import ensure_self_signed
 from daemon.dropzone.uploads import TransferCounter
 from daemon.dropzone.zone import DropZone
 from daemon.feeds.arrivals import Arrivals
 from daemon.feeds.landing import landed_files, landing_dir
+from daemon.feeds.leases import LeaseKeeper
 from daemon.feeds.recorder import RunFinished
 from daemon.feeds.runner import FeedRunner
 from daemon.feeds.scheduler import WindowScheduler
@@ -35,6 +37,7 @@ from daemon.notify.sender import MailSender
 from daemon.sd_notify import SystemdNotifier
 from daemon.store import open_store
 from daemon.store.records import SchemaError
+from daemon.store.sqlite import SqliteStore
 
 log = structlog.get_logger("dropd.service")
 
@@ -62,6 +65,7 @@ class Daemon:
         self.mailer = Mailer(lambda: self.config)
         self.mail_sender: MailSender | None = None
         self.alert_monitor: AlertMonitor | None = None
+        self.leases: LeaseKeeper | None = None
         self.notifier = SystemdNotifier()
         self.sftp: SftpServer | None = None
         self.ftp: FtpServer | None = None
@@ -108,8 +112,17 @@ class Daemon:
             self._prepare_folders(self.config)
             self._prepare_certificate(self.config)
             self.store = open_store(self.config)
+            shared = not isinstance(self.store, SqliteStore)
             with self.store.transaction() as tx:
-                interrupted = tx.runs.fail_interrupted()
+                # Alone, every run left running is this daemon's; sharing a store, only its own
+                # and those whose lease expired.
+                interrupted = tx.runs.fail_interrupted(self.config.daemon.instance if shared else None)
+            if shared:
+                self.bans.shared = SharedBans(self.store)
+                self.leases = LeaseKeeper(
+                    self.store, self.config.daemon.instance, self.config.daemon.lease, self.runner.request
+                )
+                self.leases.start()
             self._start_mail()
             for run_id, feed in interrupted:
                 log.warning("run.interrupted", run_id=run_id, feed=feed)
@@ -256,12 +269,14 @@ class Daemon:
         if self.runner.busy():
             log.warning("daemon.runs_cut", message="unfinished runs are rolled back and retried at the next start")
         self.arrivals.stop()
-        for worker in (self.alert_monitor, self.mail_sender):
+        for worker in (self.alert_monitor, self.mail_sender, self.leases):
             if worker is not None:
                 worker.stop()
         self.connections.stop()
         self.stop_servers()
         self.notifier.stop_watchdog()
+        if self.store is not None and not self.runner.busy():
+            self.store.close()  # runs cut at the grace time keep their connections to the end
         self.instance_lock.release()
         log.info("daemon.stopped")
 

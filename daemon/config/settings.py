@@ -4,6 +4,7 @@
 error with its file and key. Nothing is defaulted silently when a value is wrong.
 """
 
+import socket
 import tomllib
 import urllib.parse
 import zoneinfo
@@ -30,6 +31,10 @@ class DaemonSettings:
     quiet_period: float
     rescan: float
     control_socket: Path
+    instance: str
+    """This daemon's name among several sharing a PostgreSQL store (recorded with each run)."""
+    lease: float
+    """How long a run stays this instance's without a heartbeat before another takes it over."""
 
 
 @dataclass(frozen=True)
@@ -120,6 +125,13 @@ def _timezone(value) -> str:
     return value
 
 
+def _instance_name(value) -> str:
+    name = o.non_empty_text(value).strip()
+    if len(name) > 64 or any(character.isspace() for character in name):
+        raise ValueError(f"{name!r}: use at most 64 characters and no spaces")
+    return name
+
+
 def _store(value) -> str:
     store = o.text(value)
     if store != "sqlite" and not store.startswith(("postgresql://", "postgres://")):
@@ -144,6 +156,8 @@ def _read_daemon(table: v.TableReader, base: Path) -> dict:
         quiet_period=table.take("quiet_period", o.duration, 30.0),
         rescan=table.take("rescan", o.duration, 60.0),
         control_socket=table.take("control_socket", path, state_dir / "control.sock" if state_dir else None),
+        instance=table.take("instance", _instance_name, socket.gethostname()),
+        lease=table.take("lease", o.duration, 30.0),
     )
     table.finish()
     return settings

@@ -14,7 +14,9 @@ failures of an address and its connection counts mean the same thing over SFTP a
   has at most `max_sessions_per_address` connections in all. Refusals are logged once per
   address and reason per minute.
 
-Replacing the partner table on reload keeps failures, bans and connections.
+Replacing the partner table on reload keeps failures, bans and connections. With `shared`
+(several instances on one PostgreSQL store) failures and bans are counted in the store, so
+guesses spread over the instances meet one budget.
 """
 
 import threading
@@ -82,6 +84,15 @@ class BanList:
         self._banned_until: dict[str, float] = {}
         self._listeners = []
         self._lock = threading.Lock()
+        self.shared = None
+        """A `SharedBans`, when failures and bans are shared with other instances."""
+
+    def _shared(self, operation: str, *args, default):
+        try:
+            return getattr(self.shared, operation)(*args)
+        except Exception as exc:  # the store is down: this instance's own count and bans still apply
+            log.warning("bans.store_unavailable", operation=operation, error=str(exc))
+            return default
 
     def on_ban(self, listener) -> None:
         """`listener(address, sparing)` is called when an address is banned; `sparing` is the
@@ -91,12 +102,12 @@ class BanList:
     def is_banned(self, address: str) -> bool:
         with self._lock:
             until = self._banned_until.get(address)
-            if until is None:
-                return False
-            if self._clock() >= until:
+            if until is not None and self._clock() >= until:
                 del self._banned_until[address]
-                return False
+                until = None
+        if until is not None:
             return True
+        return self.shared is not None and self._shared("banned", address, default=False)
 
     def record_failure(self, address: str, sparing=None) -> bool:
         """Count one failure; return True when this failure bans the address."""
@@ -106,10 +117,16 @@ class BanList:
             failures.append(now)
             while failures and failures[0] <= now - self.settings.window:
                 failures.popleft()
-            if len(failures) < self.settings.max_failures:
-                return False
-            del self._failures[address]
+            count = len(failures)
+        if self.shared is not None:
+            count = max(count, self._shared("failure", address, self.settings.window, default=0))
+        if count < self.settings.max_failures:
+            return False
+        with self._lock:
+            self._failures.pop(address, None)
             self._banned_until[address] = now + self.settings.ban
+        if self.shared is not None:
+            self._shared("ban", address, self.settings.ban, default=None)
         log.warning("address.banned", remote=address, seconds=self.settings.ban)
         for listener in list(self._listeners):
             listener(address, sparing)
@@ -118,14 +135,17 @@ class BanList:
     def bans(self) -> list[Ban]:
         now, wall = self._clock(), time.time()
         with self._lock:
-            return [
-                Ban(address, wall + until - now) for address, until in sorted(self._banned_until.items()) if until > now
-            ]
+            found = {address: wall + until - now for address, until in self._banned_until.items() if until > now}
+        for address, until in self._shared("bans", default=[]) if self.shared is not None else []:
+            found[address] = max(until, found.get(address, 0.0))
+        return [Ban(address, until) for address, until in sorted(found.items())]
 
     def unban(self, address: str) -> bool:
         with self._lock:
             self._failures.pop(address, None)
             found = self._banned_until.pop(address, None) is not None
+        if self.shared is not None:
+            found = self._shared("unban", address, default=False) or found
         if found:
             log.warning("address.unbanned", remote=address)
         return found

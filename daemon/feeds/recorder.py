@@ -9,9 +9,11 @@ record back and hands it to the `RunFinished` subscribers once.
 """
 
 import csv
+import datetime
 from dataclasses import dataclass
 from pathlib import Path
 
+from daemon.clock import utc_now, utc_stamp
 from daemon.feeds.spreadsheet import spreadsheet_row
 from daemon.handoff import Handoff
 from daemon.store.records import RunRecord
@@ -28,12 +30,14 @@ class RunFinished(Handoff[RunRecord]):
 
 @dataclass(frozen=True)
 class RunSubject:
-    """What a run is about: the partner, the feed and what started it."""
+    """What a run is about: the partner, the feed and what started it, and who runs it."""
 
     partner: str
     feed: str
     kind: str
     trigger: str
+    instance: str | None = None
+    lease: float = 30.0
 
 
 class ErrorFile:
@@ -98,8 +102,11 @@ class RunRecorder:
         if self.dry:
             return None
         s = self.subject
+        lease_until = utc_stamp(utc_now() + datetime.timedelta(seconds=s.lease))
         with self.store.transaction(label=s.feed) as tx:
-            self.run_id = tx.runs.start(s.partner, s.feed, s.kind, s.trigger, file, sha256, size)
+            self.run_id = tx.runs.start(
+                s.partner, s.feed, s.kind, s.trigger, file, sha256, size, s.instance, lease_until
+            )
         return self.run_id
 
     def row_errors(self, tx, header: list[str]) -> RowErrors:

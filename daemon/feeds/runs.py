@@ -52,7 +52,8 @@ class RunContext:
 
     def recorder(self, partner, feed, trigger: str, dry_run: bool = False) -> RunRecorder:
         errors_dir = None if dry_run else self.config.daemon.state_dir / "errors"
-        subject = RunSubject(partner.name, feed.name, feed.kind, trigger)
+        daemon = self.config.daemon
+        subject = RunSubject(partner.name, feed.name, feed.kind, trigger, daemon.instance, daemon.lease)
         return RunRecorder(self.store, self.finished, errors_dir, subject, self.notify)
 
 

@@ -195,8 +195,7 @@ class Alerts:
         with self.store.transaction(label="alerts") as tx:
             raised = tx.alerts.raised()
             for key, condition in current.items():
-                if key not in raised:
-                    tx.alerts.raise_(key, condition.summary)
+                if key not in raised and tx.alerts.raise_(key, condition.summary):
                     self._outbox(
                         tx,
                         "alert",
@@ -206,8 +205,7 @@ class Alerts:
                     )
                     log.warning("alert.raised", condition=key, summary=condition.summary)
             for key, summary in raised.items():
-                if key not in current:
-                    tx.alerts.clear(key)
+                if key not in current and tx.alerts.clear(key):
                     self._outbox(
                         tx,
                         "alert",

@@ -23,6 +23,9 @@ log = structlog.get_logger("dropd.mail")
 
 BATCH = 50
 MAX_DELAY = 3600.0
+HOLD = 600.0
+"""Messages taken for a pass are this sender's this long (several instances share an outbox);
+a pass marks each sent or due again well before."""
 
 
 class MailSender:
@@ -68,8 +71,8 @@ class MailSender:
         server = self._server()
         if server is None:
             return 0
-        with self.store.reading() as tx:
-            due = tx.outbox.due(utc_now(), BATCH)
+        with self.store.transaction(label="mail") as tx:
+            due = tx.outbox.take_due(utc_now(), BATCH, HOLD)
         if not due:
             return 0
         try:
@@ -79,10 +82,10 @@ class MailSender:
                 self._record_failure(item, error)
             return 0
         sent = 0
+        waiting = list(due)
         try:
-            for item in due:
-                if self._stop.is_set():
-                    break
+            while waiting and not self._stop.is_set():
+                item = waiting.pop(0)
                 try:
                     smtp.send(client, item.message, self._envelope_sender(), item.recipient)
                 except DeliveryError as error:
@@ -103,6 +106,9 @@ class MailSender:
                 )
         finally:
             smtp.close(client)
+            if waiting:  # not tried in this pass: due again at once, not after the hold
+                with self.store.transaction(label="mail") as tx:
+                    tx.outbox.release([item.id for item in waiting])
         return sent
 
     def _record_failure(self, item, error: DeliveryError) -> None:

@@ -115,7 +115,9 @@ class PostgresStore:
                 with self._connection() as connection:
                     version = self._schema_version(connection)
                 if version == 0:
-                    raise NoStoreYet(f"{redacted(url)}: no dropd store in this database yet; it is made when the daemon first starts")
+                    raise NoStoreYet(
+                        f"{redacted(url)}: no dropd store in this database yet; it is made when the daemon first starts"
+                    )
                 MIGRATIONS.check(version, True, redacted(url))
             else:
                 self._migrate()
@@ -195,7 +197,7 @@ class PostgresStore:
 
 
 def probe(url: str, password_file) -> str:
-    """"PostgreSQL 15.18 at postgresql://...", or SchemaError with the server's reason."""
+    """ "PostgreSQL 15.18 at postgresql://...", or SchemaError with the server's reason."""
     info = connection_info(url, password_file)
     try:
         with psycopg.connect(**info, connect_timeout=10) as connection:

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 RUN_COLUMNS = (
     "id", "partner", "feed", "kind", "trigger", "file", "sha256", "rows_in_file", "rows_applied",
-    "rows_rejected", "started", "finished", "status", "reason", "details", "error_file", "size",
+    "rows_rejected", "started", "finished", "status", "reason", "details", "error_file", "size", "instance",
 )  # fmt: skip
 
 
@@ -36,6 +36,8 @@ class RunRecord:
     error_file: str | None
     size: int | None
     """The size of the run's file in bytes, when it read one."""
+    instance: str | None
+    """The dropd instance that ran it (`daemon.instance`)."""
 
     def as_dict(self) -> dict:
         return {column: getattr(self, column) for column in RUN_COLUMNS}

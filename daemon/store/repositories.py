@@ -291,20 +291,21 @@ class Messages(_Repository):
 
 class Runs(_Repository):
     def start(
-        self,
-        partner: str,
-        feed: str,
-        kind: str,
-        trigger: str,
-        file: str | None,
-        sha256: str | None,
-        size: int | None = None,
-    ) -> int:
+        self, partner: str, feed: str, kind: str, trigger: str, file: str | None, sha256: str | None,
+        size: int | None = None, instance: str | None = None, lease_until: str | None = None,
+    ) -> int:  # fmt: skip
         return self._one(
-            "INSERT INTO runs (partner, feed, kind, trigger, file, sha256, size, started, status) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running') RETURNING id",
-            (partner, feed, kind, trigger, file, sha256, size, utc_stamp()),
+            "INSERT INTO runs (partner, feed, kind, trigger, file, sha256, size, started, status, instance, lease_until) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?) RETURNING id",
+            (partner, feed, kind, trigger, file, sha256, size, utc_stamp(), instance, lease_until),
         )[0]
+
+    def renew_leases(self, instance: str, until: str) -> int:
+        """The heartbeat: this instance still works on its running runs until `until`."""
+        cursor = self._db.execute(
+            "UPDATE runs SET lease_until = ? WHERE status = 'running' AND instance = ?", (until, instance)
+        )
+        return cursor.rowcount
 
     def finish(
         self, run_id: int, status: str, reason: str | None = None, rows_in_file: int | None = None,
@@ -325,11 +326,32 @@ class Runs(_Repository):
             [(run_id, *error) for error in errors],
         )
 
-    def fail_interrupted(self) -> list[tuple[int, str]]:
-        """Runs left `running` by a daemon that died are failed now: (run id, feed) of each."""
+    def fail_interrupted(self, instance: str | None = None) -> list[tuple[int, str]]:
+        """Runs whose instance is gone are failed now: (run id, feed) of each. Gone means this
+        instance's own runs (at its start) and any run whose lease has expired (its instance
+        died or hangs); without `instance` (one daemon alone), every run left running."""
+        if instance is None:
+            rows = self._all(
+                "UPDATE runs SET status = 'failed', reason = ?, finished = ? WHERE status = 'running' RETURNING id, feed",
+                (INTERRUPTED, utc_stamp()),
+            )
+        else:
+            now = utc_stamp()
+            rows = self._all(
+                "UPDATE runs SET status = 'failed', reason = ?, finished = ? WHERE status = 'running' "
+                "AND (instance = ? OR instance IS NULL OR lease_until < ?) RETURNING id, feed",
+                (INTERRUPTED, now, instance, now),
+            )
+        return sorted(tuple(row) for row in rows)
+
+    def take_over_expired(self) -> list[tuple[int, str, str]]:
+        """Runs whose lease expired (their instance died or hangs) are failed now, so another
+        instance can run the feed again: (run id, feed, instance) of each."""
+        now = utc_stamp()
         rows = self._all(
-            "UPDATE runs SET status = 'failed', reason = ?, finished = ? WHERE status = 'running' RETURNING id, feed",
-            (INTERRUPTED, utc_stamp()),
+            "UPDATE runs SET status = 'failed', reason = ?, finished = ? "
+            "WHERE status = 'running' AND lease_until < ? RETURNING id, feed, instance",
+            (INTERRUPTED.replace("the daemon stopped", "its instance stopped answering"), now, now),
         )
         return sorted(tuple(row) for row in rows)
 
@@ -428,12 +450,30 @@ class Outbox(_Repository):
             [(kind, message_id, run_id, recipient, subject, message, now, now) for recipient in recipients],
         )
 
-    def due(self, now: datetime.datetime, limit: int) -> list[OutgoingMail]:
+    def take_due(self, now: datetime.datetime, limit: int, hold: float) -> list[OutgoingMail]:
+        """Up to `limit` messages due now, each held for this sender for `hold` seconds (its next
+        attempt moved on): a sender of another instance does not take the same ones."""
         rows = self._all(
             "SELECT * FROM outbox WHERE status = 'pending' AND next_attempt <= ? ORDER BY id LIMIT ?",
             (utc_stamp(now), limit),
         )
-        return [_mail(row) for row in rows]
+        held = utc_stamp(now + datetime.timedelta(seconds=hold))
+        taken = []
+        for row in rows:
+            cursor = self._db.execute(
+                "UPDATE outbox SET next_attempt = ? WHERE id = ? AND status = 'pending' AND next_attempt = ?",
+                (held, row["id"], row["next_attempt"]),
+            )
+            if cursor.rowcount == 1:
+                taken.append(_mail(row))
+        return taken
+
+    def release(self, mail_ids: list[int]) -> None:
+        """Messages taken but not tried are due again now."""
+        self._db.executemany(
+            "UPDATE outbox SET next_attempt = ? WHERE id = ? AND status = 'pending'",
+            [(utc_stamp(), i) for i in mail_ids],
+        )
 
     def sent(self, mail_id: int) -> None:
         self._db.execute(
@@ -479,14 +519,47 @@ class Alerts(_Repository):
     def raised(self) -> dict[str, str]:
         return {row["condition"]: row["summary"] for row in self._all("SELECT condition, summary FROM alerts")}
 
-    def raise_(self, condition: str, summary: str) -> None:
-        self._db.execute(
+    def raise_(self, condition: str, summary: str) -> bool:
+        """False when it was raised already (by another instance, a moment ago)."""
+        cursor = self._db.execute(
             "INSERT INTO alerts (condition, summary, raised_at) VALUES (?, ?, ?) ON CONFLICT (condition) DO NOTHING",
             (condition, summary, utc_stamp()),
         )
+        return cursor.rowcount == 1
 
-    def clear(self, condition: str) -> None:
-        self._db.execute("DELETE FROM alerts WHERE condition = ?", (condition,))
+    def clear(self, condition: str) -> bool:
+        """False when it was cleared already."""
+        return self._db.execute("DELETE FROM alerts WHERE condition = ?", (condition,)).rowcount == 1
+
+
+class Logins(_Repository):
+    """Failed logins and bans by source address, for instances that share them (epoch seconds)."""
+
+    def failed(self, address: str, at: float, window_start: float) -> int:
+        """Record a failure; the address's failures since `window_start`, this one included."""
+        self._db.execute("DELETE FROM login_failures WHERE address = ? AND at <= ?", (address, window_start))
+        self._db.execute("INSERT INTO login_failures (address, at) VALUES (?, ?)", (address, at))
+        return self._one("SELECT COUNT(*) FROM login_failures WHERE address = ?", (address,))[0]
+
+    def ban(self, address: str, until: float) -> None:
+        self._db.execute("DELETE FROM login_failures WHERE address = ?", (address,))
+        self._db.execute(
+            "INSERT INTO bans (address, until) VALUES (?, ?) ON CONFLICT (address) DO UPDATE SET until = excluded.until",
+            (address, until),
+        )
+
+    def banned_until(self, address: str, now: float) -> float | None:
+        row = self._one("SELECT until FROM bans WHERE address = ? AND until > ?", (address, now))
+        return row[0] if row else None
+
+    def bans(self, now: float) -> list[tuple[str, float]]:
+        return [
+            tuple(row) for row in self._all("SELECT address, until FROM bans WHERE until > ? ORDER BY address", (now,))
+        ]
+
+    def unban(self, address: str) -> bool:
+        self._db.execute("DELETE FROM login_failures WHERE address = ?", (address,))
+        return self._db.execute("DELETE FROM bans WHERE address = ?", (address,)).rowcount > 0
 
 
 class Transaction:
@@ -504,6 +577,7 @@ class Transaction:
         self.outbox = Outbox(connection)
         self.alerts = Alerts(connection)
         self.watermarks = Watermarks(connection)
+        self.logins = Logins(connection)
 
 
 def _contact(row) -> StoredContact | None:

@@ -52,7 +52,9 @@ def test_instances_starting_together_migrate_once(postgresql):
     for thread in threads:
         thread.join(60)
     assert failures == [] and len(stores) == 4
-    assert postgresql.sql("SELECT version FROM schema_version", url.rsplit("/", 1)[1]).strip() == str(Migrations("postgres").latest)
+    assert postgresql.sql("SELECT version FROM schema_version", url.rsplit("/", 1)[1]).strip() == str(
+        Migrations("postgres").latest
+    )
     reader = PostgresStore(url, postgresql.password_file, read_only=True)
     for store in (*stores, reader):
         store.close()
@@ -63,7 +65,9 @@ def test_the_daemon_imports_into_postgresql(dropd, postgresql):
     dropd.settings["daemon"]["store_password_file"] = str(postgresql.password_file)
     dropd.add_feed_partner("northfield", [students_feed()])
     dropd.start()
-    dropd.upload("northfield", "/imports/StudentData_1.csv", f"{CONTACTS_HEADER}\n1,Ada,Lovelace,202-555-0143,,,,\n".encode())
+    dropd.upload(
+        "northfield", "/imports/StudentData_1.csv", f"{CONTACTS_HEADER}\n1,Ada,Lovelace,202-555-0143,,,,\n".encode()
+    )
     [run] = dropd.wait_for_runs("students")
     assert run["status"] == "success" and dropd.contacts("northfield")["1"]["mobile_number"] == "+12025550143"
     assert "store: PostgreSQL" in dropd.cli("check-config").stdout

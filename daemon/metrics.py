@@ -1,0 +1,118 @@
+"""Prometheus metrics at `[metrics] listen` (off unless set), with prometheus-client.
+
+Counters are read from the canonical log lines the daemon writes anyway (`login.*`,
+`transfer.finished`, `run.finished`, ...): one structlog processor sees every event and
+counts it, so a metric and its log line can never disagree and no module counts twice.
+Gauges (sessions, queue depth, outbox depth) are read from the daemon when scraped.
+"""
+
+import time
+
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+log = structlog.get_logger("dropd.metrics")
+
+
+class Metrics:
+    def __init__(self):
+        self.registry = registry = CollectorRegistry()
+        self.logins = Counter("dropd_logins", "Logins by protocol and outcome", ["protocol", "outcome"], registry=registry)
+        self.transfers = Counter("dropd_transfers", "Files transferred, by direction and status", ["direction", "status"], registry=registry)
+        self.bytes = Counter("dropd_transfer_bytes", "Bytes transferred, by direction", ["direction"], registry=registry)
+        self.exported_bytes = Counter("dropd_exported_bytes", "Bytes of export files delivered, by feed", ["feed"], registry=registry)
+        self.runs = Counter("dropd_runs", "Finished runs, by feed and status", ["feed", "status"], registry=registry)
+        self.rows = Counter("dropd_rows", "Rows of finished runs, by feed and outcome", ["feed", "outcome"], registry=registry)
+        self.durations = Histogram(
+            "dropd_run_duration_seconds", "Run durations, by feed", ["feed"], registry=registry,
+            buckets=(0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600),
+        )  # fmt: skip
+        self.last_success = Gauge(
+            "dropd_last_success_timestamp_seconds", "When each feed last finished a run successfully", ["feed"], registry=registry
+        )
+        self.bans = Counter("dropd_bans", "Addresses banned", registry=registry)
+        self.sessions = Gauge("dropd_sessions", "Connections now, by protocol", ["protocol"], registry=registry)
+        self.queue = Gauge("dropd_runs_queued", "Runs waiting to start or for the store", registry=registry)
+        self.running = Gauge("dropd_runs_running", "Runs running now", registry=registry)
+        self.outbox = Gauge("dropd_mail_outbox", "Mail waiting to be sent", registry=registry)
+        self._started: dict[int, float] = {}
+        self._server = None
+
+    # From the log lines ------------------------------------------------------------------
+
+    def __call__(self, logger, method_name, event_dict):
+        """A structlog processor: count the event, pass it on unchanged."""
+        try:
+            self._count(event_dict)
+        except Exception:  # a metric must never cost a log line
+            pass
+        return event_dict
+
+    def _count(self, event: dict) -> None:
+        name = event.get("event")
+        if name == "login.succeeded":
+            self.logins.labels(event.get("protocol", ""), "succeeded").inc()
+        elif name == "login.failed":
+            self.logins.labels(event.get("protocol", ""), "failed").inc()
+        elif name == "address.banned":
+            self.bans.inc()
+        elif name == "transfer.finished":
+            direction = event.get("direction", "")
+            self.transfers.labels(direction, event.get("status", "")).inc()
+            self.bytes.labels(direction).inc(event.get("size") or 0)
+        elif name == "run.started" and event.get("run_id") is not None:
+            self._started[event["run_id"]] = time.monotonic()
+        elif name == "run.finished":
+            self._run_finished(event)
+
+    def _run_finished(self, event: dict) -> None:
+        feed, status = event.get("feed", ""), event.get("status", "")
+        self.runs.labels(feed, status).inc()
+        if event.get("applied") is not None:
+            self.rows.labels(feed, "applied").inc(event["applied"])
+        if event.get("rejected"):
+            self.rows.labels(feed, "rejected").inc(event["rejected"])
+        if event.get("destination") and event.get("size"):
+            self.exported_bytes.labels(feed).inc(event["size"])
+        started = self._started.pop(event.get("run_id"), None)
+        if started is not None:
+            self.durations.labels(feed).observe(time.monotonic() - started)
+        if status == "success":
+            self.last_success.labels(feed).set(time.time())
+
+    # From the daemon, when scraped ---------------------------------------------------------
+
+    def watch(self, daemon) -> None:
+        """Gauges read from the running daemon at each scrape."""
+
+        def sessions():
+            return daemon.connections.counts()["sessions"]
+
+        for protocol in ("sftp", "ftp"):
+            self.sessions.labels(protocol).set_function(lambda protocol=protocol: sessions().get(protocol, 0))
+        self.running.set_function(lambda: len(daemon.runner.activity()["running"]))
+        self.queue.set_function(
+            lambda: len(daemon.runner.activity()["waiting"]) + len(daemon.store.waiting()["waiting"])
+        )
+        self.outbox.set_function(lambda: _pending_mail(daemon))
+
+    def serve(self, address: tuple[str, int]) -> None:
+        host, port = address
+        try:
+            self._server, _ = start_http_server(port, addr=host, registry=self.registry)
+        except OSError as exc:
+            raise RuntimeError(f"cannot serve metrics on {host}:{port} (metrics.listen): {exc.strerror}") from exc
+        log.info("server.listening", protocol="metrics", address=f"{host}:{port}")
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server = None
+
+
+def _pending_mail(daemon) -> float:
+    try:
+        with daemon.store.reading() as tx:
+            return tx.outbox.pending_count()
+    except Exception:
+        return float("nan")

@@ -1,0 +1,10 @@
+-- 3: failed logins and bans, shared by every instance using this store
+CREATE TABLE login_failures (
+    address TEXT NOT NULL,
+    at      DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX login_failures_by_address ON login_failures(address, at);
+CREATE TABLE bans (
+    address TEXT PRIMARY KEY,
+    until   DOUBLE PRECISION NOT NULL
+);
