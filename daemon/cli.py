@@ -64,17 +64,19 @@ def _passwd(args) -> int:
 
 def _run(args) -> int:
     # Only the daemon needs the servers; other commands start faster without loading them.
+    from daemon.metrics import Metrics
     from daemon.service import Daemon, StartupError
 
-    configure_logging(args.log_level)
     try:
         config = load_config(args.config)
     except ConfigInvalid as invalid:
         for error in invalid.errors:
             print(error, file=sys.stderr)
         return 1
+    metrics = Metrics() if config.metrics.listen else None
+    configure_logging(args.log_level, observers=[metrics] if metrics else ())
     try:
-        return Daemon(config).run()
+        return Daemon(config, metrics).run()
     except StartupError as exc:
         print(f"dropd: cannot start: {exc}", file=sys.stderr)
         return 1

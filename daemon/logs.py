@@ -25,8 +25,9 @@ _SHARED = [
 _LIBRARY_LEVELS = {"paramiko": logging.CRITICAL + 1, "pyftpdlib": logging.WARNING, "watchdog": logging.WARNING}
 
 
-def configure_logging(level: str = "info", stream=None) -> None:
-    """JSON lines when `stream` (stdout by default) is not a terminal, console lines when it is."""
+def configure_logging(level: str = "info", stream=None, observers=()) -> None:
+    """JSON lines when `stream` (stdout by default) is not a terminal, console lines when it is.
+    `observers` are processors that see every event (the metrics count them)."""
     stream = stream or sys.stdout
     renderer = (
         structlog.processors.JSONRenderer() if not stream.isatty() else structlog.dev.ConsoleRenderer(colors=False)
@@ -35,6 +36,7 @@ def configure_logging(level: str = "info", stream=None) -> None:
         processors=[
             structlog.stdlib.filter_by_level,
             *_SHARED,
+            *observers,
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],
         logger_factory=structlog.stdlib.LoggerFactory(),

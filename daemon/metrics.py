@@ -17,18 +17,31 @@ log = structlog.get_logger("dropd.metrics")
 class Metrics:
     def __init__(self):
         self.registry = registry = CollectorRegistry()
-        self.logins = Counter("dropd_logins", "Logins by protocol and outcome", ["protocol", "outcome"], registry=registry)
-        self.transfers = Counter("dropd_transfers", "Files transferred, by direction and status", ["direction", "status"], registry=registry)
-        self.bytes = Counter("dropd_transfer_bytes", "Bytes transferred, by direction", ["direction"], registry=registry)
-        self.exported_bytes = Counter("dropd_exported_bytes", "Bytes of export files delivered, by feed", ["feed"], registry=registry)
+        self.logins = Counter(
+            "dropd_logins", "Logins by protocol and outcome", ["protocol", "outcome"], registry=registry
+        )
+        self.transfers = Counter(
+            "dropd_transfers", "Files transferred, by direction and status", ["direction", "status"], registry=registry
+        )
+        self.bytes = Counter(
+            "dropd_transfer_bytes", "Bytes transferred, by direction", ["direction"], registry=registry
+        )
+        self.exported_bytes = Counter(
+            "dropd_exported_bytes", "Bytes of export files delivered, by feed", ["feed"], registry=registry
+        )
         self.runs = Counter("dropd_runs", "Finished runs, by feed and status", ["feed", "status"], registry=registry)
-        self.rows = Counter("dropd_rows", "Rows of finished runs, by feed and outcome", ["feed", "outcome"], registry=registry)
+        self.rows = Counter(
+            "dropd_rows", "Rows of finished runs, by feed and outcome", ["feed", "outcome"], registry=registry
+        )
         self.durations = Histogram(
             "dropd_run_duration_seconds", "Run durations, by feed", ["feed"], registry=registry,
             buckets=(0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600),
         )  # fmt: skip
         self.last_success = Gauge(
-            "dropd_last_success_timestamp_seconds", "When each feed last finished a run successfully", ["feed"], registry=registry
+            "dropd_last_success_timestamp_seconds",
+            "When each feed last finished a run successfully",
+            ["feed"],
+            registry=registry,
         )
         self.bans = Counter("dropd_bans", "Addresses banned", registry=registry)
         self.sessions = Gauge("dropd_sessions", "Connections now, by protocol", ["protocol"], registry=registry)

@@ -8,6 +8,10 @@ import socket
 import threading
 import time
 
+import structlog
+
+log = structlog.get_logger("dropd.sd_notify")
+
 
 class SystemdNotifier:
     def __init__(self, environ=os.environ):
@@ -40,13 +44,25 @@ class SystemdNotifier:
     def stopping(self) -> None:
         self.send("STOPPING=1", "STATUS=stopping")
 
-    def start_watchdog(self) -> None:
-        if self.watchdog_interval:
-            threading.Thread(target=self._watchdog, name="sd-watchdog", daemon=True).start()
+    def keep_alive(self, probe, every: float = 15.0) -> None:
+        """Every watchdog interval (else every `every` seconds) send STATUS= with `probe()`'s
+        summary, and WATCHDOG=1 when there is a watchdog. `probe` looks at the servers and the
+        store: a daemon that hangs there stops pinging, and systemd restarts it."""
+        if self._address is None:
+            return
+        threading.Thread(
+            target=self._keep_alive, args=(probe, self.watchdog_interval or every), name="sd-notify", daemon=True
+        ).start()
 
-    def _watchdog(self) -> None:
-        while not self._stop.wait(self.watchdog_interval):
-            self.send("WATCHDOG=1")
+    def _keep_alive(self, probe, interval: float) -> None:
+        while not self._stop.wait(interval):
+            try:
+                status = probe()
+            except Exception:
+                log.exception("sd_notify.probe_failed")
+                continue
+            fields = ["WATCHDOG=1"] if self.watchdog_interval else []
+            self.send(*fields, f"STATUS={status}")
 
-    def stop_watchdog(self) -> None:
+    def stop_keep_alive(self) -> None:
         self._stop.set()

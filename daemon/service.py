@@ -49,8 +49,10 @@ class StartupError(Exception):
 
 
 class Daemon:
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, metrics=None):
         self.config = config
+        self.metrics = metrics
+        """A `daemon.metrics.Metrics` when `[metrics] listen` is set."""
         self.bans = BanList(config.security)
         self.verifier = Verifier()
         self.refusals = RateLimitedLog()
@@ -84,6 +86,7 @@ class Daemon:
         self.control = ControlServer(config.daemon.control_socket, self)
         self.instance_lock = InstanceLock(config.daemon.state_dir)
         self.started_monotonic = time.monotonic()
+        self.stopping = False
 
     @property
     def servers(self):
@@ -128,6 +131,9 @@ class Daemon:
                 log.warning("run.interrupted", run_id=run_id, feed=feed)
             self.arrivals.watch(self.config.daemon.drop_root)
             self.control.start()
+            if self.metrics is not None:
+                self.metrics.watch(self)
+                self.metrics.serve(self.config.metrics.listen)
             if self.config.sftp:
                 self.sftp = SftpServer(self.config.sftp, self.zone)
                 self.sftp.start()
@@ -184,10 +190,25 @@ class Daemon:
         }
 
     def status_text(self) -> str:
-        listening = ", ".join(
-            f"{name} {s.address[0]}:{s.address[1]}" for name, s in (("sftp", self.sftp), ("ftp", self.ftp)) if s
-        )
-        return f"serving {len(self.config.partners)} partners; {listening}"
+        """The line `systemctl status` shows: the facts of `dropd status`, kept current."""
+        if self.stopping:
+            return f"stopping: {self.transfers.open} transfers open, runs {'going' if self.runner.busy() else 'done'}"
+        status = self.status()
+        sessions = ", ".join(f"{count} {protocol}" for protocol, count in sorted(status["sessions"].items()))
+        queued = len(status["waiting"]) + len(status["store"]["waiting"])
+        parts = [
+            f"serving {len(self.config.partners)} partners" if status["healthy"] else "UNHEALTHY",
+            f"sessions: {sessions or 'none'}",
+            f"running: {', '.join(run['feed'] for run in status['running']) or 'none'}",
+            f"queued: {queued}",
+        ]
+        failed = [run["feed"] for run in status["last_runs"] if run["status"] == "failed"]
+        if failed:
+            parts.append(f"last run failed: {', '.join(failed)}")
+        parts.append(f"bans: {status['bans']}")
+        if status["pending_mail"]:
+            parts.append(f"mail waiting: {status['pending_mail']}")
+        return "; ".join(parts)
 
     def run(self) -> int:
         """Serve until SIGTERM/SIGINT; SIGHUP reloads. Returns the exit code."""
@@ -197,7 +218,7 @@ class Daemon:
             signal.signal(signum, lambda *_: None)
         self.start()
         self.notifier.ready(self.status_text())
-        self.notifier.start_watchdog()
+        self.notifier.keep_alive(self.status_text)
         try:
             while True:
                 select.select([wake_read], [], [])
@@ -252,6 +273,7 @@ class Daemon:
 
     def stop(self, wake_read: int | None = None) -> None:
         """Stop accepting, let open transfers finish within grace_time, then close everything."""
+        self.stopping = True
         self.notifier.stopping()
         for server in self.servers:
             server.stop_accepting()
@@ -269,12 +291,12 @@ class Daemon:
         if self.runner.busy():
             log.warning("daemon.runs_cut", message="unfinished runs are rolled back and retried at the next start")
         self.arrivals.stop()
-        for worker in (self.alert_monitor, self.mail_sender, self.leases):
+        for worker in (self.alert_monitor, self.mail_sender, self.leases, self.metrics):
             if worker is not None:
                 worker.stop()
         self.connections.stop()
         self.stop_servers()
-        self.notifier.stop_watchdog()
+        self.notifier.stop_keep_alive()
         if self.store is not None and not self.runner.busy():
             self.store.close()  # runs cut at the grace time keep their connections to the end
         self.instance_lock.release()

@@ -6,10 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-for pair in lftp:lftp rclone:rclone sftp:openssh-client ssh-keygen:openssh-client /usr/sbin/sshd:openssh-server /usr/sbin/vsftpd:vsftpd curl:curl openssl:openssl systemd-analyze:systemd unshare:util-linux; do
+for pair in lftp:lftp rclone:rclone sftp:openssh-client ssh-keygen:openssh-client /usr/sbin/sshd:openssh-server /usr/sbin/vsftpd:vsftpd curl:curl openssl:openssl systemd-analyze:systemd unshare:util-linux systemd-nspawn:systemd-container; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair##*:}")
 done
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+/usr/bin/python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)  # the systemd test installs with it
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from daemon.config import values as v
 from daemon.config.partners import Partner, read_partner
-from daemon.config.secret_files import readable_secret_file
+from daemon.config.secret_files import readable_secret_file, secret_path
 from daemon.config.values import ConfigInvalid
 from handlers import option_values as o
 
@@ -94,6 +94,12 @@ class SecuritySettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    listen: tuple[str, int] | None
+    """Where Prometheus scrapes /metrics; None: no metrics server."""
+
+
+@dataclass(frozen=True)
 class Config:
     file: Path
     daemon: DaemonSettings
@@ -102,6 +108,7 @@ class Config:
     smtp: SmtpSettings | None
     security: SecuritySettings
     alerts: AlertSettings
+    metrics: MetricsSettings
     partners: dict[str, Partner]
 
     def feeds(self):
@@ -179,7 +186,8 @@ def _read_ftp(table: v.TableReader, base: Path) -> FtpSettings | None:
     path = v.path_from(base)
     tls = table.take("tls", o.choice("required", "off"), "required")
     certfile = table.take("certfile", path, None)
-    keyfile = table.take("keyfile", path, None)
+    # The key is a secret: a bare name is a systemd credential ($CREDENTIALS_DIRECTORY) first.
+    keyfile = table.take("keyfile", lambda value: secret_path(o.non_empty_text(value), base), None)
     self_signed = table.take("self_signed", o.boolean, False)
     if tls == "required":
         for key, value in (("certfile", certfile), ("keyfile", keyfile)):
@@ -233,6 +241,18 @@ def _optional_file(base: Path):
         return path
 
     return parse
+
+
+def _read_metrics(table: v.TableReader) -> MetricsSettings:
+    listen = table.take("listen", o.text, "")
+    settings = MetricsSettings(listen=None)
+    if listen:
+        try:
+            settings = MetricsSettings(listen=v.listen_address(listen))
+        except ValueError as exc:
+            table.error("listen", str(exc))
+    table.finish()
+    return settings
 
 
 def _read_alerts(table: v.TableReader) -> AlertSettings:
@@ -289,6 +309,7 @@ def load_config(file: str | Path) -> Config:
     smtp = _read_smtp(smtp_table, base) if smtp_table else None
     security = _read_security(top.sub("security") or v.TableReader(errors, file, "security", {}))
     alerts = _read_alerts(top.sub("alerts") or v.TableReader(errors, file, "alerts", {}))
+    metrics = _read_metrics(top.sub("metrics") or v.TableReader(errors, file, "metrics", {}))
     top.finish()
     if sftp is None and ftp is None and daemon_table is not None:
         errors.append(v.ConfigError(str(file), "", "enable at least one of [sftp] and [ftp]"))
@@ -310,7 +331,7 @@ def load_config(file: str | Path) -> Config:
         ]
     if errors:
         raise ConfigInvalid(errors)
-    return Config(file, daemon, sftp, ftp, smtp, security, alerts, partners)
+    return Config(file, daemon, sftp, ftp, smtp, security, alerts, metrics, partners)
 
 
 def _read_partners(errors: list, partners_dir: Path) -> dict[str, Partner]:

@@ -132,7 +132,8 @@ def test_systemd_notifications(dropd, tmp_path):
         dropd.start({"NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "400000"})
         ready = next_message("READY=1")
         assert "STATUS=serving 1 partners" in ready
-        next_message("WATCHDOG=1")
+        ping = next_message("WATCHDOG=1")  # with the same summary as `dropd status`, kept current
+        assert "STATUS=serving 1 partners; sessions: none; running: none; queued: 0; bans: 0" in ping.splitlines()
         dropd.signal(signal.SIGHUP)
         reloading = next_message("RELOADING=1")
         assert any(line.startswith("MONOTONIC_USEC=") for line in reloading.splitlines())

@@ -16,7 +16,7 @@ def installed_unit(tmp_path):
     dropd = shutil.which("dropd")
     assert dropd, "dropd is not installed (pip install -e .)"
     unit = tmp_path / "dropd.service"
-    unit.write_text(UNIT.read_text().replace("/usr/local/bin/dropd", dropd))
+    unit.write_text(UNIT.read_text().replace("/opt/dropd/bin/dropd", dropd))
     return unit
 
 

@@ -1,0 +1,52 @@
+"""The Prometheus endpoint of the running daemon, scraped over HTTP after real traffic."""
+
+import re
+import time
+import urllib.request
+
+from tests.helpers import CONTACTS_HEADER, free_port, students_feed
+
+
+def scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        return response.read().decode()
+
+
+def value(text: str, name: str, **labels) -> float:
+    """The sample `name` whose labels are exactly `labels` (in any order)."""
+    for line in text.splitlines():
+        found = re.fullmatch(r"([a-z_]+)(?:\{(.*)\})? (\S+)", line)
+        if found and found.group(1) == name and dict(re.findall(r'(\w+)="([^"]*)"', found.group(2) or "")) == labels:
+            return float(found.group(3))
+    raise AssertionError(f"no {name} {labels} in:\n{text}")
+
+
+def test_metrics_count_logins_transfers_runs_and_read_gauges(dropd):
+    port = free_port()
+    dropd.settings["metrics"] = {"listen": f"127.0.0.1:{port}"}
+    dropd.add_feed_partner("northfield", [students_feed()])
+    dropd.start()
+    body = f"{CONTACTS_HEADER}\n1,Ada,Lovelace,202-555-0143,,,,\n2,,Turing,202-555-0199,,,,\n".encode()
+    dropd.upload("northfield", "/imports/StudentData_1.csv", body)
+    dropd.wait_for_runs("students")
+    transport, _ = dropd.paramiko_sftp("northfield")  # a session open while scraped
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            text = scrape(port)
+            if value(text, "dropd_sessions", protocol="sftp") >= 1 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+    finally:
+        transport.close()
+    assert value(text, "dropd_sessions", protocol="sftp") >= 1
+    assert value(text, "dropd_logins_total", protocol="sftp", outcome="succeeded") >= 2
+    assert value(text, "dropd_transfers_total", direction="upload", status="completed") == 1
+    assert value(text, "dropd_transfer_bytes_total", direction="upload") == len(body)
+    assert value(text, "dropd_runs_total", feed="students", status="success") == 1
+    assert value(text, "dropd_rows_total", feed="students", outcome="applied") == 1
+    assert value(text, "dropd_rows_total", feed="students", outcome="rejected") == 1
+    assert value(text, "dropd_run_duration_seconds_count", feed="students") == 1
+    assert value(text, "dropd_last_success_timestamp_seconds", feed="students") > time.time() - 60
+    assert value(text, "dropd_runs_queued") == 0 and value(text, "dropd_mail_outbox") == 0
+    assert dropd.find("server.listening", protocol="metrics")
