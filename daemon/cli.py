@@ -90,8 +90,20 @@ def _load_config(args):
 
 
 def _load(args, read_only: bool = True):
-    """The config and the store; read-only commands never wait for the daemon or migrate."""
-    config = _load_config(args)
+    """The config and the store; read-only commands never wait for the daemon or migrate, and
+    still answer when a partner file they do not need is broken (with a warning)."""
+    if read_only:
+        try:
+            config = load_config(args.config, skip_broken_partners=True)
+        except ConfigInvalid as invalid:
+            raise SystemExit("\n".join(map(str, invalid.errors))) from None
+        for error in config.skipped:
+            print(
+                f"dropd: warning: {error} (that partner file is left out; `dropd check-config` lists every error)",
+                file=sys.stderr,
+            )
+    else:
+        config = _load_config(args)
     try:
         return config, open_store(config, read_only=read_only)
     except NoStoreYet:

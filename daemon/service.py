@@ -266,8 +266,8 @@ class Daemon:
         self.arrivals.quiet_period = new.daemon.quiet_period
         self.arrivals.rescan_every = new.daemon.rescan
         self.zone.reconfigure(new.security, Gatekeeper(new.partners, self.bans, self.verifier))
-        self.config = new
-        log.info("config.reloaded", partners=len(new.partners))
+        old, self.config = self.config, new
+        log.info("config.reloaded", partners=len(new.partners), **config_changes(old, new))
         self.notifier.ready(self.status_text())
         return True
 
@@ -305,6 +305,29 @@ class Daemon:
     def stop_servers(self) -> None:
         for server in self.servers:
             server.stop()
+
+
+def config_changes(old: Config, new: Config) -> dict:
+    """Which partners and feeds a reload added, removed or changed (for `config.reloaded`)."""
+
+    def diff(before: dict, after: dict, same) -> dict:
+        return {
+            "added": sorted(set(after) - set(before)),
+            "removed": sorted(set(before) - set(after)),
+            "changed": sorted(name for name in set(before) & set(after) if not same(before[name], after[name])),
+        }
+
+    def same_feed(a, b) -> bool:
+        return a == b and repr(a.options) == repr(b.options)
+
+    def same_partner(a, b) -> bool:
+        return a == b and all(same_feed(x, y) for x, y in zip(a.feeds, b.feeds, strict=False))
+
+    partners = diff(old.partners, new.partners, same_partner)
+    feeds = diff({f.name: f for _, f in old.feeds()}, {f.name: f for _, f in new.feeds()}, same_feed)
+    changes = {f"partners_{what}": names for what, names in partners.items() if names}
+    changes.update({f"feeds_{what}": names for what, names in feeds.items() if names})
+    return changes
 
 
 def _drain(descriptor: int) -> set[int]:

@@ -110,6 +110,8 @@ class Config:
     alerts: AlertSettings
     metrics: MetricsSettings
     partners: dict[str, Partner]
+    skipped: tuple = ()
+    """With `skip_broken_partners`: the errors of partner files that were left out."""
 
     def feeds(self):
         """Every (partner, feed) pair, in partner-name order."""
@@ -284,8 +286,11 @@ def _read_security(table: v.TableReader) -> SecuritySettings:
     return settings
 
 
-def load_config(file: str | Path) -> Config:
-    """Read and validate the whole configuration; raise ConfigInvalid with every error."""
+def load_config(file: str | Path, skip_broken_partners: bool = False) -> Config:
+    """Read and validate the whole configuration; raise ConfigInvalid with every error.
+
+    `skip_broken_partners` (read-only commands) leaves out partner files with errors and
+    lists their errors in `Config.skipped` instead, as long as dropd.toml itself is good."""
     file = Path(file).resolve()
     base = file.parent
     errors: list[v.ConfigError] = []
@@ -317,6 +322,7 @@ def load_config(file: str | Path) -> Config:
         errors.append(v.ConfigError(str(file), "ftp.listen", "is the same address as sftp.listen"))
 
     partners_dir = daemon_values.get("partners_dir")
+    main_errors = len(errors)
     partners = _read_partners(errors, partners_dir) if partners_dir else {}
     if smtp is None:
         errors += [
@@ -329,9 +335,15 @@ def load_config(file: str | Path) -> Config:
             for feed in partner.feeds
             if feed.notify
         ]
+    skipped = ()
+    if skip_broken_partners and main_errors == 0 and len(errors) > 0:
+        skipped = tuple(errors)
+        broken = {Path(error.file) for error in errors}
+        partners = {name: partner for name, partner in partners.items() if partner.source not in broken}
+        errors = []
     if errors:
         raise ConfigInvalid(errors)
-    return Config(file, daemon, sftp, ftp, smtp, security, alerts, metrics, partners)
+    return Config(file, daemon, sftp, ftp, smtp, security, alerts, metrics, partners, skipped)
 
 
 def _read_partners(errors: list, partners_dir: Path) -> dict[str, Partner]:

@@ -53,7 +53,7 @@ def run_export(
     work = ctx.config.daemon.state_dir / "exports"
     work.mkdir(parents=True, exist_ok=True)
     local = work / f"{feed.name}-{started:%Y%m%dT%H%M%S%f}.csv"
-    recorder.start(name, None)
+    recorder.start(None, None)  # the file is named in the record once it exists
     bound = bound.bind(run_id=recorder.run_id)
     try:
         with ctx.store.transaction(label=feed.name) as tx:
@@ -65,7 +65,7 @@ def run_export(
         if rows == 0:
             reason = "no-rows: nothing to export" + (" since the last delivered export" if kind.watermarked else "")
             with ctx.store.transaction(label=feed.name) as tx:
-                recorder.finish(tx, "skipped", reason, 0, 0, 0)
+                recorder.finish(tx, "skipped", reason)
             bound.info("run.finished", status="skipped", reason="no-rows")
             return recorder.done()
         files = [(local, name)]
@@ -90,6 +90,7 @@ def run_export(
     with ctx.store.transaction(label=feed.name) as tx:
         if kind.watermarked and upto is not None:
             tx.watermarks.advance(feed.name, upto, recorder.run_id)
+        tx.runs.name_file(recorder.run_id, name, sha256, size)
         recorder.finish(
             tx, "success", None, rows, rows, 0, {"destination": destination.where, "bytes": size, "sha256": sha256}
         )

@@ -319,6 +319,10 @@ class Runs(_Repository):
              utc_stamp(), run_id),
         )  # fmt: skip
 
+    def name_file(self, run_id: int, file: str, sha256: str | None, size: int | None) -> None:
+        """The file a run made (an export), once it exists."""
+        self._db.execute("UPDATE runs SET file = ?, sha256 = ?, size = ? WHERE id = ?", (file, sha256, size, run_id))
+
     def add_errors(self, run_id: int, errors: list[tuple]) -> None:
         """(row number, code, failure type, message) of rejected or partly applied rows."""
         self._db.executemany(

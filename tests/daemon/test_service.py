@@ -28,7 +28,9 @@ def test_sighup_adds_a_partner_and_changes_a_password_without_dropping_sessions(
         )
         dropd.add_partner("eastgate")
         dropd.signal(signal.SIGHUP)
-        dropd.wait_for("config.reloaded", partners=2)
+        [reloaded] = dropd.wait_for("config.reloaded", partners=2)
+        assert reloaded["partners_added"] == ["eastgate"] and reloaded["partners_changed"] == ["northfield"]
+        assert "partners_removed" not in reloaded and "feeds_added" not in reloaded
         # The connected session carries on.
         sftp.putfo(io.BytesIO(b"after"), "/after.csv")
         assert sorted(sftp.listdir("/")) == ["after.csv", "before.csv"]
@@ -191,3 +193,16 @@ def test_dropd_status_says_what_the_daemon_is_doing(dropd):
     dropd.stop()
     stopped = dropd.cli("status", check=False)
     assert stopped.returncode == 1 and "dropd is not running" in stopped.stderr
+
+
+def test_read_only_commands_answer_when_an_unrelated_partner_file_is_broken(dropd):
+    dropd.add_feed_partner("northfield", [students_feed(schedule=[])])
+    dropd.add_partner("eastgate")
+    dropd.start()
+    (dropd.partners_dir / "eastgate.toml").write_text("[partner\n")
+    runs = dropd.cli("runs")
+    assert runs.returncode == 0 and "no runs" in runs.stdout
+    assert "eastgate.toml" in runs.stderr and "warning" in runs.stderr and "left out" in runs.stderr
+    contacts = dropd.cli("contacts", "--partner", "northfield")
+    assert contacts.returncode == 0 and "0 contacts" in contacts.stdout
+    assert dropd.cli("check-config", check=False).returncode == 1
