@@ -87,3 +87,52 @@ def test_phones_are_normalised_to_e164_or_refused():
     assert phone_to_e164("020 7946 0958", "GB") == "+442079460958"
     for bad in ("123", "555-0143", "+1 000 000 0000", "phone", ""):
         assert phone_to_e164(bad, "US") is None
+
+
+# Phones: the NANP fast path gives exactly the library parser's answer.
+digits = st.text(alphabet="0123456789", min_size=1, max_size=4)
+separator = st.sampled_from(["", " ", "-", ".", "  ", " - "])
+regions = st.sampled_from(["US", "CA", "PR", "JM", "BS", "GB", "FR", "DE", "IN", "AU", "MX", "BR", "JP", "ZZ", "001"])
+nanp_like = st.builds(
+    lambda prefix, area, sep1, exchange, sep2, line, brackets, pad: (
+        f"{pad}{prefix}{'(' + area + ')' if brackets else area}{sep1}{exchange}{sep2}{line}{pad}"
+    ),
+    st.sampled_from(["", "1", "1 ", "1-", "+1", "+1 ", "+1-", "+ 1", "+44 ", "0", "01"]),
+    st.text(alphabet="0123456789", min_size=3, max_size=3),
+    separator,
+    st.text(alphabet="0123456789", min_size=3, max_size=3),
+    separator,
+    st.text(alphabet="0123456789", min_size=4, max_size=4),
+    st.booleans(),
+    st.sampled_from(["", " "]),
+)
+phone = st.one_of(
+    nanp_like, st.builds(lambda parts: " ".join(parts), st.lists(digits, max_size=5)), st.text(max_size=16)
+)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(phone, regions)
+def test_generated_phone_numbers_match_the_library(value, region):
+    from handlers.validation import _library_e164
+
+    assert phone_to_e164(value, region) == _library_e164(value, region)
+
+
+def test_the_librarys_own_example_numbers_match():
+    import phonenumbers
+
+    from handlers.validation import _library_e164
+
+    checked = 0
+    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
+        for kind in (phonenumbers.PhoneNumberType.FIXED_LINE, phonenumbers.PhoneNumberType.MOBILE):
+            example = phonenumbers.example_number_for_type(region, kind)
+            if example is None:
+                continue
+            for fmt in (phonenumbers.PhoneNumberFormat.NATIONAL, phonenumbers.PhoneNumberFormat.INTERNATIONAL):
+                written = phonenumbers.format_number(example, fmt)
+                for guess in ("US", region):
+                    assert phone_to_e164(written, guess) == _library_e164(written, guess), (written, guess)
+                    checked += 1
+    assert checked > 1000
