@@ -234,10 +234,11 @@ def locate(header: list[str], columns: list[Column]) -> dict[str, int | None]:
     return {column.key: positions.get(column.header) for column in columns}
 
 
-class ImportKind(ABC):
+class _Kind(ABC):
+    """What both directions share: the feed a kind works for."""
+
     kind: str
     """The name feeds use in `kind = "..."`."""
-    direction = "import"
 
     def __init__(self, feed: FeedSetup):
         self.partner = feed.partner
@@ -249,16 +250,20 @@ class ImportKind(ABC):
     @abstractmethod
     def read_options(reader) -> object: ...
 
+
+class ImportKind(_Kind):
+    direction = "import"
+
     @abstractmethod
     def columns(self) -> list[Column]: ...
 
-    def begin(self, tx, header: list[str]) -> None:  # noqa: B027 (an optional hook)
+    def begin(self, tx, header: list[str]) -> None:
         """Before the first row."""
 
     @abstractmethod
     def apply(self, tx, row: Row) -> str: ...
 
-    def finish(self, tx, counts: ImportCounts) -> None:  # noqa: B027 (an optional hook)
+    def finish(self, tx, counts: ImportCounts) -> None:
         """After the last row."""
 
     def run(self, tx, rows, errors: RowErrors) -> ImportCounts:
@@ -289,27 +294,15 @@ class ImportKind(ABC):
         return counts
 
 
-class ExportKind(ABC):
-    kind: str
-    """The name feeds use in `kind = "..."`."""
+class ExportKind(_Kind):
     direction = "export"
     watermarked = False
     """True: each export holds the rows since the last delivered one; False: a full snapshot."""
 
-    def __init__(self, feed: FeedSetup):
-        self.partner = feed.partner
-        self.feed = feed.feed
-        self.options = feed.options
-        self.timezone = feed.timezone
-
-    @staticmethod
-    @abstractmethod
-    def read_options(reader) -> object: ...
-
     @abstractmethod
     def header(self) -> list[str]: ...
 
-    def settle(self, tx) -> None:  # noqa: B027 (an optional hook)
+    def settle(self, tx) -> None:
         """Before the snapshot."""
 
     def upto(self, tx) -> int | None:

@@ -8,40 +8,23 @@ their feeds are run again here, which imports the file still in its landing fold
 """
 
 import datetime
-import threading
 
 import structlog
 
 from daemon.clock import utc_now, utc_stamp
+from daemon.periodic import Periodic
 
 log = structlog.get_logger("dropd.leases")
 
 
-class LeaseKeeper:
+class LeaseKeeper(Periodic):
     def __init__(self, store, instance: str, lease: float, request):
         """`request(feed, trigger)` asks for a run of a feed (the feed runner's)."""
+        super().__init__("leases", lambda: lease / 3, self.beat, "leases.heartbeat_failed")
         self.store = store
         self.instance = instance
         self.lease = lease
         self._request = request
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="leases", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.lease / 3):
-            try:
-                self.beat()
-            except Exception:
-                log.exception("leases.heartbeat_failed")
 
     def beat(self) -> list[tuple[int, str, str]]:
         """Renew this instance's leases; take over the runs of instances whose leases expired."""

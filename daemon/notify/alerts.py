@@ -16,7 +16,6 @@ Which conditions are raised is kept in the store, so a restart neither repeats n
 import datetime
 import os
 import shutil
-import threading
 import time
 from dataclasses import dataclass
 
@@ -26,6 +25,7 @@ from cryptography import x509
 from daemon.clock import utc_now
 from daemon.feeds import landing
 from daemon.notify import smtp
+from daemon.periodic import Periodic
 
 log = structlog.get_logger("dropd.alerts")
 
@@ -131,33 +131,16 @@ def waiting_files(config, now: float) -> list[Condition]:
     return found
 
 
-class AlertMonitor:
+class AlertMonitor(Periodic):
     """Checks the conditions every `[alerts] interval`, raising and clearing them through
     `Alerts`, and queues the daily digest when it is due."""
 
     def __init__(self, daemon_core, alerts: "Alerts", digest):
         """`digest(tx, now)` queues the digest when it is due."""
+        super().__init__("alerts", lambda: daemon_core.config.alerts.interval, self.check, "alerts.check_failed")
         self.core = daemon_core
         self.alerts = alerts
         self._digest = digest
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="alerts", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.core.config.alerts.interval):
-            try:
-                self.check()
-            except Exception:
-                log.exception("alerts.check_failed")
 
     def check(self) -> None:
         config = self.core.config
