@@ -23,6 +23,10 @@ partial rows, the error file — is done here, the same way for every kind.
 `begin(tx, header)`
     Called once, inside the transaction, before the first row. Optional.
 
+`unchanged(text) -> bool`
+    Called with each well-formed record's raw text before `apply`: True counts it unchanged
+    and skips it (a re-import recognising records it applied before). Optional.
+
 `apply(tx, row) -> str`
     Applies one well-formed row through the store's repositories (`tx.contacts`, ...).
     Returns `CREATED`, `UPDATED` or `UNCHANGED` (the row counts as applied), or the name of
@@ -260,6 +264,11 @@ class ImportKind(_Kind):
     def begin(self, tx, header: list[str]) -> None:
         """Before the first row."""
 
+    def unchanged(self, text: str) -> bool:
+        """True for a record the kind knows from its raw text alone to be as last applied: it
+        is counted unchanged without being read into a row. Optional (never, by default)."""
+        return False
+
     @abstractmethod
     def apply(self, tx, row: Row) -> str: ...
 
@@ -279,6 +288,9 @@ class ImportKind(_Kind):
             if problem is not None:
                 errors.write(number, "malformed-row", COMPLETE, problem, values or [])
                 counts.rejected += 1
+                continue
+            if self.unchanged(text):
+                counts.unchanged += 1
                 continue
             row = Row(number, text, values, index, errors)
             try:

@@ -169,11 +169,15 @@ class ContactsImport(ImportKind):
         self._applied = DigestTable(len(self._previous) if self._previous else 0)
         self._changed = False
 
-    def apply(self, tx, row) -> str:
-        digest = self._record_digest(row.text)
+    def unchanged(self, text: str) -> bool:
+        self._digest = digest = self._record_digest(text)
         if self._previous is not None and digest in self._previous:
             self._applied.add(digest)
-            return UNCHANGED
+            return True
+        return False
+
+    def apply(self, tx, row) -> str:
+        digest = self._digest  # of this record, from `unchanged`
         outcome = self._apply_row(tx.contacts, row)
         if outcome != UNCHANGED:
             self._changed = True
