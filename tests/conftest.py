@@ -3,7 +3,7 @@
 import pytest
 
 from daemon.dropzone.passwords import hash_password
-from tests.helpers import PASSWORD, ClientKey, DropdProcess, PostgresServer
+from tests.helpers import PASSWORD, ClientKey, DropdProcess, InProcessFeeds, PostgresServer
 
 
 @pytest.fixture(scope="session")
@@ -29,3 +29,13 @@ def postgresql():
     server = PostgresServer()
     yield server
     server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def feeds_on_each_store(tmp_path, password_hash, request):
+    """The feed half in-process (`InProcessFeeds`), once on SQLite and once on PostgreSQL."""
+    feeds = InProcessFeeds(tmp_path, password_hash)
+    if request.param == "postgresql":
+        feeds.use_postgresql(request.getfixturevalue("postgresql"))
+    yield feeds
+    feeds.stop()

@@ -2,13 +2,7 @@
 
 import pytest
 
-from tests.helpers import InProcessFeeds
 
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def dropd(tmp_path, password_hash, request):
-    feeds = InProcessFeeds(tmp_path, password_hash)
-    if request.param == "postgresql":
-        feeds.use_postgresql(request.getfixturevalue("postgresql"))
-    yield feeds
-    feeds.stop()
+@pytest.fixture
+def dropd(feeds_on_each_store):
+    return feeds_on_each_store

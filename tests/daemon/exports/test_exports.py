@@ -12,20 +12,15 @@ import pytest
 from tests.helpers import (
     CONTACTS_HEADER,
     MESSAGES_HEADER,
-    InProcessFeeds,
     conversations_feed,
     messages_feed,
     students_feed,
 )
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def feeds(tmp_path, password_hash, request):
-    feeds = InProcessFeeds(tmp_path, password_hash)
-    if request.param == "postgresql":
-        feeds.use_postgresql(request.getfixturevalue("postgresql"))
-    yield feeds
-    feeds.stop()
+@pytest.fixture
+def feeds(feeds_on_each_store):
+    return feeds_on_each_store
 
 
 def start(feeds, *export_feeds):
