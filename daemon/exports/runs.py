@@ -98,20 +98,30 @@ def run_export(
     return recorder.done()
 
 
+class _HashingFile:
+    """A text sink for csv.writer that encodes, hashes and writes in one pass."""
+
+    def __init__(self, handle):
+        self._handle = handle
+        self.digest = hashlib.sha256()
+
+    def write(self, text: str) -> None:
+        data = text.encode("utf-8")
+        self.digest.update(data)
+        self._handle.write(data)
+
+
 def _write(path: Path, header: list[str], rows) -> tuple[int, int, str]:
     """The CSV (UTF-8, RFC 4180 quoting, spreadsheet-safe cells); returns rows, bytes, sha256."""
-    digest = hashlib.sha256()
     count = 0
-    with open(path, "w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle)
+    with open(path, "wb", buffering=1 << 20) as handle:
+        sink = _HashingFile(handle)
+        writer = csv.writer(sink)
         writer.writerow(header)
         for row in rows:
             writer.writerow(spreadsheet_row(row))
             count += 1
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return count, path.stat().st_size, digest.hexdigest()
+    return count, path.stat().st_size, sink.digest.hexdigest()
 
 
 def _deliver(destination, files, trigger: str, block_end, feed, bound, sleep) -> None:

@@ -123,7 +123,7 @@ def _import_landed(ctx, recorder: RunRecorder, partner, feed, landed: LandedFile
     store, path = ctx.store, landed.path
     facts = inspect_file(landed)
     previous = None
-    if not (force or recorder.dry):
+    if not (force or recorder.dry):  # a re-drop is told apart before parsing; the claim below settles races
         with store.reading() as tx:
             previous = tx.ledger.imported_by(feed.name, facts.sha256)
     if previous is not None:

@@ -7,7 +7,6 @@ store itself is down is sent directly.
 
 import datetime
 import hashlib
-import socket
 import zoneinfo
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -17,7 +16,7 @@ import structlog
 
 from daemon.clock import utc_now, utc_stamp
 from daemon.notify import recaps, smtp
-from daemon.notify.recaps import RecapSettings
+from daemon.notify.recaps import RecapSettings, host_name
 from daemon.notify.smtp import SmtpServer
 from daemon.store.records import RunRecord
 
@@ -75,7 +74,7 @@ class Mailer:
         config = self._config()
         if config.smtp is None or not config.smtp.admin:
             return
-        message_id = f"<dropd.{kind}.{hashlib.sha256(key.encode()).hexdigest()[:24]}@{_host()}>"
+        message_id = f"<dropd.{kind}.{hashlib.sha256(key.encode()).hexdigest()[:24]}@{host_name()}>"
         message = self._plain(config, subject, body, config.smtp.admin, message_id)
         tx.outbox.add(kind, message_id, None, config.smtp.admin, subject, message.as_bytes(policy=SMTP))
 
@@ -85,7 +84,7 @@ class Mailer:
         server = smtp_server(config.smtp)
         if server is None or not config.smtp.admin:
             return
-        message = self._plain(config, subject, body, config.smtp.admin, f"<dropd.{utc_stamp()}@{_host()}>")
+        message = self._plain(config, subject, body, config.smtp.admin, f"<dropd.{utc_stamp()}@{host_name()}>")
         client = smtp.connect(server)
         try:
             for address in config.smtp.admin:
@@ -96,10 +95,10 @@ class Mailer:
     def test_message(self, to: str) -> EmailMessage:
         config = self._config()
         body = (
-            f"This is a test message from dropd on {_host()}, sent by `dropd test-smtp` with the [smtp] settings "
+            f"This is a test message from dropd on {host_name()}, sent by `dropd test-smtp` with the [smtp] settings "
             f"of {config.file}.\nIf you can read it, run recaps and alerts will arrive too.\n"
         )
-        return self._plain(config, "[dropd] test message", body, (to,), f"<dropd.test.{utc_stamp()}@{_host()}>")
+        return self._plain(config, "[dropd] test message", body, (to,), f"<dropd.test.{utc_stamp()}@{host_name()}>")
 
     def queue_digest_if_due(self, tx, now: datetime.datetime) -> bool:
         """The daily digest to admin, once a day at or after `[smtp] digest_at` local time."""
@@ -157,7 +156,3 @@ def digest_body(runs: list[RunRecord], timezone: str) -> str:
             lines.append(f"  #{run.id:<6} {started}  {run.status:<8} {run.file or '-'}  {counts}{reason}".rstrip())
         lines.append("")
     return "\n".join(lines)
-
-
-def _host() -> str:
-    return socket.getfqdn() or "localhost"

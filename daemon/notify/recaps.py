@@ -9,6 +9,7 @@ file is on the server.
 """
 
 import datetime
+import functools
 import html
 import io
 import os
@@ -104,10 +105,17 @@ def compose(record: RunRecord, partner, feed, settings: RecapSettings) -> Recap 
     return Recap(message, recipients)
 
 
+@functools.cache
+def host_name() -> str:
+    """This host's name for Message-IDs, looked up once: a recap is composed inside its run's
+    transaction, where a slow name lookup must not be paid for every run."""
+    return socket.getfqdn() or "localhost"
+
+
 def message_id(record: RunRecord) -> str:
     """Derived from the run, so a copy sent twice (a reply lost after delivery) is recognisable."""
     feed = re.sub(r"[^A-Za-z0-9_-]", "-", record.feed)  # a msg-id allows few characters
-    return f"<dropd.run-{record.id}.{feed}@{socket.getfqdn() or 'localhost'}>"
+    return f"<dropd.run-{record.id}.{feed}@{host_name()}>"
 
 
 def subject(record: RunRecord) -> str:
