@@ -74,13 +74,13 @@ def read_destination(reader, config_dir: Path) -> Destination | None:
         timeout=table.take("timeout", o.duration, 30.0),
         retry=table.take("retry", o.duration, 30.0),
     )
-    if destination.password_file is None and destination.private_key_file is None:
+    if not (table.has("password_file") or table.has("private_key_file")):
         table.error("password_file", "a destination needs password_file or private_key_file")
-    if protocol == "ftps" and destination.private_key_file is not None:
+    if protocol == "ftps" and table.has("private_key_file"):
         table.error("private_key_file", "is for sftp; FTPS logs in with password_file")
     if protocol == "ftps" and table.has("host_key"):
         table.error("host_key", "is for sftp; FTPS verifies the server's certificate (ca_file)")
-    if protocol == "sftp" and destination.ca_file is not None:
+    if protocol == "sftp" and table.has("ca_file"):
         table.error("ca_file", "is for ftps; SFTP pins the server's host_key")
     table.finish()
     return destination

@@ -147,6 +147,42 @@ BROKEN = {
         },
         "p.toml: feed[f].notify: addresses are set but dropd.toml has no [smtp] section to send through",
     ),
+    "metrics bad listen": (
+        GOOD_MAIN + '[metrics]\nlisten = "everywhere"\n',
+        None,
+        "metrics.listen: 'everywhere' is not an address",
+    ),
+    "export without prefix": (
+        GOOD_MAIN,
+        {"p": GOOD_PARTNER + '[[feed]]\nname = "out"\nkind = "engagement_export"\n'},
+        "p.toml: feed[out].prefix: is required",
+    ),
+    "destination without credentials": (
+        GOOD_MAIN,
+        {
+            "p": GOOD_PARTNER
+            + '[[feed]]\nname = "out"\nkind = "conversations_export"\nprefix = "conv"\n[feed.destination]\nhost = "h"\nusername = "u"\ndirectory = "/in"\nhost_key = "SHA256:'
+            + "A" * 43
+            + '"\n'
+        },
+        "feed[out].destination.password_file: a destination needs password_file or private_key_file",
+    ),
+    "destination bad host key": (
+        GOOD_MAIN,
+        {
+            "p": GOOD_PARTNER
+            + '[[feed]]\nname = "out"\nkind = "conversations_export"\nprefix = "conv"\n[feed.destination]\nhost = "h"\nusername = "u"\ndirectory = "/in"\nhost_key = "md5:ab"\npassword_file = "dropd.toml"\n'
+        },
+        "feed[out].destination.host_key: 'md5:ab' is not a host key fingerprint",
+    ),
+    "ftps destination with a key": (
+        GOOD_MAIN,
+        {
+            "p": GOOD_PARTNER
+            + '[[feed]]\nname = "out"\nkind = "conversations_export"\nprefix = "conv"\n[feed.destination]\nprotocol = "ftps"\nhost = "h"\nusername = "u"\ndirectory = "/in"\nprivate_key_file = "../dropd.toml"\n'
+        },
+        "feed[out].destination.private_key_file: is for sftp",
+    ),
     "partner without credentials": (
         GOOD_MAIN,
         {"p": '[partner]\nname = "bare"\n'},
