@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from handlers import option_values as v
 from handlers.base import CREATED, UNCHANGED, Column, ImportKind
-from handlers.typed_values import TYPES, parse_date, parse_typed
+from handlers.typed_values import TYPES, date_text, parse_boolean, parse_date
 
 DEFAULT_MAPPING = {
     "cID": ("contact_id", "string"),
@@ -92,19 +92,39 @@ class ActivityImport(ImportKind):
         else:
             self._since = (datetime.datetime.now(datetime.UTC) - DEFAULT_LOOKBACK).isoformat()
         self._opted_out = 0
+        self._writes = tx.events.writes()
+        self._event_id_column = next(
+            source for source, (field, _) in self.options.mapping.items() if field == "event_id"
+        )
+        self._known: set[str] = set()
+        """Event ids stored before this batch (looked up in `prepare`) or added by it."""
+        typed = {"string": None, "boolean": parse_boolean, "date": lambda text: date_text(text, self.timezone)}
+        self._parsers = [(source, field, typed[kind]) for source, (field, kind) in self.options.mapping.items()]
+        """(column, field, parser or None for text) of each mapped column, in the mapping's order."""
+
+    def prepare(self, tx, rows) -> None:
+        """Which of the batch's event ids are stored already: one lookup for the batch."""
+        ids = [event_id for row in rows if (event_id := row.cell(self._event_id_column))]
+        self._known = tx.events.stored(self.partner, ids)
 
     def apply(self, tx, row) -> str:
         event = self._event(row)
         if event["time"] < self._since:
             return "too_old"
+        event_id = event["event_id"]
+        if event_id in self._known:
+            return UNCHANGED
+        self._known.add(event_id)
         action = event.get("action", "").lower() or None
         fields = {k: val for k, val in event.items() if k not in ("event_id", "contact_id", "action", "time")}
-        if not tx.events.add(self.partner, event["event_id"], event["contact_id"], action, event["time"], fields):
-            return UNCHANGED
+        self._writes.add(self.partner, event_id, event["contact_id"], action, event["time"], fields)
         if action == "opt-out":
             self._opted_out += tx.contacts.opt_out(self.partner, event["contact_id"])
             self._opted_out += tx.subscribers.opt_out(self.partner, event["contact_id"].lower())
         return CREATED
+
+    def flush(self, tx) -> None:
+        self._writes.flush()
 
     def finish(self, tx, counts) -> None:
         counts.extra.setdefault("too_old", 0)
@@ -114,14 +134,18 @@ class ActivityImport(ImportKind):
 
     def _event(self, row) -> dict:
         event = {}
-        for source, (field, kind) in self.options.mapping.items():
-            cell = row.cell(source)
+        cells = row.cells()
+        for source, field, parse in self._parsers:
+            cell = cells.get(source)
             if not cell:
                 if field in REQUIRED:
                     row.reject("missing-value", f"{field} is empty")
                 continue
+            if parse is None:
+                event[field] = cell
+                continue
             try:
-                event[field] = parse_typed(cell, kind, self.timezone)
+                event[field] = parse(cell)
             except ValueError as exc:
                 if field in ("event_id", "time"):
                     row.reject("invalid-attribute-data", f"{field}: {exc}")

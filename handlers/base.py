@@ -23,16 +23,27 @@ partial rows, the error file — is done here, the same way for every kind.
 `begin(tx, header)`
     Called once, inside the transaction, before the first row. Optional.
 
-`unchanged(text) -> bool`
-    Called with each well-formed record's raw text before `apply`: True counts it unchanged
-    and skips it (a re-import recognising records it applied before). Optional.
+Rows come in batches of up to `BATCH` records, so a kind can look up and write what a
+batch needs in a few statements instead of a few per row; the outcome is exactly that of
+applying the rows one by one in file order.
+
+`prepare(tx, rows)`
+    Called with each batch's well-formed rows, in file order, before any of them is applied:
+    the place for bulk lookups and for work that needs no store. Setting `row.unchanged =
+    True` counts a row unchanged without applying it (a re-import recognising records it
+    applied before); `row.memo` holds whatever the kind worked out for `apply`. Optional.
 
 `apply(tx, row) -> str`
-    Applies one well-formed row through the store's repositories (`tx.contacts`, ...).
-    Returns `CREATED`, `UPDATED` or `UNCHANGED` (the row counts as applied), or the name of
-    another counter (e.g. "too_old": counted, neither applied nor rejected). `row.reject(code,
-    message)` rejects the row (it raises); `row.partial(code, message)` reports a field that
-    was dropped while the row is applied (counted as `partial`).
+    Applies one well-formed row, in file order, through the store's repositories
+    (`tx.contacts`, ...), or queues its write for `flush`. It must see the effect of the rows
+    before it, including those of its own batch. Returns `CREATED`, `UPDATED` or `UNCHANGED`
+    (the row counts as applied), or the name of another counter (e.g. "too_old": counted,
+    neither applied nor rejected). `row.reject(code, message)` rejects the row (it raises);
+    `row.partial(code, message)` reports a field that was dropped while the row is applied
+    (counted as `partial`).
+
+`flush(tx)`
+    Called after each batch's last row: writes what `apply` queued. Optional.
 
 `finish(tx, counts)`
     Called once after the last row, inside the transaction: whole-file work (a full
@@ -66,6 +77,7 @@ An export kind is a class derived from `ExportKind`. The export run
 No rows is a `skipped` run and no file. Cells are made safe for spreadsheets by the run.
 """
 
+import itertools
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
@@ -165,16 +177,21 @@ class RowErrors:
 class Row:
     """One well-formed data row, as the kind sees it."""
 
-    __slots__ = ("number", "text", "values", "_index", "_errors", "partial_codes")
+    __slots__ = ("number", "text", "values", "_index", "_present", "_errors", "partial_codes", "unchanged", "memo")
 
-    def __init__(self, number: int, text: str, values: list[str], index: dict, errors: RowErrors):
+    def __init__(self, number: int, text: str, values: list[str], index: dict, errors: RowErrors, present=None):
         self.number = number
         self.text = text
         """The record's raw text, as in the file."""
         self.values = values
         self._index = index
+        self._present = present if present is not None else [(k, i) for k, i in index.items() if i is not None]
         self._errors = errors
         self.partial_codes: list[str] = []
+        self.unchanged = False
+        """Set by `prepare`: the row is known to be as last applied; it is counted, not applied."""
+        self.memo = None
+        """What the kind's `prepare` worked out for this row."""
 
     def has(self, key: str) -> bool:
         """True when the file has the column."""
@@ -185,12 +202,14 @@ class Row:
         index = self._index.get(key)
         return self.values[index].strip() if index is not None else None
 
+    def cells(self) -> dict[str, str]:
+        """Every column the file has, by the kind's name for it, stripped: `cell` for all at once."""
+        values = self.values
+        return {key: values[index].strip() for key, index in self._present}
+
     def change(self, key: str):
         """What the cell asks for: `KEEP` (empty, or no column), None (`UNSET`: clear it), or the value."""
-        cell = self.cell(key)
-        if not cell:
-            return KEEP
-        return None if cell == UNSET else cell
+        return change_of(self.cell(key))
 
     def reject(self, code: str, message: str):
         raise RowRejected(code, message)
@@ -198,6 +217,13 @@ class Row:
     def partial(self, code: str, message: str) -> None:
         self.partial_codes.append(code)
         self._errors.write(self.number, code, PARTIAL, message, self.values)
+
+
+def change_of(cell: str | None):
+    """What a cell asks for: `KEEP` (empty, or None for no column), None (`UNSET`), or the value."""
+    if not cell:
+        return KEEP
+    return None if cell == UNSET else cell
 
 
 def column_mapping(value, fields: tuple, required: tuple) -> dict:
@@ -264,13 +290,14 @@ class ImportKind(_Kind):
     def begin(self, tx, header: list[str]) -> None:
         """Before the first row."""
 
-    def unchanged(self, text: str) -> bool:
-        """True for a record the kind knows from its raw text alone to be as last applied: it
-        is counted unchanged without being read into a row. Optional (never, by default)."""
-        return False
+    def prepare(self, tx, rows: list[Row]) -> None:
+        """Before a batch's rows are applied."""
 
     @abstractmethod
     def apply(self, tx, row: Row) -> str: ...
+
+    def flush(self, tx) -> None:
+        """After a batch's last row."""
 
     def finish(self, tx, counts: ImportCounts) -> None:
         """After the last row."""
@@ -281,29 +308,49 @@ class ImportKind(_Kind):
         self.begin(tx, rows.header)
         counts = ImportCounts()
         width = len(rows.header)
-        for number, text, values, problem in rows:
-            counts.rows += 1
-            if problem is None and len(values) != width:
-                problem = f"the row has {len(values)} cells but the header has {width}"
-            if problem is not None:
-                errors.write(number, "malformed-row", COMPLETE, problem, values or [])
-                counts.rejected += 1
-                continue
-            if self.unchanged(text):
-                counts.unchanged += 1
-                continue
-            row = Row(number, text, values, index, errors)
-            try:
-                outcome = self.apply(tx, row)
-            except RowRejected as rejected:
-                errors.write(number, rejected.code, COMPLETE, rejected.message, values)
-                counts.rejected += 1
-                continue
-            counts.count(outcome)
-            if row.partial_codes and outcome in (CREATED, UPDATED, UNCHANGED):
-                counts.partial += 1
+        present = [(key, position) for key, position in index.items() if position is not None]
+        records = iter(rows)
+        while batch := list(itertools.islice(records, BATCH)):
+            # Malformed records are told apart first; the rest is prepared as one batch, and
+            # then every record is counted, reported or applied in file order.
+            entries, good = [], []
+            for number, text, values, problem in batch:
+                if problem is None and len(values) != width:
+                    problem = f"the row has {len(values)} cells but the header has {width}"
+                if problem is None:
+                    row = Row(number, text, values, index, errors, present)
+                    good.append(row)
+                    entries.append(row)
+                else:
+                    entries.append((number, values, problem))
+            self.prepare(tx, good)
+            for entry in entries:
+                counts.rows += 1
+                if entry.__class__ is tuple:
+                    number, values, problem = entry
+                    errors.write(number, "malformed-row", COMPLETE, problem, values or [])
+                    counts.rejected += 1
+                    continue
+                if entry.unchanged:
+                    counts.unchanged += 1
+                    continue
+                try:
+                    outcome = self.apply(tx, entry)
+                except RowRejected as rejected:
+                    errors.write(entry.number, rejected.code, COMPLETE, rejected.message, entry.values)
+                    counts.rejected += 1
+                    continue
+                counts.count(outcome)
+                if entry.partial_codes and outcome in (CREATED, UPDATED, UNCHANGED):
+                    counts.partial += 1
+            self.flush(tx)
         self.finish(tx, counts)
         return counts
+
+
+BATCH = 2000
+"""Records per batch: large enough that a lookup per batch costs little per row, small enough
+that a batch's rows stay a few MiB whatever the file's size."""
 
 
 class ExportKind(_Kind):

@@ -5,9 +5,14 @@ new contact. A row whose phone or contact ID belongs to a different contact than
 matched is rejected (`duplicate-contact`); a match whose CRM ID differs from the row's is
 rejected (`phone-match-found-but-crmId-mismatch`, `contactId-match-found-but-crmId-mismatch`).
 
+Rows come in batches (`handlers/base.py`): `prepare` looks up the contacts a batch names in
+three statements and `apply` matches each row in file order against `ContactView`, which sees
+what the batch's earlier rows did; the batch's writes go to the store at its end.
+
 Two shortcuts keep re-imports cheap, both exact:
-- a record whose raw text the feed's previous import applied cleanly, when no run has
-  changed the partner's contacts since, is unchanged: it is not even parsed;
+- a record whose cells the feed's last import left on a contact (the digest set of
+  `daemon/store/row_digests.py`), when no run has changed the partner's contacts since, is
+  unchanged without a lookup, unless an earlier row of this file rewrote that contact;
 - otherwise, a row whose contact still carries the hash of the same mapped cells is
   unchanged and skips validation and matching.
 Rows with partial errors are in neither, so their errors are reported again each time.
@@ -19,7 +24,7 @@ from dataclasses import dataclass
 
 import phonenumbers
 
-from daemon.store.row_digests import DigestTable
+from daemon.store.row_digests import DigestLog, digest_of
 from handlers import option_values as v
 from handlers.base import (
     CREATED,
@@ -29,8 +34,10 @@ from handlers.base import (
     Column,
     FeedSetup,
     ImportKind,
+    change_of,
     column_mapping,
 )
+from handlers.contact_view import ContactView
 from handlers.validation import normalized_email, phone_to_e164
 
 FIELDS = ("contact_id", "first_name", "last_name", "mobile_number", "email", "staff_id", "crm_id")
@@ -122,6 +129,32 @@ def _fingerprint(partner: str, options: ContactsOptions) -> bytes:
     return json.dumps(described, sort_keys=True).encode()
 
 
+class _RowFacts:
+    """What `prepare` works out for a row the feed's last import did not leave in the store: its
+    source hash and (`read`, `validate`) its cells, CRM ID and phone."""
+
+    __slots__ = ("source_hash", "cells", "contact_id", "validated", "crm_id", "phone")
+
+    def __init__(self, source_hash: bytes):
+        self.source_hash = source_hash
+        self.cells = None
+        self.validated = False
+
+    def read(self, row) -> None:
+        if self.cells is None:
+            self.cells = row.cells()
+            self.contact_id = self.cells["contact_id"]
+
+    def validate(self, region: str) -> None:
+        if self.validated:
+            return
+        crm_id = change_of(self.cells.get("crm_id"))
+        self.crm_id = None if crm_id is KEEP else crm_id
+        raw_phone = self.cells["mobile_number"]
+        self.phone = phone_to_e164(raw_phone, region) if raw_phone else None
+        self.validated = True
+
+
 class ContactsImport(ImportKind):
     kind = "contacts"
 
@@ -166,67 +199,102 @@ class ContactsImport(ImportKind):
             self.fingerprint + "\x1f".join(header).encode("utf-8", "surrogatepass")
         ).digest()
         self._previous = tx.row_digests.previous(self.feed, self.partner, tx.contacts.version(self.partner))
-        self._applied = DigestTable(len(self._previous) if self._previous else 0)
+        self._digests = DigestLog(self._previous)
         self._changed = False
+        self._writes = tx.contacts.writes()
+        self._view = ContactView(tx.contacts, self._writes, self.partner)
 
-    def unchanged(self, text: str) -> bool:
-        self._digest = digest = self._record_digest(text)
-        if self._previous is not None and digest in self._previous:
-            self._applied.add(digest)
-            return True
-        return False
+    def prepare(self, tx, rows) -> None:
+        """Recognise the records the feed's last import left in the store; look up the contacts
+        the others name, by contact ID first, then by CRM ID and phone for the rows whose stored
+        contact does not already carry the same cells."""
+        hashes = [self._source_hash(row.values) for row in rows]
+        digests = [digest_of(source_hash) for source_hash in hashes]
+        known = self._previous.lookup(digests) if self._previous else [None] * len(rows)
+        pending = []
+        for row, source_hash, digest, found in zip(rows, hashes, digests, known, strict=True):
+            if found is not None:
+                row.memo = digest  # `apply` checks that no earlier row rewrote its contact
+                continue
+            row.memo = facts = _RowFacts(source_hash)
+            facts.read(row)
+            pending.append(facts)
+        view = self._view
+        view.load("contact_id", [facts.contact_id for facts in pending if facts.contact_id])
+        crm_ids, phones = [], []
+        for facts in pending:
+            stored = view.get("contact_id", facts.contact_id) if facts.contact_id else None
+            if stored is not None and stored.source_hash == facts.source_hash:
+                continue  # most likely unchanged: `apply` decides, and validates only if not
+            facts.validate(self.options.phone_region)
+            if facts.crm_id:
+                crm_ids.append(facts.crm_id)
+            if facts.phone:
+                phones.append(facts.phone)
+        view.load("crm_id", crm_ids)
+        view.load("mobile_number", phones)
+        # A row of this batch can only rewrite a contact looked up above (or one it creates), so
+        # a known record whose contact is none of those is unchanged whatever comes before it.
+        risky = {digest_of(source_hash) for source_hash in view.stored_hashes()}
+        digests = self._digests
+        for row in rows:
+            memo = row.memo
+            if memo.__class__ is int and memo not in risky and not digests.dropped(memo):
+                row.unchanged = True
 
     def apply(self, tx, row) -> str:
-        digest = self._digest  # of this record, from `unchanged`
-        outcome = self._apply_row(tx.contacts, row)
+        outcome = self._apply_row(self._view, row)
         if outcome != UNCHANGED:
             self._changed = True
-        if not row.partial_codes:
-            self._applied.add(digest)
         return outcome
+
+    def flush(self, tx) -> None:
+        self._view.clear()  # writes the batch
 
     def finish(self, tx, counts) -> None:
         version = tx.contacts.changed(self.partner) if self._changed else tx.contacts.version(self.partner)
-        tx.row_digests.save(self.feed, self.partner, version, self._applied)
-
-    def _record_digest(self, text: str) -> int:
-        digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8, key=self._digest_key)
-        return int.from_bytes(digest.digest(), "little")
+        tx.row_digests.save(self.feed, self.partner, version, self._digests.result())
 
     def _source_hash(self, values) -> bytes:
         cells = "\x1f".join(values).encode("utf-8", "surrogatepass")
         return hashlib.blake2b(cells, digest_size=16, key=self._digest_key).digest()
 
-    def _apply_row(self, contacts, row) -> str:
+    def _apply_row(self, view, row) -> str:
         """Match the row to a contact (or none), check it, and create or update the contact."""
-        contact_id = row.cell("contact_id")
-        source_hash = self._source_hash(row.values)
+        facts = row.memo
+        if facts.__class__ is int:  # a record the feed's last import left in the store
+            if not self._digests.dropped(facts):
+                return UNCHANGED  # ... and no earlier row of this file rewrote its contact
+            facts = row.memo = _RowFacts(self._source_hash(row.values))
+        facts.read(row)
+        contact_id, source_hash = facts.contact_id, facts.source_hash
         by_contact_id = None
         if contact_id:
-            by_contact_id = contacts.by_contact_id(self.partner, contact_id)
+            by_contact_id = view.get("contact_id", contact_id)
             if by_contact_id is not None and by_contact_id.source_hash == source_hash:
+                self._digests.keep(digest_of(source_hash))
                 return UNCHANGED
+        cells = facts.cells
         for name in REQUIRED:
-            if row.change(name) in (KEEP, None):
+            if change_of(cells[name]) in (KEEP, None):
                 row.reject("missing-value", f"{name} ({self.options.columns[name]!r}) is empty")
 
-        crm_id = row.change("crm_id")
-        crm_id = None if crm_id is KEEP else crm_id
-        raw_phone = row.cell("mobile_number")
-        phone = phone_to_e164(raw_phone, self.options.phone_region)
-        target = self._match(contacts, row, contact_id, crm_id, phone, by_contact_id)
+        facts.validate(self.options.phone_region)
+        crm_id, phone = facts.crm_id, facts.phone
+        target = self._match(view, row, contact_id, crm_id, phone, by_contact_id)
 
         changes = {"contact_id": contact_id, "source_hash": source_hash}
-        for name in ("first_name", "last_name"):
-            changes[name] = row.cell(name)
+        changes["first_name"] = cells["first_name"]
+        changes["last_name"] = cells["last_name"]
         if phone is None:
+            raw_phone = cells["mobile_number"]
             if target is None:
                 row.reject("invalid-phone", f"{raw_phone!r} is not a valid mobile number")
             row.partial("invalid-phone", f"{raw_phone!r} is not a valid mobile number; the stored number is kept")
         else:
             changes["mobile_number"] = phone
         for name in ("crm_id", "email", "staff_id"):
-            value = row.change(name)
+            value = change_of(cells.get(name))
             if value is KEEP:
                 continue
             if name == "email" and value is not None:
@@ -236,28 +304,32 @@ class ContactsImport(ImportKind):
                     continue
                 value = email
             changes[name] = value
-        opted_out = self._opt_out(row, target is None)
+        opted_out = self._opt_out(row, cells, target is None)
         if opted_out is not None:
             changes["opted_out"] = opted_out
         custom = dict(target.custom) if target is not None else {}
-        custom_changed = self._custom(row, custom)
+        custom_changed = self._custom(row, cells, custom)
         if row.partial_codes:
             # Re-validate next time, so its problems are reported again until the row is fixed.
             changes["source_hash"] = None
+        if target is not None and target.source_hash is not None:
+            self._digests.drop(digest_of(target.source_hash))
+        if changes["source_hash"] is not None:
+            self._digests.keep(digest_of(source_hash))
         if target is None:
-            contacts.create(self.partner, changes, custom)
+            view.create(changes, custom)
             return CREATED
-        contacts.update(target.key, changes, custom if custom_changed else None)
+        view.update(target, changes, custom if custom_changed else None)
         return UPDATED
 
-    def _match(self, contacts, row, contact_id, crm_id, phone, by_contact_id):
+    def _match(self, view, row, contact_id, crm_id, phone, by_contact_id):
         """The stored contact this row is about (None: a new one), or the row is rejected."""
-        by_crm = contacts.by_crm_id(self.partner, crm_id) if crm_id else None
-        by_phone = contacts.by_phone(self.partner, phone) if phone else None
+        by_crm = view.get("crm_id", crm_id) if crm_id else None
+        by_phone = view.get("mobile_number", phone) if phone else None
         target = None
         if by_crm is not None:
             target = by_crm
-            if by_phone is not None and by_phone.key != target.key:
+            if by_phone is not None and by_phone is not target:
                 row.reject("duplicate-contact", f"mobile number {phone} belongs to contact {by_phone.contact_id}")
         elif by_phone is not None:
             if crm_id and by_phone.crm_id and by_phone.crm_id != crm_id:
@@ -275,16 +347,16 @@ class ContactsImport(ImportKind):
                     f"contact {contact_id} has CRM ID {by_contact_id.crm_id}, not {crm_id}",
                 )
             target = by_contact_id
-        if target is not None and by_contact_id is not None and by_contact_id.key != target.key:
+        if target is not None and by_contact_id is not None and by_contact_id is not target:
             row.reject("duplicate-contact", f"contact ID {contact_id} belongs to another contact")
         return target
 
-    def _opt_out(self, row, is_new: bool) -> bool | None:
+    def _opt_out(self, row, cells: dict, is_new: bool) -> bool | None:
         """The opt-out status to store, or None to leave it as it is."""
         rule = self.options.opt_out
-        if rule is None or not row.has("opt_out"):
+        if rule is None or "opt_out" not in cells:
             return None
-        cell = row.cell("opt_out").lower()
+        cell = cells["opt_out"].lower()
         if not cell:
             if rule.empty == "keep":
                 return None if not is_new else False
@@ -295,15 +367,15 @@ class ContactsImport(ImportKind):
             return False
         row.partial(
             "invalid-messaging-status",
-            f"{row.cell('opt_out')!r} in {rule.column!r} is neither an opted-in nor an opted-out value",
+            f"{cells['opt_out']!r} in {rule.column!r} is neither an opted-in nor an opted-out value",
         )
         return None
 
-    def _custom(self, row, custom: dict) -> bool:
+    def _custom(self, row, cells: dict, custom: dict) -> bool:
         changed = False
         too_long = []
         for field in self.options.custom:
-            value = row.change(f"custom:{field.field}")
+            value = change_of(cells.get(f"custom:{field.field}"))
             if value is KEEP:
                 continue
             if value is None:

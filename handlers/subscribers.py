@@ -6,9 +6,14 @@ A full replacement that would remove more than `max_removal` of the current list
 (`mass-removal`): an incomplete file must never empty a newsletter list.
 """
 
-import secrets
+import hashlib
+import json
+from array import array
 from dataclasses import dataclass
 
+import numpy as np
+
+from daemon.store.row_digests import DigestLog, digest_of
 from handlers import option_values as v
 from handlers.base import (
     CREATED,
@@ -18,6 +23,7 @@ from handlers.base import (
     Column,
     FileRejected,
     ImportKind,
+    change_of,
     column_mapping,
 )
 from handlers.validation import normalized_email
@@ -55,44 +61,160 @@ class SubscribersImport(ImportKind):
         return [Column(name, header, required=name == "email") for name, header in self.options.columns.items()]
 
     def begin(self, tx, header: list[str]) -> None:
-        self._stamp = secrets.randbits(62)
-        """Marks every subscriber this file lists, so a full replacement finds the absent ones."""
-        self._active_before = tx.subscribers.active_count(self.partner)
+        self._writes = tx.subscribers.writes()
+        self._batch: dict[str, _Subscriber | None] = {}
+        """email key -> the subscriber as this batch's earlier rows left it (None: there is none)."""
+        self._full = self.options.mode == "full_replace"
+        if self._full:
+            # Who was on the list before the file, and whom the file names: the absent are the rest.
+            self._active = np.sort(np.fromiter(tx.subscribers.active_keys(self.partner), dtype=np.int64))
+            self._listed = array("q")
+        # The same cells under another header or mapping mean something else: both key the digests.
+        described = json.dumps([self.kind, self.partner, sorted(self.options.columns.items()), header])
+        self._digest_key = hashlib.blake2b(described.encode("utf-8", "surrogatepass")).digest()
+        self._previous = tx.row_digests.previous(self.feed, self.partner, tx.subscribers.version(self.partner))
+        self._digests = DigestLog(self._previous, one_per_value=True)
+        self._created: list[tuple[int, str]] = []
+        """(digest, email key) of subscribers created in this batch: their keys come with `flush`."""
+        self._rewritten: set[int] = set()
+        self._changed = False
+
+    def prepare(self, tx, rows) -> None:
+        """Recognise the records the feed's last import left in the store; check the others'
+        emails and look up their subscribers in one go."""
+        digests = [self._digest(row.values) for row in rows]
+        known = self._previous.lookup(digests) if self._previous else [None] * len(rows)
+        wanted = []
+        for row, digest, key in zip(rows, digests, known, strict=True):
+            row.memo = facts = _RowFacts(digest, key)
+            if key is None:
+                facts.read(row)
+                if facts.email is not None:
+                    wanted.append(facts.email.lower())
+        self._load(tx, wanted)
+
+    def _load(self, tx, email_keys) -> None:
+        batch = self._batch
+        wanted = [key for key in dict.fromkeys(email_keys) if key not in batch]
+        for key in wanted:
+            batch[key] = None
+        for stored in tx.subscribers.find(self.partner, wanted):
+            batch[stored.email_key] = _Subscriber(
+                stored.key, stored.first_name, stored.last_name, stored.segment_code, stored.removed
+            )
 
     def apply(self, tx, row) -> str:
-        raw_email = row.change("email")
+        facts = row.memo
+        if facts.known is not None and facts.known not in self._rewritten:
+            # Still as the feed's last import left it: no earlier row of this file rewrote it.
+            self._listed_key(facts.known)
+            return UNCHANGED
+        facts.read(row)
+        cells, raw_email, email = facts.cells, facts.raw_email, facts.email
         if raw_email in (KEEP, None):
             row.reject("missing-value", f"email ({self.options.columns['email']!r}) is empty")
-        email = normalized_email(raw_email)
         if email is None:
             row.reject("invalid-email", f"{raw_email!r} is not a valid email address")
         key = email.lower()
         changes = {}
         for name in ("first_name", "last_name", "segment_code"):
-            value = row.change(name)
+            value = change_of(cells.get(name))
             if value is not KEEP:
                 changes[name] = value
-        existing = tx.subscribers.find(self.partner, key)
+        if key not in self._batch:
+            self._flush_writes()
+            self._load(tx, [key])
+        existing = self._batch[key]
         if existing is None:
-            tx.subscribers.create(self.partner, key, email, changes, self._stamp)
+            self._writes.create(self.partner, key, email, changes)
+            self._batch[key] = _Subscriber(
+                None, changes.get("first_name"), changes.get("last_name"), changes.get("segment_code"), False
+            )
+            self._created.append((facts.digest, key))
+            self._changed = True
             return CREATED
+        self._listed_key(existing.key)
         changed = {name: value for name, value in changes.items() if getattr(existing, name) != value}
         if not changed and not existing.removed:
-            tx.subscribers.seen(existing.key, self._stamp)
+            self._remember(facts.digest, existing.key, key)
             return UNCHANGED
-        tx.subscribers.update(existing.key, {**changed, "email": email}, self._stamp, restore=existing.removed)
+        self._writes.update(self.partner, key, {**changed, "email": email}, restore=existing.removed)
+        for name, value in changed.items():
+            setattr(existing, name, value)
+        existing.removed = False
+        if existing.key is not None:
+            self._rewritten.add(existing.key)
+        self._remember(facts.digest, existing.key, key)
+        self._changed = True
         return UPDATED
 
+    def _listed_key(self, key: int | None) -> None:
+        if self._full and key is not None:
+            self._listed.append(key)
+
+    def _remember(self, digest: int, key: int | None, email_key: str) -> None:
+        """The row's digest is now what its subscriber was last written from."""
+        if key is None:
+            self._created.append((digest, email_key))  # created in this batch: its key comes later
+        else:
+            self._digests.keep(digest, key)
+
+    def _flush_writes(self) -> None:
+        keys = self._writes.flush()
+        for digest, email_key in self._created:
+            self._digests.keep(digest, keys[email_key])
+        self._created.clear()
+
+    def flush(self, tx) -> None:
+        self._flush_writes()
+        self._batch.clear()
+
     def finish(self, tx, counts) -> None:
-        if self.options.mode != "full_replace":
-            return
-        absent = tx.subscribers.absent_count(self.partner, self._stamp)
-        before = self._active_before
-        if before and absent / before > self.options.max_removal:
-            raise FileRejected(
-                "mass-removal",
-                f"the file would remove {absent} of {before} subscribers ({absent / before:.0%}), "
-                f"more than max_removal ({self.options.max_removal:.0%}); nothing was applied",
-            )
-        tx.subscribers.remove_absent(self.partner, self._stamp)
-        counts.extra["removed"] = absent
+        absent = np.zeros(0, dtype=np.int64)
+        if self._full:
+            absent = np.setdiff1d(self._active, np.frombuffer(self._listed, dtype=np.int64))
+            before = len(self._active)
+            if before and len(absent) / before > self.options.max_removal:
+                raise FileRejected(
+                    "mass-removal",
+                    f"the file would remove {len(absent)} of {before} subscribers ({len(absent) / before:.0%}), "
+                    f"more than max_removal ({self.options.max_removal:.0%}); nothing was applied",
+                )
+            self._writes.remove(absent.tolist())
+            counts.extra["removed"] = len(absent)
+            del self._active, self._listed
+        changed = self._changed or len(absent)
+        version = tx.subscribers.changed(self.partner) if changed else tx.subscribers.version(self.partner)
+        tx.row_digests.save(self.feed, self.partner, version, self._digests.result(without_values=absent))
+
+    def _digest(self, values) -> int:
+        cells = "\x1f".join(values).encode("utf-8", "surrogatepass")
+        return digest_of(hashlib.blake2b(cells, digest_size=8, key=self._digest_key).digest())
+
+
+class _RowFacts:
+    """A row's digest, its subscriber's key when the feed's last import left it as the row
+    says, and (`read`) its cells and checked email."""
+
+    __slots__ = ("digest", "known", "cells", "raw_email", "email")
+
+    def __init__(self, digest: int, known: int | None):
+        self.digest = digest
+        self.known = known
+        self.cells = None
+
+    def read(self, row) -> None:
+        if self.cells is None:
+            self.cells = row.cells()
+            self.raw_email = change_of(self.cells.get("email"))
+            self.email = normalized_email(self.raw_email) if self.raw_email not in (KEEP, None) else None
+
+
+@dataclass
+class _Subscriber:
+    key: int | None
+    """The store's key; None for one created in this batch and not written yet."""
+    first_name: str | None
+    last_name: str | None
+    segment_code: str | None
+    removed: bool

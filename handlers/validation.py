@@ -31,16 +31,70 @@ def phone_to_e164(value: str, region: str) -> str | None:
     """The number in E.164 form, or None when it is not a valid phone number.
 
     Most numbers in partners' files are North American and written in a few plain shapes;
-    for those the digits are taken directly and judged by phonenumbers' own validity check
-    (its per-region metadata) without its general parser, which is most of its cost. Every
-    other input goes to the library's parser. tests/handlers/test_validation.py checks that
+    for those the digits are taken directly and judged by `_nanp_valid`, phonenumbers' own
+    validity rule run on its own metadata without the per-call overhead that is most of its
+    cost. Every other input goes to the library. tests/handlers/test_validation.py checks that
     both paths give the same answers, over generated numbers of every shape and region."""
     shape = _NANP_SHAPE.fullmatch(value)
     if shape is not None and (shape.group(1) and shape.group(1).startswith("+") or _dials_one(region)):
         national = shape.group(2) + shape.group(3) + shape.group(4)
-        number = phonenumbers.PhoneNumber(country_code=1, national_number=int(national))
-        return "+1" + national if phonenumbers.is_valid_number(number) else None
+        return "+1" + national if _nanp_valid(national) else None
     return _library_e164(value, region)
+
+
+def _desc_pattern(desc, length: int) -> re.Pattern | None:
+    """The desc's national-number pattern if a number of `length` digits can match it at all
+    (the library's `_is_number_matching_desc`: possible lengths first, an empty pattern never)."""
+    if desc is None or (desc.possible_length and length not in desc.possible_length):
+        return None
+    if not desc.national_number_pattern:
+        return None
+    return re.compile(desc.national_number_pattern)
+
+
+def _type_check(metadata, length: int):
+    """`_number_type_helper(number, metadata) != UNKNOWN` for numbers of `length` digits: the
+    general pattern and then any one type's pattern (mobile only when it differs from fixed
+    line, which the library then skips)."""
+    general = _desc_pattern(metadata.general_desc, length)
+    kinds = [metadata.premium_rate, metadata.toll_free, metadata.shared_cost, metadata.voip,
+             metadata.personal_number, metadata.pager, metadata.uan, metadata.voicemail, metadata.fixed_line]  # fmt: skip
+    if not metadata.same_mobile_and_fixed_line_pattern:
+        kinds.append(metadata.mobile)
+    patterns = [pattern for pattern in (_desc_pattern(desc, length) for desc in kinds) if pattern is not None]
+    if general is None or not patterns:
+        return lambda number: False
+    return lambda number: general.fullmatch(number) is not None and any(p.fullmatch(number) for p in patterns)
+
+
+@functools.cache
+def _nanp_rules() -> tuple:
+    """(leading-digits pattern or None, type check) for each region of country code 1, in the
+    library's order (its main country first)."""
+    from phonenumbers.phonemetadata import PhoneMetadata
+    from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
+
+    rules = []
+    for region in COUNTRY_CODE_TO_REGION_CODE[1]:
+        metadata = PhoneMetadata.metadata_for_region(region.upper(), None)
+        if metadata is not None:
+            leading = re.compile(metadata.leading_digits) if metadata.leading_digits is not None else None
+            rules.append((leading, _type_check(metadata, 10)))
+    return tuple(rules)
+
+
+def _nanp_valid(national: str) -> bool:
+    """`phonenumbers.is_valid_number` for +1 and a 10-digit national number without a leading
+    zero, step for step: the number's region is the first whose leading digits match (or, for
+    a region without them, whose types match the number); it is valid when it matches a type of
+    that region."""
+    for leading, matches_type in _nanp_rules():
+        if leading is None:
+            if matches_type(national):
+                return True
+        elif leading.match(national):
+            return matches_type(national)
+    return False
 
 
 @functools.lru_cache(maxsize=4096)

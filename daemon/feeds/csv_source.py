@@ -210,7 +210,7 @@ class CsvRows:
         """Yields (row, text, values, problem): values for a good record, a problem for a bad one."""
         while (record := self._next()) is not None:
             text, values, problem = record
-            if values != []:
+            if values is None or values:  # a blank line is no record
                 yield self.row, text, values, problem
 
     def close(self) -> None:

@@ -59,6 +59,7 @@ class StoredContact:
 @dataclass(frozen=True)
 class StoredSubscriber:
     key: int
+    email_key: str
     first_name: str | None
     last_name: str | None
     segment_code: str | None

@@ -8,11 +8,12 @@ another style translates them), `ON CONFLICT ... DO NOTHING` / `DO UPDATE`, `RET
 """
 
 import datetime
+import functools
 import json
 
 from daemon.clock import utc_now, utc_stamp
 from daemon.store.records import RUN_COLUMNS, OutgoingMail, RunRecord, StoredContact, StoredSubscriber
-from daemon.store.row_digests import DigestTable
+from daemon.store.row_digests import DigestSet
 
 INTERRUPTED = "interrupted: the daemon stopped during the run; nothing was applied"
 
@@ -33,27 +34,77 @@ class _Repository:
         return stream(sql, params) if stream is not None else self._db.execute(sql, params)
 
 
-class Contacts(_Repository):
-    _MATCH = "SELECT id, contact_id, crm_id, mobile_number, source_hash, custom FROM contacts WHERE partner = ? AND "
+IN_LIST = 500
+"""Values per `IN (...)` list: one statement looks up this many keys."""
 
-    def by_contact_id(self, partner: str, contact_id: str) -> StoredContact | None:
-        return _contact(self._one(self._MATCH + "contact_id = ?", (partner, contact_id)))
 
-    def by_crm_id(self, partner: str, crm_id: str) -> StoredContact | None:
-        return _contact(self._one(self._MATCH + "crm_id = ?", (partner, crm_id)))
+def _chunks(values: list, size: int = IN_LIST):
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
 
-    def by_phone(self, partner: str, phone: str) -> StoredContact | None:
-        return _contact(self._one(self._MATCH + "mobile_number = ?", (partner, phone)))
+
+class _QueuedWrites:
+    """Statements kept in order and run at `flush`, each run of the same statement as one
+    `executemany`: a batch of rows costs a few round trips, and the order of the writes (which
+    unique indexes may depend on) is the order they were queued in."""
+
+    def __init__(self, connection):
+        self._db = connection
+        self._queue: list[tuple[str, tuple]] = []
+        self._now: str | None = None
+
+    def _queue_write(self, sql: str, params: tuple) -> None:
+        self._queue.append((sql, params))
+
+    def _stamp(self) -> str:
+        """The time the queued writes are stamped with: one per flush."""
+        if self._now is None:
+            self._now = utc_stamp()
+        return self._now
+
+    def flush(self) -> None:
+        queue, self._queue = self._queue, []
+        self._now = None
+        start = 0
+        while start < len(queue):
+            sql = queue[start][0]
+            end = start + 1
+            while end < len(queue) and queue[end][0] == sql:
+                end += 1
+            self._run(sql, [params for _, params in queue[start:end]])
+            start = end
+
+    def _run(self, sql: str, rows: list) -> None:
+        if len(rows) == 1:
+            self._db.execute(sql, rows[0])
+        else:
+            self._db.executemany(sql, rows)
+
+
+class ContactWrites(_QueuedWrites):
+    """Contacts created and updated by an import, written in order at `flush`."""
+
+    def __init__(self, connection):
+        super().__init__(connection)
+        self._statements: dict[tuple, str] = {}
+
+    def _statement(self, verb: str, names: tuple) -> str:
+        """The INSERT or UPDATE for these columns, made once per set of columns."""
+        sql = self._statements.get((verb, names))
+        if sql is None:
+            if verb == "insert":
+                sql = f"INSERT INTO contacts ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+            else:
+                sql = f"UPDATE contacts SET {', '.join(f'{name} = ?' for name in names)} WHERE id = ?"
+            sql = self._statements[(verb, names)] = sql
+        return sql
 
     def create(self, partner: str, fields: dict, custom: dict) -> None:
         """A new contact; `fields` are columns (contact_id, names, phone, opted_out, ...)."""
-        now = utc_stamp()
+        now = self._stamp()
         values = {**fields, "opted_out": int(fields.get("opted_out", 0)), "partner": partner,
-                  "custom": json.dumps(custom), "created_at": now, "updated_at": now}  # fmt: skip
-        names = ", ".join(values)
-        self._db.execute(
-            f"INSERT INTO contacts ({names}) VALUES ({', '.join('?' * len(values))})", tuple(values.values())
-        )
+                  "custom": _custom_json(custom), "created_at": now, "updated_at": now}  # fmt: skip
+        self._queue_write(self._statement("insert", tuple(values)), tuple(values.values()))
 
     def update(self, key: int, fields: dict, custom: dict | None = None) -> None:
         """Change the given columns of one contact (and its custom fields, when given)."""
@@ -61,10 +112,39 @@ class Contacts(_Repository):
         if "opted_out" in values:
             values["opted_out"] = int(values["opted_out"])
         if custom is not None:
-            values["custom"] = json.dumps(custom)
-        values["updated_at"] = utc_stamp()
-        assignments = ", ".join(f"{name} = ?" for name in values)
-        self._db.execute(f"UPDATE contacts SET {assignments} WHERE id = ?", (*values.values(), key))
+            values["custom"] = _custom_json(custom)
+        values["updated_at"] = self._stamp()
+        self._queue_write(self._statement("update", tuple(values)), (*values.values(), key))
+
+
+def _custom_json(custom: dict) -> str:
+    """A contact's custom fields as stored: the same few values recur on most rows, so each
+    distinct set is encoded once."""
+    return _encoded_custom(tuple(custom.items()))
+
+
+@functools.lru_cache(maxsize=4096)
+def _encoded_custom(items: tuple) -> str:
+    return json.dumps(dict(items))
+
+
+class Contacts(_Repository):
+    _MATCH = "SELECT id, contact_id, crm_id, mobile_number, source_hash, custom FROM contacts WHERE partner = ? AND "
+    MATCH_FIELDS = ("contact_id", "crm_id", "mobile_number")
+
+    def find(self, partner: str, field: str, values) -> list[StoredContact]:
+        """The partner's contacts whose `field` (one of MATCH_FIELDS) is one of `values`."""
+        if field not in self.MATCH_FIELDS:
+            raise ValueError(f"contacts are not looked up by {field}")
+        found = []
+        for chunk in _chunks(list(values)):
+            rows = self._all(self._MATCH + f"{field} IN ({', '.join('?' * len(chunk))})", (partner, *chunk))
+            found += map(_contact, rows)
+        return found
+
+    def writes(self) -> ContactWrites:
+        """Where an import queues its creates and updates (written at its `flush`)."""
+        return ContactWrites(self._db)
 
     def opt_out(self, partner: str, contact_id: str) -> bool:
         """Opt one contact out (an opt-out event); True when it was opted in until now.
@@ -111,16 +191,17 @@ class Contacts(_Repository):
 
 
 class RowDigests(_Repository):
-    """What each contacts feed's last import applied cleanly (see `row_digests.py`)."""
+    """What each import feed's last import left in the store (see `row_digests.py`)."""
 
-    def previous(self, feed: str, partner: str, version: int) -> DigestTable | None:
-        """The feed's last clean rows, if the partner's contacts are still at `version`."""
+    def previous(self, feed: str, partner: str, version: int) -> DigestSet | None:
+        """The feed's last set, if what it describes (the partner's contacts or list) is still
+        at `version`."""
         row = self._one("SELECT version, digests FROM feed_row_digests WHERE feed = ? AND partner = ?", (feed, partner))
         if row is None or row[0] != version:
             return None
-        return DigestTable.from_bytes(row[1])
+        return DigestSet.from_bytes(row[1])
 
-    def save(self, feed: str, partner: str, version: int, table: DigestTable) -> None:
+    def save(self, feed: str, partner: str, version: int, table: DigestSet) -> None:
         self._db.execute(
             "INSERT INTO feed_row_digests (feed, partner, version, digests) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (feed) DO UPDATE SET partner = excluded.partner, version = excluded.version, "
@@ -129,57 +210,101 @@ class RowDigests(_Repository):
         )
 
 
-class Subscribers(_Repository):
-    """One subscriber list per partner, keyed by the lower-cased email; removed ones stay."""
+class SubscriberWrites(_QueuedWrites):
+    """Subscribers created, updated and removed by an import, written in order at `flush`.
+    Updates name a subscriber by its email key, so one created earlier in the same batch (not
+    written yet, so without a store key) can be updated too. `flush` returns the store keys of
+    the subscribers it created, by email key."""
 
-    def active_count(self, partner: str) -> int:
-        return self._one("SELECT COUNT(*) FROM subscribers WHERE partner = ? AND removed_at IS NULL", (partner,))[0]
+    _CREATE = "INSERT INTO subscribers (partner, email_key, email, first_name, last_name, segment_code, created_at, updated_at) VALUES "
+    _ROWS_PER_INSERT = 2000
+    """8 values a row: well under SQLite's and PostgreSQL's limits on parameters per statement."""
 
-    def find(self, partner: str, email_key: str) -> StoredSubscriber | None:
-        row = self._one(
-            "SELECT id, first_name, last_name, segment_code, removed_at FROM subscribers WHERE partner = ? AND email_key = ?",
-            (partner, email_key),
-        )
-        if row is None:
-            return None
-        return StoredSubscriber(
-            row["id"], row["first_name"], row["last_name"], row["segment_code"], row["removed_at"] is not None
-        )
+    def __init__(self, connection):
+        super().__init__(connection)
+        self._created: dict[str, int] = {}
 
-    def create(self, partner: str, email_key: str, email: str, fields: dict, seen_in: int) -> None:
-        now = utc_stamp()
-        self._db.execute(
-            "INSERT INTO subscribers (partner, email_key, email, first_name, last_name, segment_code, seen_in, "
-            "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    def create(self, partner: str, email_key: str, email: str, fields: dict) -> None:
+        now = self._stamp()
+        self._queue_write(
+            self._CREATE,
             (partner, email_key, email, fields.get("first_name"), fields.get("last_name"), fields.get("segment_code"),
-             seen_in, now, now),
+             now, now),
         )  # fmt: skip
 
-    def seen(self, key: int, seen_in: int) -> None:
-        """Mark an unchanged subscriber as present in the file being imported."""
-        self._db.execute("UPDATE subscribers SET seen_in = ? WHERE id = ?", (seen_in, key))
-
-    def update(self, key: int, fields: dict, seen_in: int, restore: bool = False) -> None:
-        values = {**fields, "seen_in": seen_in, "updated_at": utc_stamp()}
+    def update(self, partner: str, email_key: str, fields: dict, restore: bool = False) -> None:
+        values = {**fields, "updated_at": self._stamp()}
         if restore:
             values["removed_at"] = None
         assignments = ", ".join(f"{name} = ?" for name in values)
-        self._db.execute(f"UPDATE subscribers SET {assignments} WHERE id = ?", (*values.values(), key))
-
-    def absent_count(self, partner: str, seen_in: int) -> int:
-        """Active subscribers the file being imported (`seen_in`) did not list."""
-        return self._one(
-            "SELECT COUNT(*) FROM subscribers WHERE partner = ? AND removed_at IS NULL AND seen_in IS DISTINCT FROM ?",
-            (partner, seen_in),
-        )[0]
-
-    def remove_absent(self, partner: str, seen_in: int) -> None:
-        now = utc_stamp()
-        self._db.execute(
-            "UPDATE subscribers SET removed_at = ?, updated_at = ? "
-            "WHERE partner = ? AND removed_at IS NULL AND seen_in IS DISTINCT FROM ?",
-            (now, now, partner, seen_in),
+        self._queue_write(
+            f"UPDATE subscribers SET {assignments} WHERE partner = ? AND email_key = ?",
+            (*values.values(), partner, email_key),
         )
+
+    def remove(self, keys) -> None:
+        """Mark these subscribers (store keys) removed, now: what is queued is written first."""
+        self.flush()
+        now = self._stamp()
+        for chunk in _chunks(keys, 10_000):
+            self._db.executemany(
+                "UPDATE subscribers SET removed_at = ?, updated_at = ? WHERE id = ?", [(now, now, key) for key in chunk]
+            )
+
+    def flush(self) -> dict[str, int]:
+        super().flush()
+        created, self._created = self._created, {}
+        return created
+
+    def _run(self, sql: str, rows: list) -> None:
+        if sql != self._CREATE:
+            return super()._run(sql, rows)
+        # Many rows per INSERT, each returning its key: what the import records for next time.
+        for chunk in _chunks(rows, self._ROWS_PER_INSERT):
+            marks = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
+            params = [value for row in chunk for value in row]
+            for key, email_key in self._db.execute(f"{sql}{marks} RETURNING id, email_key", params).fetchall():
+                self._created[email_key] = key
+
+
+class Subscribers(_Repository):
+    """One subscriber list per partner, keyed by the lower-cased email; removed ones stay."""
+
+    def find(self, partner: str, email_keys) -> list[StoredSubscriber]:
+        """The partner's subscribers (removed ones too) whose lower-cased email is in `email_keys`."""
+        found = []
+        for chunk in _chunks(list(email_keys)):
+            rows = self._all(
+                "SELECT id, email_key, first_name, last_name, segment_code, removed_at FROM subscribers "
+                f"WHERE partner = ? AND email_key IN ({', '.join('?' * len(chunk))})",
+                (partner, *chunk),
+            )
+            found += [StoredSubscriber(row[0], row[1], row[2], row[3], row[4], row[5] is not None) for row in rows]
+        return found
+
+    def active_keys(self, partner: str):
+        """The store keys of the partner's subscribers that are not removed, streamed."""
+        for row in self._stream("SELECT id FROM subscribers WHERE partner = ? AND removed_at IS NULL", (partner,)):
+            yield row[0]
+
+    def version(self, partner: str) -> int:
+        """A number that grows with every run that changes the partner's list."""
+        row = self._one("SELECT list_version FROM partner_versions WHERE partner = ?", (partner,))
+        return row[0] if row else 0
+
+    def changed(self, partner: str) -> int:
+        """Record that this transaction changed the partner's list; returns the new version."""
+        version = self.version(partner) + 1
+        self._db.execute(
+            "INSERT INTO partner_versions (partner, version, list_version) VALUES (?, 0, ?) "
+            "ON CONFLICT (partner) DO UPDATE SET list_version = excluded.list_version",
+            (partner, version),
+        )
+        return version
+
+    def writes(self) -> "SubscriberWrites":
+        """Where an import queues its writes (written at its `flush`)."""
+        return SubscriberWrites(self._db)
 
     def opt_out(self, partner: str, email_key: str) -> bool:
         cursor = self._db.execute(
@@ -218,15 +343,33 @@ class Subscribers(_Repository):
         ]
 
 
-class Events(_Repository):
-    def add(self, partner: str, event_id: str, contact_id: str, action: str | None, time: str, fields: dict) -> bool:
-        """Store one engagement event; False when the partner's event id is already there."""
-        cursor = self._db.execute(
+class EventWrites(_QueuedWrites):
+    """Engagement events added by an import, written at `flush`; one already stored (the same
+    partner and event id) is left as it is."""
+
+    def add(self, partner: str, event_id: str, contact_id: str, action: str | None, time: str, fields: dict) -> None:
+        self._queue_write(
             "INSERT INTO events (partner, event_id, contact_id, action, time, fields, imported_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (partner, event_id) DO NOTHING",
-            (partner, event_id, contact_id, action, time, json.dumps(fields), utc_stamp()),
+            (partner, event_id, contact_id, action, time, json.dumps(fields), self._stamp()),
         )
-        return cursor.rowcount > 0
+
+
+class Events(_Repository):
+    def stored(self, partner: str, event_ids) -> set[str]:
+        """Which of `event_ids` the partner's events already hold."""
+        found = set()
+        for chunk in _chunks(list(event_ids)):
+            rows = self._all(
+                f"SELECT event_id FROM events WHERE partner = ? AND event_id IN ({', '.join('?' * len(chunk))})",
+                (partner, *chunk),
+            )
+            found.update(row[0] for row in rows)
+        return found
+
+    def writes(self) -> EventWrites:
+        """Where an import queues its events (written at its `flush`)."""
+        return EventWrites(self._db)
 
     def listing(self, partner: str) -> list[dict]:
         rows = self._all(

@@ -119,6 +119,43 @@ def test_generated_phone_numbers_match_the_library(value, region):
     assert phone_to_e164(value, region) == _library_e164(value, region)
 
 
+# Every 10-digit national number a NANP shape can yield: the rule run on the library's metadata
+# gives the library's own `is_valid_number`, in every region of country code 1 and outside them.
+@settings(max_examples=5000, deadline=None)
+@given(st.text(alphabet="23456789", min_size=1, max_size=1), st.text(alphabet="0123456789", min_size=9, max_size=9))
+def test_nanp_validity_matches_the_library(first, rest):
+    import phonenumbers
+
+    from handlers.validation import _nanp_valid
+
+    national = first + rest
+    number = phonenumbers.PhoneNumber(country_code=1, national_number=int(national))
+    assert _nanp_valid(national) == phonenumbers.is_valid_number(number), national
+
+
+def test_nanp_validity_matches_the_library_on_its_own_numbers():
+    """The example numbers of every type of every NANP region, and their neighbours."""
+    import phonenumbers
+    from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
+
+    from handlers.validation import _nanp_valid
+
+    checked = 0
+    for region in COUNTRY_CODE_TO_REGION_CODE[1]:
+        for kind in phonenumbers.PhoneNumberType.values():
+            example = phonenumbers.example_number_for_type(region, kind)
+            if example is None or example.country_code != 1:
+                continue
+            for delta in (-1, 0, 1, 10**6, -(10**6)):
+                national = str(example.national_number + delta)
+                if len(national) != 10 or national[0] in "01":
+                    continue
+                number = phonenumbers.PhoneNumber(country_code=1, national_number=int(national))
+                assert _nanp_valid(national) == phonenumbers.is_valid_number(number), (region, national)
+                checked += 1
+    assert checked > 200
+
+
 def test_the_librarys_own_example_numbers_match():
     import phonenumbers
 

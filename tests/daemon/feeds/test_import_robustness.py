@@ -47,14 +47,18 @@ def test_sigkill_mid_import_leaves_store_untouched_and_file_is_reimported_once(d
     dropd.settings["daemon"]["quiet_period"] = "1s"
     dropd.add_feed_partner("northfield", [feed_with_notes()])
     dropd.start()
-    rows = 40_000
+    rows = 150_000
     landing = dropd.home("northfield") / "imports"
     write_roster(landing / "StudentData_big.csv", rows)
     dropd.wait_for("file.arrived", path=str(landing / "StudentData_big.csv"))
     trigger = dropd.cli("run-now", "students", "--timeout", "0.1", check=False)
     assert trigger.returncode == 0, trigger.stderr
     dropd.wait_for("run.started", feed="students")
-    time.sleep(1.0)  # well into the import: rows applied in the open transaction
+    # Well into the import: batches of rows written in the open transaction (the WAL grows).
+    wal = dropd.state_dir / "dropd.db-wal"
+    deadline = time.monotonic() + 60
+    while not (wal.exists() and wal.stat().st_size > 8 * 2**20) and time.monotonic() < deadline:
+        time.sleep(0.01)
     dropd.process.send_signal(signal.SIGKILL)
     dropd.process.wait(10)
     assert not dropd.find("run.finished")

@@ -1,0 +1,112 @@
+"""The partner's contacts that one batch of rows names, as the batch's earlier rows left them.
+
+A contacts import looks up each batch's contact IDs, CRM IDs and phones in three statements
+(`load`) instead of three per row, and queues its writes (`ContactWrites`) until the batch
+ends. Rows are still applied one at a time in file order, so every row must see what the rows
+before it in the same batch did: the view keeps one object per stored contact and moves it
+between its three indexes as rows change its keys, so a lookup answers exactly what the store
+would answer had each earlier row been written at once.
+
+Rules that keep that true:
+- everything a lookup can be asked about a batch is loaded before the batch is applied, when
+  nothing is queued, so the store and the view agree;
+- a value not loaded is looked up alone, after the queue is written;
+- a contact created in this batch has no store key until the queue is written: updating it
+  writes the queue first and asks the store for its key.
+"""
+
+from dataclasses import dataclass
+
+MATCH_FIELDS = ("contact_id", "crm_id", "mobile_number")
+
+
+@dataclass(eq=False)
+class ViewedContact:
+    key: int | None
+    """The store's key; None for a contact created in this batch and not yet written."""
+    contact_id: str
+    crm_id: str | None
+    mobile_number: str | None
+    source_hash: bytes | None
+    custom: dict
+
+
+class ContactView:
+    def __init__(self, contacts, writes, partner: str):
+        self._contacts = contacts
+        self._writes = writes
+        self._partner = partner
+        self.clear()
+
+    def clear(self) -> None:
+        """Write what is queued and forget the batch (memory stays that of one batch)."""
+        self._writes.flush()
+        self._index: dict[str, dict] = {field: {} for field in MATCH_FIELDS}
+        """field -> value -> the contact holding it, or None when none does."""
+        self._by_key: dict[int, ViewedContact] = {}
+
+    def load(self, field: str, values) -> None:
+        """Look up every value of `field` not known yet, in as few statements as the store needs."""
+        index = self._index[field]
+        wanted = [value for value in dict.fromkeys(values) if value not in index]
+        if not wanted:
+            return
+        for value in wanted:
+            index[value] = None
+        for stored in self._contacts.find(self._partner, field, wanted):
+            self._adopt(stored)
+
+    def stored_hashes(self) -> set[bytes]:
+        """The source hashes of the stored contacts looked up so far in this batch."""
+        return {contact.source_hash for contact in self._by_key.values() if contact.source_hash is not None}
+
+    def get(self, field: str, value: str) -> ViewedContact | None:
+        index = self._index[field]
+        if value not in index:
+            self._writes.flush()
+            self.load(field, [value])
+        return index[value]
+
+    def create(self, changes: dict, custom: dict) -> None:
+        self._writes.create(self._partner, changes, custom)
+        contact = ViewedContact(None, None, None, None, changes.get("source_hash"), custom)
+        for field in MATCH_FIELDS:
+            if field in changes:
+                self._move(contact, field, changes[field])
+
+    def update(self, contact: ViewedContact, changes: dict, custom: dict | None) -> None:
+        if contact.key is None:
+            self._writes.flush()
+            contact.key = self._contacts.find(self._partner, "contact_id", [contact.contact_id])[0].key
+            self._by_key[contact.key] = contact
+        self._writes.update(contact.key, changes, custom)
+        for field in MATCH_FIELDS:
+            if field in changes:
+                self._move(contact, field, changes[field])
+        if "source_hash" in changes:
+            contact.source_hash = changes["source_hash"]
+        if custom is not None:
+            contact.custom = custom
+
+    def _adopt(self, stored) -> None:
+        """A contact the store returned: the batch's object for it, indexed by its keys."""
+        contact = self._by_key.get(stored.key)
+        if contact is None:
+            contact = ViewedContact(
+                stored.key, stored.contact_id, stored.crm_id, stored.mobile_number, stored.source_hash, stored.custom
+            )
+            self._by_key[stored.key] = contact
+        for field in MATCH_FIELDS:
+            value = getattr(contact, field)
+            if value is not None:
+                self._index[field][value] = contact
+
+    def _move(self, contact: ViewedContact, field: str, value) -> None:
+        """`contact` now holds `value` in `field`: its old value belongs to nobody."""
+        index = self._index[field]
+        old = getattr(contact, field)
+        if old is not None and index.get(old) is contact:
+            index[old] = None
+        setattr(contact, field, value)
+        if value is not None:
+            index[value] = contact

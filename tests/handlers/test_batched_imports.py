@@ -1,0 +1,229 @@
+"""The batched imports leave exactly what the row-at-a-time imports left (tests/handlers/reference/).
+
+Two stores get the same sequence of generated files: one through the kind as dropd runs it,
+one through the row-at-a-time kind of commit bb3851f. After every file the runs' outcomes and
+counts, the error files (byte for byte) and the stores' contents must be equal. The files are
+drawn from small pools of IDs, phones and emails, so rows collide with each other inside a
+batch, across batches and across files, and every error code of the kind occurs; batches are
+made small so that each file spans many of them.
+"""
+
+import random
+from pathlib import Path
+
+import pytest
+
+import handlers
+from handlers import base
+from tests.handlers.reference.activity import ReferenceActivityImport
+from tests.handlers.reference.contacts import ReferenceContactsImport
+from tests.handlers.reference.subscribers import ReferenceSubscribersImport
+from tests.helpers import InProcessFeeds, students_feed
+
+CONTACT_HEADER = ["Student ID", "First Name", "Last Name", "Cell", "Email", "CRM", "Text Opt Out", "Major"]
+
+
+PHONES = [f"(202) 555-{n:04d}" for n in range(100, 130)] + [f"+1 303 555 {n:04d}" for n in range(100, 110)]
+
+
+def contact_row(rng: random.Random) -> list[str]:
+    """Mostly contact n with its own phone and CRM ID; sometimes a value from a small pool, so
+    keys collide and move, and every error code occurs now and then."""
+    n = rng.randrange(40)
+    odd = lambda *options: rng.choice(options)  # noqa: E731
+    usual = lambda value, *others: value if rng.random() < 0.85 else odd(*others)  # noqa: E731
+    return [
+        usual(str(n), *[str(k) for k in range(40)], "", " 7 ", "UNSET"),
+        usual(odd("Ada", "Grace"), "", "UNSET", "=cmd", "Alan"),
+        odd("Lovelace", "Hopper", "Turing"),
+        usual(PHONES[n], *PHONES, "12", "555-0143", "+44 20 7946 0958", "UNSET", ""),
+        usual(f"s{n}@example.edu", "grace@EXAMPLE.edu", "bad@@example", "", "UNSET"),
+        usual(f"CRM{n}" if n % 4 else "", *[f"CRM{k}" for k in range(40)], "", "UNSET"),
+        odd("N", "Y", "No", "Yes", "", "Maybe"),
+        usual(odd("History", "Biology"), "", "UNSET", "x" * 1001),
+    ]
+
+
+def contact_file(rng: random.Random, rows: int) -> str:
+    lines = [",".join(CONTACT_HEADER)]
+    for _ in range(rows):
+        roll = rng.random()
+        if roll < 0.03:
+            lines.append("1,A,B,(202) 555-0100,,,,,extra")  # malformed-row: too many cells
+        elif roll < 0.05:
+            lines.append('2,A,"B"x,(202) 555-0100,,,,')  # malformed-row: a stray quote
+        else:
+            lines.append(",".join(contact_row(rng)))
+    return "\n".join(lines) + "\n"
+
+
+def outcome(feeds: InProcessFeeds, feed: str) -> dict:
+    """The last run's outcome and error file, and the store's contacts (times left out)."""
+    run = feeds.runs("--feed", feed)[0]
+    errors = Path(run["error_file"]).read_bytes() if run["error_file"] else None
+    contacts = {
+        key: {name: value for name, value in contact.items() if name not in ("created_at", "updated_at")}
+        for key, contact in feeds.contacts("northfield").items()
+    }
+    facts = {name: run[name] for name in ("status", "reason", "rows_in_file", "rows_applied", "rows_rejected")}
+    return {"run": facts, "details": run["details"], "errors": errors, "contacts": contacts}
+
+
+@pytest.fixture
+def two_stores(tmp_path, password_hash, request, feeds_on_each_store):
+    """The store under test (`feeds_on_each_store`) and a reference store on the same backend."""
+    reference = InProcessFeeds(tmp_path / "reference", password_hash)
+    backend = feeds_on_each_store.settings["daemon"].get("store")
+    if backend:
+        reference.use_postgresql(request.getfixturevalue("postgresql"))
+    yield feeds_on_each_store, reference
+    reference.stop()
+
+
+@pytest.mark.parametrize("batch", [7, base.BATCH])
+def test_contacts_match_the_row_at_a_time_import(two_stores, monkeypatch, batch):
+    batched, reference = two_stores
+    for feeds in (batched, reference):
+        feeds.add_feed_partner("northfield", [students_feed()])
+        feeds.start()
+    monkeypatch.setattr(base, "BATCH", batch)
+    rng = random.Random(batch)
+    codes = set()
+    for number in range(6):
+        text = contact_file(rng, rows=120 if batch == 7 else 2500)
+        name = f"StudentData_{number}.csv"
+        batched.upload("northfield", f"/imports/{name}", text.encode())
+        with monkeypatch.context() as patch:
+            patch.setitem(handlers.KINDS, "contacts", ReferenceContactsImport)
+            reference.upload("northfield", f"/imports/{name}", text.encode())
+        got, expected = outcome(batched, "students"), outcome(reference, "students")
+        assert got == expected, f"file {number}"
+        codes |= {line.split(b",")[1] for line in (expected["errors"] or b"").splitlines()[1:]}
+    assert codes >= {
+        b"missing-value", b"invalid-phone", b"invalid-email", b"invalid-messaging-status",
+        b"custom-values-too-long", b"malformed-row", b"duplicate-contact",
+        b"phone-match-found-but-crmId-mismatch", b"contactId-match-found-but-crmId-mismatch",
+    }  # fmt: skip
+
+
+SUBSCRIBER_HEADER = ["Email", "First", "Last", "Segment"]
+
+
+def subscriber_file(rng: random.Random, rows: int) -> str:
+    """Emails from a small pool in changing case, so rows collide, change, leave and come back."""
+    lines = [",".join(SUBSCRIBER_HEADER)]
+    for _ in range(rows):
+        roll = rng.random()
+        if roll < 0.03:
+            lines.append("a@example.org,A,B,S1,extra")  # malformed-row
+            continue
+        n = rng.randrange(60)
+        email = rng.choice([f"m{n}@example.org", f"M{n}@Example.org", "", "UNSET", "bad@@example", "x@[1.2.3.4]"])
+        if rng.random() < 0.9:
+            email = f"m{n}@example.org"
+        cells = [
+            email,
+            rng.choice(["Ada", "", "UNSET", "Grace"]),
+            rng.choice(["L", "H", ""]),
+            rng.choice(["S1", "S2", ""]),
+        ]
+        lines.append(",".join(cells))
+    return "\n".join(lines) + "\n"
+
+
+def list_outcome(feeds: InProcessFeeds) -> dict:
+    run = feeds.runs("--feed", "newsletter")[0]
+    with feeds.store.reading() as tx:
+        listing = tx.subscribers.listing("assoc", include_removed=True)
+    members = [{k: v for k, v in row.items() if k not in ("created_at", "updated_at", "removed_at")} | {
+        "removed": row["removed_at"] is not None} for row in listing]  # fmt: skip
+    errors = Path(run["error_file"]).read_bytes() if run["error_file"] else None
+    facts = {name: run[name] for name in ("status", "reason", "rows_in_file", "rows_applied", "rows_rejected")}
+    return {"run": facts, "details": run["details"], "errors": errors, "members": members}
+
+
+@pytest.mark.parametrize("mode", ["full_replace", "incremental"])
+@pytest.mark.parametrize("batch", [5, base.BATCH])
+def test_subscribers_match_the_row_at_a_time_import(two_stores, monkeypatch, batch, mode):
+    batched, reference = two_stores
+    feed = {"name": "newsletter", "kind": "subscribers", "path": "/lists", "prefix": "list", "files": "all",
+            "schedule": ["on_arrival"], "mode": mode, "max_removal": "90%",
+            "columns": {"email": "Email", "first_name": "First", "last_name": "Last", "segment_code": "Segment"}}  # fmt: skip
+    for feeds in (batched, reference):
+        feeds.add_feed_partner("assoc", [feed])
+        feeds.start()
+    monkeypatch.setattr(base, "BATCH", batch)
+    rng = random.Random(batch)
+    codes = set()
+    for number in range(6):
+        text = subscriber_file(rng, rows=rng.choice([10, 80, 150]) if batch == 5 else 2500)
+        name = f"list_{number}.csv"
+        batched.upload("assoc", f"/lists/{name}", text.encode())
+        with monkeypatch.context() as patch:
+            patch.setitem(handlers.KINDS, "subscribers", ReferenceSubscribersImport)
+            reference.upload("assoc", f"/lists/{name}", text.encode())
+        got, expected = list_outcome(batched), list_outcome(reference)
+        assert got == expected, f"file {number}"
+        codes |= {line.split(b",")[1] for line in (expected["errors"] or b"").splitlines()[1:]}
+    assert codes >= {b"missing-value", b"invalid-email", b"malformed-row"}
+
+
+ACTIVITY_HEADER = ["cID", "_id", "mcID", "message_name", "message_sent", "action", "time", "first"]
+
+
+def activity_file(rng: random.Random, rows: int) -> str:
+    """Event ids from a small pool (re-sent events, duplicates in one file), opt-outs of known
+    contacts, bad and old dates, missing ids."""
+    lines = [",".join(ACTIVITY_HEADER)]
+    for _ in range(rows):
+        if rng.random() < 0.03:
+            lines.append("1,ev1,m,Issue,2026-01-01,open,2026-01-01")  # malformed-row
+            continue
+        when = rng.choice(["2026-11-26T10:00:00Z", "2026-11-25 08:00", "2020-01-01T00:00:00Z", "yesterday", ""])
+        if rng.random() < 0.8:
+            when = f"2026-11-2{rng.randrange(3, 7)}T{rng.randrange(24):02d}:00:00Z"
+        lines.append(",".join([
+            rng.choice([str(rng.randrange(12)), "", "UNSET"]) if rng.random() < 0.1 else str(rng.randrange(12)),
+            rng.choice(["", " "]) if rng.random() < 0.03 else f"ev{rng.randrange(150)}",
+            f"mc{rng.randrange(5)}", rng.choice(["Issue 1", ""]),
+            rng.choice(["2026-11-25T09:00:00Z", "", "not a date"]),
+            rng.choice(["open", "click", "opt-out", "OPT-OUT", "message-sent", ""]),
+            when, rng.choice(["true", "false", "maybe", ""]),
+        ]))  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def activity_outcome(feeds: InProcessFeeds) -> dict:
+    run = feeds.runs("--feed", "events")[0]
+    with feeds.store.reading() as tx:
+        events = tx.events.listing("northfield")
+    errors = Path(run["error_file"]).read_bytes() if run["error_file"] else None
+    facts = {name: run[name] for name in ("status", "reason", "rows_in_file", "rows_applied", "rows_rejected")}
+    opted_out = {key: contact["opted_out"] for key, contact in feeds.contacts("northfield").items()}
+    return {"run": facts, "details": run["details"], "errors": errors, "events": events, "opted_out": opted_out}
+
+
+@pytest.mark.parametrize("batch", [6, base.BATCH])
+def test_activity_matches_the_row_at_a_time_import(two_stores, monkeypatch, batch):
+    batched, reference = two_stores
+    events = {"name": "events", "kind": "activity", "path": "/activity", "prefix": "activity", "files": "all",
+              "schedule": ["on_arrival"], "import_since": "2026-11-01"}  # fmt: skip
+    contacts = "".join(f"{n},A,B,(202) 555-{100 + n:04d},,,N,\n" for n in range(12))
+    for feeds in (batched, reference):
+        feeds.add_feed_partner("northfield", [students_feed(), events])
+        feeds.start()
+        feeds.upload("northfield", "/imports/StudentData.csv", (",".join(CONTACT_HEADER) + "\n" + contacts).encode())
+    monkeypatch.setattr(base, "BATCH", batch)
+    rng = random.Random(batch)
+    codes = set()
+    for number in range(5):
+        text = activity_file(rng, rows=100 if batch == 6 else 2500)
+        name = f"activity_{number}.csv"
+        batched.upload("northfield", f"/activity/{name}", text.encode())
+        with monkeypatch.context() as patch:
+            patch.setitem(handlers.KINDS, "activity", ReferenceActivityImport)
+            reference.upload("northfield", f"/activity/{name}", text.encode())
+        got, expected = activity_outcome(batched), activity_outcome(reference)
+        assert got == expected, f"file {number}"
+        codes |= {line.split(b",")[1] for line in (expected["errors"] or b"").splitlines()[1:]}
+    assert codes >= {b"missing-value", b"invalid-attribute-data", b"malformed-row"}
