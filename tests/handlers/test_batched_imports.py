@@ -57,16 +57,37 @@ def contact_file(rng: random.Random, rows: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def outcome(feeds: InProcessFeeds, feed: str) -> dict:
-    """The last run's outcome and error file, and the store's contacts (times left out)."""
+def outcome(feeds: InProcessFeeds, feed: str, store: dict) -> dict:
+    """The feed's last run (its counts and error file) and `store`: what the store holds."""
     run = feeds.runs("--feed", feed)[0]
     errors = Path(run["error_file"]).read_bytes() if run["error_file"] else None
-    contacts = {
-        key: {name: value for name, value in contact.items() if name not in ("created_at", "updated_at")}
-        for key, contact in feeds.contacts("northfield").items()
-    }
     facts = {name: run[name] for name in ("status", "reason", "rows_in_file", "rows_applied", "rows_rejected")}
-    return {"run": facts, "details": run["details"], "errors": errors, "contacts": contacts}
+    return {"run": facts, "details": run["details"], "errors": errors, **store}
+
+
+def without_times(record: dict) -> dict:
+    return {name: value for name, value in record.items() if name not in ("created_at", "updated_at")}
+
+
+def contacts_held(feeds: InProcessFeeds) -> dict:
+    return {"contacts": {key: without_times(contact) for key, contact in feeds.contacts("northfield").items()}}
+
+
+def compare_imports(batched, reference, monkeypatch, kind, reference_kind, partner, files, held) -> set:
+    """Upload each (name, text) of `files` to both stores, through today's kind and through
+    `reference_kind`; after each, the runs and `held(feeds)` must be equal. Returns the error
+    codes the files produced."""
+    codes = set()
+    for number, (path, text) in enumerate(files):
+        batched.upload(partner, path, text.encode())
+        with monkeypatch.context() as patch:
+            patch.setitem(handlers.KINDS, kind, reference_kind)
+            reference.upload(partner, path, text.encode())
+        [name] = [feed.name for feed in batched.config.partners[partner].feeds if feed.kind == kind]
+        got, expected = outcome(batched, name, held(batched)), outcome(reference, name, held(reference))
+        assert got == expected, f"file {number}"
+        codes |= {line.split(b",")[1] for line in (expected["errors"] or b"").splitlines()[1:]}
+    return codes
 
 
 @pytest.fixture
@@ -88,17 +109,10 @@ def test_contacts_match_the_row_at_a_time_import(two_stores, monkeypatch, batch)
         feeds.start()
     monkeypatch.setattr(base, "BATCH", batch)
     rng = random.Random(batch)
-    codes = set()
-    for number in range(6):
-        text = contact_file(rng, rows=120 if batch == 7 else 2500)
-        name = f"StudentData_{number}.csv"
-        batched.upload("northfield", f"/imports/{name}", text.encode())
-        with monkeypatch.context() as patch:
-            patch.setitem(handlers.KINDS, "contacts", ReferenceContactsImport)
-            reference.upload("northfield", f"/imports/{name}", text.encode())
-        got, expected = outcome(batched, "students"), outcome(reference, "students")
-        assert got == expected, f"file {number}"
-        codes |= {line.split(b",")[1] for line in (expected["errors"] or b"").splitlines()[1:]}
+    files = [(f"/imports/StudentData_{n}.csv", contact_file(rng, rows=120 if batch == 7 else 2500)) for n in range(6)]
+    codes = compare_imports(
+        batched, reference, monkeypatch, "contacts", ReferenceContactsImport, "northfield", files, contacts_held
+    )
     assert codes >= {
         b"missing-value", b"invalid-phone", b"invalid-email", b"invalid-messaging-status",
         b"custom-values-too-long", b"malformed-row", b"duplicate-contact",
@@ -131,15 +145,10 @@ def subscriber_file(rng: random.Random, rows: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def list_outcome(feeds: InProcessFeeds) -> dict:
-    run = feeds.runs("--feed", "newsletter")[0]
+def list_held(feeds: InProcessFeeds) -> dict:
     with feeds.store.reading() as tx:
         listing = tx.subscribers.listing("assoc", include_removed=True)
-    members = [{k: v for k, v in row.items() if k not in ("created_at", "updated_at", "removed_at")} | {
-        "removed": row["removed_at"] is not None} for row in listing]  # fmt: skip
-    errors = Path(run["error_file"]).read_bytes() if run["error_file"] else None
-    facts = {name: run[name] for name in ("status", "reason", "rows_in_file", "rows_applied", "rows_rejected")}
-    return {"run": facts, "details": run["details"], "errors": errors, "members": members}
+    return {"members": [{**without_times(row), "removed_at": row["removed_at"] is not None} for row in listing]}
 
 
 @pytest.mark.parametrize("mode", ["full_replace", "incremental"])
@@ -154,17 +163,11 @@ def test_subscribers_match_the_row_at_a_time_import(two_stores, monkeypatch, bat
         feeds.start()
     monkeypatch.setattr(base, "BATCH", batch)
     rng = random.Random(batch)
-    codes = set()
-    for number in range(6):
-        text = subscriber_file(rng, rows=rng.choice([10, 80, 150]) if batch == 5 else 2500)
-        name = f"list_{number}.csv"
-        batched.upload("assoc", f"/lists/{name}", text.encode())
-        with monkeypatch.context() as patch:
-            patch.setitem(handlers.KINDS, "subscribers", ReferenceSubscribersImport)
-            reference.upload("assoc", f"/lists/{name}", text.encode())
-        got, expected = list_outcome(batched), list_outcome(reference)
-        assert got == expected, f"file {number}"
-        codes |= {line.split(b",")[1] for line in (expected["errors"] or b"").splitlines()[1:]}
+    sizes = [rng.choice([10, 80, 150]) if batch == 5 else 2500 for _ in range(6)]
+    files = [(f"/lists/list_{n}.csv", subscriber_file(rng, rows=size)) for n, size in enumerate(sizes)]
+    codes = compare_imports(
+        batched, reference, monkeypatch, "subscribers", ReferenceSubscribersImport, "assoc", files, list_held
+    )
     assert codes >= {b"missing-value", b"invalid-email", b"malformed-row"}
 
 
@@ -193,14 +196,11 @@ def activity_file(rng: random.Random, rows: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def activity_outcome(feeds: InProcessFeeds) -> dict:
-    run = feeds.runs("--feed", "events")[0]
+def activity_held(feeds: InProcessFeeds) -> dict:
     with feeds.store.reading() as tx:
         events = tx.events.listing("northfield")
-    errors = Path(run["error_file"]).read_bytes() if run["error_file"] else None
-    facts = {name: run[name] for name in ("status", "reason", "rows_in_file", "rows_applied", "rows_rejected")}
     opted_out = {key: contact["opted_out"] for key, contact in feeds.contacts("northfield").items()}
-    return {"run": facts, "details": run["details"], "errors": errors, "events": events, "opted_out": opted_out}
+    return {"events": events, "opted_out": opted_out}
 
 
 @pytest.mark.parametrize("batch", [6, base.BATCH])
@@ -215,15 +215,8 @@ def test_activity_matches_the_row_at_a_time_import(two_stores, monkeypatch, batc
         feeds.upload("northfield", "/imports/StudentData.csv", (",".join(CONTACT_HEADER) + "\n" + contacts).encode())
     monkeypatch.setattr(base, "BATCH", batch)
     rng = random.Random(batch)
-    codes = set()
-    for number in range(5):
-        text = activity_file(rng, rows=100 if batch == 6 else 2500)
-        name = f"activity_{number}.csv"
-        batched.upload("northfield", f"/activity/{name}", text.encode())
-        with monkeypatch.context() as patch:
-            patch.setitem(handlers.KINDS, "activity", ReferenceActivityImport)
-            reference.upload("northfield", f"/activity/{name}", text.encode())
-        got, expected = activity_outcome(batched), activity_outcome(reference)
-        assert got == expected, f"file {number}"
-        codes |= {line.split(b",")[1] for line in (expected["errors"] or b"").splitlines()[1:]}
+    files = [(f"/activity/activity_{n}.csv", activity_file(rng, rows=100 if batch == 6 else 2500)) for n in range(5)]
+    codes = compare_imports(
+        batched, reference, monkeypatch, "activity", ReferenceActivityImport, "northfield", files, activity_held
+    )
     assert codes >= {b"missing-value", b"invalid-attribute-data", b"malformed-row"}
