@@ -27,11 +27,21 @@ Rows come in batches of up to `BATCH` records, so a kind can look up and write w
 batch needs in a few statements instead of a few per row; the outcome is exactly that of
 applying the rows one by one in file order.
 
+`recognise(texts) -> list | None`
+    Called with the raw text of each well-formed record of a batch, before anything else: a
+    token for each record the kind knows to be as its last import left it (a re-import), None
+    for the others; None for none. A recognised record is neither split into cells nor
+    prepared. Optional.
+
+`still_known(token) -> bool`
+    Called in file order for each recognised record: True counts it unchanged; False (an
+    earlier row of the file rewrote what it describes) applies it as a row after all, without
+    `prepare`. Optional (always True).
+
 `prepare(tx, rows)`
-    Called with each batch's well-formed rows, in file order, before any of them is applied:
-    the place for bulk lookups and for work that needs no store. Setting `row.unchanged =
-    True` counts a row unchanged without applying it (a re-import recognising records it
-    applied before); `row.memo` holds whatever the kind worked out for `apply`. Optional.
+    Called with each batch's other well-formed rows, in file order, before any of them is
+    applied: the place for bulk lookups and for work that needs no store; `row.memo` holds
+    whatever the kind worked out for `apply`. Optional.
 
 `apply(tx, row) -> str`
     Applies one well-formed row, in file order, through the store's repositories
@@ -77,7 +87,6 @@ An export kind is a class derived from `ExportKind`. The export run
 No rows is a `skipped` run and no file. Cells are made safe for spreadsheets by the run.
 """
 
-import itertools
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
@@ -177,35 +186,32 @@ class RowErrors:
 class Row:
     """One well-formed data row, as the kind sees it."""
 
-    __slots__ = ("number", "text", "values", "_index", "_present", "_errors", "partial_codes", "unchanged", "memo")
+    __slots__ = ("number", "text", "values", "_layout", "_errors", "partial_codes", "memo")
 
-    def __init__(self, number: int, text: str, values: list[str], index: dict, errors: RowErrors, present=None):
+    def __init__(self, number: int, text: str, values: list[str], layout: "Layout", errors: RowErrors):
         self.number = number
         self.text = text
         """The record's raw text, as in the file."""
         self.values = values
-        self._index = index
-        self._present = present if present is not None else [(k, i) for k, i in index.items() if i is not None]
+        self._layout = layout
         self._errors = errors
         self.partial_codes: list[str] = []
-        self.unchanged = False
-        """Set by `prepare`: the row is known to be as last applied; it is counted, not applied."""
         self.memo = None
-        """What the kind's `prepare` worked out for this row."""
+        """What the kind's `prepare` worked out for this row (None when it was not prepared)."""
 
     def has(self, key: str) -> bool:
         """True when the file has the column."""
-        return self._index.get(key) is not None
+        return self._layout.positions.get(key) is not None
 
     def cell(self, key: str) -> str | None:
         """The cell of column `key`, stripped; None when the file has no such column."""
-        index = self._index.get(key)
+        index = self._layout.positions.get(key)
         return self.values[index].strip() if index is not None else None
 
     def cells(self) -> dict[str, str]:
         """Every column the file has, by the kind's name for it, stripped: `cell` for all at once."""
         values = self.values
-        return {key: values[index].strip() for key, index in self._present}
+        return {key: values[index].strip() for key, index in self._layout.present}
 
     def change(self, key: str):
         """What the cell asks for: `KEEP` (empty, or no column), None (`UNSET`: clear it), or the value."""
@@ -224,6 +230,18 @@ def change_of(cell: str | None):
     if not cell:
         return KEEP
     return None if cell == UNSET else cell
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a file's header put the kind's columns."""
+
+    positions: dict[str, int | None]
+    """Each column's position (None: the file does not have it)."""
+    present: list[tuple[str, int]]
+    """(column, position) of the columns the file has."""
+    width: int
+    """Cells in the header: what every record must have."""
 
 
 def column_mapping(value, fields: tuple, required: tuple) -> dict:
@@ -302,50 +320,77 @@ class ImportKind(_Kind):
     def finish(self, tx, counts: ImportCounts) -> None:
         """After the last row."""
 
+    def recognise(self, texts: list[str]) -> list | None:
+        """Tokens of the records known to be as last imported (None: none)."""
+        return None
+
+    def still_known(self, token) -> bool:
+        return True
+
     def run(self, tx, rows, errors: RowErrors) -> ImportCounts:
-        """Apply every row of `rows` (a `CsvRows`) inside `tx`; the hooks do the kind's part."""
-        index = locate(rows.header, self.columns())
+        """Apply every record of `rows` (a `CsvRows`) inside `tx`; the hooks do the kind's part."""
+        positions = locate(rows.header, self.columns())
+        layout = Layout(positions, [(k, p) for k, p in positions.items() if p is not None], len(rows.header))
         self.begin(tx, rows.header)
         counts = ImportCounts()
-        width = len(rows.header)
-        present = [(key, position) for key, position in index.items() if position is not None]
-        records = iter(rows)
-        while batch := list(itertools.islice(records, BATCH)):
-            # Malformed records are told apart first; the rest is prepared as one batch, and
-            # then every record is counted, reported or applied in file order.
+        for batch in rows.batches(BATCH):
+            # Records are sorted out first (recognised, malformed, to apply); the rows to apply are
+            # prepared as one batch; then every record is counted, reported or applied in file order.
+            tokens = self.recognise([text for _, text, _, problem in batch if problem is None])
             entries, good = [], []
-            for number, text, values, problem in batch:
-                if problem is None and len(values) != width:
-                    problem = f"the row has {len(values)} cells but the header has {width}"
-                if problem is None:
-                    row = Row(number, text, values, index, errors, present)
-                    good.append(row)
-                    entries.append(row)
-                else:
-                    entries.append((number, values, problem))
+            position = 0
+            for record in batch:
+                if record[3] is None:
+                    token = tokens[position] if tokens else None
+                    position += 1
+                    if token is not None:
+                        entries.append((record, token))
+                        continue
+                entry = _row_or_problem(record, rows.delimiter, layout, errors)
+                if entry.__class__ is Row:
+                    good.append(entry)
+                entries.append(entry)
             self.prepare(tx, good)
             for entry in entries:
                 counts.rows += 1
-                if entry.__class__ is tuple:
+                if entry.__class__ is tuple and len(entry) == 2:
+                    record, token = entry
+                    if self.still_known(token):
+                        counts.unchanged += 1
+                        continue
+                    entry = _row_or_problem(record, rows.delimiter, layout, errors)
+                if entry.__class__ is Row:
+                    self._apply(tx, entry, counts)
+                else:
                     number, values, problem = entry
                     errors.write(number, "malformed-row", COMPLETE, problem, values or [])
                     counts.rejected += 1
-                    continue
-                if entry.unchanged:
-                    counts.unchanged += 1
-                    continue
-                try:
-                    outcome = self.apply(tx, entry)
-                except RowRejected as rejected:
-                    errors.write(entry.number, rejected.code, COMPLETE, rejected.message, entry.values)
-                    counts.rejected += 1
-                    continue
-                counts.count(outcome)
-                if entry.partial_codes and outcome in (CREATED, UPDATED, UNCHANGED):
-                    counts.partial += 1
             self.flush(tx)
         self.finish(tx, counts)
         return counts
+
+    def _apply(self, tx, row: Row, counts: ImportCounts) -> None:
+        try:
+            outcome = self.apply(tx, row)
+        except RowRejected as rejected:
+            row._errors.write(row.number, rejected.code, COMPLETE, rejected.message, row.values)
+            counts.rejected += 1
+            return
+        counts.count(outcome)
+        if row.partial_codes and outcome in (CREATED, UPDATED, UNCHANGED):
+            counts.partial += 1
+
+
+def _row_or_problem(record: tuple, delimiter: str, layout: Layout, errors: RowErrors):
+    """A record as a `Row`, or (row number, cells, problem) when it cannot be one."""
+    number, text, values, problem = record
+    if problem is None:
+        if values is None:
+            values = text.split(delimiter)
+        if len(values) == layout.width:
+            return Row(number, text, values, layout, errors)
+        problem = f"the row has {len(values)} cells but the header has {layout.width}"
+    return number, values, problem
 
 
 BATCH = 2000

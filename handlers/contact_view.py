@@ -11,8 +11,8 @@ Rules that keep that true:
 - everything a lookup can be asked about a batch is loaded before the batch is applied, when
   nothing is queued, so the store and the view agree;
 - a value not loaded is looked up alone, after the queue is written;
-- a contact created in this batch has no store key until the queue is written: updating it
-  writes the queue first and asks the store for its key.
+- a contact created in this batch has no store key until the queue is written; writing it
+  gives every such contact its key, and updating one writes the queue first.
 """
 
 from dataclasses import dataclass
@@ -36,14 +36,27 @@ class ContactView:
         self._contacts = contacts
         self._writes = writes
         self._partner = partner
+        self._created: list[ViewedContact] = []
+        """Contacts created and not written yet."""
+        self.writes_done = 0
+        """How many times the queue was written: a key a caller waits for may have come."""
         self.clear()
 
     def clear(self) -> None:
         """Write what is queued and forget the batch (memory stays that of one batch)."""
-        self._writes.flush()
+        self.write()
         self._index: dict[str, dict] = {field: {} for field in MATCH_FIELDS}
         """field -> value -> the contact holding it, or None when none does."""
         self._by_key: dict[int, ViewedContact] = {}
+
+    def write(self) -> None:
+        """Write what is queued; the contacts it created get their store keys."""
+        inserted = self._writes.flush()
+        for contact in self._created:
+            contact.key = inserted[contact.contact_id]
+            self._by_key[contact.key] = contact
+        self._created.clear()
+        self.writes_done += 1
 
     def load(self, field: str, values) -> None:
         """Look up every value of `field` not known yet, in as few statements as the store needs."""
@@ -56,29 +69,25 @@ class ContactView:
         for stored in self._contacts.find(self._partner, field, wanted):
             self._adopt(stored)
 
-    def stored_hashes(self) -> set[bytes]:
-        """The source hashes of the stored contacts looked up so far in this batch."""
-        return {contact.source_hash for contact in self._by_key.values() if contact.source_hash is not None}
-
     def get(self, field: str, value: str) -> ViewedContact | None:
         index = self._index[field]
         if value not in index:
-            self._writes.flush()
+            self.write()
             self.load(field, [value])
         return index[value]
 
-    def create(self, changes: dict, custom: dict) -> None:
+    def create(self, changes: dict, custom: dict) -> ViewedContact:
         self._writes.create(self._partner, changes, custom)
         contact = ViewedContact(None, None, None, None, changes.get("source_hash"), custom)
+        self._created.append(contact)
         for field in MATCH_FIELDS:
             if field in changes:
                 self._move(contact, field, changes[field])
+        return contact
 
     def update(self, contact: ViewedContact, changes: dict, custom: dict | None) -> None:
         if contact.key is None:
-            self._writes.flush()
-            contact.key = self._contacts.find(self._partner, "contact_id", [contact.contact_id])[0].key
-            self._by_key[contact.key] = contact
+            self.write()
         self._writes.update(contact.key, changes, custom)
         for field in MATCH_FIELDS:
             if field in changes:

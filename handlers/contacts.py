@@ -10,9 +10,10 @@ three statements and `apply` matches each row in file order against `ContactView
 what the batch's earlier rows did; the batch's writes go to the store at its end.
 
 Two shortcuts keep re-imports cheap, both exact:
-- a record whose cells the feed's last import left on a contact (the digest set of
+- a record whose text the feed's last import left on a contact (the digest set of
   `daemon/store/row_digests.py`), when no run has changed the partner's contacts since, is
-  unchanged without a lookup, unless an earlier row of this file rewrote that contact;
+  unchanged without being split or looked up, unless an earlier row of this file rewrote
+  that contact;
 - otherwise, a row whose contact still carries the hash of the same mapped cells is
   unchanged and skips validation and matching.
 Rows with partial errors are in neither, so their errors are reported again each time.
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 
 import phonenumbers
 
-from daemon.store.row_digests import DigestLog, digest_of
+from daemon.store.row_digests import DigestLog, text_digest
 from handlers import option_values as v
 from handlers.base import (
     CREATED,
@@ -37,7 +38,7 @@ from handlers.base import (
     change_of,
     column_mapping,
 )
-from handlers.contact_view import ContactView
+from handlers.contact_view import ContactView, ViewedContact
 from handlers.validation import normalized_email, phone_to_e164
 
 FIELDS = ("contact_id", "first_name", "last_name", "mobile_number", "email", "staff_id", "crm_id")
@@ -130,20 +131,17 @@ def _fingerprint(partner: str, options: ContactsOptions) -> bytes:
 
 
 class _RowFacts:
-    """What `prepare` works out for a row the feed's last import did not leave in the store: its
-    source hash and (`read`, `validate`) its cells, CRM ID and phone."""
+    """What `prepare` (or `apply`, for a row it did not see) works out for a row: the digest of
+    its text, the hash of its cells, its cells and, once validated, its CRM ID and phone."""
 
-    __slots__ = ("source_hash", "cells", "contact_id", "validated", "crm_id", "phone")
+    __slots__ = ("digest", "source_hash", "cells", "contact_id", "validated", "crm_id", "phone")
 
-    def __init__(self, source_hash: bytes):
+    def __init__(self, digest: int, source_hash: bytes, cells: dict):
+        self.digest = digest
         self.source_hash = source_hash
-        self.cells = None
+        self.cells = cells
+        self.contact_id = cells["contact_id"]
         self.validated = False
-
-    def read(self, row) -> None:
-        if self.cells is None:
-            self.cells = row.cells()
-            self.contact_id = self.cells["contact_id"]
 
     def validate(self, region: str) -> None:
         if self.validated:
@@ -200,25 +198,24 @@ class ContactsImport(ImportKind):
         ).digest()
         self._previous = tx.row_digests.previous(self.feed, self.partner, tx.contacts.version(self.partner))
         self._digests = DigestLog(self._previous)
+        self._waiting: list[tuple[int, ViewedContact]] = []
+        """(digest, contact) of contacts created and not written yet: their keys come later."""
         self._changed = False
-        self._writes = tx.contacts.writes()
-        self._view = ContactView(tx.contacts, self._writes, self.partner)
+        self._view = ContactView(tx.contacts, tx.contacts.writes(), self.partner)
+
+    def recognise(self, texts: list[str]) -> list | None:
+        """The key of the contact each text last wrote, for texts the feed's last import left."""
+        if not self._previous:
+            return None
+        return self._previous.lookup([text_digest(self._digest_key, text) for text in texts])
+
+    def still_known(self, key: int) -> bool:
+        return not self._digests.touched(key)
 
     def prepare(self, tx, rows) -> None:
-        """Recognise the records the feed's last import left in the store; look up the contacts
-        the others name, by contact ID first, then by CRM ID and phone for the rows whose stored
-        contact does not already carry the same cells."""
-        hashes = [self._source_hash(row.values) for row in rows]
-        digests = [digest_of(source_hash) for source_hash in hashes]
-        known = self._previous.lookup(digests) if self._previous else [None] * len(rows)
-        pending = []
-        for row, source_hash, digest, found in zip(rows, hashes, digests, known, strict=True):
-            if found is not None:
-                row.memo = digest  # `apply` checks that no earlier row rewrote its contact
-                continue
-            row.memo = facts = _RowFacts(source_hash)
-            facts.read(row)
-            pending.append(facts)
+        """Look up the contacts the rows name, by contact ID first, then by CRM ID and phone for
+        the rows whose stored contact does not already carry the same cells."""
+        pending = [self._facts(row) for row in rows]
         view = self._view
         view.load("contact_id", [facts.contact_id for facts in pending if facts.contact_id])
         crm_ids, phones = [], []
@@ -233,14 +230,10 @@ class ContactsImport(ImportKind):
                 phones.append(facts.phone)
         view.load("crm_id", crm_ids)
         view.load("mobile_number", phones)
-        # A row of this batch can only rewrite a contact looked up above (or one it creates), so
-        # a known record whose contact is none of those is unchanged whatever comes before it.
-        risky = {digest_of(source_hash) for source_hash in view.stored_hashes()}
-        digests = self._digests
-        for row in rows:
-            memo = row.memo
-            if memo.__class__ is int and memo not in risky and not digests.dropped(memo):
-                row.unchanged = True
+
+    def _facts(self, row) -> _RowFacts:
+        row.memo = _RowFacts(text_digest(self._digest_key, row.text), self._source_hash(row.values), row.cells())
+        return row.memo
 
     def apply(self, tx, row) -> str:
         outcome = self._apply_row(self._view, row)
@@ -250,10 +243,32 @@ class ContactsImport(ImportKind):
 
     def flush(self, tx) -> None:
         self._view.clear()  # writes the batch
+        self._settle_waiting()
 
     def finish(self, tx, counts) -> None:
         version = tx.contacts.changed(self.partner) if self._changed else tx.contacts.version(self.partner)
         tx.row_digests.save(self.feed, self.partner, version, self._digests.result())
+
+    def _remember(self, digest: int | None, contact: ViewedContact) -> None:
+        """`contact` is now as the text of `digest` says (None: as no text says, a field was
+        dropped). A contact created in this batch waits for its key; the order of what is said
+        of one contact is kept."""
+        if contact.key is None:
+            self._waiting.append((digest, contact))
+            return
+        self._settle_waiting()
+        if digest is None:
+            self._digests.forget(contact.key)
+        else:
+            self._digests.keep(digest, contact.key)
+
+    def _settle_waiting(self) -> None:
+        """Record what waited for contacts that have their keys by now."""
+        if not self._waiting or self._waiting[0][1].key is None:
+            return
+        waiting, self._waiting = self._waiting, []
+        for digest, contact in waiting:
+            self._remember(digest, contact)
 
     def _source_hash(self, values) -> bytes:
         cells = "\x1f".join(values).encode("utf-8", "surrogatepass")
@@ -261,18 +276,13 @@ class ContactsImport(ImportKind):
 
     def _apply_row(self, view, row) -> str:
         """Match the row to a contact (or none), check it, and create or update the contact."""
-        facts = row.memo
-        if facts.__class__ is int:  # a record the feed's last import left in the store
-            if not self._digests.dropped(facts):
-                return UNCHANGED  # ... and no earlier row of this file rewrote its contact
-            facts = row.memo = _RowFacts(self._source_hash(row.values))
-        facts.read(row)
+        facts = row.memo or self._facts(row)  # not prepared: recognised, then rewritten
         contact_id, source_hash = facts.contact_id, facts.source_hash
         by_contact_id = None
         if contact_id:
             by_contact_id = view.get("contact_id", contact_id)
             if by_contact_id is not None and by_contact_id.source_hash == source_hash:
-                self._digests.keep(digest_of(source_hash))
+                self._remember(facts.digest, by_contact_id)
                 return UNCHANGED
         cells = facts.cells
         for name in REQUIRED:
@@ -312,14 +322,12 @@ class ContactsImport(ImportKind):
         if row.partial_codes:
             # Re-validate next time, so its problems are reported again until the row is fixed.
             changes["source_hash"] = None
-        if target is not None and target.source_hash is not None:
-            self._digests.drop(digest_of(target.source_hash))
-        if changes["source_hash"] is not None:
-            self._digests.keep(digest_of(source_hash))
+        digest = facts.digest if changes["source_hash"] is not None else None
         if target is None:
-            view.create(changes, custom)
+            self._remember(digest, view.create(changes, custom))
             return CREATED
         view.update(target, changes, custom if custom_changed else None)
+        self._remember(digest, target)
         return UPDATED
 
     def _match(self, view, row, contact_id, crm_id, phone, by_contact_id):

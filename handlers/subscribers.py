@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from daemon.store.row_digests import DigestLog, digest_of
+from daemon.store.row_digests import DigestLog, text_digest
 from handlers import option_values as v
 from handlers.base import (
     CREATED,
@@ -69,29 +69,35 @@ class SubscribersImport(ImportKind):
             # Who was on the list before the file, and whom the file names: the absent are the rest.
             self._active = np.sort(np.fromiter(tx.subscribers.active_keys(self.partner), dtype=np.int64))
             self._listed = array("q")
-        # The same cells under another header or mapping mean something else: both key the digests.
+        # The same text under another header or mapping means something else: both key the digests.
         described = json.dumps([self.kind, self.partner, sorted(self.options.columns.items()), header])
         self._digest_key = hashlib.blake2b(described.encode("utf-8", "surrogatepass")).digest()
         self._previous = tx.row_digests.previous(self.feed, self.partner, tx.subscribers.version(self.partner))
-        self._digests = DigestLog(self._previous, one_per_value=True)
-        self._created: list[tuple[int, str]] = []
-        """(digest, email key) of subscribers created in this batch: their keys come with `flush`."""
-        self._rewritten: set[int] = set()
+        self._digests = DigestLog(self._previous)
+        self._waiting: list[tuple[int, str]] = []
+        """(digest, email key) of subscribers created and not written yet: their keys come later."""
         self._changed = False
 
+    def recognise(self, texts: list[str]) -> list | None:
+        """The key of the subscriber each text last wrote, for texts the feed's last import left."""
+        if not self._previous:
+            return None
+        return self._previous.lookup([text_digest(self._digest_key, text) for text in texts])
+
+    def still_known(self, key: int) -> bool:
+        if self._digests.touched(key):
+            return False  # an earlier row of this file rewrote it
+        self._listed_key(key)
+        return True
+
     def prepare(self, tx, rows) -> None:
-        """Recognise the records the feed's last import left in the store; check the others'
-        emails and look up their subscribers in one go."""
-        digests = [self._digest(row.values) for row in rows]
-        known = self._previous.lookup(digests) if self._previous else [None] * len(rows)
-        wanted = []
-        for row, digest, key in zip(rows, digests, known, strict=True):
-            row.memo = facts = _RowFacts(digest, key)
-            if key is None:
-                facts.read(row)
-                if facts.email is not None:
-                    wanted.append(facts.email.lower())
+        """Check each row's email and look up the batch's subscribers in one go."""
+        wanted = [facts.email.lower() for row in rows if (facts := self._facts(row)).email is not None]
         self._load(tx, wanted)
+
+    def _facts(self, row) -> "_RowFacts":
+        row.memo = _RowFacts(text_digest(self._digest_key, row.text), row.cells())
+        return row.memo
 
     def _load(self, tx, email_keys) -> None:
         batch = self._batch
@@ -104,12 +110,7 @@ class SubscribersImport(ImportKind):
             )
 
     def apply(self, tx, row) -> str:
-        facts = row.memo
-        if facts.known is not None and facts.known not in self._rewritten:
-            # Still as the feed's last import left it: no earlier row of this file rewrote it.
-            self._listed_key(facts.known)
-            return UNCHANGED
-        facts.read(row)
+        facts = row.memo or self._facts(row)  # not prepared: recognised, then rewritten
         cells, raw_email, email = facts.cells, facts.raw_email, facts.email
         if raw_email in (KEEP, None):
             row.reject("missing-value", f"email ({self.options.columns['email']!r}) is empty")
@@ -122,7 +123,7 @@ class SubscribersImport(ImportKind):
             if value is not KEEP:
                 changes[name] = value
         if key not in self._batch:
-            self._flush_writes()
+            self._write()
             self._load(tx, [key])
         existing = self._batch[key]
         if existing is None:
@@ -130,7 +131,7 @@ class SubscribersImport(ImportKind):
             self._batch[key] = _Subscriber(
                 None, changes.get("first_name"), changes.get("last_name"), changes.get("segment_code"), False
             )
-            self._created.append((facts.digest, key))
+            self._remember(facts.digest, None, key)
             self._changed = True
             return CREATED
         self._listed_key(existing.key)
@@ -142,8 +143,6 @@ class SubscribersImport(ImportKind):
         for name, value in changed.items():
             setattr(existing, name, value)
         existing.removed = False
-        if existing.key is not None:
-            self._rewritten.add(existing.key)
         self._remember(facts.digest, existing.key, key)
         self._changed = True
         return UPDATED
@@ -153,26 +152,27 @@ class SubscribersImport(ImportKind):
             self._listed.append(key)
 
     def _remember(self, digest: int, key: int | None, email_key: str) -> None:
-        """The row's digest is now what its subscriber was last written from."""
+        """The subscriber is now as the text of `digest` says; one created in this batch waits
+        for its key."""
         if key is None:
-            self._created.append((digest, email_key))  # created in this batch: its key comes later
+            self._waiting.append((digest, email_key))
         else:
             self._digests.keep(digest, key)
 
-    def _flush_writes(self) -> None:
+    def _write(self) -> None:
+        """Write what is queued; what waited for the keys of new subscribers is recorded."""
         keys = self._writes.flush()
-        for digest, email_key in self._created:
+        for digest, email_key in self._waiting:
             self._digests.keep(digest, keys[email_key])
-        self._created.clear()
+        self._waiting.clear()
 
     def flush(self, tx) -> None:
-        self._flush_writes()
+        self._write()
         self._batch.clear()
 
     def finish(self, tx, counts) -> None:
-        absent = np.zeros(0, dtype=np.int64)
         if self._full:
-            absent = np.setdiff1d(self._active, np.frombuffer(self._listed, dtype=np.int64))
+            absent = np.setdiff1d(self._active, np.frombuffer(self._listed, dtype=np.int64)).tolist()
             before = len(self._active)
             if before and len(absent) / before > self.options.max_removal:
                 raise FileRejected(
@@ -180,34 +180,26 @@ class SubscribersImport(ImportKind):
                     f"the file would remove {len(absent)} of {before} subscribers ({len(absent) / before:.0%}), "
                     f"more than max_removal ({self.options.max_removal:.0%}); nothing was applied",
                 )
-            self._writes.remove(absent.tolist())
-            counts.extra["removed"] = len(absent)
             del self._active, self._listed
-        changed = self._changed or len(absent)
-        version = tx.subscribers.changed(self.partner) if changed else tx.subscribers.version(self.partner)
-        tx.row_digests.save(self.feed, self.partner, version, self._digests.result(without_values=absent))
-
-    def _digest(self, values) -> int:
-        cells = "\x1f".join(values).encode("utf-8", "surrogatepass")
-        return digest_of(hashlib.blake2b(cells, digest_size=8, key=self._digest_key).digest())
+            self._writes.remove(absent)
+            for key in absent:
+                self._digests.forget(key)
+            counts.extra["removed"] = len(absent)
+            self._changed |= bool(absent)
+        version = tx.subscribers.changed(self.partner) if self._changed else tx.subscribers.version(self.partner)
+        tx.row_digests.save(self.feed, self.partner, version, self._digests.result())
 
 
 class _RowFacts:
-    """A row's digest, its subscriber's key when the feed's last import left it as the row
-    says, and (`read`) its cells and checked email."""
+    """A row's text digest, its cells and its checked email."""
 
-    __slots__ = ("digest", "known", "cells", "raw_email", "email")
+    __slots__ = ("digest", "cells", "raw_email", "email")
 
-    def __init__(self, digest: int, known: int | None):
+    def __init__(self, digest: int, cells: dict):
         self.digest = digest
-        self.known = known
-        self.cells = None
-
-    def read(self, row) -> None:
-        if self.cells is None:
-            self.cells = row.cells()
-            self.raw_email = change_of(self.cells.get("email"))
-            self.email = normalized_email(self.raw_email) if self.raw_email not in (KEEP, None) else None
+        self.cells = cells
+        self.raw_email = change_of(cells.get("email"))
+        self.email = normalized_email(self.raw_email) if self.raw_email not in (KEEP, None) else None
 
 
 @dataclass

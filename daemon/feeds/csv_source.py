@@ -15,6 +15,7 @@ import errno
 import hashlib
 import itertools
 import os
+import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,14 +148,22 @@ class _Tap:
         return line
 
 
+# A physical line with its end (\n, \r\n or \r, as a text stream with newline="" splits them),
+# and the same without its end.
+_RAW_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)")
+_LINE_TEXT = re.compile(r"([^\r\n]*)(?:\r\n|\r|\n)")
+
+
 class CsvRows:
     """The header and the data records of one file; `row` numbers count the header as row 1.
 
-    Each record comes with its raw text (without the final line end), so a caller can
-    recognise a record it has seen before without parsing it. A line with no quote (and no
-    NUL) is one record and is split on the delimiter, which is exactly what the csv module
-    makes of it; any other line starts a record that the csv module reads, over as many
-    lines as its quoting needs.
+    The file is read a block at a time. A block of whole lines with no quote and no NUL is
+    split into records at once, each line one record whose cells are its text split on the
+    delimiter (exactly what the csv module makes of such a line), and the split is left to the
+    reader of the record (`values` is None). Any other block goes line by line: a line with no
+    quote is split; a line with one starts a record that the csv module reads, over as many
+    lines as its quoting needs. Each record comes with its raw text (without the final line
+    end), so a caller can recognise a record it has seen before without splitting it.
     """
 
     def __init__(self, landed: LandedFile, facts: FileFacts, delimiter: str):
@@ -163,17 +172,53 @@ class CsvRows:
         self._handle = landed.text(facts.encoding, errors)
         self.delimiter = DELIMITERS[delimiter]
         self.row = 0
-        self.header = self._header()
+        self._partial = ""
+        """Text read after the last line end (the start of a line)."""
+        self._lines: list[str] = []
+        """Whole physical lines (with their ends) read and not yet taken, oldest last."""
+        try:
+            self.header = self._header()
+        except BaseException:
+            self._handle.close()  # the caller's `with` never began
+            raise
+
+    def _block(self) -> str | None:
+        """The next whole lines read from the file (ending in a line end), or None at its end."""
+        if len(self._partial) > RECORD_LIMIT:
+            raise self._too_long()  # the lines before it have been taken: it is the next one
+        while True:
+            block = self._handle.read(BLOCK)
+            if not block:
+                if not self._partial:
+                    return None
+                text, self._partial = self._partial + "\n", ""  # the last line, without its end
+                return text
+            text = self._partial + block
+            # A \r at the very end may be the first half of \r\n: it waits for the next block.
+            cut = max(text.rfind("\n"), text.rfind("\r", 0, len(text) - 1)) + 1
+            self._partial = text[cut:]
+            if not cut and len(self._partial) > RECORD_LIMIT:
+                raise self._too_long()
+            if cut:
+                first_end = _RAW_LINE.match(text).end()
+                if first_end > RECORD_LIMIT:
+                    raise self._too_long()
+                return text[:cut]
+
+    def _too_long(self) -> CsvStructureError:
+        return CsvStructureError(
+            self.row + 1, f"a line is longer than {RECORD_LIMIT:,} characters; this is not a CSV file a person wrote"
+        )
 
     def _read_line(self) -> str:
-        """The next physical line, "" at the end; a line longer than RECORD_LIMIT fails the file."""
-        line = self._handle.readline(RECORD_LIMIT + 1)
-        if len(line) > RECORD_LIMIT:
-            raise CsvStructureError(
-                self.row + 1,
-                f"a line is longer than {RECORD_LIMIT:,} characters; this is not a CSV file a person wrote",
-            )
-        return line
+        """The next physical line with its end, "" at the end of the file."""
+        if not self._lines:
+            text = self._block()
+            if text is None:
+                return ""
+            self._lines = _RAW_LINE.findall(text)
+            self._lines.reverse()
+        return self._lines.pop()
 
     def _next(self):
         """The next record as (text, values, problem), or None at the end of the file."""
@@ -206,12 +251,43 @@ class CsvRows:
             raise CsvStructureError(1, f"the header cannot be read: {problem}")
         return [name.strip() for name in values]
 
-    def __iter__(self):
-        """Yields (row, text, values, problem): values for a good record, a problem for a bad one."""
-        while (record := self._next()) is not None:
-            text, values, problem = record
-            if values is None or values:  # a blank line is no record
-                yield self.row, text, values, problem
+    def batches(self, size: int):
+        """Lists of up to `size` records (row, text, values, problem): values for a good record
+        (None: split `text` on the delimiter), a problem for a bad one."""
+        batch: list[tuple] = []
+        while True:
+            if self._lines:
+                record = self._next()
+                if record is not None and record[1] != []:
+                    batch.append((self.row, *record))
+            else:
+                text = self._block()
+                if text is None:
+                    break
+                if '"' in text or "\x00" in text:
+                    self._lines = _RAW_LINE.findall(text)
+                    self._lines.reverse()
+                    continue
+                batch += self._plain_records(_LINE_TEXT.findall(text))
+            while len(batch) >= size:
+                yield batch[:size]
+                del batch[:size]
+        if batch:
+            yield batch
+
+    def _plain_records(self, texts: list[str]) -> list[tuple]:
+        """Records of lines without quotes or NULs: one a line, a blank line none."""
+        first = self.row + 1
+        self.row += len(texts)
+        if max(map(len, texts)) <= FIELD_SIZE_LIMIT:
+            return [(first + offset, text, None, None) for offset, text in enumerate(texts) if text]
+        records = []
+        for offset, text in enumerate(texts):
+            if text:
+                values = text.split(self.delimiter)
+                problem = _cell_problem(text, values)
+                records.append((first + offset, text, None if problem is None else values, problem))
+        return records
 
     def close(self) -> None:
         self._handle.close()

@@ -43,18 +43,31 @@ def _chunks(values: list, size: int = IN_LIST):
         yield values[start : start + size]
 
 
+class _Insert(tuple):
+    """A queued INSERT: (table, columns, natural key column). Rows queued with the same one in a
+    row are written by one multi-row statement that returns each new row's store key."""
+
+
 class _QueuedWrites:
     """Statements kept in order and run at `flush`, each run of the same statement as one
-    `executemany`: a batch of rows costs a few round trips, and the order of the writes (which
-    unique indexes may depend on) is the order they were queued in."""
+    `executemany` (an insert: as multi-row INSERTs): a batch of rows costs a few round trips,
+    and the order of the writes (which unique indexes may depend on) is the order they were
+    queued in. `flush` returns the store keys of the rows it inserted, by natural key."""
+
+    _PARAMETERS_PER_STATEMENT = 30_000
+    """Under SQLite's limit (32,766) and PostgreSQL's (65,535) on parameters in one statement."""
 
     def __init__(self, connection):
         self._db = connection
-        self._queue: list[tuple[str, tuple]] = []
+        self._queue: list[tuple] = []
         self._now: str | None = None
+        self._inserted: dict[str, int] = {}
 
     def _queue_write(self, sql: str, params: tuple) -> None:
         self._queue.append((sql, params))
+
+    def _queue_insert(self, table: str, values: dict, natural_key: str) -> None:
+        self._queue.append((_Insert((table, tuple(values), natural_key)), tuple(values.values())))
 
     def _stamp(self) -> str:
         """The time the queued writes are stamped with: one per flush."""
@@ -62,23 +75,36 @@ class _QueuedWrites:
             self._now = utc_stamp()
         return self._now
 
-    def flush(self) -> None:
+    def flush(self) -> dict[str, int]:
         queue, self._queue = self._queue, []
         self._now = None
         start = 0
         while start < len(queue):
-            sql = queue[start][0]
+            statement = queue[start][0]
             end = start + 1
-            while end < len(queue) and queue[end][0] == sql:
+            while end < len(queue) and queue[end][0] == statement:
                 end += 1
-            self._run(sql, [params for _, params in queue[start:end]])
+            self._run(statement, [params for _, params in queue[start:end]])
             start = end
+        inserted, self._inserted = self._inserted, {}
+        return inserted
 
-    def _run(self, sql: str, rows: list) -> None:
-        if len(rows) == 1:
-            self._db.execute(sql, rows[0])
+    def _run(self, statement, rows: list) -> None:
+        if isinstance(statement, _Insert):
+            table, columns, natural_key = statement
+            marks = f"({', '.join('?' * len(columns))})"
+            for chunk in _chunks(rows, self._PARAMETERS_PER_STATEMENT // len(columns)):
+                sql = (
+                    f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([marks] * len(chunk))} "
+                    f"RETURNING id, {natural_key}"
+                )
+                params = [value for row in chunk for value in row]
+                for key, natural in self._db.execute(sql, params).fetchall():
+                    self._inserted[natural] = key
+        elif len(rows) == 1:
+            self._db.execute(statement, rows[0])
         else:
-            self._db.executemany(sql, rows)
+            self._db.executemany(statement, rows)
 
 
 class ContactWrites(_QueuedWrites):
@@ -86,25 +112,14 @@ class ContactWrites(_QueuedWrites):
 
     def __init__(self, connection):
         super().__init__(connection)
-        self._statements: dict[tuple, str] = {}
-
-    def _statement(self, verb: str, names: tuple) -> str:
-        """The INSERT or UPDATE for these columns, made once per set of columns."""
-        sql = self._statements.get((verb, names))
-        if sql is None:
-            if verb == "insert":
-                sql = f"INSERT INTO contacts ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
-            else:
-                sql = f"UPDATE contacts SET {', '.join(f'{name} = ?' for name in names)} WHERE id = ?"
-            sql = self._statements[(verb, names)] = sql
-        return sql
+        self._updates: dict[tuple, str] = {}
 
     def create(self, partner: str, fields: dict, custom: dict) -> None:
         """A new contact; `fields` are columns (contact_id, names, phone, opted_out, ...)."""
         now = self._stamp()
         values = {**fields, "opted_out": int(fields.get("opted_out", 0)), "partner": partner,
                   "custom": _custom_json(custom), "created_at": now, "updated_at": now}  # fmt: skip
-        self._queue_write(self._statement("insert", tuple(values)), tuple(values.values()))
+        self._queue_insert("contacts", values, "contact_id")
 
     def update(self, key: int, fields: dict, custom: dict | None = None) -> None:
         """Change the given columns of one contact (and its custom fields, when given)."""
@@ -114,7 +129,11 @@ class ContactWrites(_QueuedWrites):
         if custom is not None:
             values["custom"] = _custom_json(custom)
         values["updated_at"] = self._stamp()
-        self._queue_write(self._statement("update", tuple(values)), (*values.values(), key))
+        names = tuple(values)
+        sql = self._updates.get(names)
+        if sql is None:
+            sql = self._updates[names] = f"UPDATE contacts SET {', '.join(f'{n} = ?' for n in names)} WHERE id = ?"
+        self._queue_write(sql, (*values.values(), key))
 
 
 def _custom_json(custom: dict) -> str:
@@ -196,41 +215,33 @@ class RowDigests(_Repository):
     def previous(self, feed: str, partner: str, version: int) -> DigestSet | None:
         """The feed's last set, if what it describes (the partner's contacts or list) is still
         at `version`."""
-        row = self._one("SELECT version, digests FROM feed_row_digests WHERE feed = ? AND partner = ?", (feed, partner))
+        row = self._one(
+            "SELECT version, digests, record_keys FROM feed_row_digests WHERE feed = ? AND partner = ?", (feed, partner)
+        )
         if row is None or row[0] != version:
             return None
-        return DigestSet.from_bytes(row[1])
+        return DigestSet.from_bytes(row[1], row[2])
 
     def save(self, feed: str, partner: str, version: int, table: DigestSet) -> None:
         self._db.execute(
-            "INSERT INTO feed_row_digests (feed, partner, version, digests) VALUES (?, ?, ?, ?) "
+            "INSERT INTO feed_row_digests (feed, partner, version, digests, record_keys) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT (feed) DO UPDATE SET partner = excluded.partner, version = excluded.version, "
-            "digests = excluded.digests",
-            (feed, partner, version, table.to_bytes()),
+            "digests = excluded.digests, record_keys = excluded.record_keys",
+            (feed, partner, version, *table.to_bytes()),
         )
 
 
 class SubscriberWrites(_QueuedWrites):
     """Subscribers created, updated and removed by an import, written in order at `flush`.
     Updates name a subscriber by its email key, so one created earlier in the same batch (not
-    written yet, so without a store key) can be updated too. `flush` returns the store keys of
-    the subscribers it created, by email key."""
-
-    _CREATE = "INSERT INTO subscribers (partner, email_key, email, first_name, last_name, segment_code, created_at, updated_at) VALUES "
-    _ROWS_PER_INSERT = 2000
-    """8 values a row: well under SQLite's and PostgreSQL's limits on parameters per statement."""
-
-    def __init__(self, connection):
-        super().__init__(connection)
-        self._created: dict[str, int] = {}
+    written yet, so without a store key) can be updated too."""
 
     def create(self, partner: str, email_key: str, email: str, fields: dict) -> None:
         now = self._stamp()
-        self._queue_write(
-            self._CREATE,
-            (partner, email_key, email, fields.get("first_name"), fields.get("last_name"), fields.get("segment_code"),
-             now, now),
-        )  # fmt: skip
+        values = {"partner": partner, "email_key": email_key, "email": email, "first_name": fields.get("first_name"),
+                  "last_name": fields.get("last_name"), "segment_code": fields.get("segment_code"),
+                  "created_at": now, "updated_at": now}  # fmt: skip
+        self._queue_insert("subscribers", values, "email_key")
 
     def update(self, partner: str, email_key: str, fields: dict, restore: bool = False) -> None:
         values = {**fields, "updated_at": self._stamp()}
@@ -250,21 +261,6 @@ class SubscriberWrites(_QueuedWrites):
             self._db.executemany(
                 "UPDATE subscribers SET removed_at = ?, updated_at = ? WHERE id = ?", [(now, now, key) for key in chunk]
             )
-
-    def flush(self) -> dict[str, int]:
-        super().flush()
-        created, self._created = self._created, {}
-        return created
-
-    def _run(self, sql: str, rows: list) -> None:
-        if sql != self._CREATE:
-            return super()._run(sql, rows)
-        # Many rows per INSERT, each returning its key: what the import records for next time.
-        for chunk in _chunks(rows, self._ROWS_PER_INSERT):
-            marks = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
-            params = [value for row in chunk for value in row]
-            for key, email_key in self._db.execute(f"{sql}{marks} RETURNING id, email_key", params).fetchall():
-                self._created[email_key] = key
 
 
 class Subscribers(_Repository):

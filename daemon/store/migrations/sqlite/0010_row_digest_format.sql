@@ -1,7 +1,8 @@
--- 10: row digests are kept as a sorted array of source-hash prefixes; sets in the old format
--- (an open-addressing table of raw-text digests) mean nothing now and are dropped: each feed's
--- next import takes the full path once and saves a new set.
+-- 10: a feed's row digests are kept sorted, each with the store key of its record (contact or
+-- subscriber) in `record_keys`; sets in the old format (an open-addressing table without keys)
+-- are dropped: each feed's next import checks every row once and saves a new set.
 DELETE FROM feed_row_digests;
+ALTER TABLE feed_row_digests ADD COLUMN record_keys BLOB NOT NULL DEFAULT '';
 -- Subscriber feeds keep digest sets too, valid while the partner's list is at the same version.
 ALTER TABLE partner_versions ADD COLUMN list_version INTEGER NOT NULL DEFAULT 0;
 -- A full replacement reads the keys of the partner's active subscribers from this index alone

@@ -1,0 +1,1 @@
+"""Earlier implementations kept as oracles for the ones that replaced them."""
