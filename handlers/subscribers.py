@@ -172,20 +172,20 @@ class SubscribersImport(ImportKind):
 
     def finish(self, tx, counts) -> None:
         if self._full:
-            absent = np.setdiff1d(self._active, np.frombuffer(self._listed, dtype=np.int64)).tolist()
+            listed = np.frombuffer(self._listed, dtype=np.int64)
+            absent = self._active[~np.isin(self._active, listed)]
             before = len(self._active)
+            del self._active, self._listed, listed
             if before and len(absent) / before > self.options.max_removal:
                 raise FileRejected(
                     "mass-removal",
                     f"the file would remove {len(absent)} of {before} subscribers ({len(absent) / before:.0%}), "
                     f"more than max_removal ({self.options.max_removal:.0%}); nothing was applied",
                 )
-            del self._active, self._listed
-            self._writes.remove(absent)
-            for key in absent:
-                self._digests.forget(key)
+            self._writes.remove(absent.tolist())
+            self._digests.forget_all(absent)
             counts.extra["removed"] = len(absent)
-            self._changed |= bool(absent)
+            self._changed |= bool(len(absent))
         version = tx.subscribers.changed(self.partner) if self._changed else tx.subscribers.version(self.partner)
         tx.row_digests.save(self.feed, self.partner, version, self._digests.result())
 

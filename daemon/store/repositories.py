@@ -62,12 +62,17 @@ class _QueuedWrites:
         self._queue: list[tuple] = []
         self._now: str | None = None
         self._inserted: dict[str, int] = {}
+        self._inserts: dict[tuple, _Insert] = {}
 
     def _queue_write(self, sql: str, params: tuple) -> None:
         self._queue.append((sql, params))
 
     def _queue_insert(self, table: str, values: dict, natural_key: str) -> None:
-        self._queue.append((_Insert((table, tuple(values), natural_key)), tuple(values.values())))
+        columns = tuple(values)
+        statement = self._inserts.get(columns)
+        if statement is None:
+            statement = self._inserts[columns] = _Insert((table, columns, natural_key))
+        self._queue.append((statement, tuple(values.values())))
 
     def _stamp(self) -> str:
         """The time the queued writes are stamped with: one per flush."""
@@ -82,7 +87,7 @@ class _QueuedWrites:
         while start < len(queue):
             statement = queue[start][0]
             end = start + 1
-            while end < len(queue) and queue[end][0] == statement:
+            while end < len(queue) and (queue[end][0] is statement or queue[end][0] == statement):
                 end += 1
             self._run(statement, [params for _, params in queue[start:end]])
             start = end
@@ -257,9 +262,10 @@ class SubscriberWrites(_QueuedWrites):
         """Mark these subscribers (store keys) removed, now: what is queued is written first."""
         self.flush()
         now = self._stamp()
-        for chunk in _chunks(keys, 10_000):
-            self._db.executemany(
-                "UPDATE subscribers SET removed_at = ?, updated_at = ? WHERE id = ?", [(now, now, key) for key in chunk]
+        for chunk in _chunks(keys):
+            self._db.execute(
+                f"UPDATE subscribers SET removed_at = ?, updated_at = ? WHERE id IN ({', '.join('?' * len(chunk))})",
+                (now, now, *chunk),
             )
 
 

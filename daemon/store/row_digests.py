@@ -71,6 +71,7 @@ class DigestLog:
         self._digests = array("Q")
         self._keys = array("q")
         self._forgotten: set[int] = set()
+        self._forgotten_arrays: list[np.ndarray] = []
         self._touched: set[int] | None = set() if previous is not None and len(previous) else None
         """Keys this import wrote or forgot: only needed (and kept) when there are known records."""
 
@@ -86,6 +87,10 @@ class DigestLog:
         if self._touched is not None:
             self._touched.add(key)
 
+    def forget_all(self, keys: np.ndarray) -> None:
+        """`forget` each of `keys` (records the import removed), after its last row."""
+        self._forgotten_arrays.append(keys)
+
     def touched(self, key: int) -> bool:
         """True when this import rewrote (or forgot) record `key`: its previous digest may be stale."""
         return self._touched is not None and key in self._touched
@@ -93,12 +98,14 @@ class DigestLog:
     def result(self) -> DigestSet:
         """The set after the import. Arrays the size of the set are made one or two at a time:
         this runs at the end of an import of any size, where memory is at its highest."""
-        if not self._keys and not self._forgotten and self._previous is not None:
+        if not self._keys and not self._forgotten and not self._forgotten_arrays and self._previous is not None:
             return self._previous  # every record as the last import left it
         digests = np.frombuffer(self._digests, dtype=np.uint64)
         keys = np.frombuffer(self._keys, dtype=np.int64)
         chosen = _last_of_each(keys)
-        forgotten = np.fromiter(self._forgotten, dtype=np.int64, count=len(self._forgotten))
+        forgotten = np.concatenate(
+            [np.fromiter(self._forgotten, dtype=np.int64, count=len(self._forgotten)), *self._forgotten_arrays]
+        )
         if len(forgotten):
             chosen = chosen[~np.isin(keys[chosen], forgotten)]
         by_digest = chosen[np.argsort(digests[chosen])]
