@@ -210,6 +210,19 @@ def test_reimport_skips_known_records_only_while_no_other_feed_changed_the_conta
     assert dropd.contacts("northfield")["1"]["first_name"] == "Ann"
 
 
+def test_a_record_a_later_row_overwrote_is_applied_again_on_the_next_import(school, tmp_path):
+    """The first row's text was applied cleanly, then the second row changed the same contact:
+    the next import of the first row must change it back, not count it unchanged."""
+    first = tmp_path / "first.csv"
+    first.write_text(f"{HEADER}\n1,Ada,One,202-555-0101,,,,\n1,Grace,One,202-555-0101,,,,\n")
+    school.cli("ingest", "students", str(first))
+    again = tmp_path / "again.csv"
+    again.write_text(f"{HEADER}\n1,Ada,One,202-555-0101,,,,\n")
+    [run] = json.loads(school.cli("ingest", "students", str(again), "--json").stdout)
+    assert (run["details"]["updated"], run["details"]["unchanged"]) == (1, 0)
+    assert school.contacts("northfield")["1"]["first_name"] == "Ada"
+
+
 def test_same_rows_under_a_reordered_header_are_applied_again(dropd, tmp_path):
     dropd.add_feed_partner("northfield", [students_feed(schedule=[])])
     dropd.start()
