@@ -29,8 +29,8 @@ applying the rows one by one in file order.
 
 `recognise(texts) -> list | None`
     Called with the raw text of each well-formed record of a batch, before anything else: a
-    token for each record the kind knows to be as its last import left it (a re-import), None
-    for the others; None for none. A recognised record is neither split into cells nor
+    token for each record the kind knows to be as its last import left it (a re-import), a
+    false value (0, None) for the others; None for none. A recognised record is neither split into cells nor
     prepared. Optional.
 
 `still_known(token) -> bool`
@@ -343,7 +343,7 @@ class ImportKind(_Kind):
                 if record[3] is None:
                     token = tokens[position] if tokens else None
                     position += 1
-                    if token is not None:
+                    if token:
                         entries.append((record, token))
                         continue
                 entry = _row_or_problem(record, rows.delimiter, layout, errors)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import phonenumbers
 
-from daemon.store.row_digests import DigestLog, text_digest
+from daemon.store.row_digests import DigestLog, text_digest, text_digests
 from handlers import option_values as v
 from handlers.base import (
     CREATED,
@@ -136,7 +136,7 @@ class _RowFacts:
 
     __slots__ = ("digest", "source_hash", "cells", "contact_id", "validated", "crm_id", "phone")
 
-    def __init__(self, digest: int, source_hash: bytes, cells: dict):
+    def __init__(self, digest: bytes, source_hash: bytes, cells: dict):
         self.digest = digest
         self.source_hash = source_hash
         self.cells = cells
@@ -198,7 +198,7 @@ class ContactsImport(ImportKind):
         ).digest()
         self._previous = tx.row_digests.previous(self.feed, self.partner, tx.contacts.version(self.partner))
         self._digests = DigestLog(self._previous)
-        self._waiting: list[tuple[int, ViewedContact]] = []
+        self._waiting: list[tuple[bytes, ViewedContact]] = []
         """(digest, contact) of contacts created and not written yet: their keys come later."""
         self._changed = False
         self._view = ContactView(tx.contacts, tx.contacts.writes(), self.partner)
@@ -207,7 +207,7 @@ class ContactsImport(ImportKind):
         """The key of the contact each text last wrote, for texts the feed's last import left."""
         if not self._previous:
             return None
-        return self._previous.lookup([text_digest(self._digest_key, text) for text in texts])
+        return self._previous.lookup(text_digests(self._digest_key, texts))
 
     def still_known(self, key: int) -> bool:
         return not self._digests.touched(key)
@@ -249,7 +249,7 @@ class ContactsImport(ImportKind):
         version = tx.contacts.changed(self.partner) if self._changed else tx.contacts.version(self.partner)
         tx.row_digests.save(self.feed, self.partner, version, self._digests.result())
 
-    def _remember(self, digest: int | None, contact: ViewedContact) -> None:
+    def _remember(self, digest: bytes | None, contact: ViewedContact) -> None:
         """`contact` is now as the text of `digest` says (None: as no text says, a field was
         dropped). A contact created in this batch waits for its key; the order of what is said
         of one contact is kept."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from daemon.store.row_digests import DigestLog, text_digest
+from daemon.store.row_digests import DigestLog, text_digest, text_digests
 from handlers import option_values as v
 from handlers.base import (
     CREATED,
@@ -74,7 +74,7 @@ class SubscribersImport(ImportKind):
         self._digest_key = hashlib.blake2b(described.encode("utf-8", "surrogatepass")).digest()
         self._previous = tx.row_digests.previous(self.feed, self.partner, tx.subscribers.version(self.partner))
         self._digests = DigestLog(self._previous)
-        self._waiting: list[tuple[int, str]] = []
+        self._waiting: list[tuple[bytes, str]] = []
         """(digest, email key) of subscribers created and not written yet: their keys come later."""
         self._changed = False
 
@@ -82,7 +82,7 @@ class SubscribersImport(ImportKind):
         """The key of the subscriber each text last wrote, for texts the feed's last import left."""
         if not self._previous:
             return None
-        return self._previous.lookup([text_digest(self._digest_key, text) for text in texts])
+        return self._previous.lookup(text_digests(self._digest_key, texts))
 
     def still_known(self, key: int) -> bool:
         if self._digests.touched(key):
@@ -151,7 +151,7 @@ class SubscribersImport(ImportKind):
         if self._full and key is not None:
             self._listed.append(key)
 
-    def _remember(self, digest: int, key: int | None, email_key: str) -> None:
+    def _remember(self, digest: bytes, key: int | None, email_key: str) -> None:
         """The subscriber is now as the text of `digest` says; one created in this batch waits
         for its key."""
         if key is None:
@@ -195,7 +195,7 @@ class _RowFacts:
 
     __slots__ = ("digest", "cells", "raw_email", "email")
 
-    def __init__(self, digest: int, cells: dict):
+    def __init__(self, digest: bytes, cells: dict):
         self.digest = digest
         self.cells = cells
         self.raw_email = change_of(cells.get("email"))

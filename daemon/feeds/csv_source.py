@@ -268,7 +268,7 @@ class CsvRows:
                     self._lines = _RAW_LINE.findall(text)
                     self._lines.reverse()
                     continue
-                batch += self._plain_records(_LINE_TEXT.findall(text))
+                batch += self._plain_records(_line_texts(text))
             while len(batch) >= size:
                 yield batch[:size]
                 del batch[:size]
@@ -297,6 +297,16 @@ class CsvRows:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _line_texts(text: str) -> list[str]:
+    """The lines of `text` (which ends with a line end) without their ends: split in C when the
+    ends are all \n or all \r\n, by the regular expression when a lone \r ends a line."""
+    if "\r" not in text:
+        return text.split("\n")[:-1]
+    if text.count("\r") == text.count("\r\n"):
+        return text.replace("\r\n", "\n").split("\n")[:-1]
+    return _LINE_TEXT.findall(text)
 
 
 def _cell_problem(text: str, values: list[str]) -> str | None:

@@ -16,14 +16,21 @@ from array import array
 
 import numpy as np
 
-_NO_DIGESTS = np.zeros(0, dtype=np.uint64)
+DIGEST = np.dtype("<u8")
+"""A digest: 8 bytes of a keyed blake2b, read as a little-endian integer wherever it is sorted."""
+_NO_DIGESTS = np.zeros(0, dtype=DIGEST)
 _NO_KEYS = np.zeros(0, dtype=np.int64)
 
 
-def text_digest(key: bytes, text: str) -> int:
+def text_digest(key: bytes, text: str) -> bytes:
     """The digest of a record's raw text under a kind's key (its mapping and the file's header)."""
-    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8, key=key).digest()
-    return int.from_bytes(digest, "little")
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8, key=key).digest()
+
+
+def text_digests(key: bytes, texts: list[str]) -> bytes:
+    """`text_digest` of each text, end to end (what `DigestSet.lookup` reads)."""
+    blake2b = hashlib.blake2b
+    return b"".join([blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8, key=key).digest() for text in texts])
 
 
 class DigestSet:
@@ -36,7 +43,7 @@ class DigestSet:
     @classmethod
     def from_bytes(cls, digests, keys) -> "DigestSet":
         """A set over the two blobs `to_bytes` gave (no copy)."""
-        return cls(np.frombuffer(digests, dtype=np.uint64), np.frombuffer(keys, dtype=np.int64))
+        return cls(np.frombuffer(digests, dtype=DIGEST), np.frombuffer(keys, dtype=np.int64))
 
     def to_bytes(self) -> tuple[memoryview, memoryview]:
         """The digests and the keys, each as a buffer a store binds as a blob (no copy made here)."""
@@ -45,16 +52,18 @@ class DigestSet:
             memoryview(np.ascontiguousarray(self._keys)).cast("B"),
         )
 
-    def lookup(self, digests: list[int]) -> list[int | None]:
-        """For each digest of a batch, its record's key, or None when it is not in the set."""
-        if not len(self._digests) or not digests:
-            return [None] * len(digests)
-        wanted = np.array(digests, dtype=np.uint64)
-        positions = np.searchsorted(self._digests, wanted)
+    def lookup(self, digests: bytes) -> list[int]:
+        """For each digest of a batch (`text_digests`), its record's key, or 0 when it is not in
+        the set (store keys start at 1)."""
+        wanted = np.frombuffer(digests, dtype=DIGEST)
+        if not len(self._digests):
+            return [0] * len(wanted)
+        # Searched in digest order, so that neighbouring searches touch neighbouring memory.
+        order = np.argsort(wanted)
+        positions = np.empty(len(wanted), dtype=np.intp)
+        positions[order] = np.searchsorted(self._digests, wanted[order])
         positions[positions == len(self._digests)] = 0
-        found = (self._digests[positions] == wanted).tolist()
-        keys = self._keys[positions].tolist()
-        return [key if hit else None for key, hit in zip(keys, found, strict=True)]
+        return np.where(self._digests[positions] == wanted, self._keys[positions], 0).tolist()
 
     def __len__(self) -> int:
         return len(self._digests)
@@ -68,15 +77,15 @@ class DigestLog:
 
     def __init__(self, previous: DigestSet | None):
         self._previous = previous
-        self._digests = array("Q")
+        self._digests = bytearray()
         self._keys = array("q")
         self._forgotten: set[int] = set()
         self._forgotten_arrays: list[np.ndarray] = []
         self._touched: set[int] | None = set() if previous is not None and len(previous) else None
         """Keys this import wrote or forgot: only needed (and kept) when there are known records."""
 
-    def keep(self, digest: int, key: int) -> None:
-        self._digests.append(digest)
+    def keep(self, digest: bytes, key: int) -> None:
+        self._digests += digest
         self._keys.append(key)
         self._forgotten.discard(key)
         if self._touched is not None:
@@ -100,7 +109,7 @@ class DigestLog:
         this runs at the end of an import of any size, where memory is at its highest."""
         if not self._keys and not self._forgotten and not self._forgotten_arrays and self._previous is not None:
             return self._previous  # every record as the last import left it
-        digests = np.frombuffer(self._digests, dtype=np.uint64)
+        digests = np.frombuffer(self._digests, dtype=DIGEST)
         keys = np.frombuffer(self._keys, dtype=np.int64)
         chosen = _last_of_each(keys)
         forgotten = np.concatenate(
