@@ -33,10 +33,11 @@ applying the rows one by one in file order.
     false value (0, None) for the others; None for none. A recognised record is neither split into cells nor
     prepared. Optional.
 
-`still_known(token) -> bool`
-    Called in file order for each recognised record: True counts it unchanged; False (an
-    earlier row of the file rewrote what it describes) applies it as a row after all, without
-    `prepare`. Optional (always True).
+`still_known(tokens) -> bool`
+    Called in file order with recognised records' tokens: True counts them all unchanged;
+    False (an earlier row of the file rewrote what one describes) makes the base ask again
+    record by record, and apply as a row, without `prepare`, each one the answer is False for.
+    A batch made only of recognised records is asked about at once. Optional (always True).
 
 `prepare(tx, rows)`
     Called with each batch's other well-formed rows, in file order, before any of them is
@@ -324,7 +325,7 @@ class ImportKind(_Kind):
         """Tokens of the records known to be as last imported (None: none)."""
         return None
 
-    def still_known(self, token) -> bool:
+    def still_known(self, tokens: list) -> bool:
         return True
 
     def run(self, tx, rows, errors: RowErrors) -> ImportCounts:
@@ -337,6 +338,10 @@ class ImportKind(_Kind):
             # Records are sorted out first (recognised, malformed, to apply); the rows to apply are
             # prepared as one batch; then every record is counted, reported or applied in file order.
             tokens = self.recognise([text for _, text, _, problem in batch if problem is None])
+            if tokens and len(tokens) == len(batch) and all(tokens) and self.still_known(tokens):
+                counts.rows += len(batch)  # every record as the last import left it
+                counts.unchanged += len(batch)
+                continue
             entries, good = [], []
             position = 0
             for record in batch:
@@ -351,23 +356,44 @@ class ImportKind(_Kind):
                     good.append(entry)
                 entries.append(entry)
             self.prepare(tx, good)
+            known: list[tuple] = []  # recognised records since the last row applied
             for entry in entries:
-                counts.rows += 1
                 if entry.__class__ is tuple and len(entry) == 2:
-                    record, token = entry
-                    if self.still_known(token):
-                        counts.unchanged += 1
-                        continue
-                    entry = _row_or_problem(record, rows.delimiter, layout, errors)
-                if entry.__class__ is Row:
-                    self._apply(tx, entry, counts)
-                else:
-                    number, values, problem = entry
-                    errors.write(number, "malformed-row", COMPLETE, problem, values or [])
-                    counts.rejected += 1
+                    known.append(entry)
+                    continue
+                self._settle(tx, known, rows.delimiter, layout, errors, counts)
+                known = []
+                self._take(tx, entry, errors, counts)
+            self._settle(tx, known, rows.delimiter, layout, errors, counts)
             self.flush(tx)
         self.finish(tx, counts)
         return counts
+
+    def _settle(self, tx, known: list[tuple], delimiter: str, layout: Layout, errors, counts: ImportCounts) -> None:
+        """Recognised records in a run (no row applied between them): all unchanged when the
+        kind says so at once, else asked about one by one and applied where rewritten."""
+        if not known:
+            return
+        if self.still_known([token for _, token in known]):
+            counts.rows += len(known)
+            counts.unchanged += len(known)
+            return
+        for record, token in known:
+            if self.still_known([token]):
+                counts.rows += 1
+                counts.unchanged += 1
+            else:
+                self._take(tx, _row_or_problem(record, delimiter, layout, errors), errors, counts)
+
+    def _take(self, tx, entry, errors: RowErrors, counts: ImportCounts) -> None:
+        """A row to apply, or (row number, cells, problem) to report."""
+        counts.rows += 1
+        if entry.__class__ is Row:
+            self._apply(tx, entry, counts)
+        else:
+            number, values, problem = entry
+            errors.write(number, "malformed-row", COMPLETE, problem, values or [])
+            counts.rejected += 1
 
     def _apply(self, tx, row: Row, counts: ImportCounts) -> None:
         try:

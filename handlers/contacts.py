@@ -209,8 +209,8 @@ class ContactsImport(ImportKind):
             return None
         return self._previous.lookup(text_digests(self._digest_key, texts))
 
-    def still_known(self, key: int) -> bool:
-        return not self._digests.touched(key)
+    def still_known(self, keys: list[int]) -> bool:
+        return self._digests.untouched(keys)
 
     def prepare(self, tx, rows) -> None:
         """Look up the contacts the rows name, by contact ID first, then by CRM ID and phone for

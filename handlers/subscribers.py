@@ -84,10 +84,11 @@ class SubscribersImport(ImportKind):
             return None
         return self._previous.lookup(text_digests(self._digest_key, texts))
 
-    def still_known(self, key: int) -> bool:
-        if self._digests.touched(key):
-            return False  # an earlier row of this file rewrote it
-        self._listed_key(key)
+    def still_known(self, keys: list[int]) -> bool:
+        if not self._digests.untouched(keys):
+            return False  # an earlier row of this file rewrote one
+        if self._full:
+            self._listed.extend(keys)
         return True
 
     def prepare(self, tx, rows) -> None:

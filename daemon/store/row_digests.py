@@ -100,9 +100,10 @@ class DigestLog:
         """`forget` each of `keys` (records the import removed), after its last row."""
         self._forgotten_arrays.append(keys)
 
-    def touched(self, key: int) -> bool:
-        """True when this import rewrote (or forgot) record `key`: its previous digest may be stale."""
-        return self._touched is not None and key in self._touched
+    def untouched(self, keys: list[int]) -> bool:
+        """True when this import has neither rewritten nor forgotten any of `keys` so far: their
+        entries in the previous set still hold."""
+        return self._touched is None or self._touched.isdisjoint(keys)
 
     def result(self) -> DigestSet:
         """The set after the import. Arrays the size of the set are made one or two at a time:

@@ -37,14 +37,14 @@ def test_the_last_word_on_a_record_wins():
         log.keep(d(digest), key)
     previous = log.result()
     log = DigestLog(previous)
-    assert not log.touched(1)
+    assert log.untouched([1, 2, 3])
     log.keep(d(11), 1)  # record 1 rewritten from another text: digest 10 is stale
     log.forget(2)  # record 2 written with a field dropped: no text says what it holds
     log.keep(d(40), 4)
     log.keep(d(41), 4)  # record 4 created, then changed in the same file
     log.forget(5)
     log.keep(d(50), 5)  # ... forgotten, then written from its text again
-    assert log.touched(1) and log.touched(2) and not log.touched(3)
+    assert not log.untouched([1]) and not log.untouched([2]) and log.untouched([3])
     after = log.result()
     assert after.lookup(joined([10, 11, 20, 30, 40, 41, 50])) == [0, 1, 0, 3, 0, 4, 5]
 
