@@ -342,7 +342,7 @@ class ImportKind(_Kind):
                 counts.rows += len(batch)  # every record as the last import left it
                 counts.unchanged += len(batch)
                 continue
-            entries, good = [], []
+            entries, good = [], []  # each a Row, (record, token) if recognised, or (number, cells, problem)
             position = 0
             for record in batch:
                 if record[3] is None:
