@@ -322,7 +322,8 @@ class ImportKind(_Kind):
         """After the last row."""
 
     def recognise(self, texts: list[str]) -> list | None:
-        """Tokens of the records known to be as last imported (None: none)."""
+        """For each text, a token (true) when its record is known to be as the last import left
+        it, else a false value; or None when no record can be known."""
         return None
 
     def still_known(self, tokens: list) -> bool:
@@ -335,55 +336,48 @@ class ImportKind(_Kind):
         self.begin(tx, rows.header)
         counts = ImportCounts()
         for batch in rows.batches(BATCH):
-            # Records are sorted out first (recognised, malformed, to apply); the rows to apply are
-            # prepared as one batch; then every record is counted, reported or applied in file order.
-            tokens = self.recognise([text for _, text, _, problem in batch if problem is None])
-            if tokens and len(tokens) == len(batch) and all(tokens) and self.still_known(tokens):
-                counts.rows += len(batch)  # every record as the last import left it
-                counts.unchanged += len(batch)
-                continue
-            entries, good = [], []  # each a Row, (record, token) if recognised, or (number, cells, problem)
-            position = 0
-            for record in batch:
-                if record[3] is None:
-                    token = tokens[position] if tokens else None
-                    position += 1
-                    if token:
-                        entries.append((record, token))
-                        continue
-                entry = _row_or_problem(record, rows.delimiter, layout, errors)
-                if entry.__class__ is Row:
-                    good.append(entry)
-                entries.append(entry)
-            self.prepare(tx, good)
-            known: list[tuple] = []  # recognised records since the last row applied
-            for entry in entries:
-                if entry.__class__ is tuple and len(entry) == 2:
-                    known.append(entry)
+            # Records are sorted out first (recognised, or to apply or report); the rows to apply
+            # are prepared as one batch; then every record is counted, reported or applied in file
+            # order, a run of recognised records at once.
+            tokens = self.recognise(batch.texts)
+            if tokens:
+                for index in batch.unusable():
+                    tokens[index] = None  # reported whatever its text
+                if all(tokens) and self.still_known(tokens):
+                    counts.rows += len(batch)  # every record as the last import left it
+                    counts.unchanged += len(batch)
                     continue
-                self._settle(tx, known, rows.delimiter, layout, errors, counts)
-                known = []
+                taken = [index for index, token in enumerate(tokens) if not token]
+            else:
+                taken = range(len(batch))
+            entries = [(index, _row_or_problem(batch.record(index), rows.delimiter, layout, errors)) for index in taken]
+            self.prepare(tx, [entry for _, entry in entries if entry.__class__ is Row])
+            settled = 0  # records before this one are counted, reported or applied
+            for index, entry in entries:
+                if index > settled:
+                    self._settle(tx, batch, tokens, settled, index, rows.delimiter, layout, errors, counts)
                 self._take(tx, entry, errors, counts)
-            self._settle(tx, known, rows.delimiter, layout, errors, counts)
+                settled = index + 1
+            if settled < len(batch):
+                self._settle(tx, batch, tokens, settled, len(batch), rows.delimiter, layout, errors, counts)
             self.flush(tx)
         self.finish(tx, counts)
         return counts
 
-    def _settle(self, tx, known: list[tuple], delimiter: str, layout: Layout, errors, counts: ImportCounts) -> None:
-        """Recognised records in a run (no row applied between them): all unchanged when the
-        kind says so at once, else asked about one by one and applied where rewritten."""
-        if not known:
+    def _settle(self, tx, batch, tokens, start, end, delimiter, layout, errors, counts: ImportCounts) -> None:
+        """Recognised records `start` to `end` of `batch` (no row applied between them): all
+        unchanged when the kind says so at once, else asked about one by one and applied where
+        rewritten."""
+        if self.still_known(tokens[start:end]):
+            counts.rows += end - start
+            counts.unchanged += end - start
             return
-        if self.still_known([token for _, token in known]):
-            counts.rows += len(known)
-            counts.unchanged += len(known)
-            return
-        for record, token in known:
-            if self.still_known([token]):
+        for index in range(start, end):
+            if self.still_known([tokens[index]]):
                 counts.rows += 1
                 counts.unchanged += 1
             else:
-                self._take(tx, _row_or_problem(record, delimiter, layout, errors), errors, counts)
+                self._take(tx, _row_or_problem(batch.record(index), delimiter, layout, errors), errors, counts)
 
     def _take(self, tx, entry, errors: RowErrors, counts: ImportCounts) -> None:
         """A row to apply, or (row number, cells, problem) to report."""

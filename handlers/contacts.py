@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import phonenumbers
 
-from daemon.store.row_digests import DigestLog, text_digest, text_digests
+from daemon.store.row_digests import DigestLog, TextDigests
 from handlers import option_values as v
 from handlers.base import (
     CREATED,
@@ -196,6 +196,7 @@ class ContactsImport(ImportKind):
         self._digest_key = hashlib.blake2b(
             self.fingerprint + "\x1f".join(header).encode("utf-8", "surrogatepass")
         ).digest()
+        self._text_digests = TextDigests(self._digest_key)
         self._previous = tx.row_digests.previous(self.feed, self.partner, tx.contacts.version(self.partner))
         self._digests = DigestLog(self._previous)
         self._waiting: list[tuple[bytes, ViewedContact]] = []
@@ -207,7 +208,7 @@ class ContactsImport(ImportKind):
         """The key of the contact each text last wrote, for texts the feed's last import left."""
         if not self._previous:
             return None
-        return self._previous.lookup(text_digests(self._digest_key, texts))
+        return self._previous.lookup(self._text_digests.many(texts))
 
     def still_known(self, keys: list[int]) -> bool:
         return self._digests.untouched(keys)
@@ -232,7 +233,7 @@ class ContactsImport(ImportKind):
         view.load("mobile_number", phones)
 
     def _facts(self, row) -> _RowFacts:
-        row.memo = _RowFacts(text_digest(self._digest_key, row.text), self._source_hash(row.values), row.cells())
+        row.memo = _RowFacts(self._text_digests.one(row.text), self._source_hash(row.values), row.cells())
         return row.memo
 
     def apply(self, tx, row) -> str:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from daemon.store.row_digests import DigestLog, text_digest, text_digests
+from daemon.store.row_digests import DigestLog, TextDigests
 from handlers import option_values as v
 from handlers.base import (
     CREATED,
@@ -71,7 +71,7 @@ class SubscribersImport(ImportKind):
             self._listed = array("q")
         # The same text under another header or mapping means something else: both key the digests.
         described = json.dumps([self.kind, self.partner, sorted(self.options.columns.items()), header])
-        self._digest_key = hashlib.blake2b(described.encode("utf-8", "surrogatepass")).digest()
+        self._text_digests = TextDigests(hashlib.blake2b(described.encode("utf-8", "surrogatepass")).digest())
         self._previous = tx.row_digests.previous(self.feed, self.partner, tx.subscribers.version(self.partner))
         self._digests = DigestLog(self._previous)
         self._waiting: list[tuple[bytes, str]] = []
@@ -82,7 +82,7 @@ class SubscribersImport(ImportKind):
         """The key of the subscriber each text last wrote, for texts the feed's last import left."""
         if not self._previous:
             return None
-        return self._previous.lookup(text_digests(self._digest_key, texts))
+        return self._previous.lookup(self._text_digests.many(texts))
 
     def still_known(self, keys: list[int]) -> bool:
         if not self._digests.untouched(keys):
@@ -97,7 +97,7 @@ class SubscribersImport(ImportKind):
         self._load(tx, wanted)
 
     def _facts(self, row) -> "_RowFacts":
-        row.memo = _RowFacts(text_digest(self._digest_key, row.text), row.cells())
+        row.memo = _RowFacts(self._text_digests.one(row.text), row.cells())
         return row.memo
 
     def _load(self, tx, email_keys) -> None:

@@ -154,6 +154,51 @@ _RAW_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)")
 _LINE_TEXT = re.compile(r"([^\r\n]*)(?:\r\n|\r|\n)")
 
 
+class RecordBatch:
+    """Records read together, in file order: record `i` is row `numbers[i]`, whose raw text
+    (without its line end) is `texts[i]`. Most records are plain lines, whose cells are their
+    text split on the delimiter; `odd` holds, by index, (values, problem) for the others: a
+    record the csv module read (its cells), or one that cannot be used (what is wrong)."""
+
+    __slots__ = ("numbers", "texts", "odd")
+
+    def __init__(self, numbers: list[int], texts: list[str], odd: dict[int, tuple]):
+        self.numbers = numbers
+        self.texts = texts
+        self.odd = odd
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def add(self, number: int, text: str, values: list[str] | None, problem: str | None) -> None:
+        if values is not None or problem is not None:
+            self.odd[len(self.texts)] = (values, problem)
+        self.numbers.append(number)
+        self.texts.append(text)
+
+    def record(self, index: int) -> tuple:
+        """(row, text, values, problem); values None: split the text on the delimiter."""
+        values, problem = self.odd.get(index, _PLAIN) if self.odd else _PLAIN
+        return self.numbers[index], self.texts[index], values, problem
+
+    def unusable(self) -> list[int]:
+        """The indexes of the records that cannot be used."""
+        return [index for index, (_, problem) in self.odd.items() if problem is not None]
+
+    def cut(self, size: int) -> "RecordBatch":
+        """The first `size` records, taken out of this batch."""
+        odd = {}
+        if self.odd:
+            odd = {index: entry for index, entry in self.odd.items() if index < size}
+            self.odd = {index - size: entry for index, entry in self.odd.items() if index >= size}
+        head = RecordBatch(self.numbers[:size], self.texts[:size], odd)
+        del self.numbers[:size], self.texts[:size]
+        return head
+
+
+_PLAIN = (None, None)
+
+
 class CsvRows:
     """The header and the data records of one file; `row` numbers count the header as row 1.
 
@@ -252,14 +297,13 @@ class CsvRows:
         return [name.strip() for name in values]
 
     def batches(self, size: int):
-        """Lists of up to `size` records (row, text, values, problem): values for a good record
-        (None: split `text` on the delimiter), a problem for a bad one."""
-        batch: list[tuple] = []
+        """`RecordBatch`es of up to `size` records."""
+        pending = RecordBatch([], [], {})
         while True:
             if self._lines:
                 record = self._next()
                 if record is not None and record[1] != []:
-                    batch.append((self.row, *record))
+                    pending.add(self.row, *record)
             else:
                 text = self._block()
                 if text is None:
@@ -268,26 +312,31 @@ class CsvRows:
                     self._lines = _RAW_LINE.findall(text)
                     self._lines.reverse()
                     continue
-                batch += self._plain_records(_line_texts(text))
-            while len(batch) >= size:
-                yield batch[:size]
-                del batch[:size]
-        if batch:
-            yield batch
+                self._add_plain(pending, _line_texts(text))
+            while len(pending.texts) >= size:
+                yield pending.cut(size)
+        if pending.texts:
+            yield pending
 
-    def _plain_records(self, texts: list[str]) -> list[tuple]:
-        """Records of lines without quotes or NULs: one a line, a blank line none."""
+    def _add_plain(self, pending: "RecordBatch", texts: list[str]) -> None:
+        """Lines without quotes or NULs: one record a line, a blank line none."""
         first = self.row + 1
         self.row += len(texts)
         if max(map(len, texts)) <= FIELD_SIZE_LIMIT:
-            return [(first + offset, text, None, None) for offset, text in enumerate(texts) if text]
-        records = []
+            if "" not in texts:
+                pending.numbers.extend(range(first, first + len(texts)))
+                pending.texts += texts
+            else:
+                for offset, text in enumerate(texts):
+                    if text:
+                        pending.numbers.append(first + offset)
+                        pending.texts.append(text)
+            return
         for offset, text in enumerate(texts):
             if text:
                 values = text.split(self.delimiter)
                 problem = _cell_problem(text, values)
-                records.append((first + offset, text, None if problem is None else values, problem))
-        return records
+                pending.add(first + offset, text, None if problem is None else values, problem)
 
     def close(self) -> None:
         self._handle.close()
@@ -300,13 +349,19 @@ class CsvRows:
 
 
 def _line_texts(text: str) -> list[str]:
-    """The lines of `text` (which ends with a line end) without their ends: split in C when the
-    ends are all \n or all \r\n, by the regular expression when a lone \r ends a line."""
+    """The lines of `text` (which ends with a line end) without their ends, \r\n, \r and \n alike:
+    split in C, by `str.splitlines` unless the text holds one of the other characters it breaks
+    lines at, then by the regular expression."""
     if "\r" not in text:
         return text.split("\n")[:-1]
-    if text.count("\r") == text.count("\r\n"):
-        return text.replace("\r\n", "\n").split("\n")[:-1]
+    if not any(mark in text for mark in (_ASCII_BREAKS if text.isascii() else _OTHER_BREAKS)):
+        return text.splitlines()
     return _LINE_TEXT.findall(text)
+
+
+_ASCII_BREAKS = ("\x0b", "\x0c", "\x1c", "\x1d", "\x1e")
+_OTHER_BREAKS = (*_ASCII_BREAKS, "\x85", "\u2028", "\u2029")
+"""What `str.splitlines` breaks lines at besides \r and \n: in a CSV file, text inside a cell."""
 
 
 def _cell_problem(text: str, values: list[str]) -> str | None:

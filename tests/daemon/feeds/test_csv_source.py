@@ -17,7 +17,7 @@ def read(cls, path, facts, delimiter):
         with LandedFile(path) as landed, cls(landed, facts, delimiter) as rows:
             header = rows.header
             if cls is CsvRows:
-                records = [record for batch in rows.batches(3) for record in batch]
+                records = [batch.record(index) for batch in rows.batches(3) for index in range(len(batch))]
                 records = [
                     (row, text, text.split(rows.delimiter) if values is None and problem is None else values, problem)
                     for row, text, values, problem in records
@@ -29,7 +29,11 @@ def read(cls, path, facts, delimiter):
         return f"error at row {exc.row}: {exc}"
 
 
-pieces = st.sampled_from(["a", "bc", ",", "\t", '"', '""', "\n", "\r\n", "\r", "\x00", " ", "é", "x" * 40, ",,"])
+# Besides CSV's own marks: the characters `str.splitlines` also breaks lines at, which are text here.
+breaks = ["\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
+pieces = st.sampled_from(
+    ["a", "bc", ",", "\t", '"', '""', "\n", "\r\n", "\r", "\x00", " ", "é", "x" * 40, ",,", *breaks]
+)
 files = st.lists(pieces, max_size=60).map("".join)
 
 

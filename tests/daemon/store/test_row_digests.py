@@ -31,6 +31,21 @@ def test_lookup_and_round_trip():
     assert DigestSet().lookup(d(1)) == [0]
 
 
+def test_digests_crowded_into_few_buckets_are_found():
+    """Buckets are cut by a digest's top bits: small numbers all fall into the first one, and
+    a partner could craft rows that do the same."""
+    present = {number: number + 7 for number in range(1, 3000, 3)} | {2**64 - 5: 1, 2**63: 2}
+    log = DigestLog(None)
+    for digest, key in present.items():
+        log.keep(d(digest), key)
+    table = log.result()
+    everything = list(range(3010)) + [2**64 - 5, 2**63, 2**63 + 1, 2**64 - 1]
+    assert table.lookup(joined(everything)) == [present.get(number, 0) for number in everything]
+    single = DigestLog(None)
+    single.keep(d(2**63), 5)
+    assert single.result().lookup(joined([2**63, 0, 2**63 - 1, 2**64 - 1])) == [5, 0, 0, 0]
+
+
 def test_the_last_word_on_a_record_wins():
     log = DigestLog(None)
     for digest, key in ((10, 1), (20, 2), (30, 3), (50, 5)):
