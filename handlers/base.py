@@ -321,6 +321,11 @@ class ImportKind(_Kind):
     def finish(self, tx, counts: ImportCounts) -> None:
         """After the last row."""
 
+    def take_batch(self, tx, batch, layout: "Layout", delimiter: str, counts: ImportCounts) -> bool:
+        """Apply a whole `RecordBatch` at once and count it (True), or leave it to `prepare` and
+        `apply`, row by row (False)."""
+        return False
+
     def recognise(self, texts: list[str]) -> list | None:
         """For each text, a token (true) when its record is known to be as the last import left
         it, else a false value; or None when no record can be known."""
@@ -336,6 +341,9 @@ class ImportKind(_Kind):
         self.begin(tx, rows.header)
         counts = ImportCounts()
         for batch in rows.batches(BATCH):
+            if self.take_batch(tx, batch, layout, rows.delimiter, counts):
+                self.flush(tx)
+                continue
             # Records are sorted out first (recognised, or to apply or report); the rows to apply
             # are prepared as one batch; then every record is counted, reported or applied in file
             # order, a run of recognised records at once.

@@ -47,3 +47,33 @@ def date_text(text: str, timezone: str) -> str:
         else:
             return value[:-1] + "+00:00"
     return parse_date(text, timezone).isoformat()
+
+
+# A column of UTC times to the second, each followed by a line end; the day is checked apart.
+_UTC_COLUMN = re.compile(
+    r"(?:[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]Z\n)*"
+)
+
+
+def utc_column(cells: list[str]) -> list[str] | None:
+    """`date_text` of every cell (stripped already) when each is a UTC time to the second on a
+    real day, worked out for the whole column at once; None when one is not (tested equal in
+    tests/handlers/test_typed_values.py)."""
+    joined = "\n".join(cells) + "\n" if cells else ""
+    if not _UTC_COLUMN.fullmatch(joined):
+        return None
+    for day in {cell[:10] for cell in cells}:
+        try:
+            datetime.date.fromisoformat(day)
+        except ValueError:
+            return None
+    return joined.replace("Z\n", "+00:00\n").split("\n")[:-1]
+
+
+_BOOLEANS = dict.fromkeys(_TRUE, True) | dict.fromkeys(_FALSE, False)
+
+
+def boolean_column(cells: list[str]) -> list[bool] | None:
+    """`parse_boolean` of every cell (stripped already), or None when one is not a boolean."""
+    values = list(map(_BOOLEANS.get, map(str.lower, cells)))
+    return None if None in values else values

@@ -299,7 +299,14 @@ class CsvRows:
     def batches(self, size: int):
         """`RecordBatch`es of up to `size` records."""
         pending = RecordBatch([], [], {})
+        rest = "".join(reversed(self._lines))  # the lines the header's block left
+        if '"' not in rest and "\x00" not in rest:
+            self._lines = []
+            if rest:
+                self._add_plain(pending, _line_texts(rest))
         while True:
+            while len(pending.texts) >= size:
+                yield pending.cut(size)
             if self._lines:
                 record = self._next()
                 if record is not None and record[1] != []:
@@ -313,10 +320,8 @@ class CsvRows:
                     self._lines.reverse()
                     continue
                 self._add_plain(pending, _line_texts(text))
-            while len(pending.texts) >= size:
-                yield pending.cut(size)
-        if pending.texts:
-            yield pending
+        while pending.texts:
+            yield pending.cut(size)
 
     def _add_plain(self, pending: "RecordBatch", texts: list[str]) -> None:
         """Lines without quotes or NULs: one record a line, a blank line none."""

@@ -74,6 +74,11 @@ class _Connection:
         with self.raw.cursor() as cursor:
             yield from cursor.stream(self._sql(sql), tuple(params))
 
+    def insert_rows(self, table: str, columns: tuple, conflict: str, rows: list) -> None:
+        """`INSERT INTO table (columns) VALUES (...) <conflict>` for each of `rows`, in order."""
+        marks = ", ".join("?" * len(columns))
+        self.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) {conflict}", rows)
+
     def executemany(self, sql: str, rows):
         with self.raw.cursor() as cursor:
             cursor.executemany(self._sql(sql), list(rows))

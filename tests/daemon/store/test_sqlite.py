@@ -113,3 +113,27 @@ def test_interrupted_runs_are_failed_and_listed(tmp_path):
     with store.reading() as tx:
         run = tx.runs.get(first)
     assert run.status == "failed" and run.reason.startswith("interrupted") and run.finished
+
+
+def test_rows_appended_in_the_background_are_read_back_and_fail_their_transaction(tmp_path):
+    """`insert_rows` finishes in a thread: the next statement sees its rows, and a failure there
+    (here a NOT NULL column) fails the transaction, which then leaves nothing behind."""
+    store = SqliteStore(tmp_path / "dropd.db")
+    with store.transaction() as tx:
+        writes = tx.events.writes()
+        writes.add_all("p", ["ev1", "ev2"], ["c1", "c2"], ["open", None], ["t1", "t2"], ["{}", "{}"])
+        writes.flush()
+        assert tx.events.stored("p", ["ev1", "ev2", "ev3"]) == {"ev1", "ev2"}
+    with pytest.raises(sqlite3.IntegrityError, match="events.time"), store.transaction() as tx:
+        writes = tx.events.writes()
+        writes.add_all("p", ["ev3"], ["c3"], [None], ["t3"], ["{}"])
+        writes.add_all("p", ["ev4"], ["c4"], [None], [None], ["{}"])  # no time
+        writes.flush()
+    with store.reading() as tx:
+        assert [event["event_id"] for event in tx.events.listing("p")] == ["ev1", "ev2"]
+    with store.transaction() as tx:  # the connection is usable again
+        writes = tx.events.writes()
+        writes.add_all("p", ["ev5"], ["c5"], [None], ["t5"], ["{}"])
+        writes.flush()
+    with store.reading() as tx:
+        assert [event["event_id"] for event in tx.events.listing("p")] == ["ev1", "ev2", "ev5"]

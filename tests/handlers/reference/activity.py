@@ -7,6 +7,9 @@ from handlers.base import CREATED, UNCHANGED
 
 
 class ReferenceActivityImport(ActivityImport):
+    def take_batch(self, tx, batch, layout, delimiter, counts) -> bool:
+        return False  # every row by itself
+
     def prepare(self, tx, rows):
         pass
 
