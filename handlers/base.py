@@ -334,6 +334,12 @@ class ImportKind(_Kind):
     def still_known(self, tokens: list) -> bool:
         return True
 
+    def returned_batch(self, tx, counts: ImportCounts):
+        """The batch `take_batch` took last, when the store turned it down after all (its counts
+        taken back): it goes row by row. None: nothing came back. Asked before the next batch
+        goes row by row and after the last; `take_batch` asks it itself before writing."""
+        return None
+
     def run(self, tx, rows, errors: RowErrors) -> ImportCounts:
         """Apply every record of `rows` (a `CsvRows`) inside `tx`; the hooks do the kind's part."""
         positions = locate(rows.header, self.columns())
@@ -341,36 +347,48 @@ class ImportKind(_Kind):
         self.begin(tx, rows.header)
         counts = ImportCounts()
         for batch in rows.batches(BATCH):
-            if self.take_batch(tx, batch, layout, rows.delimiter, counts):
-                self.flush(tx)
-                continue
             # Records are sorted out first (recognised, or to apply or report); the rows to apply
             # are prepared as one batch; then every record is counted, reported or applied in file
-            # order, a run of recognised records at once.
+            # order, a run of recognised records at once. A batch with none recognised may be
+            # taken whole; one taken before and turned down goes row by row before the next.
             tokens = self.recognise(batch.texts)
-            if tokens:
-                for index in batch.unusable():
-                    tokens[index] = None  # reported whatever its text
-                if all(tokens) and self.still_known(tokens):
-                    counts.rows += len(batch)  # every record as the last import left it
-                    counts.unchanged += len(batch)
-                    continue
-                taken = [index for index, token in enumerate(tokens) if not token]
-            else:
-                taken = range(len(batch))
-            entries = [(index, _row_or_problem(batch.record(index), rows.delimiter, layout, errors)) for index in taken]
-            self.prepare(tx, [entry for _, entry in entries if entry.__class__ is Row])
-            settled = 0  # records before this one are counted, reported or applied
-            for index, entry in entries:
-                if index > settled:
-                    self._settle(tx, batch, tokens, settled, index, rows.delimiter, layout, errors, counts)
-                self._take(tx, entry, errors, counts)
-                settled = index + 1
-            if settled < len(batch):
-                self._settle(tx, batch, tokens, settled, len(batch), rows.delimiter, layout, errors, counts)
-            self.flush(tx)
+            if not any(tokens or ()) and self.take_batch(tx, batch, layout, rows.delimiter, counts):
+                self.flush(tx)
+                continue
+            self._rows_of_returned(tx, rows.delimiter, layout, errors, counts)
+            self._rows(tx, batch, tokens, rows.delimiter, layout, errors, counts)
+        self._rows_of_returned(tx, rows.delimiter, layout, errors, counts)
         self.finish(tx, counts)
         return counts
+
+    def _rows_of_returned(self, tx, delimiter, layout, errors, counts: ImportCounts) -> None:
+        returned = self.returned_batch(tx, counts)
+        if returned is not None:
+            self._rows(tx, returned, None, delimiter, layout, errors, counts)
+
+    def _rows(self, tx, batch, tokens, delimiter, layout, errors, counts: ImportCounts) -> None:
+        """A batch row by row (`tokens`: what `recognise` said of its records)."""
+        if tokens:
+            for index in batch.unusable():
+                tokens[index] = None  # reported whatever its text
+            if all(tokens) and self.still_known(tokens):
+                counts.rows += len(batch)  # every record as the last import left it
+                counts.unchanged += len(batch)
+                return
+            taken = [index for index, token in enumerate(tokens) if not token]
+        else:
+            taken = range(len(batch))
+        entries = [(index, _row_or_problem(batch.record(index), delimiter, layout, errors)) for index in taken]
+        self.prepare(tx, [entry for _, entry in entries if entry.__class__ is Row])
+        settled = 0  # records before this one are counted, reported or applied
+        for index, entry in entries:
+            if index > settled:
+                self._settle(tx, batch, tokens, settled, index, delimiter, layout, errors, counts)
+            self._take(tx, entry, errors, counts)
+            settled = index + 1
+        if settled < len(batch):
+            self._settle(tx, batch, tokens, settled, len(batch), delimiter, layout, errors, counts)
+        self.flush(tx)
 
     def _settle(self, tx, batch, tokens, start, end, delimiter, layout, errors, counts: ImportCounts) -> None:
         """Recognised records `start` to `end` of `batch` (no row applied between them): all

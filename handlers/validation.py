@@ -42,28 +42,33 @@ def phone_to_e164(value: str, region: str) -> str | None:
     return _library_e164(value, region)
 
 
-def _desc_pattern(desc, length: int) -> re.Pattern | None:
+def _desc_pattern(desc, length: int) -> str | None:
     """The desc's national-number pattern if a number of `length` digits can match it at all
     (the library's `_is_number_matching_desc`: possible lengths first, an empty pattern never)."""
     if desc is None or (desc.possible_length and length not in desc.possible_length):
         return None
-    if not desc.national_number_pattern:
-        return None
-    return re.compile(desc.national_number_pattern)
+    return desc.national_number_pattern or None
 
 
-def _type_check(metadata, length: int):
-    """`_number_type_helper(number, metadata) != UNKNOWN` for numbers of `length` digits: the
-    general pattern and then any one type's pattern (mobile only when it differs from fixed
-    line, which the library then skips)."""
-    general = _desc_pattern(metadata.general_desc, length)
+def _type_patterns(metadata, length: int) -> tuple[str | None, list[str]]:
+    """The general pattern and the type patterns `_number_type_helper` tries for numbers of
+    `length` digits (mobile only when it differs from fixed line, which the library then skips)."""
     kinds = [metadata.premium_rate, metadata.toll_free, metadata.shared_cost, metadata.voip,
              metadata.personal_number, metadata.pager, metadata.uan, metadata.voicemail, metadata.fixed_line]  # fmt: skip
     if not metadata.same_mobile_and_fixed_line_pattern:
         kinds.append(metadata.mobile)
     patterns = [pattern for pattern in (_desc_pattern(desc, length) for desc in kinds) if pattern is not None]
-    if general is None or not patterns:
+    return _desc_pattern(metadata.general_desc, length), patterns
+
+
+def _type_check(metadata, length: int):
+    """`_number_type_helper(number, metadata) != UNKNOWN` for numbers of `length` digits: the
+    general pattern and then any one type's pattern."""
+    general, kinds = _type_patterns(metadata, length)
+    if general is None or not kinds:
         return lambda number: False
+    general = re.compile(general)
+    patterns = [re.compile(kind) for kind in kinds]
     return lambda number: general.fullmatch(number) is not None and any(p.fullmatch(number) for p in patterns)
 
 
@@ -149,3 +154,63 @@ def normalized_email(value: str) -> str | None:
         if verdict == domain.lower():
             return f"{local}@{verdict}"
     return _library_email(value)
+
+
+# `_NANP_SHAPE` for a whole column of stripped cells, one a line: ASCII spaces and digits only.
+_NANP_LINES = re.compile(r"^(?:\+?1[ \t.\-]*)?\(?([2-9][0-9]{2})\)?[ \t.\-]*([0-9]{3})[ \t.\-]*([0-9]{4})$", re.M)
+
+
+@functools.cache
+def _main_nanp_lines() -> re.Pattern | None:
+    """The type check of country code 1's main region (the first, with no leading digits) as one
+    pattern over lines of national numbers: a line matches when `_nanp_valid` finds it valid
+    there, by that region's own patterns."""
+    from phonenumbers.phonemetadata import PhoneMetadata
+    from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
+
+    metadata = PhoneMetadata.metadata_for_region(COUNTRY_CODE_TO_REGION_CODE[1][0].upper(), None)
+    if metadata is None or metadata.leading_digits is not None:
+        return None
+    general, types = _type_patterns(metadata, 10)
+    if general is None or not types:
+        return None
+    return re.compile(f"^(?=(?:{general})$)(?:{'|'.join(f'(?:{kind})' for kind in types)})$", re.M)
+
+
+def phones_to_e164(cells: list[str], region: str) -> list[str | None]:
+    """`phone_to_e164` of each cell (stripped already). A column whose every cell is a plain
+    North American number valid in the main region is read in two regular-expression passes;
+    any other column cell by cell (tested equal in tests/handlers/test_validation.py)."""
+    valid = _main_nanp_lines()
+    if valid is not None and _dials_one(region) and cells:
+        joined = "\n".join(cells)
+        shapes = _NANP_LINES.findall(joined)
+        if len(shapes) == len(cells):
+            nationals = [area + exchange + line for area, exchange, line in shapes]
+            if len(valid.findall("\n".join(nationals))) == len(nationals):
+                return ["+1" + national for national in nationals]
+    return [phone_to_e164(cell, region) for cell in cells]
+
+
+# Plain addresses of a whole column, one a line: the local part of `_SIMPLE_LOCAL`, and a domain.
+_PLAIN_ADDRESS_LINES = re.compile(f"^([{_ATEXT}]+(?:\\.[{_ATEXT}]+)*)@([^@\\n]*)$", re.M)
+
+
+def normalized_emails(cells: list[str]) -> list[str | None]:
+    """`normalized_email` of each cell. A column of plain ASCII addresses at domains the library
+    accepts as written (lower case) is checked in one regular-expression pass and one verdict a
+    domain; any other column cell by cell (tested equal in tests/handlers/test_validation.py)."""
+    joined = "\n".join(cells)
+    if cells and joined.isascii() and max(map(len, cells)) <= EMAIL_MAX_LENGTH:
+        parts = _PLAIN_ADDRESS_LINES.findall(joined)
+        if (
+            len(parts) == len(cells)
+            and max(len(local) for local, _ in parts) <= LOCAL_PART_MAX_LENGTH
+            and _MAILBOX_NAMES.isdisjoint([local.lower() for local, _ in parts])
+            and all(
+                not domain.startswith("[") and _plain_domain(domain) == domain
+                for domain in {domain for _, domain in parts}
+            )
+        ):
+            return list(cells)
+    return [normalized_email(cell) for cell in cells]

@@ -79,6 +79,22 @@ class _Connection:
         marks = ", ".join("?" * len(columns))
         self.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) {conflict}", rows)
 
+    def insert_keyed(self, table: str, columns: tuple, rows: list, fixed: dict) -> list[int]:
+        """New rows of a table keyed by `id` (from its sequence), each with the columns of
+        `fixed` too; returns their keys, in order. The first column is unique among them."""
+        natural_key = columns[0]
+        columns, same = (*columns, *fixed), tuple(fixed.values())
+        rows = [(*row, *same) for row in rows]
+        keys: dict = {}
+        at = 0
+        marks = f"({', '.join('?' * len(columns))})"
+        for start in range(0, len(rows), 30_000 // len(columns)):
+            chunk = rows[start : start + 30_000 // len(columns)]
+            sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([marks] * len(chunk))} "
+            sql += f"RETURNING id, {natural_key}"
+            keys.update((natural, key) for key, natural in self.execute(sql, [v for row in chunk for v in row]))
+        return [keys[row[at]] for row in rows]
+
     def executemany(self, sql: str, rows):
         with self.raw.cursor() as cursor:
             cursor.executemany(self._sql(sql), list(rows))

@@ -12,6 +12,11 @@ class SchemaError(RuntimeError):
     """The database was written by a newer dropd, is not a dropd store, or cannot be used."""
 
 
+class KeyTaken(Exception):
+    """Rows written in the background were refused because one's unique key was taken (the
+    statement wrote none of them)."""
+
+
 class NoStoreYet(SchemaError):
     """A read-only open found no store: the daemon has never started with this state_dir."""
 

@@ -134,6 +134,33 @@ class ContactWrites(_QueuedWrites):
                   "custom": _custom_json(custom), "created_at": now, "updated_at": now}  # fmt: skip
         self._queue_insert("contacts", values, "contact_id")
 
+    _NEW = ("contact_id", "source_hash", "first_name", "last_name", "mobile_number", "crm_id", "email", "staff_id",
+            "opted_out", "custom")  # fmt: skip
+
+    @property
+    def checked_later(self) -> bool:
+        """True when `create_all` may finish in the background, and the store itself checks the
+        contacts' unique keys: a taken one raises `KeyTaken` at `settle`, and none of the batch
+        is written. Otherwise the caller must know the keys are free."""
+        return hasattr(self._db, "settle")
+
+    def settle(self) -> None:
+        """Wait for what `create_all` left running (see `checked_later`)."""
+        if hasattr(self._db, "settle"):
+            self._db.settle()
+
+    def create_all(self, partner: str, columns: dict[str, list], custom: list[tuple]) -> list[int]:
+        """New contacts (nothing may be queued): `columns` holds each field of `create` (None:
+        not given) for every contact, `custom` its custom fields as (field, value) pairs.
+        Returns their store keys, in order."""
+        assert not self._queue, "create_all after queued writes would reorder them"
+        encoded = {items: _encoded_custom(items) for items in set(custom)}
+        given = [columns[name] for name in self._NEW[:8]]
+        rows = list(zip(*given, map(int, columns["opted_out"]), map(encoded.__getitem__, custom), strict=True))
+        now = utc_stamp()
+        fixed = {"partner": partner, "created_at": now, "updated_at": now}
+        return self._db.insert_keyed("contacts", self._NEW, rows, fixed)
+
     def update(self, key: int, fields: dict, custom: dict | None = None) -> None:
         """Change the given columns of one contact (and its custom fields, when given)."""
         values = dict(fields)

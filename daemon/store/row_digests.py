@@ -131,6 +131,23 @@ class DigestLog:
         if self._touched is not None:
             self._touched.add(key)
 
+    def keep_all(self, digests: bytes, keys: list[int]) -> None:
+        """`keep` of each digest (`TextDigests.many`) with its key, for records new to the set."""
+        self._digests += digests
+        self._keys.extend(keys)
+        if self._forgotten:
+            self._forgotten.difference_update(keys)
+        if self._touched is not None:
+            self._touched.update(keys)
+
+    def take_back(self, count: int) -> None:
+        """Undo the last `count` entries `keep_all` made (their records were not written)."""
+        if not count:
+            return
+        if self._touched is not None:
+            self._touched.difference_update(self._keys[-count:])
+        del self._digests[-8 * count :], self._keys[-count:]
+
     def forget(self, key: int) -> None:
         self._forgotten.add(key)
         if self._touched is not None:

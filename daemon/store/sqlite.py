@@ -17,7 +17,7 @@ import structlog
 
 from daemon.clock import utc_stamp
 from daemon.store.migrations import Migrations
-from daemon.store.records import NoStoreYet
+from daemon.store.records import KeyTaken, NoStoreYet
 from daemon.store.repositories import Transaction
 
 log = structlog.get_logger("dropd.store")
@@ -33,6 +33,8 @@ class _Connection(sqlite3.Connection):
         super().__init__(*args, **kwargs)
         self._pending: threading.Thread | None = None
         self._failure: BaseException | None = None
+        self._staged: str | None = None
+        """The staging table the last bulk insert read from, emptied once it is done."""
 
     def execute(self, sql, parameters=(), /):
         self.settle()
@@ -48,14 +50,27 @@ class _Connection(sqlite3.Connection):
         super().close()
 
     def settle(self) -> None:
-        """Wait for the last bulk insert; raise what stopped it, if anything did."""
+        """Wait for the last bulk insert; raise what stopped it, if anything did (`KeyTaken`
+        when a unique key was taken: the statement wrote nothing, the transaction goes on)."""
         if self._pending is None:
             return
+        failure = self._finish()
+        if isinstance(failure, sqlite3.IntegrityError) and "UNIQUE constraint failed" in str(failure):
+            raise KeyTaken(str(failure)) from failure
+        if failure is not None:
+            raise failure
+
+    def abandon(self) -> None:
+        """Wait for the last bulk insert and forget how it ended: the transaction rolls back."""
+        if self._pending is not None:
+            self._finish()
+
+    def _finish(self) -> BaseException | None:
         self._pending.join()
         self._pending = None
         failure, self._failure = self._failure, None
-        if failure is not None:
-            raise failure
+        super().execute(f"DELETE FROM temp.{self._staged}")
+        return failure
 
     def insert_rows(self, table: str, columns: tuple, conflict: str, rows: list) -> None:
         """`INSERT INTO table (columns) VALUES (...) <conflict>` for each of `rows`, in order.
@@ -63,19 +78,45 @@ class _Connection(sqlite3.Connection):
         The rows go into a temporary table without indexes first; a thread then moves them
         into `table` by one INSERT ... SELECT, which updates the table's indexes without the
         GIL while the import reads its next batch (on two cores, most of the time SQLite
-        spends on a batch of events is hidden; bench/import.py)."""
-        self.settle()
+        spends on a batch is hidden; bench/import.py)."""
+        self._stage(table, columns, rows)
         names = ", ".join(columns)
-        super().execute(f"CREATE TEMP TABLE IF NOT EXISTS staging_{table} ({names})")
-        super().executemany(f"INSERT INTO temp.staging_{table} VALUES ({', '.join('?' * len(columns))})", rows)
-        move = f"INSERT INTO {table} ({names}) SELECT {names} FROM temp.staging_{table} WHERE true ORDER BY rowid {conflict}"
-        self._pending = threading.Thread(target=self._move, args=(move, f"DELETE FROM temp.staging_{table}"))
-        self._pending.start()
+        self._start(f"INSERT INTO {table} ({names}) SELECT {names} FROM temp.{self._staged} ORDER BY rowid {conflict}")
 
-    def _move(self, move: str, empty: str) -> None:
+    def insert_keyed(self, table: str, columns: tuple, rows: list, fixed: dict) -> list[int]:
+        """`insert_rows` for new rows of a table keyed by `id`, each with the columns of `fixed`
+        too; returns their keys, in order. The keys are the ones SQLite would give (one more
+        than the largest, row after row), given here so that the rows can be written in the
+        background."""
+        self._stage(table, columns, rows)
+        first = super().execute(f"SELECT coalesce(max(id), 0) + 1 FROM {table}").fetchone()[0]
+        offset = super().execute(f"SELECT min(rowid) FROM temp.{self._staged}").fetchone()[0] or 1
+        names = ", ".join(columns)
+        self._start(
+            f"INSERT INTO {table} (id, {names}, {', '.join(fixed)}) "
+            f"SELECT rowid + ?, {names}, {', '.join('?' * len(fixed))} FROM temp.{self._staged} ORDER BY rowid",
+            (first - offset, *fixed.values()),
+        )
+        return list(range(first, first + len(rows)))
+
+    def _stage(self, table: str, columns: tuple, rows: list) -> None:
+        self.settle()
+        self._staged = f"staging_{table}"
+        super().execute(f"CREATE TEMP TABLE IF NOT EXISTS {self._staged} ({', '.join(columns)})")
+        super().executemany(f"INSERT INTO temp.{self._staged} VALUES ({', '.join('?' * len(columns))})", rows)
+
+    def _start(self, move: str, parameters: tuple = ()) -> None:
+        started = threading.Event()
+        self._pending = threading.Thread(target=self._move, args=(move, parameters, started))
+        self._pending.start()
+        # Until it is inside SQLite (where it lets go of the GIL) the thread needs the GIL, which
+        # a busy import would hand over only every few milliseconds: wait for it to get there.
+        started.wait()
+
+    def _move(self, move: str, parameters: tuple, started: threading.Event) -> None:
+        started.set()
         try:
-            super().execute(move)
-            super().execute(empty)
+            super().execute(move, parameters)
         except BaseException as exc:  # raised where the connection is next used (`settle`)
             self._failure = exc
 
@@ -122,6 +163,7 @@ class SqliteStore:
                 yield Transaction(connection)
                 connection.settle()  # a bulk insert that failed fails the transaction
             except BaseException:
+                connection.abandon()
                 connection.execute("ROLLBACK")
                 raise
             connection.execute("COMMIT" if commit else "ROLLBACK")
