@@ -1,6 +1,7 @@
 """Typed cell values for the activity and messages imports: string, boolean, date."""
 
 import datetime
+import operator
 import re
 import zoneinfo
 
@@ -55,6 +56,9 @@ _UTC_COLUMN = re.compile(
 )
 
 
+_DAY = operator.itemgetter(slice(0, 10))
+
+
 def utc_column(cells: list[str]) -> list[str] | None:
     """`date_text` of every cell (stripped already) when each is a UTC time to the second on a
     real day, worked out for the whole column at once; None when one is not (tested equal in
@@ -62,7 +66,7 @@ def utc_column(cells: list[str]) -> list[str] | None:
     joined = "\n".join(cells) + "\n" if cells else ""
     if not _UTC_COLUMN.fullmatch(joined):
         return None
-    for day in {cell[:10] for cell in cells}:
+    for day in set(map(_DAY, cells)):
         try:
             datetime.date.fromisoformat(day)
         except ValueError:

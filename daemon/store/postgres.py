@@ -74,8 +74,13 @@ class _Connection:
         with self.raw.cursor() as cursor:
             yield from cursor.stream(self._sql(sql), tuple(params))
 
-    def insert_rows(self, table: str, columns: tuple, conflict: str, rows: list) -> None:
-        """`INSERT INTO table (columns) VALUES (...) <conflict>` for each of `rows`, in order."""
+    def insert_rows(self, table: str, columns: tuple, conflict: str, rows: list, fixed: tuple = ()) -> None:
+        """`INSERT INTO table (columns) VALUES (...) <conflict>` for each of `rows`, in order;
+        `fixed` holds (column, value) pairs every row has too."""
+        columns = (*columns, *(column for column, _ in fixed))
+        if fixed:
+            same = tuple(value for _, value in fixed)
+            rows = [(*row, *same) for row in rows]
         marks = ", ".join("?" * len(columns))
         self.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) {conflict}", rows)
 

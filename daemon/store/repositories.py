@@ -50,8 +50,9 @@ class _Insert(tuple):
 
 
 class _Append(tuple):
-    """A queued INSERT of one row: (table, columns, conflict clause). Rows queued with the same
-    one in a row are written by the connection's `insert_rows`, its fastest way for many."""
+    """A queued INSERT of one row: (table, columns, conflict clause[, (column, value) pairs all
+    its rows share]). Rows queued with the same one in a row are written by the connection's
+    `insert_rows`, its fastest way for many."""
 
 
 class _QueuedWrites:
@@ -113,7 +114,8 @@ class _QueuedWrites:
                 for key, natural in self._db.execute(sql, params).fetchall():
                     self._inserted[natural] = key
         elif isinstance(statement, _Append):
-            self._db.insert_rows(*statement, rows)
+            table, columns, conflict, *fixed = statement
+            self._db.insert_rows(table, columns, conflict, rows, *fixed)
         elif len(rows) == 1:
             self._db.execute(statement, rows[0])
         else:
@@ -397,8 +399,9 @@ class EventWrites(_QueuedWrites):
 
     def add_all(self, partner: str, event_ids, contact_ids, actions, times, fields) -> None:
         """`add` for a batch of events given column by column (`fields` as JSON text)."""
-        rows = zip(repeat(partner), event_ids, contact_ids, actions, times, fields, repeat(self._stamp()))
-        self._queue += zip(repeat(self._ADD), rows)
+        table, columns, conflict = self._ADD
+        same = _Append((table, columns[1:-1], conflict, (("partner", partner), ("imported_at", self._stamp()))))
+        self._queue += zip(repeat(same), zip(event_ids, contact_ids, actions, times, fields, strict=True))
 
 
 class Events(_Repository):

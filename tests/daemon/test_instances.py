@@ -36,12 +36,16 @@ def cluster(tmp_path, password_hash, postgresql):
         node.stop()
 
 
-def roster(first: int, count: int) -> bytes:
+def roster(first: int, count: int, quoted: bool = False) -> bytes:
+    """Contacts `first` to `first + count`; `quoted` names go the slow way (csv module, a row at
+    a time), so that an import of a few thousand takes long enough to be cut short."""
+    q = '"' if quoted else ""
     return (
         CONTACTS_HEADER
         + "\n"
         + "".join(
-            f"S{n},First{n},Last{n},+1202{234 + n // 10000}{n % 10000:04d},,,,\n" for n in range(first, first + count)
+            f"S{n},{q}First{n}{q},Last{n},+1202{234 + n // 10000}{n % 10000:04d},,,,\n"
+            for n in range(first, first + count)
         )
     ).encode()
 
@@ -88,7 +92,7 @@ def test_a_run_of_an_instance_killed_mid_import_is_taken_over(cluster, tmp_path)
     a = cluster[0]
     landing = a.home("northfield") / "imports"
     landing.mkdir(parents=True, exist_ok=True)
-    (landing / "StudentData_big.csv").write_bytes(roster(0, 20_000))
+    (landing / "StudentData_big.csv").write_bytes(roster(0, 20_000, quoted=True))
     a.wait_for("file.arrived")
     a.cli("run-now", "students", "--timeout", "0.1", check=False)
     a.wait_for("run.started", feed="students")
