@@ -106,6 +106,14 @@ class _Connection:
             return cursor
 
 
+def _custom_plans(connection: psycopg.Connection) -> None:
+    """Plan each statement for its own values. An import's tables grow inside its transaction,
+    unanalysed; psycopg prepares a statement run five times, and the generic plan PostgreSQL
+    then keeps, made while a table was small, scans it whole (a first import of 100,000
+    contacts took minutes instead of seconds; bench/import.py --store postgresql)."""
+    connection.execute("SET plan_cache_mode = force_custom_plan")
+
+
 def connection_info(url: str, password_file) -> dict:
     """Keyword arguments for psycopg.connect: the URL's parts, the password from its file."""
     parsed = urllib.parse.urlsplit(url)
@@ -129,7 +137,7 @@ class PostgresStore:
         conninfo = info.pop("conninfo")
         self._pool = psycopg_pool.ConnectionPool(
             conninfo, kwargs={**info, "autocommit": True, "row_factory": _row_factory},
-            min_size=1, max_size=max_connections, open=False, name="dropd",
+            min_size=1, max_size=max_connections, open=False, name="dropd", configure=_custom_plans,
         )  # fmt: skip
         try:
             self._pool.open(wait=True, timeout=15)

@@ -71,3 +71,29 @@ def test_the_daemon_imports_into_postgresql(dropd, postgresql):
     [run] = dropd.wait_for_runs("students")
     assert run["status"] == "success" and dropd.contacts("northfield")["1"]["mobile_number"] == "+12025550143"
     assert "store: PostgreSQL" in dropd.cli("check-config").stdout
+
+
+def test_lookups_are_planned_for_their_values_as_a_table_grows_in_a_transaction(postgresql):
+    """psycopg prepares a statement run five times; the generic plan PostgreSQL then keeps was
+    made while the import's table was small and scans it whole ever after (a first import of
+    100,000 contacts took minutes). Every lookup must be planned for its own values."""
+    store = PostgresStore(postgresql.database(), postgresql.password_file)
+    try:
+        with store.transaction() as tx:
+            writes = tx.contacts.writes()
+            for batch in range(12):
+                numbers = range(batch * 300, (batch + 1) * 300)
+                columns = {
+                    "contact_id": [f"S{n}" for n in numbers],
+                    "mobile_number": [f"+1202555{n:04d}" for n in numbers],
+                }
+                columns |= {name: [None] * 300 for name in ("source_hash", "first_name", "last_name", "crm_id", "email",
+                                                             "staff_id")}  # fmt: skip
+                writes.create_all("p", columns | {"opted_out": [False] * 300}, [()] * 300)
+                assert len(tx.contacts.find("p", "contact_id", [f"S{n}" for n in numbers])) == 300
+            plans = tx.contacts._all(
+                "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement LIKE '%contact_id IN%'"
+            )
+        assert plans and all(generic == 0 and custom > 0 for generic, custom in plans)
+    finally:
+        store.close()
