@@ -4,7 +4,7 @@
 
 Floor: csv.reader over the file and a plain SQLite executemany upsert of the raw rows, one
 transaction. Contacts: (b) dropd's first import (`dropd ingest`), (c) the same file with 1 %
-of rows changed. Subscribers: a full replacement of a list of N by a file with 10 % of them
+of rows changed. Every step starts after `sync`, so that none pays for the previous one's writes. Subscribers: a full replacement of a list of N by a file with 10 % of them
 gone. Activity: N events. Each step runs in its own process; peak RSS is that process's
 maximum resident set. Prints seconds, rows/s, peak RSS and the ratio to the floor.
 
@@ -119,7 +119,9 @@ def floor_postgresql(file: str, url: str, password_file: str) -> None:
 
 
 def timed_process(command: list[str]) -> tuple[float, float]:
-    """Run a command; return (seconds, peak RSS in MiB)."""
+    """Run a command; return (seconds, peak RSS in MiB). The page cache's dirty data is written
+    out first (os.sync), so that no step pays for the writes of the step before it."""
+    os.sync()
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(process.pid, 0)
