@@ -101,12 +101,17 @@ def two_stores(tmp_path, password_hash, request, feeds_on_each_store):
     reference.stop()
 
 
-@pytest.mark.parametrize("batch", [7, base.BATCH])
-def test_contacts_match_the_row_at_a_time_import(two_stores, monkeypatch, batch):
-    batched, reference = two_stores
-    for feeds in (batched, reference):
+def start_students_feeds(two_stores) -> tuple:
+    """Both stores with the students feed."""
+    for feeds in two_stores:
         feeds.add_feed_partner("northfield", [students_feed()])
         feeds.start()
+    return two_stores
+
+
+@pytest.mark.parametrize("batch", [7, base.BATCH])
+def test_contacts_match_the_row_at_a_time_import(two_stores, monkeypatch, batch):
+    batched, reference = start_students_feeds(two_stores)
     monkeypatch.setattr(base, "BATCH", batch)
     rng = random.Random(batch)
     files = [(f"/imports/StudentData_{n}.csv", contact_file(rng, rows=120 if batch == 7 else 2500)) for n in range(6)]
@@ -138,17 +143,26 @@ def clean_contact_file(rng: random.Random, rows: int, start: int, odd: float) ->
     missing name, spaces around a cell."""
     lines = [",".join(CONTACT_HEADER)]
     for n in range(start, start + rows):
-        row = new_contact_row(n)
-        if rng.random() < odd:
-            earlier = new_contact_row(rng.randrange(max(n, 1)))
-            column, value = rng.choice([
-                (0, earlier[0]), (3, earlier[3]), (5, f"CRM{rng.randrange(max(n, 1))}"), (1, "UNSET"), (3, "12"),
-                (3, "+44 20 7946 0958"), (4, "bad@@example"), (4, f"s{n}@EXAMPLE.edu"), (4, "postmaster@example.edu"),
-                (6, "Maybe"), (7, "x" * 1001), (2, ""), (0, f" {n} "), (3, "(202) 555 0143"),
-            ])  # fmt: skip
-            row[column] = value
-        lines.append(",".join(row))
+        lines.append(spoiled(rng, new_contact_row(n), odd, contact_oddities, n))
     return "\n".join(lines) + "\n"
+
+
+def contact_oddities(rng: random.Random, n: int) -> list[tuple]:
+    earlier = new_contact_row(rng.randrange(max(n, 1)))
+    return [
+        (0, earlier[0]), (3, earlier[3]), (5, f"CRM{rng.randrange(max(n, 1))}"), (1, "UNSET"), (3, "12"),
+        (3, "+44 20 7946 0958"), (4, "bad@@example"), (4, f"s{n}@EXAMPLE.edu"), (4, "postmaster@example.edu"),
+        (6, "Maybe"), (7, "x" * 1001), (2, ""), (0, f" {n} "), (3, "(202) 555 0143"),
+    ]  # fmt: skip
+
+
+def spoiled(rng: random.Random, row: list[str], odd: float, oddities, *args) -> str:
+    """`row` as a CSV line; with odds `odd`, one cell replaced as one of `oddities(rng, *args)`
+    says (column, value)."""
+    if rng.random() < odd:
+        column, value = rng.choice(oddities(rng, *args))
+        row[column] = value
+    return ",".join(row)
 
 
 def contacts_stored(feeds: InProcessFeeds) -> dict:
@@ -163,10 +177,7 @@ def contacts_stored(feeds: InProcessFeeds) -> dict:
 
 @pytest.mark.parametrize("batch", [7, base.BATCH])
 def test_contacts_applied_a_batch_at_once_match_the_row_at_a_time_import(two_stores, monkeypatch, batch):
-    batched, reference = two_stores
-    for feeds in (batched, reference):
-        feeds.add_feed_partner("northfield", [students_feed()])
-        feeds.start()
+    batched, reference = start_students_feeds(two_stores)
     monkeypatch.setattr(base, "BATCH", batch)
     rng = random.Random(batch)
     rows, odd = (300, 0.03) if batch == 7 else (4500, 0.0003)  # a batch is often clean
@@ -272,15 +283,16 @@ def clean_activity_file(rng: random.Random, rows: int, start: int, odd: float) -
         when = f"2026-11-2{rng.randrange(3, 7)}T{rng.randrange(24):02d}:{rng.randrange(60):02d}:00Z"
         row = [str(rng.randrange(12)), f"ev{n}", f"mc{rng.randrange(5)}", rng.choice(["Issue 1", "50% off", "Q&A"]),
                when, rng.choice(["open", "Click", "message-sent"]), when, rng.choice(["true", "False", "1", "no"])]  # fmt: skip
-        if rng.random() < odd:
-            column, value = rng.choice([
-                (1, f"ev{rng.randrange(max(start, 1))}"), (1, f"ev{n - 1}"), (6, "2020-01-01T00:00:00Z"),
-                (5, "OPT-OUT"), (3, " Issue 2 "), (3, "Café"), (3, "back\\slash"), (3, "tab\there"),
-                (4, "2026-11-25 08:00"), (4, "2026-02-30T00:00:00Z"), (7, "maybe"), (2, ""), (0, " 3"), (0, ""),
-            ])  # fmt: skip
-            row[column] = value
-        lines.append(",".join(row))
+        lines.append(spoiled(rng, row, odd, event_oddities, n, start))
     return "\n".join(lines) + "\n"
+
+
+def event_oddities(rng: random.Random, n: int, start: int) -> list[tuple]:
+    return [
+        (1, f"ev{rng.randrange(max(start, 1))}"), (1, f"ev{n - 1}"), (6, "2020-01-01T00:00:00Z"),
+        (5, "OPT-OUT"), (3, " Issue 2 "), (3, "Café"), (3, "back\\slash"), (3, "tab\there"),
+        (4, "2026-11-25 08:00"), (4, "2026-02-30T00:00:00Z"), (7, "maybe"), (2, ""), (0, " 3"), (0, ""),
+    ]  # fmt: skip
 
 
 def activity_held(feeds: InProcessFeeds) -> dict:
@@ -292,16 +304,21 @@ def activity_held(feeds: InProcessFeeds) -> dict:
     return {"events": events, "stored": stored, "opted_out": opted_out}
 
 
-@pytest.mark.parametrize("batch", [6, base.BATCH])
-def test_activity_matches_the_row_at_a_time_import(two_stores, monkeypatch, batch):
-    batched, reference = two_stores
+def start_events_feeds(two_stores) -> tuple:
+    """Both stores with an events feed beside the students feed, and twelve contacts."""
     events = {"name": "events", "kind": "activity", "path": "/activity", "prefix": "activity", "files": "all",
               "schedule": ["on_arrival"], "import_since": "2026-11-01"}  # fmt: skip
     contacts = "".join(f"{n},A,B,(202) 555-{100 + n:04d},,,N,\n" for n in range(12))
-    for feeds in (batched, reference):
+    for feeds in two_stores:
         feeds.add_feed_partner("northfield", [students_feed(), events])
         feeds.start()
         feeds.upload("northfield", "/imports/StudentData.csv", (",".join(CONTACT_HEADER) + "\n" + contacts).encode())
+    return two_stores
+
+
+@pytest.mark.parametrize("batch", [6, base.BATCH])
+def test_activity_matches_the_row_at_a_time_import(two_stores, monkeypatch, batch):
+    batched, reference = start_events_feeds(two_stores)
     monkeypatch.setattr(base, "BATCH", batch)
     rng = random.Random(batch)
     files = [(f"/activity/activity_{n}.csv", activity_file(rng, rows=100 if batch == 6 else 2500)) for n in range(5)]
@@ -313,14 +330,7 @@ def test_activity_matches_the_row_at_a_time_import(two_stores, monkeypatch, batc
 
 @pytest.mark.parametrize("batch", [7, base.BATCH])
 def test_activity_applied_a_batch_at_once_matches_the_row_at_a_time_import(two_stores, monkeypatch, batch):
-    batched, reference = two_stores
-    events = {"name": "events", "kind": "activity", "path": "/activity", "prefix": "activity", "files": "all",
-              "schedule": ["on_arrival"], "import_since": "2026-11-01"}  # fmt: skip
-    contacts = "".join(f"{n},A,B,(202) 555-{100 + n:04d},,,N,\n" for n in range(12))
-    for feeds in (batched, reference):
-        feeds.add_feed_partner("northfield", [students_feed(), events])
-        feeds.start()
-        feeds.upload("northfield", "/imports/StudentData.csv", (",".join(CONTACT_HEADER) + "\n" + contacts).encode())
+    batched, reference = start_events_feeds(two_stores)
     monkeypatch.setattr(base, "BATCH", batch)
     rng = random.Random(batch)
     rows = 400 if batch == 7 else 4500
