@@ -18,7 +18,7 @@ import structlog
 
 from daemon.store.migrations import Migrations
 from daemon.store.records import NoStoreYet, SchemaError
-from daemon.store.repositories import Transaction
+from daemon.store.repositories import Transaction, insert_returning_keys
 
 log = structlog.get_logger("dropd.store")
 
@@ -87,18 +87,9 @@ class _Connection:
     def insert_keyed(self, table: str, columns: tuple, rows: list, fixed: dict) -> list[int]:
         """New rows of a table keyed by `id` (from its sequence), each with the columns of
         `fixed` too; returns their keys, in order. The first column is unique among them."""
-        natural_key = columns[0]
-        columns, same = (*columns, *fixed), tuple(fixed.values())
-        rows = [(*row, *same) for row in rows]
-        keys: dict = {}
-        at = 0
-        marks = f"({', '.join('?' * len(columns))})"
-        for start in range(0, len(rows), 30_000 // len(columns)):
-            chunk = rows[start : start + 30_000 // len(columns)]
-            sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([marks] * len(chunk))} "
-            sql += f"RETURNING id, {natural_key}"
-            keys.update((natural, key) for key, natural in self.execute(sql, [v for row in chunk for v in row]))
-        return [keys[row[at]] for row in rows]
+        same = tuple(fixed.values())
+        keys = insert_returning_keys(self, table, (*columns, *fixed), columns[0], [(*row, *same) for row in rows])
+        return [keys[row[0]] for row in rows]
 
     def executemany(self, sql: str, rows):
         with self.raw.cursor() as cursor:

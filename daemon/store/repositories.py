@@ -44,6 +44,23 @@ def _chunks(values: list, size: int = IN_LIST):
         yield values[start : start + size]
 
 
+PARAMETERS_PER_STATEMENT = 30_000
+"""Under SQLite's limit (32,766) and PostgreSQL's (65,535) on parameters in one statement."""
+
+
+def insert_returning_keys(db, table: str, columns: tuple, natural_key: str, rows: list) -> dict:
+    """Insert `rows` by multi-row INSERTs; the store key of each, by its `natural_key` value."""
+    keys = {}
+    marks = f"({', '.join('?' * len(columns))})"
+    for chunk in _chunks(rows, PARAMETERS_PER_STATEMENT // len(columns)):
+        sql = (
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([marks] * len(chunk))} "
+            f"RETURNING id, {natural_key}"
+        )
+        keys.update((natural, key) for key, natural in db.execute(sql, [value for row in chunk for value in row]))
+    return keys
+
+
 class _Insert(tuple):
     """A queued INSERT: (table, columns, natural key column). Rows queued with the same one in a
     row are written by one multi-row statement that returns each new row's store key."""
@@ -60,9 +77,6 @@ class _QueuedWrites:
     `executemany` (an insert: as multi-row INSERTs): a batch of rows costs a few round trips,
     and the order of the writes (which unique indexes may depend on) is the order they were
     queued in. `flush` returns the store keys of the rows it inserted, by natural key."""
-
-    _PARAMETERS_PER_STATEMENT = 30_000
-    """Under SQLite's limit (32,766) and PostgreSQL's (65,535) on parameters in one statement."""
 
     def __init__(self, connection):
         self._db = connection
@@ -103,16 +117,7 @@ class _QueuedWrites:
 
     def _run(self, statement, rows: list) -> None:
         if isinstance(statement, _Insert):
-            table, columns, natural_key = statement
-            marks = f"({', '.join('?' * len(columns))})"
-            for chunk in _chunks(rows, self._PARAMETERS_PER_STATEMENT // len(columns)):
-                sql = (
-                    f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([marks] * len(chunk))} "
-                    f"RETURNING id, {natural_key}"
-                )
-                params = [value for row in chunk for value in row]
-                for key, natural in self._db.execute(sql, params).fetchall():
-                    self._inserted[natural] = key
+            self._inserted.update(insert_returning_keys(self._db, *statement, rows))
         elif isinstance(statement, _Append):
             table, columns, conflict, *fixed = statement
             self._db.insert_rows(table, columns, conflict, rows, *fixed)

@@ -21,15 +21,11 @@ import structlog
 from daemon.clock import utc_stamp
 from daemon.store.migrations import Migrations
 from daemon.store.records import KeyTaken, NoStoreYet
-from daemon.store.repositories import Transaction
+from daemon.store.repositories import PARAMETERS_PER_STATEMENT, Transaction
 
 log = structlog.get_logger("dropd.store")
 
 MIGRATIONS = Migrations("sqlite")
-
-
-_PARAMETERS = 30_000
-"""Parameters in one statement: under SQLite's limit (32,766)."""
 
 
 @functools.lru_cache(maxsize=64)
@@ -94,13 +90,7 @@ class _Connection(sqlite3.Connection):
         GIL while the import reads its next batch (on two cores, most of the time SQLite
         spends on a batch is hidden; bench/import.py)."""
         self._stage(table, columns, rows)
-        names = ", ".join(columns)
-        targets = ", ".join((*columns, *(column for column, _ in fixed)))
-        self._start(
-            f"INSERT INTO {table} ({targets}) SELECT {', '.join((names, *'?' * len(fixed)))} "
-            f"FROM temp.{self._staged} ORDER BY rowid {conflict}",
-            tuple(value for _, value in fixed),
-        )
+        self._move_staged(table, columns, dict(fixed), conflict)
 
     def insert_keyed(self, table: str, columns: tuple, rows: list, fixed: dict) -> list[int]:
         """`insert_rows` for new rows of a table keyed by `id`, each with the columns of `fixed`
@@ -110,13 +100,20 @@ class _Connection(sqlite3.Connection):
         self._stage(table, columns, rows)
         first = super().execute(f"SELECT coalesce(max(id), 0) + 1 FROM {table}").fetchone()[0]
         offset = super().execute(f"SELECT min(rowid) FROM temp.{self._staged}").fetchone()[0] or 1
-        names = ", ".join(columns)
-        self._start(
-            f"INSERT INTO {table} (id, {names}, {', '.join(fixed)}) "
-            f"SELECT rowid + ?, {names}, {', '.join('?' * len(fixed))} FROM temp.{self._staged} ORDER BY rowid",
-            (first - offset, *fixed.values()),
-        )
+        self._move_staged(table, columns, fixed, "", key_offset=first - offset)
         return list(range(first, first + len(rows)))
+
+    def _move_staged(self, table: str, columns: tuple, fixed: dict, conflict: str, key_offset=None) -> None:
+        """Start moving the staged rows into `table`, in order, with the values of `fixed` (and,
+        given `key_offset`, each row's `id`: its staging rowid plus the offset)."""
+        targets, sources, parameters = [*columns, *fixed], [*columns, *"?" * len(fixed)], [*fixed.values()]
+        if key_offset is not None:
+            targets, sources, parameters = ["id", *targets], ["rowid + ?", *sources], [key_offset, *parameters]
+        self._start(
+            f"INSERT INTO {table} ({', '.join(targets)}) SELECT {', '.join(sources)} "
+            f"FROM temp.{self._staged} ORDER BY rowid {conflict}",
+            tuple(parameters),
+        )
 
     def _stage(self, table: str, columns: tuple, rows: list) -> None:
         """`rows` into a staging table for `table` and `columns`, by multi-row INSERTs (a third
@@ -124,7 +121,7 @@ class _Connection(sqlite3.Connection):
         self.settle()
         self._staged = f"staging_{table}_{zlib.crc32(' '.join(columns).encode()):08x}"
         super().execute(f"CREATE TEMP TABLE IF NOT EXISTS {self._staged} ({', '.join(columns)})")
-        step = _PARAMETERS // len(columns)
+        step = PARAMETERS_PER_STATEMENT // len(columns)
         for start in range(0, len(rows), step):
             chunk = rows[start : start + step]
             sql = f"INSERT INTO temp.{self._staged} VALUES {_marks(len(columns), len(chunk))}"
