@@ -310,18 +310,18 @@ class _SessionHandling:
         super().handle()
 
     def handle_error(self):
-        """A connection that breaks (reset, closed under us by a ban) is one log line, not a
-        traceback; anything else is pyftpdlib's to report."""
+        """A connection that breaks (reset, closed under us by a ban, a TLS record that does
+        not decrypt) is one rate-limited log line, not a traceback; anything else is
+        pyftpdlib's to report."""
         failure = sys.exc_info()[1]
-        if not isinstance(failure, OSError):
+        if isinstance(failure, SSL.Error):
+            reason, error = "tls-error", _tls_error_text(failure)
+            self._error = True  # no TLS shutdown on a connection whose TLS is broken
+        elif isinstance(failure, OSError):
+            reason, error = "connection-error", failure.strerror or str(failure)
+        else:
             return super().handle_error()
-        self.zone.refusals(
-            "connection.closed",
-            self.remote_ip,
-            "connection-error",
-            protocol="ftp",
-            error=failure.strerror or str(failure),
-        )
+        self.zone.refusals("connection.closed", self.remote_ip, reason, protocol="ftp", error=error)
         self.close()
 
     def start_session(self, partner) -> None:
@@ -357,10 +357,20 @@ class _SessionHandling:
 
     def close(self):
         super().close()
+        self.connection_over()
+
+    def connection_over(self) -> None:
+        """Give the connection's admission slot back and end its session (idempotent)."""
         if self.ticket is not None:
             self.ticket.close()
         if self.session is not None:
             self.session.close()
+
+
+def _tls_error_text(error: SSL.Error) -> str:
+    """OpenSSL's reasons ("bad record mac"), without the nested tuples pyOpenSSL carries."""
+    reasons = [entry[2] for entry in (error.args[0] if error.args and isinstance(error.args[0], list) else [])]
+    return ", ".join(reason for reason in reasons if reason) or str(error) or type(error).__name__
 
 
 # Mozilla's "intermediate" profile: TLS 1.2 and 1.3, forward secrecy and AEAD suites only.
@@ -441,6 +451,20 @@ class _FtpServer(ThreadedFTPServer):
         super().__init__(address, handler)
         self.connections = connections
         self.admitted = None
+
+    def _loop(self, handler):
+        """A connection's own thread, from its first event to its end.
+
+        pyftpdlib ends a connection along several paths, and its TLS error paths
+        (`SSLConnectionMixin.handle_error`, `_do_ssl_shutdown`) close the socket through
+        `FTPHandler.close` without the handler's own `close`: a connection that sent a bad
+        TLS record stayed counted as "not logged in" for good. Whatever path it took, the
+        connection is over when its thread's loop returns, so its ticket and its session end
+        here (both are safe to end twice)."""
+        try:
+            super()._loop(handler)
+        finally:
+            handler.connection_over()
 
     def handle_accepted(self, sock, addr):
         ticket = self.connections.admit(addr[0], "ftp")

@@ -34,15 +34,11 @@ from daemon.dropzone.passwords import Verifier, VerifierBusy
 log = structlog.get_logger("dropd.gatekeeper")
 
 LOG_EVERY = 60.0
+PRUNE_FROM = 1024
 
 
 class LoginRefused(Exception):
     """A login was refused; the message is for logs (never sent to the client)."""
-
-    def __init__(self, reason: str, counts: bool = True):
-        super().__init__(reason)
-        self.counts = counts
-        """False when the refusal is not the client's guess (the daemon was busy)."""
 
 
 class RateLimitedLog:
@@ -82,6 +78,8 @@ class BanList:
         self._clock = clock
         self._failures: dict[str, deque] = {}
         self._banned_until: dict[str, float] = {}
+        self._prune_at = PRUNE_FROM
+        """Addresses remembered (failures and bans) at which expired ones are forgotten next."""
         self._listeners = []
         self._lock = threading.Lock()
         self.shared = None
@@ -109,6 +107,12 @@ class BanList:
             return True
         return self.shared is not None and self._shared("banned", address, default=False)
 
+    def recent_failures(self, address: str) -> int:
+        """This instance's count of the address's failures within the window."""
+        limit = self._clock() - self.settings.window
+        with self._lock:
+            return sum(1 for moment in self._failures.get(address, ()) if moment > limit)
+
     def record_failure(self, address: str, sparing=None) -> bool:
         """Count one failure; return True when this failure bans the address."""
         now = self._clock()
@@ -118,6 +122,8 @@ class BanList:
             while failures and failures[0] <= now - self.settings.window:
                 failures.popleft()
             count = len(failures)
+            if len(self._failures) + len(self._banned_until) >= self._prune_at:
+                self._forget_expired(now)
         if self.shared is not None:
             count = max(count, self._shared("failure", address, self.settings.window, default=0))
         if count < self.settings.max_failures:
@@ -131,6 +137,20 @@ class BanList:
         for listener in list(self._listeners):
             listener(address, sparing)
         return True
+
+    def _forget_expired(self, now: float) -> None:
+        """Under the lock: drop addresses whose failures left the window and bans that ended,
+        so that a scanner sweeping many addresses costs no lasting memory. The next pruning
+        waits until the remembered addresses double, so the cost per failure stays constant."""
+        oldest = now - self.settings.window
+        self._failures = {address: times for address, times in self._failures.items() if times[-1] > oldest}
+        self._banned_until = {address: until for address, until in self._banned_until.items() if until > now}
+        self._prune_at = max(PRUNE_FROM, 2 * (len(self._failures) + len(self._banned_until)))
+
+    def remembered(self) -> int:
+        """Addresses with failures or a ban held in memory (`dropd status`, tests)."""
+        with self._lock:
+            return len(self._failures) + len(self._banned_until)
 
     def bans(self) -> list[Ban]:
         now, wall = self._clock(), time.time()
@@ -186,8 +206,15 @@ class Connections:
         threading.Thread(target=self._enforce_grace_time, name="login-grace", daemon=True).start()
 
     def admit(self, address: str, protocol: str) -> ConnectionTicket | None:
-        """A ticket for a new connection, or None (refused and logged) when it may not open."""
-        reason = None
+        """A ticket for a new connection, or None (refused and logged) when it may not open.
+
+        When the pre-login pool is full, the newcomer is not simply refused (a few addresses
+        holding idle connections would lock every partner out): the oldest pre-login
+        connection of the address holding the most is dropped to make room, unless the
+        newcomer's address holds as many itself; then the newcomer is refused. Either way the
+        address that pressed on the pool has a failure counted toward its ban (the idea of
+        OpenSSH's MaxStartups and PerSourcePenalties)."""
+        reason = dropped = None
         with self._lock:
             tickets = self._open.get(address, set())
             waiting = sum(1 for ticket in tickets if not ticket.authenticated)
@@ -198,14 +225,36 @@ class Connections:
             elif waiting >= self.settings.max_unauthenticated_per_address:
                 reason = "too-many-unauthenticated-from-address"
             elif self._unauthenticated >= self.settings.max_unauthenticated:
-                reason = "too-many-unauthenticated"
-            else:
+                dropped = self._make_room(waiting)
+                if dropped is None:
+                    reason = "pre-login-pool-full"
+            if reason is None:
                 ticket = ConnectionTicket(self, address, protocol)
                 self._open.setdefault(address, set()).add(ticket)
                 self._unauthenticated += 1
-                return ticket
+        if dropped is not None:
+            self._refusals("connection.closed", dropped.address, "pre-login-pool-full", protocol=dropped.protocol)
+            _hang_up(dropped, "pre-login-pool-full")
+            self._bans.record_failure(dropped.address)
+        if reason is None:
+            return ticket
         self._refusals("connection.refused", address, reason, protocol=protocol)
+        if reason == "pre-login-pool-full":
+            self._bans.record_failure(address)
         return None
+
+    def _make_room(self, newcomer_waiting: int) -> ConnectionTicket | None:
+        """Under the lock: take the oldest pre-login connection of the address holding the most
+        out of the count, if that address holds more than the newcomer's; the caller hangs it up."""
+        holders = {
+            address: [ticket for ticket in group if not ticket.authenticated] for address, group in self._open.items()
+        }
+        heaviest = max(holders.values(), key=len, default=[])
+        if len(heaviest) <= newcomer_waiting:
+            return None
+        oldest = min(heaviest, key=lambda ticket: ticket.opened)
+        self._release(oldest)
+        return oldest
 
     def counts(self) -> dict:
         """Logged-in sessions per protocol, and connections not logged in yet."""
@@ -225,16 +274,20 @@ class Connections:
 
     def _closed(self, ticket: ConnectionTicket) -> None:
         with self._lock:
-            if ticket.closed:
-                return
-            ticket.closed = True
-            if not ticket.authenticated:
-                self._unauthenticated -= 1
-            tickets = self._open.get(ticket.address)
-            if tickets is not None:
-                tickets.discard(ticket)
-                if not tickets:
-                    del self._open[ticket.address]
+            self._release(ticket)
+
+    def _release(self, ticket: ConnectionTicket) -> None:
+        """Under the lock: the ticket no longer counts (once, whoever asks first)."""
+        if ticket.closed:
+            return
+        ticket.closed = True
+        if not ticket.authenticated:
+            self._unauthenticated -= 1
+        tickets = self._open.get(ticket.address)
+        if tickets is not None:
+            tickets.discard(ticket)
+            if not tickets:
+                del self._open[ticket.address]
 
     def _unauthenticated_tickets(self, address: str | None = None) -> list[ConnectionTicket]:
         with self._lock:
@@ -259,11 +312,21 @@ class Connections:
 
 
 def _close(ticket: ConnectionTicket, reason: str) -> None:
-    if ticket.close_hook is not None and not ticket.closed:
-        try:
-            ticket.close_hook(reason)
-        except Exception:
-            log.exception("connection.close_failed", remote=ticket.address, reason=reason)
+    """Close a connection that still counts, from outside its own thread."""
+    if not ticket.closed:
+        _hang_up(ticket, reason)
+
+
+def _hang_up(ticket: ConnectionTicket, reason: str) -> None:
+    """Close the ticket's connection. A socket that cannot be shut down is gone already: its
+    slot is given back here, so that nothing retries it forever."""
+    if ticket.close_hook is None:
+        return
+    try:
+        ticket.close_hook(reason)
+    except OSError as exc:
+        log.info("connection.already_closed", remote=ticket.address, reason=reason, error=exc.strerror or str(exc))
+        ticket.close()
 
 
 class Gatekeeper:
@@ -302,9 +365,10 @@ class Gatekeeper:
 
     def _verify(self, hashes, password: str, address: str) -> bool:
         try:
-            return self.verifier.matches(hashes, password, address)
+            return self.verifier.matches(hashes, password, address, priority=self.bans.recent_failures(address))
         except VerifierBusy as busy:
-            raise LoginRefused(f"busy: {busy}", counts=False) from None
+            # Counted like a wrong guess: only a crowd of guesses makes the checks wait this long.
+            raise LoginRefused(f"busy: {busy}") from None
 
     def check_key(self, username: str, key: paramiko.PKey, address: str) -> Partner:
         partner = self._partner_for(username, address)
@@ -327,8 +391,7 @@ class Gatekeeper:
             reason=str(reason),
             **fields,
         )
-        if getattr(reason, "counts", True):
-            self.bans.record_failure(address, sparing=ticket)
+        self.bans.record_failure(address, sparing=ticket)
 
     def accepted(self, protocol: str, partner: Partner, address: str, method: str, **fields) -> None:
         log.info("login.succeeded", protocol=protocol, partner=partner.name, remote=address, method=method, **fields)

@@ -8,14 +8,17 @@ working.
 Each verification holds 64 MiB for about 0.1 s. `Verifier` bounds how many run at once
 (`VERIFY_SLOTS`), so a crowd of wrong passwords cannot spend the daemon's memory, and lets
 each source address have one verification in flight or waiting at a time, so one address's
-crowd queues behind itself. The slots are handed out first come, first served, so a partner
-from elsewhere waits for at most one turn per other address. An attempt that cannot get a
-turn within `QUEUE_TIMEOUT` is refused as busy.
+crowd queues behind itself. Waiters are served by the number of recent failures of their
+address, then in arrival order: an address that has only guessed wrong waits behind one
+that has not, so a partner's login is checked next even while a crowd of guessers from many
+addresses fills the queue. An attempt that cannot get a turn within `QUEUE_TIMEOUT` is
+refused as busy.
 """
 
+import bisect
 import functools
+import itertools
 import threading
-from collections import deque
 from collections.abc import Iterable
 from contextlib import contextmanager
 
@@ -48,23 +51,26 @@ def dummy_hash() -> str:
     return hash_password("dropd-unknown-user")
 
 
-class FifoSlots:
-    """A counting semaphore that serves its waiters in arrival order."""
+class TurnSlots:
+    """A counting semaphore that serves its waiters by priority (lowest first), then in
+    arrival order."""
 
     def __init__(self, slots: int):
         self._free = slots
-        self._waiting: deque = deque()
+        self._waiting: list[tuple[int, int]] = []
+        """(priority, arrival number) of each waiter, in the order they are served."""
+        self._arrivals = itertools.count()
         self._changed = threading.Condition()
 
-    def acquire(self, timeout: float) -> bool:
-        me = object()
+    def acquire(self, timeout: float, priority: int = 0) -> bool:
+        me = (priority, next(self._arrivals))
         with self._changed:
-            self._waiting.append(me)
-            if not self._changed.wait_for(lambda: self._free > 0 and self._waiting[0] is me, timeout):
+            bisect.insort(self._waiting, me)
+            if not self._changed.wait_for(lambda: self._free > 0 and self._waiting[0] == me, timeout):
                 self._waiting.remove(me)
                 self._changed.notify_all()
                 return False
-            self._waiting.popleft()
+            self._waiting.pop(0)
             self._free -= 1
             self._changed.notify_all()
             return True
@@ -77,17 +83,18 @@ class FifoSlots:
 
 class Verifier:
     def __init__(self, slots: int = VERIFY_SLOTS, timeout: float = QUEUE_TIMEOUT):
-        self._slots = FifoSlots(slots)
+        self._slots = TurnSlots(slots)
         self._timeout = timeout
         self._lock = threading.Lock()
         self._per_address: dict[str, threading.Lock] = {}
         self._users: dict[str, int] = {}
 
-    def matches(self, hashes: Iterable[str], password: str, address: str) -> bool:
-        """True if `password` matches one of `hashes` (the dummy hash when there are none)."""
+    def matches(self, hashes: Iterable[str], password: str, address: str, priority: int = 0) -> bool:
+        """True if `password` matches one of `hashes` (the dummy hash when there are none).
+        `priority`: the address's recent failures; fewer go first."""
         hashes = tuple(hashes) or (dummy_hash(),)
         with self._address_turn(address):
-            if not self._slots.acquire(timeout=self._timeout):
+            if not self._slots.acquire(timeout=self._timeout, priority=priority):
                 raise VerifierBusy("too many password checks are waiting")
             try:
                 return any(verify_password(one, password) for one in hashes)

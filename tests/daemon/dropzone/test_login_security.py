@@ -293,9 +293,9 @@ def test_two_password_hashes_during_a_rotation_and_key_fingerprints_in_the_log(d
 
 
 def test_verification_slots_serve_waiters_in_arrival_order():
-    from daemon.dropzone.passwords import FifoSlots
+    from daemon.dropzone.passwords import TurnSlots
 
-    slots = FifoSlots(1)
+    slots = TurnSlots(1)
     assert slots.acquire(1)
     order = []
 
