@@ -89,6 +89,11 @@ class Daemon:
         self.stopping = False
 
     @property
+    def _runs_cut_marker(self):
+        """Present when the last stop cut runs short (see `stop`)."""
+        return self.config.daemon.state_dir / "runs-cut-at-stop"
+
+    @property
     def servers(self):
         return [server for server in (self.sftp, self.ftp) if server is not None]
 
@@ -116,10 +121,12 @@ class Daemon:
             self._prepare_certificate(self.config)
             self.store = open_store(self.config)
             shared = not isinstance(self.store, SqliteStore)
+            cut_at_stop = self._runs_cut_marker.exists()
             with self.store.transaction() as tx:
                 # Alone, every run left running is this daemon's; sharing a store, only its own
                 # and those whose lease expired.
-                interrupted = tx.runs.fail_interrupted(self.config.daemon.instance if shared else None)
+                interrupted = tx.runs.fail_interrupted(self.config.daemon.instance if shared else None, cut_at_stop)
+            self._runs_cut_marker.unlink(missing_ok=True)
             if shared:
                 self.bans.shared = SharedBans(self.store)
                 self.leases = LeaseKeeper(
@@ -290,6 +297,10 @@ class Daemon:
             log.warning("daemon.transfers_cut", open_transfers=self.transfers.open)
         if self.runner.busy():
             log.warning("daemon.runs_cut", message="unfinished runs are rolled back and retried at the next start")
+            try:  # at the next start, these runs are known to have been cut by this stop, not a crash
+                self._runs_cut_marker.touch()
+            except OSError as exc:
+                log.warning("daemon.runs_cut_unrecorded", error=exc.strerror or str(exc))
         self.arrivals.stop()
         for worker in (self.alert_monitor, self.mail_sender, self.leases, self.metrics):
             if worker is not None:

@@ -346,7 +346,7 @@ class ImportKind(_Kind):
         layout = Layout(positions, [(k, p) for k, p in positions.items() if p is not None], len(rows.header))
         self.begin(tx, rows.header)
         counts = ImportCounts()
-        for batch in rows.batches(BATCH):
+        for batch in rows.batches(BATCH, BATCH_CHARS):
             # Records are sorted out first (recognised, or to apply or report); the rows to apply
             # are prepared as one batch; then every record is counted, reported or applied in file
             # order, a run of recognised records at once. A batch with none recognised may be
@@ -442,6 +442,10 @@ def _row_or_problem(record: tuple, delimiter: str, layout: Layout, errors: RowEr
 BATCH = 2000
 """Records per batch: large enough that a lookup per batch costs little per row, small enough
 that a batch's rows stay a few MiB whatever the file's size."""
+BATCH_CHARS = 4 * 1024 * 1024
+"""Characters per batch: records of up to 4 Mi characters each would make 2,000 of them 8 GiB;
+this keeps a batch's memory flat in the size of its records (a record that long is a batch
+alone). A batch of 2,000 typical records of a few hundred characters stays well below it."""
 
 
 class ExportKind(_Kind):

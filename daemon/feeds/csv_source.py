@@ -160,12 +160,14 @@ class RecordBatch:
     text split on the delimiter; `odd` holds, by index, (values, problem) for the others: a
     record the csv module read (its cells), or one that cannot be used (what is wrong)."""
 
-    __slots__ = ("numbers", "texts", "odd")
+    __slots__ = ("numbers", "texts", "odd", "chars")
 
     def __init__(self, numbers: list[int], texts: list[str], odd: dict[int, tuple]):
         self.numbers = numbers
         self.texts = texts
         self.odd = odd
+        self.chars = sum(map(len, texts))
+        """The characters of all the texts: what bounds a batch besides its number of records."""
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -175,6 +177,26 @@ class RecordBatch:
             self.odd[len(self.texts)] = (values, problem)
         self.numbers.append(number)
         self.texts.append(text)
+        self.chars += len(text)
+
+    def extend(self, numbers, texts: list[str], chars: int) -> None:
+        """Plain records (`chars`: their texts' length, known to the caller)."""
+        self.numbers.extend(numbers)
+        self.texts += texts
+        self.chars += chars
+
+    def full(self, size: int, max_chars: int) -> bool:
+        return len(self.texts) >= size or self.chars >= max_chars
+
+    def fitting(self, size: int, max_chars: int) -> int:
+        """How many leading records make a batch: at most `size`, and fewer than `max_chars`
+        characters in all unless one record alone has more."""
+        total = 0
+        for count, text in enumerate(itertools.islice(self.texts, size)):
+            total += len(text)
+            if total >= max_chars:
+                return max(count, 1)
+        return min(size, len(self.texts))
 
     def record(self, index: int) -> tuple:
         """(row, text, values, problem); values None: split the text on the delimiter."""
@@ -193,6 +215,7 @@ class RecordBatch:
             self.odd = {index - size: entry for index, entry in self.odd.items() if index >= size}
         head = RecordBatch(self.numbers[:size], self.texts[:size], odd)
         del self.numbers[:size], self.texts[:size]
+        self.chars -= head.chars
         return head
 
 
@@ -296,8 +319,10 @@ class CsvRows:
             raise CsvStructureError(1, f"the header cannot be read: {problem}")
         return [name.strip() for name in values]
 
-    def batches(self, size: int):
-        """`RecordBatch`es of up to `size` records."""
+    def batches(self, size: int, max_chars: int):
+        """`RecordBatch`es of up to `size` records and fewer than `max_chars` characters (a
+        record longer than that is a batch alone), so that a batch's memory is bounded
+        whatever the size of its records."""
         pending = RecordBatch([], [], {})
         rest = "".join(reversed(self._lines))  # the lines the header's block left
         if '"' not in rest and "\x00" not in rest:
@@ -305,8 +330,8 @@ class CsvRows:
             if rest:
                 self._add_plain(pending, _line_texts(rest))
         while True:
-            while len(pending.texts) >= size:
-                yield pending.cut(size)
+            while pending.full(size, max_chars):
+                yield pending.cut(pending.fitting(size, max_chars))
             if self._lines:
                 record = self._next()
                 if record is not None and record[1] != []:
@@ -321,7 +346,7 @@ class CsvRows:
                     continue
                 self._add_plain(pending, _line_texts(text))
         while pending.texts:
-            yield pending.cut(size)
+            yield pending.cut(pending.fitting(size, max_chars))
 
     def _add_plain(self, pending: "RecordBatch", texts: list[str]) -> None:
         """Lines without quotes or NULs: one record a line, a blank line none."""
@@ -329,13 +354,11 @@ class CsvRows:
         self.row += len(texts)
         if max(map(len, texts)) <= FIELD_SIZE_LIMIT:
             if "" not in texts:
-                pending.numbers.extend(range(first, first + len(texts)))
-                pending.texts += texts
+                pending.extend(range(first, first + len(texts)), texts, sum(map(len, texts)))
             else:
                 for offset, text in enumerate(texts):
                     if text:
-                        pending.numbers.append(first + offset)
-                        pending.texts.append(text)
+                        pending.add(first + offset, text, None, None)
             return
         for offset, text in enumerate(texts):
             if text:

@@ -34,6 +34,10 @@ from handlers.base import FeedSetup, FileRejected, ImportCounts
 
 log = structlog.get_logger("dropd.runs")
 
+MAX_INTERRUPTIONS = 2
+"""A file whose import the daemon died under this many times in a row is set aside, not retried:
+a file that kills the daemon (memory) would otherwise kill it again at every start."""
+
 
 @dataclass
 class RunContext:
@@ -122,10 +126,19 @@ def ingest_file(ctx: RunContext, partner, feed, path: Path, force=False, dry_run
 def _import_landed(ctx, recorder: RunRecorder, partner, feed, landed: LandedFile, force, manual, count_file, bound):
     store, path = ctx.store, landed.path
     facts = inspect_file(landed)
-    previous = None
+    previous = crashes = None
     if not (force or recorder.dry):  # a re-drop is told apart before parsing; the claim below settles races
         with store.reading() as tx:
             previous = tx.ledger.imported_by(feed.name, facts.sha256)
+            crashes = tx.runs.interruptions(feed.name, facts.sha256)
+    if previous is None and crashes and crashes >= MAX_INTERRUPTIONS:
+        recorder.start(path.name, facts.sha256, facts.size)
+        reason = (
+            f"interrupted-repeatedly: the daemon stopped {crashes} times while importing this file (killed, or out "
+            "of memory); it is set aside in failed/ and not tried again by itself. See the daemon log of those runs, "
+            f"then import it by hand with `dropd ingest {feed.name} FILE --force` once the cause is fixed"
+        )
+        return _failed(ctx, recorder, partner, feed, landed, reason, manual, bound, count_file)
     if previous is not None:
         record = recorder.once(
             "skipped", f"duplicate: identical to the file imported by run {previous}", path.name, facts.sha256

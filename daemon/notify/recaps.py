@@ -44,6 +44,10 @@ HINTS = {
     "unsafe-file": "The landing file was a link or not a regular file and was not read. Upload the file itself.",
     "no-file": "No complete file with the feed's prefix was waiting when the window opened.",
     "interrupted": "The daemon stopped during the run; nothing was applied and the file is imported again.",
+    "cut-at-stop": "The daemon was stopped during the run; nothing was applied and the file is imported again.",
+    "interrupted-repeatedly": "The daemon died twice while importing this file, so it was set aside in failed/ "
+    "instead of being tried again. Look for the cause in the daemon log (memory, a crash), then import the file "
+    "by hand with `dropd ingest FEED FILE --force`.",
     "internal-error": "dropd failed while running this feed; the daemon's log has the details for this run.",
     "delivery-failed": "The export could not be delivered; nothing is lost: the same rows go out with the feed's "
     "next run. `dropd test-connection FEED` on the server shows which step fails.",

@@ -17,6 +17,7 @@ from daemon.store.records import RUN_COLUMNS, OutgoingMail, RunRecord, StoredCon
 from daemon.store.row_digests import DigestSet
 
 INTERRUPTED = "interrupted: the daemon stopped during the run; nothing was applied"
+CUT_AT_STOP = "cut-at-stop: the daemon was stopped during the run and grace_time ran out; nothing was applied"
 
 
 class _Repository:
@@ -527,23 +528,41 @@ class Runs(_Repository):
             [(run_id, *error) for error in errors],
         )
 
-    def fail_interrupted(self, instance: str | None = None) -> list[tuple[int, str]]:
+    def fail_interrupted(self, instance: str | None = None, cut_at_stop: bool = False) -> list[tuple[int, str]]:
         """Runs whose instance is gone are failed now: (run id, feed) of each. Gone means this
         instance's own runs (at its start) and any run whose lease has expired (its instance
-        died or hangs); without `instance` (one daemon alone), every run left running."""
+        died or hangs); without `instance` (one daemon alone), every run left running.
+        `cut_at_stop`: this instance's runs were cut by a stop it chose (not a crash)."""
+        now = utc_stamp()
         if instance is None:
             rows = self._all(
                 "UPDATE runs SET status = 'failed', reason = ?, finished = ? WHERE status = 'running' RETURNING id, feed",
-                (INTERRUPTED, utc_stamp()),
+                (CUT_AT_STOP if cut_at_stop else INTERRUPTED, now),
             )
         else:
-            now = utc_stamp()
             rows = self._all(
-                "UPDATE runs SET status = 'failed', reason = ?, finished = ? WHERE status = 'running' "
-                "AND (instance = ? OR instance IS NULL OR lease_until < ?) RETURNING id, feed",
-                (INTERRUPTED, now, instance, now),
+                "UPDATE runs SET status = 'failed', reason = CASE WHEN instance = ? AND ? THEN ? ELSE ? END, "
+                "finished = ? WHERE status = 'running' AND (instance = ? OR instance IS NULL OR lease_until < ?) "
+                "RETURNING id, feed",
+                (instance, cut_at_stop, CUT_AT_STOP, INTERRUPTED, now, instance, now),
             )
         return sorted(tuple(row) for row in rows)
+
+    def interruptions(self, feed: str, sha256: str) -> int:
+        """How many of the feed's last runs of this content in a row ended with the daemon dying
+        under them (`interrupted`); runs cut by a chosen stop neither count nor end the row."""
+        rows = self._all(
+            "SELECT reason FROM runs WHERE feed = ? AND sha256 = ? AND status <> 'running' ORDER BY id DESC LIMIT 20",
+            (feed, sha256),
+        )
+        count = 0
+        for (reason,) in rows:
+            if (reason or "").startswith("cut-at-stop:"):
+                continue
+            if not (reason or "").startswith("interrupted:"):
+                break
+            count += 1
+        return count
 
     def take_over_expired(self) -> list[tuple[int, str, str]]:
         """Runs whose lease expired (their instance died or hangs) are failed now, so another

@@ -11,13 +11,17 @@ from daemon.feeds.csv_source import CsvRows, CsvStructureError, FileFacts, Lande
 from tests.daemon.feeds.reference.csv_rows import LineByLineCsvRows
 
 
-def read(cls, path, facts, delimiter):
+def read(cls, path, facts, delimiter, max_chars=1 << 30):
     """Every record as (row, text, values, problem), or the structure error."""
     try:
         with LandedFile(path) as landed, cls(landed, facts, delimiter) as rows:
             header = rows.header
             if cls is CsvRows:
-                records = [batch.record(index) for batch in rows.batches(3) for index in range(len(batch))]
+                batches = list(rows.batches(3, max_chars))
+                for batch in batches:
+                    assert len(batch) == 1 or batch.chars < max_chars, "a batch over its bound"
+                    assert batch.chars == sum(map(len, batch.texts))
+                records = [batch.record(index) for batch in batches for index in range(len(batch))]
                 records = [
                     (row, text, text.split(rows.delimiter) if values is None and problem is None else values, problem)
                     for row, text, values, problem in records
@@ -38,14 +42,18 @@ files = st.lists(pieces, max_size=60).map("".join)
 
 
 @settings(max_examples=3000, deadline=None)
-@given(files, st.sampled_from(["comma", "tab"]), st.sampled_from([1, 2, 5, 16, 1 << 20]))
-def test_block_reader_matches_the_line_by_line_reader(tmp_path_factory, text, delimiter, block):
+@given(
+    files, st.sampled_from(["comma", "tab"]), st.sampled_from([1, 2, 5, 16, 1 << 20]), st.sampled_from([3, 40, 1 << 30])
+)
+def test_block_reader_matches_the_line_by_line_reader(tmp_path_factory, text, delimiter, block, max_chars):
+    """Batches bounded by characters as well as records, too."""
     path = tmp_path_factory.getbasetemp() / "generated.csv"
     path.write_text(text, encoding="utf-8", newline="")
     facts = FileFacts("", len(text), "utf-8-sig")
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(csv_source, "BLOCK", block)
-        assert read(CsvRows, path, facts, delimiter) == read(LineByLineCsvRows, path, facts, delimiter)
+        expected = read(LineByLineCsvRows, path, facts, delimiter)
+        assert read(CsvRows, path, facts, delimiter, max_chars) == expected
 
 
 @pytest.mark.parametrize("block", [1 << 16, 1 << 20])

@@ -84,6 +84,36 @@ def test_sigkill_mid_import_leaves_store_untouched_and_file_is_reimported_once(d
     assert len(dropd.runs()) == 2
 
 
+def test_a_file_the_daemon_keeps_dying_on_is_set_aside_instead_of_crash_looping(dropd):
+    """An import that kills the daemon (the OOM killer, in the case seen) was retried at every
+    start by the recovery run, which killed it again, for good."""
+    dropd.settings["daemon"]["quiet_period"] = "1s"
+    dropd.add_feed_partner("northfield", [feed_with_notes()])
+    dropd.start()
+    landing = dropd.home("northfield") / "imports"
+    write_roster(landing / "StudentData_deadly.csv", 60_000, quoted=True)
+    dropd.wait_for("file.arrived", path=str(landing / "StudentData_deadly.csv"))
+    assert dropd.cli("run-now", "students", "--timeout", "0.1", check=False).returncode == 0
+    for started in (1, 2):  # the first run, then the recovery run at the next start
+        dropd.wait_for("run.started", feed="students", count=started, timeout=60)
+        dropd.process.send_signal(signal.SIGKILL)
+        dropd.process.wait(10)
+        dropd.stop()
+        dropd.start()
+    runs = dropd.wait_for_runs("students", 3, timeout=60)
+    assert [run["status"] for run in runs] == ["failed", "failed", "failed"]
+    assert [run["reason"].split(":")[0] for run in runs] == ["interrupted", "interrupted", "interrupted-repeatedly"]
+    assert runs[2]["reason"] == (
+        "interrupted-repeatedly: the daemon stopped 2 times while importing this file (killed, or out of memory); "
+        "it is set aside in failed/ and not tried again by itself. See the daemon log of those runs, then import it "
+        "by hand with `dropd ingest students FILE --force` once the cause is fixed"
+    )
+    assert count_contacts(dropd) == 0
+    assert sorted(os.listdir(landing / "failed"))[0].startswith("StudentData_deadly")
+    time.sleep(1)
+    assert len(dropd.runs()) == 3
+
+
 def test_memory_stays_flat_as_files_grow(dropd):
     dropd.settings["daemon"]["quiet_period"] = "1s"
     dropd.add_feed_partner("northfield", [feed_with_notes(files="all")])
@@ -159,6 +189,25 @@ def test_a_512_mib_sparse_file_fails_in_bounded_memory(ingesting, tmp_path):
     run, peak = ingest_measured(ingesting, path)
     assert run["status"] == "failed" and run["reason"].startswith("malformed-row: row 1: a line is longer than")
     assert peak < MEMORY_LIMIT_KIB, f"peak RSS {peak} KiB"
+
+
+def test_memory_does_not_grow_with_record_size(ingesting, tmp_path):
+    """Batches held 2,000 records whatever their size: 250 records of 4 MB took the daemon from
+    87 MiB to 2 GB. 30 records of 4 MB (4 cells of 1 MB each) must cost about what one does."""
+    paths = {}
+    for records in (1, 30):
+        paths[records] = path = tmp_path / f"StudentData_{records}_big_records.csv"
+        with open(path, "w") as handle:
+            handle.write(HEADER_LINE)
+            for index in range(records):
+                cell = "n" * 1_000_000
+                handle.write(f"B{index},{cell},{cell},{phone(900_000 + index)},,,N,{cell},{cell}\n")
+    (one_run, one_peak), (many_run, many_peak) = (
+        ingest_measured(ingesting, paths[1]),
+        ingest_measured(ingesting, paths[30]),
+    )
+    assert (one_run["rows_in_file"], many_run["rows_in_file"]) == (1, 30), (one_run, many_run)
+    assert many_peak - one_peak < 48 * 1024, f"30 records of 4 MB: {many_peak} KiB, one: {one_peak} KiB"
 
 
 def test_nul_bytes_and_oversized_unquoted_cells_reject_their_row_only(ingesting, tmp_path):
