@@ -1,7 +1,9 @@
 """What the tests share: the real daemon run on free loopback ports, the clients that talk to
 it, and the feed definitions several test modules use. Fixtures are in conftest.py."""
 
+import base64
 import ftplib
+import hashlib
 import itertools
 import json
 import os
@@ -11,6 +13,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -848,3 +851,102 @@ class PostgresServer:
         subprocess.run([*self.as_owner, str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"],
                        capture_output=True, timeout=60)  # fmt: skip
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+class StallingSshServer:
+    """A partner's SFTP server that stops answering at one point (`stall`): "banner" (accepts
+    TCP, sends nothing), "auth" (the key exchange, then no answer to the login), "sftp" (the
+    login, then no answer to the SFTP session) or "write" (the session, then no answer once
+    the first file write arrives). paramiko in this process, on a free loopback port; any
+    password logs in."""
+
+    def __init__(self, stall: str, directory: Path):
+        self.stall = stall
+        self.directory = directory
+        self.port = free_port()
+        self.host_key = paramiko.Ed25519Key.from_private_key_file(str(ClientKey(directory, "stalling_host").path))
+        self.fingerprint = "SHA256:" + base64.b64encode(
+            hashlib.sha256(self.host_key.asbytes()).digest()
+        ).decode().rstrip("=")
+        (directory / "stalling_password").write_text("any\n")
+        self.released = threading.Event()
+        self.stalled = threading.Event()
+        """Set once a client has reached the point where the server stops answering."""
+        self._listener = socket.create_server(("127.0.0.1", self.port))
+        self._transports = []
+        self._threads = []
+        thread = threading.Thread(target=self._accept, daemon=True)
+        thread.start()
+
+    def _accept(self) -> None:
+        while not self.released.is_set():
+            try:
+                connection, _ = self._listener.accept()
+            except OSError:
+                return
+            if self.stall == "banner":
+                self.stalled.set()
+                self._transports.append(connection)
+                continue
+            transport = paramiko.Transport(connection)
+            transport.add_server_key(self.host_key)
+            transport.set_subsystem_handler("sftp", *self._subsystem())
+            transport.start_server(server=self._interface())
+            self._transports.append(transport)
+
+    def _interface(self):
+        server = self
+
+        class Interface(paramiko.ServerInterface):
+            def get_allowed_auths(self, username):
+                return "password"
+
+            def check_auth_password(self, username, password):
+                if server.stall == "auth":
+                    server.stalled.set()
+                    server.released.wait()
+                return paramiko.AUTH_SUCCESSFUL
+
+            def check_channel_request(self, kind, chanid):
+                return paramiko.OPEN_SUCCEEDED
+
+        return Interface()
+
+    def _subsystem(self):
+        server = self
+        if self.stall == "sftp":
+
+            class Silent(paramiko.SubsystemHandler):
+                def start_subsystem(self, name, transport, channel):
+                    server.stalled.set()
+                    server.released.wait()
+
+            return (Silent,)
+
+        class Handle(paramiko.SFTPHandle):
+            def write(self, offset, data):
+                server.stalled.set()
+                server.released.wait()
+                return paramiko.SFTP_OK
+
+        class Files(paramiko.SFTPServerInterface):
+            def stat(self, path):
+                return paramiko.SFTPAttributes.from_stat(os.stat(server.directory))
+
+            def open(self, path, flags, attr):
+                return Handle(flags)
+
+        return paramiko.SFTPServer, Files
+
+    def destination(self, **extra) -> dict:
+        table = {"protocol": "sftp", "host": "127.0.0.1", "port": self.port, "username": "dropd",
+                 "password_file": str(self.directory / "stalling_password"), "directory": "/incoming",
+                 "host_key": self.fingerprint, "timeout": "1s", "retry": "1s"}  # fmt: skip
+        table.update(extra)
+        return table
+
+    def close(self) -> None:
+        self.released.set()
+        self._listener.close()
+        for transport in self._transports:
+            transport.close()

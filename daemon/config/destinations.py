@@ -71,7 +71,7 @@ def read_destination(reader, config_dir: Path) -> Destination | None:
         directory=table.take("directory", _absolute),
         host_key=table.take("host_key", _fingerprint, v.REQUIRED if protocol == "sftp" else None),
         ca_file=table.take("ca_file", secret, None),
-        timeout=table.take("timeout", o.duration, 30.0),
+        timeout=table.take("timeout", o.duration, 60.0),
         retry=table.take("retry", o.duration, 30.0),
     )
     if not (table.has("password_file") or table.has("private_key_file")):

@@ -9,7 +9,8 @@ For the partner's own folder in the drop zone: that it exists or can be made, an
 import secrets
 
 from daemon.dropzone.uploads import TEMP_PREFIX, TEMP_SUFFIX
-from daemon.exports.destinations import FtpsPush, OutboxFolder, PushError, SftpPush
+from daemon.exports.destinations import FtpsPush, OutboxFolder, SftpPush
+from daemon.exports.errors import PushError
 
 
 def steps_of(destination) -> list[str]:
@@ -23,18 +24,9 @@ def steps_of(destination) -> list[str]:
 def check(destination) -> PushError | None:
     """None when every step passed, else the first failure."""
     try:
-        if isinstance(destination, SftpPush):
-            transport, sftp = destination.connect()
-            try:
-                destination.check_directory(sftp)
-            finally:
-                transport.close()
-        elif isinstance(destination, FtpsPush):
-            client = destination.connect()
-            try:
-                destination.check_directory(client)
-            finally:
-                client.close()
+        if isinstance(destination, (SftpPush, FtpsPush)):
+            with destination.open() as session:
+                session.check_directory()
         else:
             _check_folder(destination)
     except PushError as error:

@@ -15,20 +15,15 @@ import secrets
 import shutil
 import socket
 import ssl
+from contextlib import contextmanager
 from pathlib import Path
 
 import paramiko
 
 from daemon.config.destinations import Destination
 from daemon.dropzone.uploads import TEMP_PREFIX, TEMP_SUFFIX
-
-
-class PushError(Exception):
-    def __init__(self, step: str, message: str, transient: bool = False):
-        self.step = step
-        self.message = message
-        self.transient = transient
-        super().__init__(f"{step}: {message}")
+from daemon.exports.deadline import Deadline
+from daemon.exports.errors import PushError
 
 
 def fingerprint(key: paramiko.PKey) -> str:
@@ -76,74 +71,104 @@ class SftpPush:
         self.destination = destination
         self.where = destination.where
 
-    def connect(self) -> tuple[paramiko.Transport, paramiko.SFTPClient]:
+    def deliver(self, files: list[tuple[Path, str]]) -> None:
+        with self.open() as session:
+            session.send(files)
+
+    @contextmanager
+    def open(self):
+        """A logged-in `_SftpSession`, closed at the end; every step under the deadline."""
         d = self.destination
-        sock = _tcp(d)
+        deadline = Deadline(d.timeout, f"{d.host}:{d.port}")
+        with deadline.step("tcp", "TCP connection"):
+            sock = _tcp(d)
         transport = paramiko.Transport(sock)
+        # paramiko's own limits only as a safety net: the deadline closes the connection first.
+        slack = 2 * d.timeout + 1
+        transport.banner_timeout = transport.handshake_timeout = transport.auth_timeout = slack
+        transport.channel_timeout = slack
+        deadline.abort = lambda: _abort_ssh(transport, sock)
         try:
-            try:
-                transport.start_client(timeout=d.timeout)
-            except (paramiko.SSHException, OSError, EOFError) as exc:
-                raise PushError("tcp", f"no SSH session with {d.host}:{d.port}: {exc}", transient=True) from None
-            key = transport.get_remote_server_key()
-            offered = fingerprint(key)
-            if offered != d.host_key:
-                raise PushError(
-                    "host-key",
-                    f"{d.host}:{d.port} offered the {key.get_name()} key {offered}, not the pinned {d.host_key}; "
-                    "nothing was sent (if the partner changed their key, check it with them and update host_key)",
-                )
-            self._authenticate(transport)
-            return transport, paramiko.SFTPClient.from_transport(transport)
-        except BaseException:
+            with deadline.step("tcp", "SSH handshake"):
+                try:
+                    transport.start_client()
+                except (paramiko.SSHException, OSError, EOFError) as exc:
+                    raise PushError("tcp", f"no SSH session with {d.host}:{d.port}: {exc}", transient=True) from None
+            self._check_host_key(transport)
+            with deadline.step("auth", "login"):
+                self._authenticate(transport)
+            with deadline.step("sftp", "SFTP session"):
+                try:
+                    sftp = paramiko.SFTPClient.from_transport(transport)
+                except (paramiko.SSHException, OSError, EOFError) as exc:
+                    raise PushError("sftp", f"{d.host} refused an SFTP session: {exc}", transient=True) from None
+            sftp.get_channel().settimeout(slack)
+            yield _SftpSession(d, sftp, deadline)
+        finally:
             transport.close()
-            raise
+
+    def _check_host_key(self, transport: paramiko.Transport) -> None:
+        d = self.destination
+        key = transport.get_remote_server_key()
+        offered = fingerprint(key)
+        if offered != d.host_key:
+            raise PushError(
+                "host-key",
+                f"{d.host}:{d.port} offered the {key.get_name()} key {offered}, not the pinned {d.host_key}; "
+                "nothing was sent (if the partner changed their key, check it with them and update host_key)",
+            )
 
     def _authenticate(self, transport: paramiko.Transport) -> None:
         d = self.destination
         try:
             if d.private_key_file is not None:
-                passphrase = _secret(d.passphrase_file)
-                passphrase = passphrase.encode() if passphrase is not None else None
-                try:
-                    key = paramiko.PKey.from_path(
-                        d.private_key_file, passphrase
-                    )  # positional: the keyword differs by version
-                except (paramiko.SSHException, ValueError) as exc:
-                    raise PushError("auth", f"cannot load {d.private_key_file}: {exc}") from None
-                transport.auth_publickey(d.username, key)
+                transport.auth_publickey(d.username, load_private_key(d.private_key_file, d.passphrase_file))
             else:
                 transport.auth_password(d.username, _secret(d.password_file) or "")
+        except KeyUnusable as exc:
+            raise PushError("auth", str(exc)) from None
         except paramiko.AuthenticationException as exc:
             raise PushError("auth", f"{d.host} refused the login as {d.username!r}: {exc}") from None
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise PushError("auth", f"the connection failed while logging in: {exc}", transient=True) from None
 
-    def check_directory(self, sftp: paramiko.SFTPClient) -> None:
-        """The directory exists and takes a file (a probe written and removed)."""
-        d = self.destination
-        try:
-            sftp.stat(d.directory)
-        except OSError as exc:
-            raise PushError("directory", f"{d.directory} on {d.host}: {_sftp_error(exc)}") from None
-        probe = f"{d.directory.rstrip('/')}/{_temporary_name('probe')}"
-        try:
-            with sftp.open(probe, "wb") as handle:
-                handle.write(b"dropd test-connection\n")
-            sftp.remove(probe)
-        except OSError as exc:
-            raise PushError("permission", f"cannot write in {d.directory} on {d.host}: {_sftp_error(exc)}") from None
 
-    def deliver(self, files: list[tuple[Path, str]]) -> None:
-        d = self.destination
-        transport, sftp = self.connect()
-        try:
-            for local, name in files:
-                final = f"{d.directory.rstrip('/')}/{name}"
-                temp = f"{d.directory.rstrip('/')}/{_temporary_name(name)}"
-                size = local.stat().st_size
+class _SftpSession:
+    """What a logged-in SFTP push does: check the directory, send files."""
+
+    def __init__(self, destination: Destination, sftp: paramiko.SFTPClient, deadline: Deadline):
+        self.destination = destination
+        self.sftp = sftp
+        self.deadline = deadline
+
+    def check_directory(self) -> None:
+        """The directory exists and takes a file (a probe written and removed)."""
+        d, sftp = self.destination, self.sftp
+        with self.deadline.step("directory", "directory check"):
+            try:
+                sftp.stat(d.directory)
+            except OSError as exc:
+                raise PushError("directory", f"{d.directory} on {d.host}: {_sftp_error(exc)}") from None
+        probe = f"{d.directory.rstrip('/')}/{_temporary_name('probe')}"
+        with self.deadline.step("permission", "writing a probe file"):
+            try:
+                with sftp.open(probe, "wb") as handle:
+                    handle.write(b"dropd test-connection\n")
+                sftp.remove(probe)
+            except OSError as exc:
+                raise PushError(
+                    "permission", f"cannot write in {d.directory} on {d.host}: {_sftp_error(exc)}"
+                ) from None
+
+    def send(self, files: list[tuple[Path, str]]) -> None:
+        d, sftp = self.destination, self.sftp
+        for local, name in files:
+            final = f"{d.directory.rstrip('/')}/{name}"
+            temp = f"{d.directory.rstrip('/')}/{_temporary_name(name)}"
+            size = local.stat().st_size
+            with self.deadline.step("upload", f"sending {name}"):
                 try:
-                    sftp.put(str(local), temp, confirm=False)
+                    sftp.put(str(local), temp, callback=self.deadline.progress, confirm=False)
                 except (OSError, paramiko.SSHException, EOFError) as exc:
                     _remove_quietly(sftp, temp)
                     if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.ENOENT):
@@ -151,15 +176,17 @@ class SftpPush:
                         raise PushError("permission", message) from None
                     message = f"sending {name} to {d.host}:{d.directory} failed: {_sftp_error(exc)}"
                     raise PushError("upload", message, transient=True) from None
+            with self.deadline.step("verify", f"the size of {name}"):
                 try:
                     remote_size = sftp.stat(temp).st_size
-                except (OSError, paramiko.SSHException) as exc:
+                except (OSError, paramiko.SSHException, EOFError) as exc:
                     raise PushError(
                         "verify", f"cannot check the size of {temp}: {_sftp_error(exc)}", transient=True
                     ) from None
                 if remote_size != size:
                     _remove_quietly(sftp, temp)
                     raise PushError("verify", f"{name} arrived with {remote_size} of {size} bytes", transient=True)
+            with self.deadline.step("rename", f"renaming {name}"):
                 try:
                     sftp.posix_rename(temp, final)
                 except OSError:
@@ -172,8 +199,36 @@ class SftpPush:
                         raise PushError(
                             "rename", f"cannot rename {temp} to {name}: {_sftp_error(exc)}", transient=True
                         ) from None
-        finally:
-            transport.close()
+
+
+class KeyUnusable(Exception):
+    """A private key file that cannot be used; the message names the file and what to do."""
+
+
+def load_private_key(path: Path, passphrase_file: Path | None) -> paramiko.PKey:
+    """The push key, decrypted with the passphrase from its file when it is encrypted."""
+    passphrase = _secret(passphrase_file)
+    try:
+        return paramiko.PKey.from_path(path, passphrase.encode() if passphrase is not None else None)
+    except paramiko.PasswordRequiredException:
+        raise KeyUnusable(f"{path} is encrypted: set passphrase_file to a file holding its passphrase") from None
+    except (paramiko.SSHException, ValueError, TypeError) as exc:
+        if passphrase is None and "encrypted" in str(exc).lower():
+            raise KeyUnusable(f"{path} is encrypted: set passphrase_file to a file holding its passphrase") from None
+        wrong = " (is passphrase_file the right passphrase?)" if passphrase is not None else ""
+        raise KeyUnusable(f"cannot load the private key {path}: {exc}{wrong}") from None
+    except OSError as exc:
+        raise KeyUnusable(f"cannot read the private key {path}: {exc.strerror or exc}") from None
+
+
+def _abort_ssh(transport: paramiko.Transport, sock: socket.socket) -> None:
+    """Wake whatever waits on the connection: the socket first (a read blocked in the transport's
+    thread), then the transport (events waited on without a timeout)."""
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    transport.close()
 
 
 class _SessionReusingFtps(ftplib.FTP_TLS):
@@ -195,71 +250,114 @@ class FtpsPush:
         self.destination = destination
         self.where = destination.where
 
-    def connect(self) -> ftplib.FTP_TLS:
-        d = self.destination
-        _tcp(d).close()
-        context = ssl.create_default_context(cafile=str(d.ca_file) if d.ca_file else None)
-        client = _SessionReusingFtps(context=context, timeout=d.timeout)
-        try:
-            try:
-                client.connect(d.host, d.port)
-                client.auth()
-            except ssl.SSLError as exc:
-                raise PushError("tls", f"TLS with {d.host}:{d.port} failed: {exc.reason or exc}") from None
-            except (OSError, ftplib.Error, EOFError) as exc:
-                raise PushError("tcp", f"no FTPS session with {d.host}:{d.port}: {exc}", transient=True) from None
-            try:
-                client.login(d.username, _secret(d.password_file) or "")
-            except ftplib.error_perm as exc:
-                raise PushError("auth", f"{d.host} refused the login as {d.username!r}: {exc}") from None
-            except (OSError, ftplib.Error, EOFError) as exc:
-                raise PushError("auth", f"the connection failed while logging in: {exc}", transient=True) from None
-            client.prot_p()
-            try:
-                client.cwd(d.directory)
-            except ftplib.error_perm as exc:
-                raise PushError("directory", f"{d.directory} on {d.host}: {exc}") from None
-            return client
-        except BaseException:
-            client.close()
-            raise
-
-    def check_directory(self, client: ftplib.FTP_TLS) -> None:
-        probe = _temporary_name("probe")
-        try:
-            client.storbinary(f"STOR {probe}", _Bytes(b"dropd test-connection\n"))
-            client.delete(probe)
-        except ftplib.error_perm as exc:
-            raise PushError("permission", f"cannot write in {self.destination.directory}: {exc}") from None
-
     def deliver(self, files: list[tuple[Path, str]]) -> None:
-        client = self.connect()
+        with self.open() as session:
+            session.send(files)
+            session.quit()
+
+    @contextmanager
+    def open(self):
+        """A logged-in `_FtpsSession` in the destination directory, closed at the end."""
+        d = self.destination
+        deadline = Deadline(d.timeout, f"{d.host}:{d.port}")
+        with deadline.step("tcp", "TCP connection"):
+            _tcp(d).close()
+        context = ssl.create_default_context(cafile=str(d.ca_file) if d.ca_file else None)
+        # Socket timeouts only as a safety net: the deadline closes the connection first.
+        client = _SessionReusingFtps(context=context, timeout=2 * d.timeout + 1)
+        deadline.abort = lambda: _abort_ftp(client)
         try:
-            for local, name in files:
-                temp = _temporary_name(name)
-                size = local.stat().st_size
+            with deadline.step("tcp", "FTP greeting"):
+                try:
+                    client.connect(d.host, d.port)
+                except (OSError, ftplib.Error, EOFError) as exc:
+                    raise PushError("tcp", f"no FTPS session with {d.host}:{d.port}: {exc}", transient=True) from None
+            with deadline.step("tls", "TLS handshake"):
+                try:
+                    client.auth()
+                except ssl.SSLError as exc:
+                    raise PushError("tls", f"TLS with {d.host}:{d.port} failed: {exc.reason or exc}") from None
+                except (OSError, ftplib.Error, EOFError) as exc:
+                    raise PushError("tls", f"no TLS with {d.host}:{d.port}: {exc}", transient=True) from None
+            with deadline.step("auth", "login"):
+                try:
+                    client.login(d.username, _secret(d.password_file) or "")
+                    client.prot_p()
+                except ftplib.error_perm as exc:
+                    raise PushError("auth", f"{d.host} refused the login as {d.username!r}: {exc}") from None
+                except (OSError, ftplib.Error, EOFError) as exc:
+                    raise PushError("auth", f"the connection failed while logging in: {exc}", transient=True) from None
+            with deadline.step("directory", "changing directory"):
+                try:
+                    client.cwd(d.directory)
+                except ftplib.error_perm as exc:
+                    raise PushError("directory", f"{d.directory} on {d.host}: {exc}") from None
+                except (OSError, ftplib.Error, EOFError) as exc:
+                    raise PushError("directory", f"{d.directory} on {d.host}: {exc}", transient=True) from None
+            yield _FtpsSession(d, client, deadline)
+        finally:
+            client.close()
+
+
+class _FtpsSession:
+    """What a logged-in FTPS push does, in the destination directory."""
+
+    def __init__(self, destination: Destination, client: ftplib.FTP_TLS, deadline: Deadline):
+        self.destination = destination
+        self.client = client
+        self.deadline = deadline
+
+    def check_directory(self) -> None:
+        probe = _temporary_name("probe")
+        with self.deadline.step("permission", "writing a probe file"):
+            try:
+                self.client.storbinary(f"STOR {probe}", _Bytes(b"dropd test-connection\n"))
+                self.client.delete(probe)
+            except ftplib.error_perm as exc:
+                raise PushError("permission", f"cannot write in {self.destination.directory}: {exc}") from None
+            except (OSError, ftplib.Error, EOFError) as exc:
+                raise PushError("permission", f"writing a probe file failed: {exc}", transient=True) from None
+
+    def send(self, files: list[tuple[Path, str]]) -> None:
+        client = self.client
+        for local, name in files:
+            temp = _temporary_name(name)
+            size = local.stat().st_size
+            with self.deadline.step("upload", f"sending {name}"):
                 try:
                     with open(local, "rb") as handle:
-                        client.storbinary(f"STOR {temp}", handle, blocksize=1 << 16)
+                        client.storbinary(f"STOR {temp}", handle, blocksize=1 << 16, callback=self.deadline.progress)
                 except (OSError, ftplib.Error, EOFError) as exc:
                     _delete_quietly(client, temp)
                     raise PushError("upload", f"sending {name} failed: {exc}", transient=True) from None
+            with self.deadline.step("verify", f"the size of {name}"):
                 try:
                     client.voidcmd("TYPE I")
                     remote_size = client.size(temp)
-                except (OSError, ftplib.Error) as exc:
+                except (OSError, ftplib.Error, EOFError) as exc:
                     raise PushError("verify", f"cannot check the size of {temp}: {exc}", transient=True) from None
                 if remote_size != size:
                     _delete_quietly(client, temp)
                     raise PushError("verify", f"{name} arrived with {remote_size} of {size} bytes", transient=True)
+            with self.deadline.step("rename", f"renaming {name}"):
                 try:
                     client.rename(temp, name)
-                except ftplib.Error as exc:
+                except (OSError, ftplib.Error, EOFError) as exc:
                     _delete_quietly(client, temp)
                     raise PushError("rename", f"cannot rename {temp} to {name}: {exc}", transient=True) from None
-            client.quit()
-        finally:
-            client.close()
+
+    def quit(self) -> None:
+        with self.deadline.step("rename", "the goodbye"):
+            try:
+                self.client.quit()
+            except (OSError, ftplib.Error, EOFError):
+                pass  # every file is in place under its name already
+
+
+def _abort_ftp(client: ftplib.FTP) -> None:
+    """Wake a read blocked on the control connection (a data connection has its own timeout)."""
+    if client.sock is not None:
+        client.sock.shutdown(socket.SHUT_RDWR)
 
 
 class _Bytes:

@@ -20,7 +20,8 @@ from pathlib import Path
 import structlog
 
 from daemon.clock import utc_now
-from daemon.exports.destinations import OutboxFolder, PushError, destination_for
+from daemon.exports.destinations import OutboxFolder, destination_for
+from daemon.exports.errors import PushError
 from daemon.feeds.spreadsheet import spreadsheet_row
 from daemon.store.records import RunRecord
 from handlers import KINDS

@@ -3,7 +3,9 @@
 Requests for a feed that already has one waiting are merged into it: the waiting run sees
 every file in the folder anyway. A request made while the feed runs waits for that run to
 end and then looks again, so a file landing mid-run is never left behind. Different feeds
-run side by side, up to MAX_PARALLEL at once. A handler's fault stays inside its run.
+run side by side: imports up to MAX_PARALLEL at once, and exports up to as many in a pool of
+their own, so that exports waiting on a partner's server never hold back a partner's upload
+(nor the reverse). A handler's fault stays inside its run.
 """
 
 import threading
@@ -29,7 +31,7 @@ class FeedRunner:
         self._lock = threading.Lock()
         self._waiting: dict[str, Future] = {}
         self._feed_locks: dict[str, threading.Lock] = {}
-        self._slots = threading.BoundedSemaphore(MAX_PARALLEL)
+        self._slots = {direction: threading.BoundedSemaphore(MAX_PARALLEL) for direction in ("import", "export")}
         self._threads: set[threading.Thread] = set()
         self._running: dict[str, dict] = {}
 
@@ -54,7 +56,7 @@ class FeedRunner:
 
     def _run(self, feed_name, trigger, force, future: Future, feed_lock: threading.Lock) -> None:
         try:
-            with feed_lock, self._slots:
+            with feed_lock, self._slots[self._direction(feed_name)]:
                 with self._lock:
                     if self._waiting.get(feed_name) is future:
                         del self._waiting[feed_name]
@@ -70,6 +72,14 @@ class FeedRunner:
         finally:
             with self._lock:
                 self._threads.discard(threading.current_thread())
+
+    def _direction(self, feed_name: str) -> str:
+        """Which pool of run slots the feed's runs take ("import" for a feed no longer known:
+        its run ends at once, saying so)."""
+        try:
+            return self.core.config.feed(feed_name)[1].direction
+        except KeyError:
+            return "import"
 
     def _run_feed(self, feed_name, trigger, force) -> list:
         config = self.core.config

@@ -228,7 +228,8 @@ def test_randomized_faults_deliver_every_message_and_none_twice_once_delivered(f
     import random
 
     from daemon.exports import runs as export_runs
-    from daemon.exports.destinations import OutboxFolder, PushError
+    from daemon.exports.destinations import OutboxFolder
+    from daemon.exports.errors import PushError
 
     seed = random.randrange(1 << 30)
     rng = random.Random(seed)
