@@ -15,6 +15,8 @@ from pathlib import Path
 
 import structlog
 
+from daemon.dropzone.accept_pause import AcceptPause
+
 log = structlog.get_logger("dropd.control")
 
 
@@ -43,12 +45,21 @@ class ControlServer:
         threading.Thread(target=self._accept, name="control", daemon=True).start()
 
     def _accept(self) -> None:
+        pause = AcceptPause("control")
         while not self._stop.is_set():
             try:
                 connection, _ = self._socket.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(connection,), name="control-client", daemon=True).start()
+            except OSError as exc:
+                if self._stop.is_set():
+                    return
+                pause.failed(exc)  # out of descriptors: `dropd status` must answer again once they are back
+                continue
+            pause.succeeded()
+            try:
+                threading.Thread(target=self._serve, args=(connection,), name="control-client", daemon=True).start()
+            except RuntimeError as exc:  # no thread to spare: this request is refused, the next is served
+                log.warning("control.refused", reason="no-thread", error=str(exc))
+                connection.close()
 
     def _serve(self, connection: socket.socket) -> None:
         with connection:

@@ -6,12 +6,19 @@ counts it, so a metric and its log line can never disagree and no module counts 
 Gauges (sessions, queue depth, outbox depth) are read from the daemon when scraped.
 """
 
+import http.server
+import threading
 import time
 
 import structlog
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 log = structlog.get_logger("dropd.metrics")
+
+METRICS_CLIENTS = 16
+"""Scrapes served at once; a connection past it is closed at once (Prometheus tries again)."""
+METRICS_IDLE_TIMEOUT = 5.0
+"""A client that sends no complete request within this long is closed."""
 
 
 class Metrics:
@@ -48,8 +55,11 @@ class Metrics:
         self.queue = Gauge("dropd_runs_queued", "Runs waiting to start or for the store", registry=registry)
         self.running = Gauge("dropd_runs_running", "Runs running now", registry=registry)
         self.outbox = Gauge("dropd_mail_outbox", "Mail waiting to be sent", registry=registry)
+        self.failures = Counter(
+            "dropd_metrics_failures", "Log events the metrics could not count, by event", ["event"], registry=registry
+        )
         self._started: dict[int, float] = {}
-        self._server = None
+        self._server: _MetricsServer | None = None
 
     # From the log lines ------------------------------------------------------------------
 
@@ -57,8 +67,8 @@ class Metrics:
         """A structlog processor: count the event, pass it on unchanged."""
         try:
             self._count(event_dict)
-        except Exception:  # a metric must never cost a log line
-            pass
+        except Exception:  # a metric must never cost a log line; the failure is counted instead
+            self.failures.labels(str(event_dict.get("event", ""))).inc()
         return event_dict
 
     def _count(self, event: dict) -> None:
@@ -112,15 +122,78 @@ class Metrics:
     def serve(self, address: tuple[str, int]) -> None:
         host, port = address
         try:
-            self._server, _ = start_http_server(port, addr=host, registry=self.registry)
+            self._server = _MetricsServer((host, port), self.registry)
         except OSError as exc:
             raise RuntimeError(f"cannot serve metrics on {host}:{port} (metrics.listen): {exc.strerror}") from exc
+        threading.Thread(target=self._server.serve_forever, name="metrics", daemon=True).start()
         log.info("server.listening", protocol="metrics", address=f"{host}:{port}")
 
     def stop(self) -> None:
         if self._server is not None:
             self._server.shutdown()
+            self._server.server_close()
             self._server = None
+
+
+class _MetricsServer(http.server.ThreadingHTTPServer):
+    """`GET /metrics` and nothing else, for at most METRICS_CLIENTS clients at once, each closed
+    after METRICS_IDLE_TIMEOUT without a request. (prometheus-client's own server keeps every
+    idle connection, each with a thread, and answers any path.)"""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], registry: CollectorRegistry):
+        self.registry = registry
+        self._slots = threading.BoundedSemaphore(METRICS_CLIENTS)
+        super().__init__(address, _MetricsRequest)
+
+    def process_request(self, request, client_address):
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
+class _MetricsRequest(http.server.BaseHTTPRequestHandler):
+    timeout = METRICS_IDLE_TIMEOUT
+    server: _MetricsServer
+
+    def do_GET(self) -> None:
+        if self.path.split("?", 1)[0] != "/metrics":
+            self._answer(404, b"Not found: the metrics are at /metrics\n", "text/plain; charset=utf-8")
+            return
+        self._answer(200, generate_latest(self.server.registry), CONTENT_TYPE_LATEST)
+
+    def do_HEAD(self) -> None:
+        self.do_GET()
+
+    def _refuse(self) -> None:
+        self._answer(405, b"Method not allowed: GET /metrics\n", "text/plain; charset=utf-8", allow="GET, HEAD")
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _refuse
+
+    def _answer(self, status: int, body: bytes, content_type: str, **headers) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in headers.items():
+            self.send_header(name.capitalize(), value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def log_message(self, format, *args) -> None:
+        """Scrapes are not logged (one a few seconds, all day)."""
 
 
 def _pending_mail(daemon) -> float:

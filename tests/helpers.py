@@ -200,9 +200,10 @@ class DropdProcess:
             with sftp.open(path, "wb") as handle:
                 handle.write(content)
 
-    def start(self, extra_env=None, drop_root_tmpfs: str | None = None) -> None:
+    def start(self, extra_env=None, drop_root_tmpfs: str | None = None, prefix: tuple = ()) -> None:
         """Start the daemon; with `drop_root_tmpfs` (a size such as "4m") the drop root is a
-        tmpfs of that size in the daemon's own mount namespace (see `inside`)."""
+        tmpfs of that size in the daemon's own mount namespace (see `inside`); `prefix` runs it
+        under another command (`prlimit --nofile=...`)."""
         self.write_config()
         env = dict(os.environ)
         env.update(extra_env or {})
@@ -212,7 +213,7 @@ class DropdProcess:
             self.drop_root.mkdir(parents=True, exist_ok=True)
             mount = f'mount -t tmpfs -o size={drop_root_tmpfs},mode=0755 tmpfs "{self.drop_root}" && exec "$@"'
             command = ["unshare", "-m", "--propagation", "private", "sh", "-c", mount, "sh", *command]
-        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        self.process = subprocess.Popen([*prefix, *command], stdout=self._log, stderr=subprocess.STDOUT, env=env)
         self.namespaced = bool(drop_root_tmpfs)
         self.wait_for("daemon.started", timeout=START_TIMEOUT)
 
@@ -404,7 +405,7 @@ class InProcessFeeds(DropdProcess):
         self.settings["daemon"]["store"] = server.database()
         self.settings["daemon"]["store_password_file"] = str(server.password_file)
 
-    def start(self, extra_env=None, drop_root_tmpfs=None) -> None:
+    def start(self, extra_env=None, drop_root_tmpfs=None, prefix=()) -> None:
         from daemon.config.settings import load_config
         from daemon.store import open_store
 

@@ -91,6 +91,10 @@ class SecuritySettings:
     max_unauthenticated_per_address: int
     max_sessions_per_address: int
     max_auth_attempts: int
+    max_handles_per_session: int
+    """SFTP files and folders open at once in one session; more are refused with a failure status."""
+    max_channels_per_connection: int
+    """SSH channels open at once on one connection (each SFTP session is one, with a thread)."""
 
 
 @dataclass(frozen=True)
@@ -278,6 +282,8 @@ def _read_security(table: v.TableReader) -> SecuritySettings:
         max_unauthenticated_per_address=table.take("max_unauthenticated_per_address", o.integer(1, 100_000), 5),
         max_sessions_per_address=table.take("max_sessions_per_address", o.integer(1, 100_000), 20),
         max_auth_attempts=table.take("max_auth_attempts", o.integer(1, 100), 3),
+        max_handles_per_session=table.take("max_handles_per_session", o.integer(1, 100_000), 256),
+        max_channels_per_connection=table.take("max_channels_per_connection", o.integer(1, 1000), 10),
     )
     table.finish()
     per_address, total = settings.max_unauthenticated_per_address, settings.max_unauthenticated

@@ -25,6 +25,7 @@ from pyftpdlib.handlers import DTPHandler, FTPHandler, TLS_DTPHandler, TLS_FTPHa
 from pyftpdlib.log import logger as pyftpdlib_logger
 from pyftpdlib.servers import ThreadedFTPServer
 
+from daemon.dropzone.accept_pause import AcceptPause
 from daemon.dropzone.gatekeeper import LoginRefused
 from daemon.dropzone.jail import JailError
 from daemon.dropzone.sessions import PartnerSession
@@ -451,6 +452,24 @@ class _FtpServer(ThreadedFTPServer):
         super().__init__(address, handler)
         self.connections = connections
         self.admitted = None
+        self._pause = AcceptPause("ftp")
+
+    def handle_accept(self):
+        """pyftpdlib re-raises a failed accept other than ECONNABORTED, and its error handler
+        then closes the listener: at the descriptor limit the FTP server stopped for good.
+        Here the listener stops asking to be read for a pause and then goes on."""
+        try:
+            super().handle_accept()
+        except OSError as exc:
+            pause = self._pause.failed(exc, sleep=False)
+            self.modify_ioloop_events(0)
+            self.ioloop.call_later(pause, self._resume_accepting, _errback=self.handle_error)
+        else:
+            self._pause.succeeded()
+
+    def _resume_accepting(self) -> None:
+        if not self._closed:
+            self.modify_ioloop_events(self.ioloop.READ)
 
     def _loop(self, handler):
         """A connection's own thread, from its first event to its end.

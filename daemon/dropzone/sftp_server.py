@@ -10,7 +10,6 @@ import os
 import socket
 import struct
 import threading
-import time
 
 import paramiko
 import structlog
@@ -19,6 +18,8 @@ from paramiko.sftp import (
     CMD_EXTENDED,
     CMD_EXTENDED_REPLY,
     CMD_INIT,
+    CMD_OPEN,
+    CMD_OPENDIR,
     CMD_VERSION,
     SFTP_FAILURE,
     SFTP_OK,
@@ -27,6 +28,7 @@ from paramiko.sftp import (
 )
 
 from daemon.dropzone import channel_buffer
+from daemon.dropzone.accept_pause import AcceptPause
 from daemon.dropzone.gatekeeper import LoginRefused
 from daemon.dropzone.host_keys import load_host_keys
 from daemon.dropzone.jail import JailError
@@ -57,11 +59,23 @@ REPLY_GRACE = 0.2
 MAX_PACKET = 65536
 
 
+class _Status(int):
+    """An SFTP status code carrying the sentence the client shows (paramiko sends a code's
+    generic text, "Failure", unless told otherwise; see `_SftpSubsystem._send_status`)."""
+
+    message: str
+
+    def __new__(cls, code: int, message: str):
+        status = super().__new__(cls, code)
+        status.message = message
+        return status
+
+
 def _sftp_error(exc: Exception) -> int:
     if isinstance(exc, JailError):
-        return SFTP_PERMISSION_DENIED
+        return _Status(SFTP_PERMISSION_DENIED, str(exc))
     if isinstance(exc, OSError) and exc.errno is not None:
-        return paramiko.SFTPServer.convert_errno(exc.errno)
+        return _Status(paramiko.SFTPServer.convert_errno(exc.errno), exc.strerror or os.strerror(exc.errno))
     return SFTP_FAILURE
 
 
@@ -151,7 +165,9 @@ class _SftpSubsystem(paramiko.SFTPServer):
       without it OpenSSH's client writes and reads 32 KiB at a time, with it 255 KiB, and
       each request costs a round of Python work whatever its size;
     - `posix-rename@openssh.com`, which paramiko handles, is advertised too;
-    - packets are assembled from the channel without re-copying what was already read.
+    - packets are assembled from the channel without re-copying what was already read;
+    - a session holds at most `max_handles_per_session` files and folders open: each is a
+      descriptor of the daemon's, and one session opening handles without end took them all.
     """
 
     def _send_server_version(self):
@@ -193,6 +209,9 @@ class _SftpSubsystem(paramiko.SFTPServer):
         data = self._read_all(size)
         return (data[0], data[1:]) if size else (0, b"")
 
+    def _send_status(self, request_number, code, desc=None):
+        super()._send_status(request_number, code, desc if desc is not None else getattr(code, "message", None))
+
     def start_subsystem(self, name, transport, channel):
         """paramiko logs a failing subsystem only to its own (silenced) logger."""
         try:
@@ -208,6 +227,12 @@ class _SftpSubsystem(paramiko.SFTPServer):
             raise
 
     def _process_request(self, t, request_number, msg):
+        if t in (CMD_OPEN, CMD_OPENDIR):
+            limit = self.server.auth.zone.security.max_handles_per_session
+            if len(self.file_table) + len(self.folder_table) >= limit:
+                message = f"too many open files in this session (at most {limit}); close some first"
+                self._send_status(request_number, SFTP_FAILURE, message)
+                return
         if t == CMD_EXTENDED:
             position = msg.packet.tell()
             if msg.get_text() == "limits@openssh.com":
@@ -422,12 +447,25 @@ class _SshAuth(paramiko.ServerInterface):
         return super().check_channel_subsystem_request(channel, name)
 
     def check_channel_request(self, kind, chanid):
-        if kind == "session" and self.partner is not None:
-            return paramiko.OPEN_SUCCEEDED
-        return paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+        if kind != "session" or self.partner is None:
+            return paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+        limit = self.zone.security.max_channels_per_connection
+        if open_channels(self.transport) >= limit:
+            self.zone.refusals(
+                "sftp.channel_refused", self.address, "too-many-channels", partner=self.partner.name, limit=limit
+            )
+            return paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+        return paramiko.OPEN_SUCCEEDED
 
     def new_session(self) -> PartnerSession:
         return self.zone.open_session(self.partner, "sftp", self.address)
+
+
+def open_channels(transport: paramiko.Transport) -> int:
+    """The channels open on a connection now. paramiko has no public count: its channel map
+    (`Transport._channels`) drops a channel when it closes (checked at start-up, see
+    `daemon/dependency_checks.py`)."""
+    return len(transport._channels)
 
 
 class _ReadAheadSocket:
@@ -512,18 +550,19 @@ class SftpServer:
         log.info("server.listening", protocol="sftp", address=f"{self.address[0]}:{self.address[1]}")
 
     def _accept_loop(self) -> None:
+        pause = AcceptPause("sftp")
         while self._accepting:
             try:
                 connection, address = self._listener.accept()
-            except OSError:
+            except OSError as exc:
                 if self._accepting:
-                    log.exception("server.accept_failed", protocol="sftp")
-                    time.sleep(0.1)
+                    pause.failed(exc)
                 continue
+            pause.succeeded()
             try:
                 self._serve(connection, address[0])
-            except Exception:
-                log.exception("session.setup_failed", protocol="sftp", remote=address[0])
+            except Exception as exc:
+                log.warning("session.setup_failed", protocol="sftp", remote=address[0], error=str(exc))
                 connection.close()
 
     def _serve(self, connection: socket.socket, remote: str) -> None:

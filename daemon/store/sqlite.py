@@ -1,6 +1,8 @@
 """The SQLite backend (WAL): connections, migrations and the writers' turns.
 
-Connections are per thread. SQLite has one writer at a time, and an import is one
+Connections are per thread, and end with their thread: the daemon starts a thread for each
+run and each control request, and a connection left behind by each held three descriptors
+for good. SQLite has one writer at a time, and an import is one
 transaction for its whole file, so in the daemon writers take turns on a lock of their own
 instead of timing out on SQLite's: a second feed's run waits for the first one's import,
 logged as `run.queued`, and is listed by `waiting()`. Readers never wait: WAL lets them read
@@ -149,6 +151,9 @@ class SqliteStore:
         self.path = Path(path)
         self.read_only = read_only
         self._local = threading.local()
+        self._by_thread: dict[threading.Thread, sqlite3.Connection] = {}
+        """Every open connection, by the thread it is for; those of ended threads are closed."""
+        self._threads_lock = threading.Lock()
         self._writer = threading.RLock()
         self._writing: str | None = None
         self._waiting: dict[str, str] = {}
@@ -164,9 +169,11 @@ class SqliteStore:
         return f"SQLite {sqlite3.sqlite_version} at {self.path}"
 
     def close(self) -> None:
-        """Close this thread's connection (the others close with their threads)."""
+        """Close this thread's connection (the others close once their threads have ended)."""
         connection = getattr(self._local, "connection", None)
         if connection is not None:
+            with self._threads_lock:
+                self._by_thread.pop(threading.current_thread(), None)
             connection.close()
             self._local.connection = None
 
@@ -222,11 +229,22 @@ class SqliteStore:
     # Connections and schema ----------------------------------------------------------------
 
     def _connection(self) -> sqlite3.Connection:
-        """This thread's connection, in autocommit mode (transactions are explicit)."""
+        """This thread's connection, in autocommit mode (transactions are explicit). A thread's
+        first use closes the connections of the threads that have ended since."""
         connection = getattr(self._local, "connection", None)
         if connection is None:
+            self._close_ended()
             connection = self._local.connection = self._connect()
+            with self._threads_lock:
+                self._by_thread[threading.current_thread()] = connection
         return connection
+
+    def _close_ended(self) -> None:
+        with self._threads_lock:
+            ended = [thread for thread in self._by_thread if not thread.is_alive()]
+            connections = [self._by_thread.pop(thread) for thread in ended]
+        for connection in connections:
+            connection.close()
 
     def _connect(self) -> sqlite3.Connection:
         if self.read_only:

@@ -14,6 +14,7 @@ def settings(**overrides) -> SecuritySettings:
     values = dict(
         max_failures=5, window=600.0, ban=1800.0, login_grace_time=60.0, max_unauthenticated=6,
         max_unauthenticated_per_address=3, max_sessions_per_address=20, max_auth_attempts=3,
+        max_handles_per_session=256, max_channels_per_connection=10,
     )  # fmt: skip
     values.update(overrides)
     return SecuritySettings(**values)
