@@ -74,6 +74,11 @@ class _Connection:
         with self.raw.cursor() as cursor:
             yield from cursor.stream(self._sql(sql), tuple(params))
 
+    def put_blobs(self, table: str, key_column: str, key, blobs: dict[str, memoryview]) -> None:
+        """Set the blob (bytea) columns of one row."""
+        assignments = ", ".join(f"{column} = %s" for column in blobs)
+        self.raw.execute(f"UPDATE {table} SET {assignments} WHERE {key_column} = %s", (*blobs.values(), key))
+
     def insert_rows(self, table: str, columns: tuple, conflict: str, rows: list, fixed: tuple = ()) -> None:
         """`INSERT INTO table (columns) VALUES (...) <conflict>` for each of `rows`, in order;
         `fixed` holds (column, value) pairs every row has too."""

@@ -272,11 +272,12 @@ class RowDigests(_Repository):
 
     def save(self, feed: str, partner: str, version: int, table: DigestSet) -> None:
         self._db.execute(
-            "INSERT INTO feed_row_digests (feed, partner, version, digests, record_keys) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT (feed) DO UPDATE SET partner = excluded.partner, version = excluded.version, "
-            "digests = excluded.digests, record_keys = excluded.record_keys",
-            (feed, partner, version, *table.to_bytes()),
+            "INSERT INTO feed_row_digests (feed, partner, version, digests, record_keys) VALUES (?, ?, ?, '', '') "
+            "ON CONFLICT (feed) DO UPDATE SET partner = excluded.partner, version = excluded.version",
+            (feed, partner, version),
         )
+        digests, keys = table.to_bytes()
+        self._db.put_blobs("feed_row_digests", "feed", feed, {"digests": digests, "record_keys": keys})
 
 
 class SubscriberWrites(_QueuedWrites):
