@@ -28,6 +28,7 @@ from pyftpdlib.servers import ThreadedFTPServer
 from daemon.dropzone.accept_pause import AcceptPause
 from daemon.dropzone.gatekeeper import LoginRefused
 from daemon.dropzone.jail import JailError
+from daemon.dropzone.peers import peer_gone
 from daemon.dropzone.sessions import PartnerSession
 
 log = structlog.get_logger("dropd.ftp")
@@ -154,7 +155,7 @@ class _PartnerAuthorizer:
     def validate_authentication(self, username, password, handler):
         gatekeeper = self.zone.gatekeeper
         try:
-            partner = gatekeeper.check_password(username, password, handler.remote_ip)
+            partner = gatekeeper.check_password(username, password, handler.remote_ip, handler.client_gone)
         except LoginRefused as refused:
             gatekeeper.refused("ftp", username, handler.remote_ip, refused, "password", handler.ticket)
             if self.zone.is_banned(handler.remote_ip):
@@ -339,6 +340,10 @@ class _SessionHandling:
             return None
         return super().ftp_MLSD(path)
 
+    def client_gone(self) -> bool:
+        """True once the client has closed the control connection (or it was closed under it)."""
+        return self.ticket.closed or peer_gone(self._raw_socket)
+
     def control_connected(self) -> bool:
         """False when the client has closed the control connection (peeked, never read).
 
@@ -348,13 +353,9 @@ class _SessionHandling:
         """
         try:
             readable, _, _ = select.select([self._raw_socket], [], [], CONTROL_CLOSE_WAIT)
-            if not readable:
-                return True
-            return self._raw_socket.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""
-        except BlockingIOError:
-            return True
         except (OSError, ValueError):
             return False
+        return not readable or not peer_gone(self._raw_socket)
 
     def close(self):
         super().close()

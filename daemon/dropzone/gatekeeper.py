@@ -19,6 +19,7 @@ Replacing the partner table on reload keeps failures, bans and connections. With
 guesses spread over the instances meet one budget.
 """
 
+import functools
 import threading
 import time
 from collections import deque
@@ -29,7 +30,7 @@ import structlog
 
 from daemon.config.partners import Partner
 from daemon.config.settings import SecuritySettings
-from daemon.dropzone.passwords import Verifier, VerifierBusy
+from daemon.dropzone.passwords import CheckAbandoned, Verifier, VerifierBusy
 
 log = structlog.get_logger("dropd.gatekeeper")
 
@@ -78,6 +79,8 @@ class BanList:
         self._clock = clock
         self._failures: dict[str, deque] = {}
         self._banned_until: dict[str, float] = {}
+        self._logged_in_at: dict[str, float] = {}
+        """The last successful login from each address (within `window`): its password checks go first."""
         self._prune_at = PRUNE_FROM
         """Addresses remembered (failures and bans) at which expired ones are forgotten next."""
         self._listeners = []
@@ -113,6 +116,22 @@ class BanList:
         with self._lock:
             return sum(1 for moment in self._failures.get(address, ()) if moment > limit)
 
+    def check_priority(self, address: str) -> int:
+        """Where the address's password checks queue (lowest first): -1 when it logged in within
+        the window, else its count of recent failures."""
+        with self._lock:
+            logged_in = self._logged_in_at.get(address)
+        if logged_in is not None and logged_in > self._clock() - self.settings.window:
+            return -1
+        return self.recent_failures(address)
+
+    def record_success(self, address: str) -> None:
+        now = self._clock()
+        with self._lock:
+            self._logged_in_at[address] = now
+            if self._remembered() >= self._prune_at:
+                self._forget_expired(now)
+
     def record_failure(self, address: str, sparing=None) -> bool:
         """Count one failure; return True when this failure bans the address."""
         now = self._clock()
@@ -122,7 +141,7 @@ class BanList:
             while failures and failures[0] <= now - self.settings.window:
                 failures.popleft()
             count = len(failures)
-            if len(self._failures) + len(self._banned_until) >= self._prune_at:
+            if self._remembered() >= self._prune_at:
                 self._forget_expired(now)
         if self.shared is not None:
             count = max(count, self._shared("failure", address, self.settings.window, default=0))
@@ -145,12 +164,16 @@ class BanList:
         oldest = now - self.settings.window
         self._failures = {address: times for address, times in self._failures.items() if times[-1] > oldest}
         self._banned_until = {address: until for address, until in self._banned_until.items() if until > now}
-        self._prune_at = max(PRUNE_FROM, 2 * (len(self._failures) + len(self._banned_until)))
+        self._logged_in_at = {address: at for address, at in self._logged_in_at.items() if at > oldest}
+        self._prune_at = max(PRUNE_FROM, 2 * self._remembered())
+
+    def _remembered(self) -> int:
+        return len(self._failures) + len(self._banned_until) + len(self._logged_in_at)
 
     def remembered(self) -> int:
-        """Addresses with failures or a ban held in memory (`dropd status`, tests)."""
+        """Addresses with failures, a ban or a recent login held in memory (tests)."""
         with self._lock:
-            return len(self._failures) + len(self._banned_until)
+            return self._remembered()
 
     def bans(self) -> list[Ban]:
         now, wall = self._clock(), time.time()
@@ -245,14 +268,18 @@ class Connections:
 
     def _make_room(self, newcomer_waiting: int) -> ConnectionTicket | None:
         """Under the lock: take the oldest pre-login connection of the address holding the most
-        out of the count, if that address holds more than the newcomer's; the caller hangs it up."""
+        out of the count, if that address holds more than the newcomer's; the caller hangs it up.
+        Among addresses holding as many, the one with the most recent failures goes first and
+        one that logged in recently last."""
         holders = {
             address: [ticket for ticket in group if not ticket.authenticated] for address, group in self._open.items()
         }
-        heaviest = max(holders.values(), key=len, default=[])
-        if len(heaviest) <= newcomer_waiting:
+        most = max(map(len, holders.values()), default=0)
+        if most <= newcomer_waiting:
             return None
-        oldest = min(heaviest, key=lambda ticket: ticket.opened)
+        heaviest = [address for address, tickets in holders.items() if len(tickets) == most]
+        address = max(heaviest, key=self._bans.check_priority)
+        oldest = min(holders[address], key=lambda ticket: ticket.opened)
         self._release(oldest)
         return oldest
 
@@ -349,26 +376,30 @@ class Gatekeeper:
             raise LoginRefused("address not in the partner's allow_from")
         return partner
 
-    def check_password(self, username: str, password: str, address: str) -> Partner:
-        """The partner, or LoginRefused. Costs one argon2 check whatever the account."""
+    def check_password(self, username: str, password: str, address: str, cancelled=None) -> Partner:
+        """The partner, or LoginRefused. Costs one argon2 check whatever the account.
+        `cancelled()` says the client has gone, while the check waits for its turn."""
         try:
             partner = self._partner_for(username, address)
         except LoginRefused as refused:
             if str(refused) != "banned":
-                self._verify((), password, address)
+                self._verify((), password, address, cancelled)
             raise
-        if not self._verify(partner.password_hashes, password, address):
+        if not self._verify(partner.password_hashes, password, address, cancelled):
             raise LoginRefused(
                 "wrong password" if partner.password_hashes else "no password for this partner (keys only)"
             )
         return partner
 
-    def _verify(self, hashes, password: str, address: str) -> bool:
+    def _verify(self, hashes, password: str, address: str, cancelled) -> bool:
+        priority = functools.partial(self.bans.check_priority, address)
         try:
-            return self.verifier.matches(hashes, password, address, priority=self.bans.recent_failures(address))
+            return self.verifier.matches(hashes, password, address, priority, cancelled)
         except VerifierBusy as busy:
             # Counted like a wrong guess: only a crowd of guesses makes the checks wait this long.
             raise LoginRefused(f"busy: {busy}") from None
+        except CheckAbandoned as abandoned:
+            raise LoginRefused(f"abandoned: {abandoned}") from None
 
     def check_key(self, username: str, key: paramiko.PKey, address: str) -> Partner:
         partner = self._partner_for(username, address)
@@ -394,4 +425,5 @@ class Gatekeeper:
         self.bans.record_failure(address, sparing=ticket)
 
     def accepted(self, protocol: str, partner: Partner, address: str, method: str, **fields) -> None:
+        self.bans.record_success(address)
         log.info("login.succeeded", protocol=protocol, partner=partner.name, remote=address, method=method, **fields)

@@ -6,27 +6,29 @@ login. Verification accepts any argon2 hash, so hashes made with other parameter
 working.
 
 Each verification holds 64 MiB for about 0.1 s. `Verifier` bounds how many run at once
-(`VERIFY_SLOTS`), so a crowd of wrong passwords cannot spend the daemon's memory, and lets
-each source address have one verification in flight or waiting at a time, so one address's
-crowd queues behind itself. Waiters are served by the number of recent failures of their
-address, then in arrival order: an address that has only guessed wrong waits behind one
-that has not, so a partner's login is checked next even while a crowd of guessers from many
-addresses fills the queue. An attempt that cannot get a turn within `QUEUE_TIMEOUT` is
-refused as busy.
+(`VERIFY_SLOTS`), so a crowd of wrong passwords cannot spend the daemon's memory, and runs one
+check per source address at a time, so one address's crowd queues behind itself. Waiters are
+served by priority, then in arrival order: an address that logged in recently goes first, then
+addresses by their count of recent failures, so a partner is checked next even while a crowd
+of guessers from many addresses fills the queue. A waiter whose client has gone leaves the
+queue. An attempt that cannot get a turn within `QUEUE_TIMEOUT` is refused as busy.
 """
 
-import bisect
 import functools
 import itertools
 import threading
-from collections.abc import Iterable
-from contextlib import contextmanager
+import time
+from collections.abc import Callable, Iterable
 
 import argon2
 
 _HASHER = argon2.PasswordHasher.from_parameters(argon2.profiles.RFC_9106_LOW_MEMORY)
 VERIFY_SLOTS = 2
 QUEUE_TIMEOUT = 10.0
+CANCEL_POLL = 0.1
+"""How often a waiting check looks whether its connection is still there."""
+SERVED_MEMORY = 4096
+"""Addresses whose last turn `CheckQueue` remembers before it forgets those not waiting."""
 
 
 class VerifierBusy(Exception):
@@ -51,72 +53,85 @@ def dummy_hash() -> str:
     return hash_password("dropd-unknown-user")
 
 
-class TurnSlots:
-    """A counting semaphore that serves its waiters by priority (lowest first), then in
-    arrival order."""
+class CheckQueue:
+    """Turns for password checks: at most `slots` at once and one per address at a time.
+
+    The next turn goes to the waiter with the lowest priority now (an address's priority
+    changes while it waits: its failures keep coming in), then to the address served least
+    recently (so addresses take turns and a newcomer does not wait behind everyone queued by
+    one address), then in arrival order. A waiter whose connection is gone (`cancelled()`)
+    leaves the queue instead of spending a turn nobody waits for."""
 
     def __init__(self, slots: int):
         self._free = slots
-        self._waiting: list[tuple[int, int]] = []
-        """(priority, arrival number) of each waiter, in the order they are served."""
+        self._waiting: list[tuple[int, str, Callable[[], int]]] = []
+        """(arrival number, address, its priority now) of each waiter, in arrival order."""
+        self._checking: set[str] = set()
+        self._served: dict[str, int] = {}
+        """The turn number at which each address was last served."""
+        self._turns = itertools.count(1)
         self._arrivals = itertools.count()
         self._changed = threading.Condition()
 
-    def acquire(self, timeout: float, priority: int = 0) -> bool:
-        me = (priority, next(self._arrivals))
+    def acquire(self, address: str, timeout: float, priority=0, cancelled=None) -> str | None:
+        """None once the turn is taken (give it back with `release`); else why not: "busy"
+        (no turn within `timeout`) or "abandoned" (`cancelled()` said so while waiting).
+        `priority`: a number, or a callable giving it (lower goes first)."""
+        me = (next(self._arrivals), address, priority if callable(priority) else lambda: priority)
+        deadline = time.monotonic() + timeout
         with self._changed:
-            bisect.insort(self._waiting, me)
-            if not self._changed.wait_for(lambda: self._free > 0 and self._waiting[0] == me, timeout):
+            self._waiting.append(me)
+            try:
+                while self._free <= 0 or self._next() is not me:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return "busy"
+                    if cancelled is not None and cancelled():
+                        return "abandoned"
+                    self._changed.wait(min(left, CANCEL_POLL))
+                self._free -= 1
+                self._checking.add(address)
+                self._served[address] = next(self._turns)
+                return None
+            finally:
                 self._waiting.remove(me)
                 self._changed.notify_all()
-                return False
-            self._waiting.pop(0)
-            self._free -= 1
-            self._changed.notify_all()
-            return True
 
-    def release(self) -> None:
+    def _next(self):
+        eligible = [waiter for waiter in self._waiting if waiter[1] not in self._checking]
+        return min(eligible, key=lambda w: (w[2](), self._served.get(w[1], 0), w[0]), default=None)
+
+    def release(self, address: str) -> None:
         with self._changed:
             self._free += 1
+            self._checking.discard(address)
+            if len(self._served) > SERVED_MEMORY:  # keep the addresses that still wait, forget the rest
+                waiting = {waiter[1] for waiter in self._waiting}
+                self._served = {a: turn for a, turn in self._served.items() if a in waiting or a in self._checking}
             self._changed.notify_all()
+
+
+class CheckAbandoned(Exception):
+    """The connection went away while its password check waited for a turn."""
 
 
 class Verifier:
     def __init__(self, slots: int = VERIFY_SLOTS, timeout: float = QUEUE_TIMEOUT):
-        self._slots = TurnSlots(slots)
+        self._queue = CheckQueue(slots)
         self._timeout = timeout
-        self._lock = threading.Lock()
-        self._per_address: dict[str, threading.Lock] = {}
-        self._users: dict[str, int] = {}
 
-    def matches(self, hashes: Iterable[str], password: str, address: str, priority: int = 0) -> bool:
+    def matches(self, hashes: Iterable[str], password: str, address: str, priority=0, cancelled=None) -> bool:
         """True if `password` matches one of `hashes` (the dummy hash when there are none).
-        `priority`: the address's recent failures; fewer go first."""
+        `priority`: lower goes first, a number or a callable (see `Gatekeeper`); `cancelled()`:
+        True once the connection is gone. Raises VerifierBusy or CheckAbandoned when no turn is
+        taken."""
         hashes = tuple(hashes) or (dummy_hash(),)
-        with self._address_turn(address):
-            if not self._slots.acquire(timeout=self._timeout, priority=priority):
-                raise VerifierBusy("too many password checks are waiting")
-            try:
-                return any(verify_password(one, password) for one in hashes)
-            finally:
-                self._slots.release()
-
-    @contextmanager
-    def _address_turn(self, address: str):
-        """One verification per address at a time; the lock is dropped when nobody uses it."""
-        with self._lock:
-            lock = self._per_address.setdefault(address, threading.Lock())
-            self._users[address] = self._users.get(address, 0) + 1
+        refused = self._queue.acquire(address, self._timeout, priority, cancelled)
+        if refused == "busy":
+            raise VerifierBusy("too many password checks are waiting")
+        if refused == "abandoned":
+            raise CheckAbandoned("the client left while its password check waited for a turn")
         try:
-            if not lock.acquire(timeout=self._timeout):
-                raise VerifierBusy("too many password checks from this address are waiting")
-            try:
-                yield
-            finally:
-                lock.release()
+            return any(verify_password(one, password) for one in hashes)
         finally:
-            with self._lock:
-                self._users[address] -= 1
-                if not self._users[address]:
-                    del self._users[address]
-                    del self._per_address[address]
+            self._queue.release(address)

@@ -32,6 +32,7 @@ from daemon.dropzone.accept_pause import AcceptPause
 from daemon.dropzone.gatekeeper import LoginRefused
 from daemon.dropzone.host_keys import load_host_keys
 from daemon.dropzone.jail import JailError
+from daemon.dropzone.peers import peer_gone
 from daemon.dropzone.sessions import Download, PartnerSession
 from daemon.dropzone.zone import DropZone
 
@@ -366,6 +367,8 @@ class _SshAuth(paramiko.ServerInterface):
         self.ticket = ticket
         self.partner = None
         self.transport: paramiko.Transport | None = None
+        self.sock: socket.socket | None = None
+        """The connection's own socket (under the transport's read-ahead)."""
         self.failed_attempts = 0
         self.counted = False
         self.probed_with = None
@@ -384,7 +387,7 @@ class _SshAuth(paramiko.ServerInterface):
             return paramiko.AUTH_FAILED
         gatekeeper = self.zone.gatekeeper
         try:
-            partner = gatekeeper.check_password(username, password, self.address)
+            partner = gatekeeper.check_password(username, password, self.address, self._client_gone)
         except LoginRefused as refused:
             self.counted = True
             gatekeeper.refused("sftp", username, self.address, refused, "password", self.ticket)
@@ -406,6 +409,11 @@ class _SshAuth(paramiko.ServerInterface):
         if self.partner is not None:
             return paramiko.AUTH_SUCCESSFUL  # the signed request after a key query
         return self._succeeded(partner, "publickey", key=fingerprint)
+
+    def _client_gone(self) -> bool:
+        """True once the client has closed the connection (or it was closed under it): a check
+        waiting for its turn is then dropped."""
+        return self.ticket.closed or peer_gone(self.sock)
 
     def _succeeded(self, partner, method: str, **fields) -> int:
         self.partner = partner
@@ -581,7 +589,7 @@ class SftpServer:
             transport.add_server_key(key)
         transport.set_subsystem_handler("sftp", _SftpSubsystem, _JailedSFTP)
         auth = _SshAuth(self.zone, remote, ticket)
-        auth.transport = transport
+        auth.transport, auth.sock = transport, connection
         transport.auth = auth
         ticket.close_hook = lambda reason: transport.close()
         with self._lock:

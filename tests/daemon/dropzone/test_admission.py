@@ -7,7 +7,7 @@ import time
 
 from daemon.config.settings import SecuritySettings
 from daemon.dropzone.gatekeeper import PRUNE_FROM, BanList, Connections, Gatekeeper, LoginRefused, RateLimitedLog
-from daemon.dropzone.passwords import TurnSlots, Verifier
+from daemon.dropzone.passwords import CheckQueue, Verifier
 
 
 def settings(**overrides) -> SecuritySettings:
@@ -52,6 +52,22 @@ def test_a_full_pool_drops_the_oldest_connection_of_the_address_holding_most():
         assert bans.recent_failures("10.0.0.1") == 1 and bans.recent_failures("10.0.0.9") == 0
         crowd[0].close()  # the dropped connection's own thread closes it later: counted once only
         assert connections.counts()["unauthenticated"] == 6
+    finally:
+        connections.stop()
+
+
+def test_among_addresses_holding_as_many_the_guesser_is_dropped_and_a_recent_login_last():
+    bans = BanList(settings())
+    connections = Connections(settings(max_unauthenticated=3), bans, RateLimitedLog())
+    hung_up = []
+    try:
+        bans.record_success("10.0.0.1")
+        bans.record_failure("10.0.0.3")
+        for address in ("10.0.0.1", "10.0.0.2", "10.0.0.3"):
+            admitted(connections, address, hung_up)
+        admitted(connections, "10.0.0.9", hung_up)
+        admitted(connections, "10.0.0.8", hung_up)
+        assert [address for address, _ in hung_up] == ["10.0.0.3", "10.0.0.2"]
     finally:
         connections.stop()
 
@@ -111,32 +127,82 @@ def test_failures_of_scanned_addresses_are_forgotten_once_out_of_the_window():
     assert bans.remembered() <= PRUNE_FROM * 2 + 1
 
 
-def test_password_checks_serve_addresses_without_failures_first():
-    slots = TurnSlots(1)
-    assert slots.acquire(1)
+def served_in_order(queue: CheckQueue, waiters, hold: str = "holder") -> list[str]:
+    """Start each (name, address, priority) waiter in turn while `hold` has the only turn, then
+    let go: the names in the order they got their turn."""
+    assert queue.acquire(hold, 1) is None
     order = []
 
-    def wait(name, priority):
-        assert slots.acquire(5, priority)
+    def wait(name, address, priority):
+        assert queue.acquire(address, 5, priority) is None
         order.append(name)
-        slots.release()
+        time.sleep(0.01)
+        queue.release(address)
 
     threads = []
-    for name, priority in (("guesser-a", 3), ("guesser-b", 1), ("partner", 0), ("guesser-c", 1)):
-        threads.append(threading.Thread(target=wait, args=(name, priority)))
+    for waiter in waiters:
+        threads.append(threading.Thread(target=wait, args=waiter))
         threads[-1].start()
         time.sleep(0.05)
-    slots.release()
+    queue.release(hold)
     for thread in threads:
         thread.join(5)
-    assert order == ["partner", "guesser-b", "guesser-c", "guesser-a"]
+    return order
+
+
+def test_password_checks_are_served_in_arrival_order():
+    waiters = [(name, f"10.0.0.{n}", 0) for n, name in enumerate("abcde")]
+    assert served_in_order(CheckQueue(1), waiters) == list("abcde")
+
+
+def test_password_checks_serve_recent_logins_then_addresses_with_fewer_failures_first():
+    waiters = [("guesser-a", "10.0.0.1", 3), ("guesser-b", "10.0.0.2", 1), ("partner", "10.0.0.3", 0),
+               ("guesser-c", "10.0.0.4", 1), ("regular", "10.0.0.5", -1)]  # fmt: skip
+    assert served_in_order(CheckQueue(1), waiters) == ["regular", "partner", "guesser-b", "guesser-c", "guesser-a"]
+
+
+def test_addresses_take_turns_so_a_newcomer_does_not_wait_behind_one_address_s_crowd():
+    waiters = [("a1", "10.0.0.1", 0), ("a2", "10.0.0.1", 0), ("a3", "10.0.0.1", 0), ("b", "10.0.0.2", 0)]
+    assert served_in_order(CheckQueue(1), waiters) == ["a1", "b", "a2", "a3"]
+
+
+def test_a_waiter_s_priority_is_read_when_turns_are_given_not_when_it_queued():
+    failures = {"10.0.0.1": 0}
+    waiters = [("guesser", "10.0.0.1", lambda: failures["10.0.0.1"]), ("partner", "10.0.0.2", 0)]
+    queue = CheckQueue(1)
+    failures["10.0.0.1"] = 4  # the guesser's earlier guesses failed while it waited
+    assert served_in_order(queue, waiters) == ["partner", "guesser"]
+
+
+def test_one_check_per_address_at_a_time():
+    queue = CheckQueue(2)
+    assert queue.acquire("10.0.0.1", 1) is None
+    assert queue.acquire("10.0.0.1", 0.2) == "busy", "a second check of one address waits for the first"
+    assert queue.acquire("10.0.0.2", 0.2) is None
+    queue.release("10.0.0.1")
+    assert queue.acquire("10.0.0.1", 0.2) is None
+
+
+def test_a_check_whose_client_left_leaves_the_queue():
+    queue = CheckQueue(1)
+    assert queue.acquire("10.0.0.1", 1) is None
+    gone = threading.Event()
+    outcome = []
+    waiter = threading.Thread(target=lambda: outcome.append(queue.acquire("10.0.0.2", 10, 0, gone.is_set)))
+    waiter.start()
+    time.sleep(0.2)
+    gone.set()
+    waiter.join(2)
+    assert outcome == ["abandoned"]
+    queue.release("10.0.0.1")
+    assert queue.acquire("10.0.0.3", 0.2) is None, "the abandoned waiter holds nothing"
 
 
 def test_a_check_refused_as_busy_counts_toward_the_ban():
     bans = BanList(settings(max_failures=2))
     verifier = Verifier(slots=1, timeout=0.05)
     gatekeeper = Gatekeeper({}, bans, verifier)
-    verifier._slots.acquire(1)  # every slot taken: the next check cannot get a turn
+    verifier._queue.acquire("10.0.0.9", 1)  # every turn taken: the next check cannot get one
     for _ in range(2):
         try:
             gatekeeper.check_password("nobody", "guess", "10.0.0.5")

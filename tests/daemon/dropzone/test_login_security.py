@@ -290,27 +290,3 @@ def test_two_password_hashes_during_a_rotation_and_key_fingerprints_in_the_log(d
     [by_key] = dropd.find("login.succeeded", method="publickey")
     assert by_key["key"] == client_key.pkey.fingerprint and by_key["key"].startswith("SHA256:")
     assert len(dropd.find("login.succeeded", method="password")) == 2
-
-
-def test_verification_slots_serve_waiters_in_arrival_order():
-    from daemon.dropzone.passwords import TurnSlots
-
-    slots = TurnSlots(1)
-    assert slots.acquire(1)
-    order = []
-
-    def wait(name):
-        assert slots.acquire(5)
-        order.append(name)
-        slots.release()
-
-    threads = []
-    for name in "abcde":
-        threads.append(threading.Thread(target=wait, args=(name,)))
-        threads[-1].start()
-        time.sleep(0.05)
-    slots.release()
-    for thread in threads:
-        thread.join(5)
-    assert order == list("abcde")
-    assert slots.acquire(0.01) and not slots.acquire(0.05)
