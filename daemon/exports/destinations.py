@@ -1,7 +1,10 @@
 """Where an export file goes: the partner's own folder in the drop zone, or their server.
 
 Every destination puts the file under a temporary name, checks it, then renames it to its
-real name, so the partner never picks up half a file. Failures are `PushError`s that name
+real name, so the partner never picks up half a file. A delivery never replaces a file: when
+the export's name is taken (two exports in one second, from one feed or two feeds sharing a
+folder), it lands under the next free name of `Naming` (`..._2.csv`, `..._3.csv`), and its
+companion files (count file) follow that name. Failures are `PushError`s that name
 the step (dns, tcp, host-key, auth, directory, permission, upload, verify, rename) and say
 whether trying again later can help.
 """
@@ -15,6 +18,7 @@ import secrets
 import shutil
 import socket
 import ssl
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -36,6 +40,31 @@ def _temporary_name(name: str) -> str:
     return f".{name}.{secrets.token_hex(4)}.part"
 
 
+MAX_SEQUENCE = 1000
+"""Names a delivery tries before it gives up: this many exports with one stamp."""
+
+
+class Naming:
+    """An export's names: the data file's (`data(n)`: the n-th free one) and its companions',
+    each made from the data file's name."""
+
+    def __init__(self, stem: str, extension: str, companions: list[tuple[Path, Callable[[str], str]]] = ()):
+        self.stem = stem
+        self.extension = extension
+        self.companions = list(companions)
+        """(local file, its name from the data file's name) of each companion, sent after it."""
+
+    def data(self, sequence: int) -> str:
+        return f"{self.stem}{'' if sequence == 1 else f'_{sequence}'}{self.extension}"
+
+    def candidates(self) -> list[str]:
+        return [self.data(sequence) for sequence in range(1, MAX_SEQUENCE + 1)]
+
+
+def _all_taken(naming: Naming, where: str) -> PushError:
+    return PushError("rename", f"{MAX_SEQUENCE} files named {naming.data(1)} and after it exist in {where}")
+
+
 class OutboxFolder:
     """The partner's own folder in the drop zone, where they download over SFTP or FTPS."""
 
@@ -43,25 +72,43 @@ class OutboxFolder:
         self.folder = folder
         self.where = str(folder)
 
-    def deliver(self, files: list[tuple[Path, str]]) -> None:
-        """Each (local file, name) copied in under a hidden temporary name, synced, renamed."""
+    def deliver(self, local: Path, naming: Naming) -> str:
+        """The file copied in under a hidden temporary name, synced, then linked under the first
+        free name (a link never replaces); its companions likewise. Returns the name it got."""
         try:
             self.folder.mkdir(parents=True, exist_ok=True, mode=0o750)
         except OSError as exc:
             raise PushError("directory", f"cannot create {self.folder}: {exc.strerror}") from None
-        for local, name in files:
-            temp = self.folder / f"{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}"  # never listed to the partner
+        name = self._place(local, naming.candidates())
+        if name is None:
+            raise _all_taken(naming, str(self.folder))
+        for companion, name_for in naming.companions:
+            if self._place(companion, [name_for(name)]) is None:
+                raise PushError("rename", f"{name_for(name)} exists already in {self.folder}")
+        return name
+
+    def _place(self, local: Path, names: list[str]) -> str | None:
+        """`local` under the first of `names` that is free, or None when all are taken."""
+        temp = self.folder / f"{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}"  # never listed to the partner
+        try:
             try:
                 with open(local, "rb") as source, open(temp, "xb") as target:
                     shutil.copyfileobj(source, target, 1 << 20)
                     target.flush()
                     os.fsync(target.fileno())
                 os.chmod(temp, 0o640)
-                os.replace(temp, self.folder / name)
-            except OSError as exc:
+                for name in names:
+                    try:
+                        os.link(temp, self.folder / name)
+                    except FileExistsError:
+                        continue
+                    return name
+                return None
+            finally:
                 temp.unlink(missing_ok=True)
-                transient = exc.errno in (errno.ENOSPC, errno.EDQUOT)
-                raise PushError("upload", f"writing {self.folder / name} failed: {exc.strerror}", transient) from None
+        except OSError as exc:
+            transient = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+            raise PushError("upload", f"writing in {self.folder} failed: {exc.strerror}", transient) from None
 
 
 class SftpPush:
@@ -71,9 +118,9 @@ class SftpPush:
         self.destination = destination
         self.where = destination.where
 
-    def deliver(self, files: list[tuple[Path, str]]) -> None:
+    def deliver(self, local: Path, naming: Naming) -> str:
         with self.open() as session:
-            session.send(files)
+            return session.send(local, naming)
 
     @contextmanager
     def open(self):
@@ -160,45 +207,62 @@ class _SftpSession:
                     "permission", f"cannot write in {d.directory} on {d.host}: {_sftp_error(exc)}"
                 ) from None
 
-    def send(self, files: list[tuple[Path, str]]) -> None:
+    def send(self, local: Path, naming: Naming) -> str:
+        """The export and its companions; returns the name the export got."""
+        name = self._send_one(local, naming.candidates())
+        if name is None:
+            raise _all_taken(naming, f"{self.destination.directory} on {self.destination.host}")
+        for companion, name_for in naming.companions:
+            if self._send_one(companion, [name_for(name)]) is None:
+                raise PushError("rename", f"{name_for(name)} exists already on {self.destination.host}")
+        return name
+
+    def _send_one(self, local: Path, names: list[str]) -> str | None:
+        """`local` under a temporary name, its size checked, then renamed to the first of
+        `names` that is free (a plain SFTP rename, which never replaces, and a look first: some
+        servers' renames do replace). None, and nothing left behind, when all are taken."""
         d, sftp = self.destination, self.sftp
-        for local, name in files:
-            final = f"{d.directory.rstrip('/')}/{name}"
-            temp = f"{d.directory.rstrip('/')}/{_temporary_name(name)}"
-            size = local.stat().st_size
-            with self.deadline.step("upload", f"sending {name}"):
+        directory = d.directory.rstrip("/")
+        label = names[0]
+        temp = f"{directory}/{_temporary_name(label)}"
+        size = local.stat().st_size
+        with self.deadline.step("upload", f"sending {label}"):
+            try:
+                sftp.put(str(local), temp, callback=self.deadline.progress, confirm=False)
+            except (OSError, paramiko.SSHException, EOFError) as exc:
+                _remove_quietly(sftp, temp)
+                if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.ENOENT):
+                    message = f"cannot write in {d.directory} on {d.host}: {_sftp_error(exc)}"
+                    raise PushError("permission", message) from None
+                message = f"sending {label} to {d.host}:{d.directory} failed: {_sftp_error(exc)}"
+                raise PushError("upload", message, transient=True) from None
+        with self.deadline.step("verify", f"the size of {label}"):
+            try:
+                remote_size = sftp.stat(temp).st_size
+            except (OSError, paramiko.SSHException, EOFError) as exc:
+                raise PushError(
+                    "verify", f"cannot check the size of {temp}: {_sftp_error(exc)}", transient=True
+                ) from None
+            if remote_size != size:
+                _remove_quietly(sftp, temp)
+                raise PushError("verify", f"{label} arrived with {remote_size} of {size} bytes", transient=True)
+        with self.deadline.step("rename", f"renaming {label}"):
+            for name in names:
+                final = f"{directory}/{name}"
+                if _sftp_exists(sftp, final):
+                    continue
                 try:
-                    sftp.put(str(local), temp, callback=self.deadline.progress, confirm=False)
-                except (OSError, paramiko.SSHException, EOFError) as exc:
+                    sftp.rename(temp, final)
+                    return name
+                except OSError as exc:
+                    if _sftp_exists(sftp, final):
+                        continue  # taken meanwhile
                     _remove_quietly(sftp, temp)
-                    if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.ENOENT):
-                        message = f"cannot write {name} in {d.directory} on {d.host}: {_sftp_error(exc)}"
-                        raise PushError("permission", message) from None
-                    message = f"sending {name} to {d.host}:{d.directory} failed: {_sftp_error(exc)}"
-                    raise PushError("upload", message, transient=True) from None
-            with self.deadline.step("verify", f"the size of {name}"):
-                try:
-                    remote_size = sftp.stat(temp).st_size
-                except (OSError, paramiko.SSHException, EOFError) as exc:
                     raise PushError(
-                        "verify", f"cannot check the size of {temp}: {_sftp_error(exc)}", transient=True
+                        "rename", f"cannot rename {temp} to {name}: {_sftp_error(exc)}", transient=True
                     ) from None
-                if remote_size != size:
-                    _remove_quietly(sftp, temp)
-                    raise PushError("verify", f"{name} arrived with {remote_size} of {size} bytes", transient=True)
-            with self.deadline.step("rename", f"renaming {name}"):
-                try:
-                    sftp.posix_rename(temp, final)
-                except OSError:
-                    # Without posix-rename@openssh.com, a plain rename fails if the name exists.
-                    try:
-                        _remove_quietly(sftp, final)
-                        sftp.rename(temp, final)
-                    except OSError as exc:
-                        _remove_quietly(sftp, temp)
-                        raise PushError(
-                            "rename", f"cannot rename {temp} to {name}: {_sftp_error(exc)}", transient=True
-                        ) from None
+            _remove_quietly(sftp, temp)
+            return None
 
 
 class KeyUnusable(Exception):
@@ -250,10 +314,11 @@ class FtpsPush:
         self.destination = destination
         self.where = destination.where
 
-    def deliver(self, files: list[tuple[Path, str]]) -> None:
+    def deliver(self, local: Path, naming: Naming) -> str:
         with self.open() as session:
-            session.send(files)
+            name = session.send(local, naming)
             session.quit()
+            return name
 
     @contextmanager
     def open(self):
@@ -318,33 +383,52 @@ class _FtpsSession:
             except (OSError, ftplib.Error, EOFError) as exc:
                 raise PushError("permission", f"writing a probe file failed: {exc}", transient=True) from None
 
-    def send(self, files: list[tuple[Path, str]]) -> None:
+    def send(self, local: Path, naming: Naming) -> str:
+        """The export and its companions; returns the name the export got."""
+        name = self._send_one(local, naming.candidates())
+        if name is None:
+            raise _all_taken(naming, f"{self.destination.directory} on {self.destination.host}")
+        for companion, name_for in naming.companions:
+            if self._send_one(companion, [name_for(name)]) is None:
+                raise PushError("rename", f"{name_for(name)} exists already on {self.destination.host}")
+        return name
+
+    def _send_one(self, local: Path, names: list[str]) -> str | None:
+        """`local` under a temporary name, its size checked, then renamed to the first of
+        `names` that is free: FTP's rename replaces on most servers, so each name is looked up
+        (SIZE) first. None, and nothing left behind, when all are taken."""
         client = self.client
-        for local, name in files:
-            temp = _temporary_name(name)
-            size = local.stat().st_size
-            with self.deadline.step("upload", f"sending {name}"):
-                try:
-                    with open(local, "rb") as handle:
-                        client.storbinary(f"STOR {temp}", handle, blocksize=1 << 16, callback=self.deadline.progress)
-                except (OSError, ftplib.Error, EOFError) as exc:
-                    _delete_quietly(client, temp)
-                    raise PushError("upload", f"sending {name} failed: {exc}", transient=True) from None
-            with self.deadline.step("verify", f"the size of {name}"):
-                try:
-                    client.voidcmd("TYPE I")
-                    remote_size = client.size(temp)
-                except (OSError, ftplib.Error, EOFError) as exc:
-                    raise PushError("verify", f"cannot check the size of {temp}: {exc}", transient=True) from None
-                if remote_size != size:
-                    _delete_quietly(client, temp)
-                    raise PushError("verify", f"{name} arrived with {remote_size} of {size} bytes", transient=True)
-            with self.deadline.step("rename", f"renaming {name}"):
+        label = names[0]
+        temp = _temporary_name(label)
+        size = local.stat().st_size
+        with self.deadline.step("upload", f"sending {label}"):
+            try:
+                with open(local, "rb") as handle:
+                    client.storbinary(f"STOR {temp}", handle, blocksize=1 << 16, callback=self.deadline.progress)
+            except (OSError, ftplib.Error, EOFError) as exc:
+                _delete_quietly(client, temp)
+                raise PushError("upload", f"sending {label} failed: {exc}", transient=True) from None
+        with self.deadline.step("verify", f"the size of {label}"):
+            try:
+                client.voidcmd("TYPE I")
+                remote_size = client.size(temp)
+            except (OSError, ftplib.Error, EOFError) as exc:
+                raise PushError("verify", f"cannot check the size of {temp}: {exc}", transient=True) from None
+            if remote_size != size:
+                _delete_quietly(client, temp)
+                raise PushError("verify", f"{label} arrived with {remote_size} of {size} bytes", transient=True)
+        with self.deadline.step("rename", f"renaming {label}"):
+            for name in names:
+                if _ftp_exists(client, name):
+                    continue
                 try:
                     client.rename(temp, name)
+                    return name
                 except (OSError, ftplib.Error, EOFError) as exc:
                     _delete_quietly(client, temp)
                     raise PushError("rename", f"cannot rename {temp} to {name}: {exc}", transient=True) from None
+            _delete_quietly(client, temp)
+            return None
 
     def quit(self) -> None:
         with self.deadline.step("rename", "the goodbye"):
@@ -397,6 +481,22 @@ def _sftp_error(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.errno == errno.ENOENT:
         return "no such file or directory"
     return str(exc) or type(exc).__name__
+
+
+def _sftp_exists(sftp: paramiko.SFTPClient, path: str) -> bool:
+    try:
+        sftp.stat(path)
+        return True
+    except FileNotFoundError:
+        return False
+
+
+def _ftp_exists(client: ftplib.FTP, name: str) -> bool:
+    try:
+        client.size(name)
+        return True
+    except ftplib.error_perm:
+        return False
 
 
 def _remove_quietly(sftp: paramiko.SFTPClient, path: str) -> None:

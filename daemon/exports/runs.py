@@ -20,8 +20,9 @@ from pathlib import Path
 import structlog
 
 from daemon.clock import utc_now
-from daemon.exports.destinations import OutboxFolder, destination_for
+from daemon.exports.destinations import Naming, OutboxFolder, destination_for
 from daemon.exports.errors import PushError
+from daemon.feeds.count_files import COUNT_SUFFIX
 from daemon.feeds.spreadsheet import spreadsheet_row
 from daemon.store.records import RunRecord
 from handlers import KINDS
@@ -31,12 +32,16 @@ log = structlog.get_logger("dropd.exports")
 
 MANUAL_TRIES = 3
 MAX_WAIT = 600.0
-COUNT_SUFFIX = "_count.txt"
 
 
-def export_name(prefix: str, moment: datetime.datetime) -> str:
-    """`<prefix>_<YYYYMMDDTHHMMSSZ>.csv`."""
-    return f"{prefix}_{moment.astimezone(datetime.UTC):%Y%m%dT%H%M%SZ}.csv"
+def export_naming(feed, moment: datetime.datetime) -> Naming:
+    """`<prefix>_<YYYYMMDDTHHMMSSZ>.csv` (`_2`, `_3`, ... before `.csv` when that is taken), and
+    `<stem>_count.txt` beside it when the feed writes count files."""
+    return Naming(f"{feed.prefix}_{moment.astimezone(datetime.UTC):%Y%m%dT%H%M%SZ}", ".csv")
+
+
+def count_name(data_name: str) -> str:
+    return data_name.removesuffix(".csv") + COUNT_SUFFIX
 
 
 def run_export(
@@ -49,8 +54,8 @@ def run_export(
     if isinstance(destination, OutboxFolder):
         _expire(destination.folder, feed)
     started = utc_now()
-    name = export_name(feed.prefix, started)
-    bound = log.bind(partner=partner.name, feed=feed.name, file=name, trigger=trigger)
+    naming = export_naming(feed, started)
+    bound = log.bind(partner=partner.name, feed=feed.name, trigger=trigger)
     work = ctx.config.daemon.state_dir / "exports"
     work.mkdir(parents=True, exist_ok=True)
     local = work / f"{feed.name}-{started:%Y%m%dT%H%M%S%f}.csv"
@@ -69,13 +74,13 @@ def run_export(
                 recorder.finish(tx, "skipped", reason)
             bound.info("run.finished", status="skipped", reason="no-rows")
             return recorder.done()
-        files = [(local, name)]
         if feed.count_file == "write":
             count = local.with_name(local.name + COUNT_SUFFIX)
             count.write_text(f"{rows}\n", encoding="ascii")
-            files.append((count, name.removesuffix(".csv") + COUNT_SUFFIX))
+            naming.companions.append((count, count_name))
         bound.info("run.started", rows=rows, size=size, destination=destination.where)
-        _deliver(destination, files, trigger, block_end, feed, bound, sleep)
+        name = _deliver(destination, local, naming, block_end, feed, bound, sleep)
+        bound = bound.bind(file=name)
     except PushError as error:
         reason = f"delivery-failed: {error.step}: {error.message}"
         bound.warning("run.finished", status="failed", reason=reason)
@@ -125,14 +130,14 @@ def _write(path: Path, header: list[str], rows) -> tuple[int, int, str]:
     return count, path.stat().st_size, sink.digest.hexdigest()
 
 
-def _deliver(destination, files, trigger: str, block_end, feed, bound, sleep) -> None:
+def _deliver(destination, local: Path, naming: Naming, block_end, feed, bound, sleep) -> str:
+    """Deliver, trying again after temporary failures; the name the file got."""
     wait = feed.destination.retry if feed.destination is not None else 30.0
     tries = 0
     while True:
         tries += 1
         try:
-            destination.deliver(files)
-            return
+            return destination.deliver(local, naming)
         except PushError as error:
             if not error.transient:
                 raise

@@ -193,3 +193,35 @@ def test_test_connection_names_the_failing_step(feeds, sshd, tmp_path, change, s
     code, out = test_connection(feeds, sshd.destination(**change))
     failed = [line for line in out.splitlines() if "FAILED" in line]
     assert code == 1 and len(failed) == 1 and failed[0].split()[0] == step and says in failed[0], out
+
+
+@pytest.mark.parametrize("server_kind", ["sftp", "ftps"])
+def test_two_pushes_in_one_second_land_side_by_side_on_the_partner_server(feeds, monkeypatch, server_kind):
+    """posix-rename (and FTP's rename) replaced a file of the same name: the second export in
+    a second overwrote the first on the partner's server."""
+    import datetime
+
+    from daemon.exports import runs
+
+    frozen = datetime.datetime(2026, 12, 4, 5, 0, 0, tzinfo=datetime.UTC)
+    monkeypatch.setattr(runs, "utc_now", lambda: frozen)
+    server = (SshDestination if server_kind == "sftp" else FtpsDestination)().start()
+    try:
+        start(feeds, server.destination(), count_file="write")
+        first = feeds.export("conversations")
+        feeds.upload(
+            "northfield",
+            "/log/messages_2.csv",
+            (MESSAGES_HEADER + "\nS1,web,2026-11-21T10:00:00Z,again,,,,,,,,m9\n").encode(),
+        )
+        second = feeds.export("conversations")
+        assert (first["file"], second["file"]) == (
+            "conversations_20261204T050000Z.csv",
+            "conversations_20261204T050000Z_2.csv",
+        )
+        assert listing(server.incoming) == sorted([first["file"], second["file"], "conversations_20261204T050000Z_count.txt",
+                                                   "conversations_20261204T050000Z_2_count.txt"])  # fmt: skip
+        assert (server.incoming / second["file"]).read_text().count("again") == 1
+        assert (server.incoming / first["file"]).read_text().count("hello") == 3
+    finally:
+        server.close()

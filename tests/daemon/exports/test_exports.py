@@ -239,17 +239,17 @@ def test_randomized_faults_deliver_every_message_and_none_twice_once_delivered(f
     fault = {"kind": None}
 
     class Faulty(OutboxFolder):
-        def deliver(self, files):
+        def deliver(self, local, naming):
             if fault["kind"] == "cut":
                 raise PushError("upload", "connection cut", transient=True)
             if fault["kind"] == "rename":
                 raise PushError("rename", "rename refused", transient=True)
-            super().deliver(files)
-            name = files[0][1]
+            name = super().deliver(local, naming)
             landed.append((name, [row["incoming"] for row in exported(feeds, name)]))
             (folder / name).unlink()  # the partner took it; the next file may have the same second
             if fault["kind"] == "kill":
                 raise Killed()
+            return name
 
     monkeypatch.setattr(export_runs, "destination_for", lambda feed, root, partner: Faulty(folder))
     sent, successes = 0, []
@@ -276,3 +276,27 @@ def test_randomized_faults_deliver_every_message_and_none_twice_once_delivered(f
     committed = [m for messages in successes for m in messages]
     assert len(committed) == len(set(committed)), f"a message was in two delivered exports (seed {seed})"
     assert set(committed) == set(everything), "after a clean run, every message is in a committed export"
+
+
+def test_exports_in_the_same_second_never_replace_each_other(feeds, monkeypatch):
+    """The name had a one-second stamp and the rename replaced: two exports in one second (two
+    feeds on one folder, or one feed run twice) left one file, and the other export was lost."""
+    import datetime
+
+    from daemon.exports import runs
+
+    frozen = datetime.datetime(2026, 12, 4, 5, 0, 0, tzinfo=datetime.UTC)
+    monkeypatch.setattr(runs, "utc_now", lambda: frozen)
+    start(feeds, conversations_feed(count_file="write"),
+          conversations_feed(name="conversations-web", channels=["web"], count_file="write"))  # fmt: skip
+    log_messages(feeds, "messages_1.csv", message(1), message(2))
+    first = feeds.export("conversations")
+    second = feeds.export("conversations-web")
+    log_messages(feeds, "messages_2.csv", message(3))
+    third = feeds.export("conversations")
+    names = [run["file"] for run in (first, second, third)]
+    assert names == ["conversations_20261204T050000Z.csv", "conversations_20261204T050000Z_2.csv",
+                     "conversations_20261204T050000Z_3.csv"]  # fmt: skip
+    assert outbox(feeds) == sorted([*names, *(name.removesuffix(".csv") + "_count.txt" for name in names)])
+    assert [len(exported(feeds, name)) for name in names] == [2, 2, 1]
+    assert (feeds.home("northfield") / "outbox" / "conversations_20261204T050000Z_3_count.txt").read_text() == "1\n"
