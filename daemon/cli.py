@@ -19,6 +19,7 @@ from daemon.notify import smtp
 from daemon.notify.mailer import Mailer, smtp_server
 from daemon.store import open_store, probe_store
 from daemon.store.records import NoStoreYet, RunRecord, SchemaError
+from daemon.text import printable
 
 DEFAULT_CONFIG = "/etc/dropd/dropd.toml"
 
@@ -138,7 +139,8 @@ def _print_runs(records, as_json: bool, config) -> None:
     several = len({r.instance for r in records if r.instance}) > 1 or config.daemon.store != "sqlite"
     for r in records:
         on = f"  on {r.instance}" if several and r.instance else ""
-        print(f"#{r.id}  {_local_time(r.started, zone)}  {r.feed}  {r.status}  {r.trigger}  {r.file or '-'}{on}")
+        file = printable(r.file) if r.file else "-"
+        print(f"#{r.id}  {_local_time(r.started, zone)}  {r.feed}  {r.status}  {r.trigger}  {file}{on}")
         if r.rows_in_file is not None:
             details = ", ".join(
                 f"{r.details[name]:,} {name.replace('_', ' ')}" for name in COUNTED if r.details.get(name)
@@ -146,7 +148,7 @@ def _print_runs(records, as_json: bool, config) -> None:
             rejected = f"{r.rows_rejected:,} rejected"
             print(f"      {r.rows_in_file:,} rows: {', '.join(part for part in (details, rejected) if part)}")
         if r.reason:
-            print(f"      reason: {r.reason}")
+            print(f"      reason: {printable(r.reason)}")
         if r.error_file:
             print(f"      errors: {r.error_file}")
 
@@ -187,16 +189,16 @@ def _print_dry_run(report: DryRunReport, as_json: bool) -> int:
     if as_json:
         print(json.dumps(summary, indent=2))
     else:
-        print(f"dry run of {report.file}: nothing was changed")
+        print(f"dry run of {printable(report.file)}: nothing was changed")
         if counts is None:
-            print(f"  the run would fail: {report.reason}")
+            print(f"  the run would fail: {printable(report.reason)}")
         else:
             print(
                 f"  rows {counts.rows}: would create {counts.created}, update {counts.updated}, "
                 f"leave {counts.unchanged} unchanged, reject {counts.rejected}"
             )
         for error in summary["errors"]:
-            print(f"  row {error['row']}: {error['code']} ({error['failure_type']}): {error['message']}")
+            print(f"  row {error['row']}: {error['code']} ({error['failure_type']}): {printable(error['message'])}")
     return 0 if counts is not None else 1
 
 
@@ -356,7 +358,9 @@ LISTINGS = {
 
 
 def _print_table(header, rows) -> None:
-    """Columns padded to their widest cell (the last one is left as it is)."""
+    """Columns padded to their widest cell (the last one is left as it is); every cell shown
+    `printable`, as cells hold what partners sent."""
+    rows = [[printable(str(cell)) for cell in row] for row in rows]
     widths = [max(len(str(row[index])) for row in [header, *rows]) for index in range(len(header) - 1)]
     for row in [header, *rows]:
         cells = [f"{str(cell):<{width}}" for cell, width in zip(row, widths, strict=False)] + [str(row[-1])]

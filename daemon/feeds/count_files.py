@@ -21,6 +21,16 @@ def count_file_for(data: Path) -> Path:
     return data.with_name(data.stem + COUNT_SUFFIX)
 
 
+def present_count_file(data: Path) -> Path | None:
+    """The data file's count file when one is there. A data name so long that its count file's
+    name would pass the file system's limit has none (the look would fail: ENAMETOOLONG)."""
+    companion = count_file_for(data)
+    try:
+        return companion if companion.is_file() else None
+    except OSError:
+        return None
+
+
 def is_count_file(name: str, prefix: str) -> bool:
     return name.startswith(prefix) and name.endswith(COUNT_SUFFIX) and not name.startswith(".")
 
@@ -55,8 +65,8 @@ class CountDecision:
 def decide(feed, data: Path, clock=time.time) -> CountDecision:
     if feed.count_file == "off":
         return CountDecision(None)
-    companion = count_file_for(data)
-    if companion.exists():
+    companion = present_count_file(data)
+    if companion is not None:
         return CountDecision(companion)
     if feed.count_file == "optional":
         return CountDecision(None)

@@ -1,6 +1,8 @@
 """Landing folders: which files belong to a feed, and where they go after their run."""
 
 import datetime
+import hashlib
+import itertools
 import os
 from pathlib import Path
 
@@ -9,6 +11,9 @@ from daemon.feeds.count_files import COUNT_SUFFIX, is_count_file
 
 FAILED_FOLDER = "failed"
 REPORT_SUFFIX = ".errors.csv"
+ARCHIVE_NAME_BYTES = 200
+"""An archived or failed file's name at most: 255 (NAME_MAX) less room for a counter and
+REPORT_SUFFIX."""
 
 
 def landing_dir(drop_root: Path, partner, feed) -> Path:
@@ -73,9 +78,29 @@ def feed_files(folder: Path, prefix: str) -> list[Path]:
 
 
 def archive_name_for(path: Path, when: datetime.datetime) -> str:
-    """`StudentData_2018_09_30.csv` -> `StudentData_2018_09_30_20261123T021000Z.csv`."""
+    """`StudentData_2018_09_30.csv` -> `StudentData_2018_09_30_20261123T021000Z.csv`.
+
+    A name is at most ARCHIVE_NAME_BYTES long, so that the stamp, a counter and the partner's
+    `.errors.csv` beside it always fit the file system's 255 bytes: a longer one keeps its
+    beginning and its extension, and a short hash of the whole name tells it apart
+    (`StudentData_xxx…~1a2b3c4d_20261123T021000Z.csv`)."""
     stamp = when.astimezone(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
-    return f"{path.stem}_{stamp}{path.suffix}"
+    stem, suffix = path.stem, path.suffix
+    if len(_bytes(suffix)) > 16:  # not an extension: part of the name
+        stem, suffix = path.name, ""
+    name = f"{stem}_{stamp}{suffix}"
+    if len(_bytes(name)) <= ARCHIVE_NAME_BYTES:
+        return name
+    tag = hashlib.sha256(_bytes(path.name)).hexdigest()[:8]
+    tail = f"~{tag}_{stamp}{suffix}"
+    room = ARCHIVE_NAME_BYTES - len(_bytes(tail))
+    kept = itertools.accumulate(len(_bytes(character)) for character in stem)
+    return stem[: sum(1 for used in kept if used <= room)] + tail
+
+
+def _bytes(name: str) -> bytes:
+    """A file name as the file system holds it (undecodable bytes came in as surrogates)."""
+    return name.encode("utf-8", "surrogateescape")
 
 
 def free_name_in(folder: Path, path: Path, when: datetime.datetime) -> Path:

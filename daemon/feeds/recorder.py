@@ -3,9 +3,12 @@
 Every run — an import, a skipped look at an empty folder, an export — is recorded through a
 `RunRecorder`. A run that does work starts `running`, then finishes inside the transaction
 that applied the work (so the record and the data commit together) or fails in one of its
-own. In the transaction that finishes a run, `notify(tx, record)` queues its recap, so the
-recap exists exactly when the run's outcome does. After the commit, `done()` reads the final
-record back and hands it to the `RunFinished` subscribers once.
+own. After the commit, `done()` reads the final record back, queues its recap
+(`notify(tx, record)`) in a transaction of its own, and hands the record to the
+`RunFinished` subscribers once. The recap is not queued in the run's own transaction: a
+recap that cannot be composed (a partner's file name no mail header can hold was one) must
+never undo, or hold `running`, the run it reports on; a daemon killed between the two
+commits loses that one recap, never the run.
 """
 
 import csv
@@ -13,11 +16,15 @@ import datetime
 from dataclasses import dataclass
 from pathlib import Path
 
+import structlog
+
 from daemon.clock import utc_now, utc_stamp
 from daemon.feeds.spreadsheet import spreadsheet_row
 from daemon.handoff import Handoff
 from daemon.store.records import RunRecord
 from handlers.base import ImportCounts, RowErrors
+
+log = structlog.get_logger("dropd.runs")
 
 ERROR_BATCH = 1000
 """Row errors are written to the store this many at a time, inside the run's transaction."""
@@ -157,10 +164,8 @@ class RunRecorder:
         rows_applied: int | None = None, rows_rejected: int | None = None, details: dict | None = None,
         error_file: str | None = None,
     ) -> None:  # fmt: skip
-        """The run's final record, in `tx` (with whatever the run applied), and its recap queued."""
+        """The run's final record, in `tx` (with whatever the run applied)."""
         tx.runs.finish(self.run_id, status, reason, rows_in_file, rows_applied, rows_rejected, details, error_file)
-        if self.notify is not None:
-            self.notify(tx, tx.runs.get(self.run_id))
 
     @property
     def error_csv(self) -> str | None:
@@ -171,9 +176,15 @@ class RunRecorder:
             self.error_file.close()
 
     def done(self) -> RunRecord:
-        """The final record, handed to the `RunFinished` subscribers."""
+        """The final record: its recap queued, then handed to the `RunFinished` subscribers."""
         with self.store.reading() as tx:
             record = tx.runs.get(self.run_id)
+        if self.notify is not None:
+            try:
+                with self.store.transaction(label=self.subject.feed) as tx:
+                    self.notify(tx, record)
+            except Exception:
+                log.exception("recap.failed", run_id=record.id, feed=record.feed)
         if self.finished is not None:
             self.finished.publish(record, run_id=record.id, feed=record.feed)
         return record

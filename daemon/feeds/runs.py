@@ -101,12 +101,10 @@ def ingest_file(ctx: RunContext, partner, feed, path: Path, force=False, dry_run
     A count file beside it (`<stem>_count.txt`) is verified as for a dropped file; with
     `count_file = "required"` and none there the run fails at once (nothing waits).
     """
-    companion = count_files.count_file_for(path)
-    count_file = companion if feed.count_file != "off" and companion.is_file() else None
+    count_file = count_files.present_count_file(path) if feed.count_file != "off" else None
     if count_file is None and feed.count_file == "required":
-        reason = (
-            f'count-file-missing: {companion.name} is required (count_file = "required") and is not beside the file'
-        )
+        companion = count_files.count_file_for(path).name
+        reason = f'count-file-missing: {companion} is required (count_file = "required") and is not beside the file'
         if dry_run:
             return DryRunReport(path.name, None, [], reason)
         log.warning(
@@ -244,16 +242,22 @@ def _dispose(
         log.warning("file.replaced", **context, message="the file was replaced while it was imported; left in place")
         return
     archive = landing.archive_dir(ctx.config.daemon.drop_root, partner, feed)
-    if not imported:
-        placed = landing.move_aside(path, path.parent / landing.FAILED_FOLDER, utc_now())
-        log.info("file.failed_aside", **context, to=placed.name)
-    elif feed.after_import == "delete":
-        path.unlink(missing_ok=True)
-        log.info("file.deleted", **context)
-        placed = landing.free_name_in(archive, path, utc_now())
-    else:
-        placed = landing.move_aside(path, archive, utc_now())
-        log.info("file.archived", **context, to=placed.name)
+    try:
+        if not imported:
+            placed = landing.move_aside(path, path.parent / landing.FAILED_FOLDER, utc_now())
+            log.info("file.failed_aside", **context, to=placed.name)
+        elif feed.after_import == "delete":
+            path.unlink(missing_ok=True)
+            log.info("file.deleted", **context)
+            placed = landing.free_name_in(archive, path, utc_now())
+        else:
+            placed = landing.move_aside(path, archive, utc_now())
+            log.info("file.archived", **context, to=placed.name)
+    except OSError as exc:
+        # The run is recorded already; a file that cannot be moved stays where it is, and as a
+        # known content (the ledger) it is skipped as a duplicate, never imported twice.
+        log.error("file.dispose_failed", **context, error=exc.strerror or str(exc))
+        return
     if feed.error_report and (error_csv or reason):
         _report_to_partner(placed, error_csv, reason, context)
 
@@ -303,12 +307,14 @@ def run_feed(ctx: RunContext, partner, feed, trigger: str, force=False) -> list[
         for older in files[:-1]:
             record = ctx.recorder(partner, feed, trigger).once("skipped", f"superseded by {newest.name}", older.name)
             archive = landing.archive_dir(ctx.config.daemon.drop_root, partner, feed)
-            for superseded in (older, count_files.count_file_for(older)):
-                if superseded.exists():
+            for superseded in filter(None, (older, count_files.present_count_file(older))):
+                context = dict(partner=partner.name, feed=feed.name, file=superseded.name)
+                try:
                     target = landing.move_aside(superseded, archive, utc_now())
-                    log.info(
-                        "file.superseded", partner=partner.name, feed=feed.name, file=superseded.name, to=target.name
-                    )
+                except OSError as exc:
+                    log.error("file.dispose_failed", **context, error=exc.strerror or str(exc))
+                    continue
+                log.info("file.superseded", **context, to=target.name)
             records.append(record)
         files = [newest]
     for path in files:

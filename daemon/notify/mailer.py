@@ -19,6 +19,7 @@ from daemon.notify import recaps, smtp
 from daemon.notify.recaps import RecapSettings, host_name
 from daemon.notify.smtp import SmtpServer
 from daemon.store.records import RunRecord
+from daemon.text import printable
 
 log = structlog.get_logger("dropd.mail")
 
@@ -153,6 +154,7 @@ def digest_body(runs: list[RunRecord], timezone: str) -> str:
                 else ""
             )
             reason = (run.reason or "").split(":", 1)[0] if run.status != "success" else ""
-            lines.append(f"  #{run.id:<6} {started}  {run.status:<8} {run.file or '-'}  {counts}{reason}".rstrip())
+            file = printable(run.file) if run.file else "-"
+            lines.append(f"  #{run.id:<6} {started}  {run.status:<8} {file}  {counts}{printable(reason)}".rstrip())
         lines.append("")
     return "\n".join(lines)

@@ -22,6 +22,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 
 from daemon.store.records import RunRecord
+from daemon.text import printable
 
 HINTS = {
     "count-mismatch": "The count file must hold the number of data rows (without the header). Send the data file "
@@ -127,7 +128,7 @@ def subject(record: RunRecord) -> str:
         rejected = f", {record.rows_rejected:,} rejected" if record.rows_rejected else ""
         return f"[dropd] {record.feed}: success, {record.rows_applied or 0:,} imported{rejected}"
     code = (record.reason or "").split(":", 1)[0].strip() or "no reason recorded"
-    return f"[dropd] {record.feed}: {record.status}, {code}"
+    return f"[dropd] {record.feed}: {record.status}, {printable(code)}"
 
 
 def _local(stamp: str | None, timezone: str) -> str:
@@ -149,7 +150,7 @@ def _size(size: int | None) -> str:
 def _facts(record: RunRecord, partner, feed, timezone: str) -> list[tuple[str, str]]:
     facts = [("Partner", partner.name), ("Feed", f"{record.feed} ({record.kind})"), ("Status", record.status)]
     if record.file:
-        facts.append(("File", f"{record.file}{_size(record.size)}"))
+        facts.append(("File", f"{printable(record.file)}{_size(record.size)}"))
     if record.rows_in_file is not None:
         details = record.details or {}
         facts.append(("Rows in file", f"{record.rows_in_file:,}"))
@@ -173,7 +174,7 @@ def _facts(record: RunRecord, partner, feed, timezone: str) -> list[tuple[str, s
     facts.append(("Trigger", record.trigger))
     facts.append(("Run", f"#{record.id}"))
     if record.reason:
-        facts.append(("Reason", record.reason))
+        facts.append(("Reason", printable(record.reason)))
     return facts
 
 
