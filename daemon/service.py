@@ -25,7 +25,7 @@ from daemon.dropzone.tls_certificates import ensure_self_signed
 from daemon.dropzone.uploads import TransferCounter
 from daemon.dropzone.zone import DropZone
 from daemon.feeds.arrivals import Arrivals
-from daemon.feeds.landing import landed_files, landing_dir
+from daemon.feeds.landing import archive_dir, feed_folders, landed_files, landing_dir
 from daemon.feeds.leases import LeaseKeeper
 from daemon.feeds.recorder import RunFinished
 from daemon.feeds.runner import FeedRunner
@@ -62,6 +62,7 @@ class Daemon:
         self.zone = DropZone(
             config.daemon.drop_root, config.security, Gatekeeper(config.partners, self.bans, self.verifier),
             self.bans, self.connections, self.refusals, self.handoff, self.transfers,
+            lambda partner: feed_folders(self.config.daemon.drop_root, partner),
         )  # fmt: skip
         self.run_finished = RunFinished()
         self.mailer = Mailer(lambda: self.config)
@@ -104,6 +105,8 @@ class Daemon:
             os.makedirs(config.daemon.drop_root / partner.name, mode=0o750, exist_ok=True)
         for partner, feed in config.feeds():
             os.makedirs(landing_dir(config.daemon.drop_root, partner, feed), mode=0o750, exist_ok=True)
+            if feed.direction == "import":
+                os.makedirs(archive_dir(config.daemon.drop_root, partner, feed), mode=0o750, exist_ok=True)
 
     def _prepare_certificate(self, config: Config) -> None:
         ftp = config.ftp

@@ -22,6 +22,7 @@ from pyftpdlib.authorizers import AuthenticationFailed
 from pyftpdlib.exceptions import _FileReadWriteError, _RetryError
 from pyftpdlib.filesystems import AbstractedFS
 from pyftpdlib.handlers import DTPHandler, FTPHandler, TLS_DTPHandler, TLS_FTPHandler
+from pyftpdlib.handlers.ftp import control as pyftpdlib_control
 from pyftpdlib.log import logger as pyftpdlib_logger
 from pyftpdlib.servers import ThreadedFTPServer
 
@@ -32,6 +33,21 @@ from daemon.dropzone.peers import peer_gone
 from daemon.dropzone.sessions import PartnerSession
 
 log = structlog.get_logger("dropd.ftp")
+
+
+def _reason_of(err) -> str:
+    """What an FTP error reply says: the sentence our session gave (why a folder cannot be
+    removed, a reserved name), else the system's text for the error number."""
+    if isinstance(err, OSError):
+        return err.strerror or os.strerror(err.errno or 0)
+    return str(err)
+
+
+# pyftpdlib replies with os.strerror(errno) alone and drops the exception's own sentence, so a
+# partner read "550 Permission denied." for "this folder is used by a feed". Its control
+# handler looks `strerror` up in its module at each reply; ours answers instead (checked at
+# start-up: daemon/dependency_checks.py).
+pyftpdlib_control.strerror = _reason_of
 
 _OUTSIDE = "\x00outside-the-home"
 CONTROL_CLOSE_WAIT = 0.1

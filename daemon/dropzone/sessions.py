@@ -35,9 +35,12 @@ class PartnerSession:
         remote: str,
         handoff: UploadHandoff,
         transfers: TransferCounter,
+        feed_folders: dict[Path, str] | None = None,
     ):
         self.partner = partner
         self.jail = Jail(home)
+        self._feed_folders = feed_folders or {}
+        """The folders the partner's feeds use (real path: feed name); see `_keep_feed_folders`."""
         self.protocol = protocol
         self.remote = remote
         self._handoff = handoff
@@ -82,7 +85,26 @@ class PartnerSession:
         os.mkdir(self._new_name(path), 0o750)
 
     def remove_folder(self, path: str) -> None:
-        os.rmdir(self.existing(path))
+        real = self.existing(path)
+        self._keep_feed_folders(real, path)
+        os.rmdir(real)
+
+    def _keep_feed_folders(self, real: Path, path: str) -> None:
+        """A folder a feed uses (its landing folder, archive, failed/, outbox), or one holding
+        such a folder, is not the partner's to rename or remove: the feed would see nothing."""
+        for folder, feed in self._feed_folders.items():
+            if folder == real:
+                shown = self.jail.to_virtual(real)
+                raise PermissionError(
+                    errno.EACCES, f"{shown} is used by the feed {feed}; it cannot be renamed or removed", path
+                )
+            if real in folder.parents:
+                shown, inner = self.jail.to_virtual(real), self.jail.to_virtual(folder)
+                raise PermissionError(
+                    errno.EACCES,
+                    f"{shown} holds {inner}, which is used by the feed {feed}; it cannot be renamed or removed",
+                    path,
+                )
 
     def remove_file(self, path: str) -> None:
         real = self.existing(path)
@@ -93,6 +115,8 @@ class PartnerSession:
     def rename(self, old: str, new: str, replace: bool = False) -> None:
         """Rename (`replace`: over an existing file, as posix-rename and FTP do)."""
         source, target = self.existing(old), self._new_name(new)
+        self._keep_feed_folders(source, old)
+        self._keep_feed_folders(target, new)
         if not replace and os.path.lexists(target):
             raise FileExistsError(errno.EEXIST, "the target exists", new)
         os.replace(source, target)
@@ -116,6 +140,7 @@ class PartnerSession:
         real = self._new_name(path)
         if real.is_dir():
             raise IsADirectoryError(errno.EISDIR, "is a folder", path)
+        self._keep_feed_folders(real, path)
         upload = AtomicUpload(real, self._transfers, append=append)
         with self._lock:
             self._open_uploads.add(upload)

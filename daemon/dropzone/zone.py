@@ -8,6 +8,7 @@ partner they logged in as.
 """
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from daemon.config.partners import Partner
@@ -22,6 +23,7 @@ class DropZone:
     def __init__(
         self, drop_root: Path, security: SecuritySettings, gatekeeper: Gatekeeper, bans: BanList,
         connections: Connections, refusals: RateLimitedLog, handoff: UploadHandoff, transfers: TransferCounter,
+        feed_folders: Callable[[Partner], dict[Path, str]] = lambda partner: {},
     ):  # fmt: skip
         self.drop_root = drop_root
         self.security = security
@@ -32,6 +34,8 @@ class DropZone:
         """`refusals(event, address, reason, **fields)`: a refused connection, logged at most once a while per address."""
         self.handoff = handoff
         self.transfers = transfers
+        self.feed_folders = feed_folders
+        """The folders a partner's feeds use, which its sessions may not rename or remove."""
 
     def reconfigure(self, security: SecuritySettings, gatekeeper: Gatekeeper) -> None:
         self.security = security
@@ -57,4 +61,4 @@ class DropZone:
     def open_session(self, partner: Partner, protocol: str, remote: str) -> PartnerSession:
         home = self.home_of(partner)
         os.makedirs(home, mode=0o750, exist_ok=True)
-        return PartnerSession(partner, home, protocol, remote, self.handoff, self.transfers)
+        return PartnerSession(partner, home, protocol, remote, self.handoff, self.transfers, self.feed_folders(partner))

@@ -24,6 +24,20 @@ def archive_dir(drop_root: Path, partner, feed) -> Path:
     return drop_root / partner.name / feed.archive_path.lstrip("/")
 
 
+def feed_folders(drop_root: Path, partner) -> dict[Path, str]:
+    """Every folder the partner's feeds use (landing, failed/, archive; an export's outbox),
+    with the feed using it: what the partner may not rename or remove."""
+    folders = {}
+    for feed in partner.feeds:
+        folder = landing_dir(drop_root, partner, feed)
+        used = [folder]
+        if feed.direction == "import":
+            used += [folder / FAILED_FOLDER, archive_dir(drop_root, partner, feed)]
+        for path in used:
+            folders.setdefault(path, feed.name)
+    return folders
+
+
 def is_feed_file(name: str, prefix: str) -> bool:
     """A data file of the feed: the prefix, not hidden, not a temporary, count or report file."""
     return (
