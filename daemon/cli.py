@@ -26,7 +26,7 @@ DEFAULT_CONFIG = "/etc/dropd/dropd.toml"
 
 def _check_config(args) -> int:
     try:
-        config = load_config(args.config)
+        config = load_config(args.config, load_keys=True)
     except ConfigInvalid as invalid:
         for error in invalid.errors:
             print(error, file=sys.stderr)
@@ -68,7 +68,7 @@ def _run(args) -> int:
     from daemon.service import Daemon, StartupError
 
     try:
-        config = load_config(args.config)
+        config = load_config(args.config, load_keys=True)
     except ConfigInvalid as invalid:
         for error in invalid.errors:
             print(error, file=sys.stderr)

@@ -247,7 +247,7 @@ class Daemon:
         """Re-read the whole config; keep the running one if the new one is rejected."""
         self.notifier.reloading()
         try:
-            new = load_config(self.config.file)
+            new = load_config(self.config.file, load_keys=True)
             self._prepare_folders(new)
             self._prepare_certificate(new)
             if self.ftp and new.ftp:

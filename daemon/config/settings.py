@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from daemon.config import values as v
+from daemon.config.destinations import KeyUnusable, load_private_key
 from daemon.config.partners import Partner, read_partner
 from daemon.config.secret_files import readable_secret_file, secret_path
 from daemon.config.values import ConfigInvalid
@@ -292,11 +293,13 @@ def _read_security(table: v.TableReader) -> SecuritySettings:
     return settings
 
 
-def load_config(file: str | Path, skip_broken_partners: bool = False) -> Config:
+def load_config(file: str | Path, skip_broken_partners: bool = False, load_keys: bool = False) -> Config:
     """Read and validate the whole configuration; raise ConfigInvalid with every error.
 
     `skip_broken_partners` (read-only commands) leaves out partner files with errors and
-    lists their errors in `Config.skipped` instead, as long as dropd.toml itself is good."""
+    lists their errors in `Config.skipped` instead, as long as dropd.toml itself is good.
+    `load_keys` (check-config, the daemon's start and reload) also loads every push key with
+    its passphrase, so that a key that cannot be used is a config error, not a failed run."""
     file = Path(file).resolve()
     base = file.parent
     errors: list[v.ConfigError] = []
@@ -341,6 +344,8 @@ def load_config(file: str | Path, skip_broken_partners: bool = False) -> Config:
             for feed in partner.feeds
             if feed.notify
         ]
+    if load_keys:
+        errors += _unusable_keys(partners)
     skipped = ()
     if skip_broken_partners and main_errors == 0 and len(errors) > 0:
         skipped = tuple(errors)
@@ -350,6 +355,22 @@ def load_config(file: str | Path, skip_broken_partners: bool = False) -> Config:
     if errors:
         raise ConfigInvalid(errors)
     return Config(file, daemon, sftp, ftp, smtp, security, alerts, metrics, partners, skipped)
+
+
+def _unusable_keys(partners: dict[str, Partner]) -> list[v.ConfigError]:
+    errors = []
+    for partner in partners.values():
+        for feed in partner.feeds:
+            destination = feed.destination
+            if destination is None or destination.private_key_file is None:
+                continue
+            try:
+                load_private_key(destination.private_key_file, destination.passphrase_file)
+            except KeyUnusable as exc:
+                errors.append(
+                    v.ConfigError(str(partner.source), f"feed[{feed.name}].destination.private_key_file", str(exc))
+                )
+    return errors
 
 
 def _read_partners(errors: list, partners_dir: Path) -> dict[str, Partner]:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import paramiko
 
-from daemon.config.destinations import Destination
+from daemon.config.destinations import Destination, KeyUnusable, load_private_key
 from daemon.dropzone.uploads import TEMP_PREFIX, TEMP_SUFFIX
 from daemon.exports.deadline import Deadline
 from daemon.exports.errors import PushError
@@ -263,26 +263,6 @@ class _SftpSession:
                     ) from None
             _remove_quietly(sftp, temp)
             return None
-
-
-class KeyUnusable(Exception):
-    """A private key file that cannot be used; the message names the file and what to do."""
-
-
-def load_private_key(path: Path, passphrase_file: Path | None) -> paramiko.PKey:
-    """The push key, decrypted with the passphrase from its file when it is encrypted."""
-    passphrase = _secret(passphrase_file)
-    try:
-        return paramiko.PKey.from_path(path, passphrase.encode() if passphrase is not None else None)
-    except paramiko.PasswordRequiredException:
-        raise KeyUnusable(f"{path} is encrypted: set passphrase_file to a file holding its passphrase") from None
-    except (paramiko.SSHException, ValueError, TypeError) as exc:
-        if passphrase is None and "encrypted" in str(exc).lower():
-            raise KeyUnusable(f"{path} is encrypted: set passphrase_file to a file holding its passphrase") from None
-        wrong = " (is passphrase_file the right passphrase?)" if passphrase is not None else ""
-        raise KeyUnusable(f"cannot load the private key {path}: {exc}{wrong}") from None
-    except OSError as exc:
-        raise KeyUnusable(f"cannot read the private key {path}: {exc.strerror or exc}") from None
 
 
 def _abort_ssh(transport: paramiko.Transport, sock: socket.socket) -> None:

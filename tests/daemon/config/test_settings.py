@@ -323,3 +323,38 @@ def test_a_misspelt_key_gets_a_suggestion_and_a_file_error_has_no_empty_key(conf
     broken = write(config_dir, main="[daemon\n")
     result = dropd_command("check-config", "-c", str(broken))
     assert f"{broken}: is not valid TOML" in result.stderr and ": : " not in result.stderr
+
+
+def export_with_key(key_file: str, passphrase_file: str | None = None) -> str:
+    passphrase = f'passphrase_file = "{passphrase_file}"\n' if passphrase_file else ""
+    return (
+        GOOD_PARTNER
+        + '[[feed]]\nname = "out"\nkind = "conversations_export"\nprefix = "conv"\n[feed.destination]\nhost = "h"\n'
+        + f'username = "u"\ndirectory = "/in"\nhost_key = "SHA256:{"A" * 43}"\nprivate_key_file = "{key_file}"\n{passphrase}'
+    )
+
+
+def test_check_config_loads_each_push_key_with_its_passphrase(config_dir):
+    """An encrypted key without passphrase_file passed check-config and crashed every run of the
+    feed with a TypeError."""
+    key = config_dir / "push_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "open sesame", "-f", str(key)], check=True)
+    (config_dir / "right").write_text("open sesame\n")
+    (config_dir / "wrong").write_text("close sesame\n")
+    missing = dropd_command("check-config", "-c", str(write(config_dir, partners={"p": export_with_key(str(key))})))
+    assert missing.returncode == 1
+    assert f"p.toml: feed[out].destination.private_key_file: {key} is encrypted: set passphrase_file" in missing.stderr
+    wrong = dropd_command(
+        "check-config",
+        "-c",
+        str(write(config_dir, partners={"p": export_with_key(str(key), str(config_dir / "wrong"))})),
+    )
+    assert wrong.returncode == 1 and "is passphrase_file the right passphrase?" in wrong.stderr, wrong.stderr
+    right = dropd_command(
+        "check-config",
+        "-c",
+        str(write(config_dir, partners={"p": export_with_key(str(key), str(config_dir / "right"))})),
+    )
+    assert right.returncode == 0, right.stderr
+    started = dropd_command("run", "-c", str(write(config_dir, partners={"p": export_with_key(str(key))})))
+    assert started.returncode == 1 and "is encrypted: set passphrase_file" in started.stderr

@@ -225,3 +225,17 @@ def test_two_pushes_in_one_second_land_side_by_side_on_the_partner_server(feeds,
         assert (server.incoming / first["file"]).read_text().count("hello") == 3
     finally:
         server.close()
+
+
+def test_an_encrypted_key_without_its_passphrase_fails_the_push_coded(feeds, sshd):
+    """It crashed the run with a TypeError (an internal error) at every try."""
+    destination = sshd.destination(key=True)
+    del destination["passphrase_file"]
+    start(feeds, destination)
+    run = feeds.export("conversations", sleep=lambda seconds: None)
+    assert run["status"] == "failed"
+    assert run["reason"] == (
+        f"delivery-failed: auth: {sshd.root / 'client_key'} is encrypted: set passphrase_file to a file holding its "
+        "passphrase"
+    )
+    assert listing(sshd.incoming) == []
