@@ -27,6 +27,7 @@ from pyftpdlib.log import logger as pyftpdlib_logger
 from pyftpdlib.servers import ThreadedFTPServer
 
 from daemon.dropzone.accept_pause import AcceptPause
+from daemon.dropzone.data_tls import TLS12_CIPHERS, DataTlsConnection, data_tls_context
 from daemon.dropzone.gatekeeper import LoginRefused
 from daemon.dropzone.jail import JailError
 from daemon.dropzone.peers import peer_gone
@@ -252,21 +253,11 @@ class _PlainDTP(_TransferClose, DTPHandler):
 
 
 class _TlsDTP(_TransferClose, TLS_DTPHandler):
-    """The TLS data channel: TLS 1.2 at most, every record read, and how the stream ended.
+    """The TLS data channel: TLS 1.2 or 1.3 without session tickets (`data_tls`), every
+    record read, and how the stream ended.
 
-    Uploads from TLS 1.3 clients arrived truncated and were published as complete (upstream
-    giampaolo/pyftpdlib#602, open; rclone shows it every time). The cause: a TLS 1.3 server
-    sends NewSessionTicket messages after the handshake; an uploading client never reads
-    them, so when it closes the connection its kernel answers with a reset instead of a
-    FIN, and a reset makes our kernel discard whatever the client sent that we had not read
-    yet. pyOpenSSL cannot send zero tickets (it has no SSL_CTX_set_num_tickets), so data
-    connections negotiate TLS 1.2, whose tickets are part of the handshake and are read by
-    every client. The control connection keeps TLS 1.3. The fix offered upstream is the
-    same: no post-handshake messages on data connections (num_tickets = 0 where the binding
-    allows it, else TLS 1.2 there).
-
-    Reading goes on after each readiness event until OpenSSL wants more bytes from the
-    socket, so no decrypted record waits inside OpenSSL when the end of the stream arrives.
+    Reading goes on after each readiness event until TLS wants more bytes from the socket,
+    so no decrypted record waits inside the TLS layer when the end of the stream arrives.
     `tls_end` says how the stream ended: "close_notify" when the client closed TLS cleanly,
     "eof" when the TCP connection ended without it (a killed client, or one that never sends
     close_notify), where the control-connection check decides.
@@ -275,7 +266,18 @@ class _TlsDTP(_TransferClose, TLS_DTPHandler):
     tls_end: str | None = None
 
     def secure_connection(self, ssl_context):
-        super().secure_connection(self.cmd_channel.get_data_ssl_context())
+        """As pyOpenSSL's mixin does it, over `DataTlsConnection` and the data context."""
+        self._ssl_requested = True
+        try:
+            self.socket = DataTlsConnection(self.cmd_channel.get_data_ssl_context(), self.socket)
+        except (OSError, ValueError):  # the client came and went at once
+            self.close()
+            return
+        self._ssl_accepting = True
+
+    def use_sendfile(self) -> bool:
+        """Never: sendfile would bypass TLS (pyftpdlib tells TLS apart by pyOpenSSL's class)."""
+        return False
 
     def handle_read_event(self):
         if not self._ssl_requested or self._ssl_accepting or self._ssl_closing:
@@ -391,29 +393,21 @@ def _tls_error_text(error: SSL.Error) -> str:
     return ", ".join(reason for reason in reasons if reason) or str(error) or type(error).__name__
 
 
-# Mozilla's "intermediate" profile: TLS 1.2 and 1.3, forward secrecy and AEAD suites only.
-TLS12_CIPHERS = (
-    b"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
-    b"ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
-    b"DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384"
-)
-
-
-def tls_context(certfile: str, keyfile: str, highest=None) -> SSL.Context:
-    """A server context for our certificate: TLS 1.2 up to `highest` (default: the newest)."""
+def tls_context(certfile: str, keyfile: str) -> SSL.Context:
+    """The control connection's context: Mozilla's "intermediate" profile, TLS 1.2 and 1.3,
+    forward secrecy and AEAD suites only."""
     context = SSL.Context(SSL.TLS_SERVER_METHOD)
     context.use_certificate_chain_file(certfile)
     context.use_privatekey_file(keyfile)
     context.set_min_proto_version(SSL.TLS1_2_VERSION)
-    if highest is not None:
-        context.set_max_proto_version(highest)
-    context.set_cipher_list(TLS12_CIPHERS)
+    context.set_cipher_list(TLS12_CIPHERS.encode())
     context.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_CIPHER_SERVER_PREFERENCE | SSL.OP_NO_RENEGOTIATION)
     return context
 
 
 class _TlsContexts:
-    """The control connection's TLS context and the data connections' (see `_TlsDTP`)."""
+    """The control connection's TLS context (pyOpenSSL, as pyftpdlib wants it) and the data
+    connections' (the standard library's, see `data_tls`)."""
 
     data_ssl_context = None
 
@@ -421,7 +415,7 @@ class _TlsContexts:
     def get_ssl_context(cls):
         if cls.ssl_context is None:
             cls.ssl_context = tls_context(cls.certfile, cls.keyfile)
-            cls.data_ssl_context = tls_context(cls.certfile, cls.keyfile, highest=SSL.TLS1_2_VERSION)
+            cls.data_ssl_context = data_tls_context(cls.certfile, cls.keyfile)
         return cls.ssl_context
 
     @classmethod

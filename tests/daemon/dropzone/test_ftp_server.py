@@ -4,6 +4,7 @@ import ftplib
 import hashlib
 import io
 import os
+import ssl
 import subprocess
 
 import pytest
@@ -229,3 +230,53 @@ def test_reserved_names_and_the_home_itself_are_refused(running):
         client.quit()
     assert sorted(os.listdir(home)) == sorted([reserved, "a.csv", "folder"])
     assert home.stat().st_mode & 0o007 == 0
+
+
+def test_a_tls13_only_client_uploads_and_downloads_whole(running, tmp_path):
+    """Data connections were pinned to TLS 1.2 (to dodge pyftpdlib#602): a client that speaks
+    TLS 1.3 only was refused at its first data connection with a protocol version alert."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
+    versions = []
+
+    class Client(ftplib.FTP_TLS):
+        def ntransfercmd(self, cmd, rest=None):
+            connection, size = super().ntransfercmd(cmd, rest)
+            versions.append(connection.version())
+            return connection, size
+
+    digests = _random_files(tmp_path / "out", [1, 70_000, 3 << 20])
+    client = Client(context=context, timeout=30)
+    client.connect("127.0.0.1", running.ftp_port)
+    client.login("northfield", PASSWORD)
+    client.prot_p()
+    try:
+        for name in digests:
+            with open(tmp_path / "out" / name, "rb") as handle:
+                client.storbinary(f"STOR {name}", handle)
+        fetched = {}
+        for name in digests:
+            chunks = []
+            client.retrbinary(f"RETR {name}", chunks.append)
+            fetched[name] = hashlib.sha256(b"".join(chunks)).hexdigest()
+        assert sorted(client.nlst()) == sorted(digests)
+        assert client.sock.version() == "TLSv1.3"
+    finally:
+        client.quit()
+    assert _landed(running.home("northfield"), digests) == digests == fetched
+    assert set(versions) == {"TLSv1.3"}
+
+
+@pytest.mark.parametrize("version", ["--tlsv1.2", "--tlsv1.3"])
+def test_curl_over_tls12_and_tls13_data_connections(running, tmp_path, version):
+    digests = _random_files(tmp_path / "out", [5 << 20])
+    [name] = digests
+    limit = ["--tls-max", "1.2"] if version == "--tlsv1.2" else []
+    uploaded = running.curl_ftps(f"/{name}", version, *limit, "-T", str(tmp_path / "out" / name), user="northfield")
+    assert uploaded.returncode == 0, uploaded.stderr
+    assert _landed(running.home("northfield"), digests) == digests
+    downloaded = running.curl_ftps(f"/{name}", version, *limit, "-o", str(tmp_path / "back"), user="northfield")
+    assert downloaded.returncode == 0, downloaded.stderr
+    assert hashlib.sha256((tmp_path / "back").read_bytes()).hexdigest() == digests[name]

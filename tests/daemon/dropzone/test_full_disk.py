@@ -52,7 +52,8 @@ def landing(dropd):
 
 
 def assert_nothing_published(dropd) -> None:
-    assert sorted(os.listdir(landing(dropd))) == []
+    assert sorted(os.listdir(landing(dropd))) == ["archive"]
+    assert os.listdir(landing(dropd) / "archive") == []
     assert dropd.runs("--feed", "students") == []
 
 
