@@ -13,6 +13,7 @@ import time
 
 import structlog
 
+from daemon.artefacts import ArtefactPruner
 from daemon.config.settings import Config, ConfigInvalid, load_config
 from daemon.control import ControlServer
 from daemon.dropzone.ftp_server import FtpServer
@@ -68,6 +69,7 @@ class Daemon:
         self.mailer = Mailer(lambda: self.config)
         self.mail_sender: MailSender | None = None
         self.alert_monitor: AlertMonitor | None = None
+        self.pruner: ArtefactPruner | None = None
         self.leases: LeaseKeeper | None = None
         self.notifier = SystemdNotifier()
         self.sftp: SftpServer | None = None
@@ -169,6 +171,8 @@ class Daemon:
         alerts = Alerts(self.store, self.mailer.queue_admin, self.mailer.send_to_admin_now)
         self.alert_monitor = AlertMonitor(self, alerts, self.mailer.queue_digest_if_due)
         self.alert_monitor.start()
+        self.pruner = ArtefactPruner(self.store, lambda: self.config)
+        self.pruner.start()
 
     def status(self) -> dict:
         """What `dropd status` shows; `healthy` is False when a server stopped accepting or the
@@ -305,7 +309,7 @@ class Daemon:
             except OSError as exc:
                 log.warning("daemon.runs_cut_unrecorded", error=exc.strerror or str(exc))
         self.arrivals.stop()
-        for worker in (self.alert_monitor, self.mail_sender, self.leases, self.metrics):
+        for worker in (self.alert_monitor, self.pruner, self.mail_sender, self.leases, self.metrics):
             if worker is not None:
                 worker.stop()
         self.connections.stop()

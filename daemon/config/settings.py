@@ -36,6 +36,8 @@ class DaemonSettings:
     """This daemon's name among several sharing a PostgreSQL store (recorded with each run)."""
     lease: float
     """How long a run stays this instance's without a heartbeat before another takes it over."""
+    keep_days: int
+    """Run artefacts (error files and rows, mail bodies) older than this are pruned."""
 
 
 @dataclass(frozen=True)
@@ -172,6 +174,7 @@ def _read_daemon(table: v.TableReader, base: Path) -> dict:
         control_socket=table.take("control_socket", path, state_dir / "control.sock" if state_dir else None),
         instance=table.take("instance", _instance_name, socket.gethostname()),
         lease=table.take("lease", o.duration, 30.0),
+        keep_days=table.take("keep_days", o.integer(1, 36500), 90),
     )
     table.finish()
     return settings

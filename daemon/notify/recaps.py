@@ -3,18 +3,18 @@
 A recap goes to the feed's `notify` addresses when the run's status is in its `notify_on`,
 and to `[smtp] admin` when the run failed. It says what happened in counts and times only —
 no partner data beyond the attached error file — and, for the common failures, what to do
-next. The error CSV is attached as it is up to `max_attachment`, zipped above that, and when
-even the zip is too large, its first rows are attached with a line saying where the whole
-file is on the server.
+next. The error CSV is attached as it is up to `max_attachment`, zipped above that (at most
+ten times that much once unzipped), and when even the zip is too large, its first rows are
+attached; the mail says the whole file is kept with the run on the server, never where.
 """
 
 import datetime
 import functools
 import html
-import io
 import os
 import re
 import socket
+import tempfile
 import zipfile
 import zoneinfo
 from dataclasses import dataclass
@@ -187,7 +187,16 @@ class _Attachment:
     """Said in the body when only part of the error file is attached."""
 
 
+UNCOMPRESSED_FACTOR = 10
+"""A zipped error file holds at most this many times `max_attachment` once unzipped: a
+highly repetitive 1 GB file zipped into a 1.5 MB mail is a zip bomb for whoever opens it."""
+
+
 def _attachment(record: RunRecord, limit: int) -> _Attachment | None:
+    """The run's error file: as it is up to `limit` bytes; else zipped, its first rows up to
+    `UNCOMPRESSED_FACTOR` x `limit` unzipped, when that zip fits in `limit`; else its first rows
+    up to `limit`, plain. Streamed (the zip is spooled to a temporary file): memory does not
+    grow with the error file. The note never names a path on the server."""
     path = record.error_file
     if not path or not os.path.isfile(path):
         return None
@@ -196,17 +205,45 @@ def _attachment(record: RunRecord, limit: int) -> _Attachment | None:
     if size <= limit:
         with open(path, "rb") as handle:
             return _Attachment(name, "text/csv", handle.read(), None)
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        archive.write(path, arcname=name)
-    if buffer.tell() <= limit:
-        return _Attachment(name + ".zip", "application/zip", buffer.getvalue(), None)
+    whole = f"The error file has {size:,} bytes"
+    kept = f"; it is kept on the dropd server with run #{record.id}"
+    zipped, rows, complete = _zipped_head(path, name, UNCOMPRESSED_FACTOR * limit, limit)
+    if zipped is not None:
+        note = (
+            None
+            if complete
+            else f"{whole}, too large to send whole{kept}; its first {rows:,} rows are attached, zipped."
+        )
+        return _Attachment(name + ".zip", "application/zip", zipped, note)
     head, rows = _first_rows(path, limit)
-    note = (
-        f"The error file is too large to send ({size:,} bytes, {buffer.tell():,} zipped); its first {rows:,} rows "
-        f"are attached. The whole file is on the server at {path}."
-    )
+    note = f"{whole}, too large to send{kept}; its first {rows:,} rows are attached."
     return _Attachment(f"run-{record.id}-{record.feed}-errors-first-rows.csv", "text/csv", head, note)
+
+
+def _zipped_head(path: str, name: str, most: int, limit: int) -> tuple[bytes | None, int, bool]:
+    """The file's whole lines up to `most` bytes, zipped through a temporary file: (the zip, or
+    None when it is larger than `limit`; the data rows in it; whether that is the whole file)."""
+    rows, copied, complete = -1, 0, False
+    with tempfile.TemporaryFile() as spool:
+        with zipfile.ZipFile(spool, "w", compression=zipfile.ZIP_DEFLATED) as archive, open(path, "rb") as source:
+            with archive.open(name, "w") as member:
+                while True:
+                    block = source.read(1 << 20)
+                    if not block:
+                        complete = True
+                        break
+                    if copied + len(block) > most:
+                        block = block[: block.rfind(b"\n", 0, most - copied) + 1]
+                        member.write(block)
+                        rows += block.count(b"\n")
+                        break
+                    member.write(block)
+                    copied += len(block)
+                    rows += block.count(b"\n")
+            if spool.tell() > limit:
+                return None, 0, False
+        spool.seek(0)
+        return spool.read(), max(rows, 0), complete
 
 
 def _first_rows(path: str, limit: int) -> tuple[bytes, int]:

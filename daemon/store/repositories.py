@@ -576,6 +576,22 @@ class Runs(_Repository):
         )
         return sorted(tuple(row) for row in rows)
 
+    def artefacts_before(self, stamp: str, limit: int = 500) -> list[tuple[int, str]]:
+        """(run id, error file) of finished runs started before `stamp` that still have one."""
+        rows = self._all(
+            "SELECT id, error_file FROM runs WHERE started < ? AND status <> 'running' AND error_file IS NOT NULL "
+            "ORDER BY id LIMIT ?",
+            (stamp, limit),
+        )
+        return [tuple(row) for row in rows]
+
+    def forget_artefacts(self, run_ids: list[int]) -> None:
+        """The runs keep their record; their error file and error rows are gone."""
+        for chunk in _chunks(run_ids):
+            marks = ", ".join("?" * len(chunk))
+            self._db.execute(f"UPDATE runs SET error_file = NULL WHERE id IN ({marks})", chunk)
+            self._db.execute(f"DELETE FROM run_errors WHERE run_id IN ({marks})", chunk)
+
     def get(self, run_id: int) -> RunRecord:
         return _run_record(self._one("SELECT * FROM runs WHERE id = ?", (run_id,)))
 
@@ -670,6 +686,15 @@ class Outbox(_Repository):
             "VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?) ON CONFLICT (message_id, recipient) DO NOTHING",
             [(kind, message_id, run_id, recipient, subject, message, now, now) for recipient in recipients],
         )
+
+    def forget_bodies_before(self, stamp: str) -> int:
+        """Sent and refused messages queued before `stamp` keep their row (who got what, and
+        that it is never queued again) but lose their body and attachment."""
+        cursor = self._db.execute(
+            "UPDATE outbox SET message = ? WHERE status <> 'pending' AND created < ? AND length(message) > 0",
+            (b"", stamp),
+        )
+        return cursor.rowcount
 
     def take_due(self, now: datetime.datetime, limit: int, hold: float) -> list[OutgoingMail]:
         """Up to `limit` messages due now, each held for this sender for `hold` seconds (its next

@@ -123,7 +123,7 @@ def test_by_default_success_and_failure_are_mailed_and_skips_are_not(feeds, sink
     assert [message["Subject"].split(":")[1] for message in sink.wait_for(1)] == [" success, 1 imported"]
 
 
-def test_a_large_error_file_is_zipped_and_a_huge_one_cut_with_its_path(feeds, sink):
+def test_a_large_error_file_is_zipped_and_a_huge_one_cut_without_a_server_path(feeds, sink):
     bad_rows = "".join(f"{n},Name{n},Last,not a phone {n},,,,\n" for n in range(2, 2000))
     start(feeds, sink, smtp={"max_attachment": "60KB"})
     zipped = drop(feeds, "StudentData_9.csv", HEADER + "\n" + GOOD + bad_rows)
@@ -144,7 +144,9 @@ def test_a_large_error_file_is_zipped_and_a_huge_one_cut_with_its_path(feeds, si
     assert name.endswith("-errors-first-rows.csv") and len(data) <= 2000
     with open(cut["error_file"], "rb") as handle:
         assert handle.read().startswith(data) and data.endswith(b"\n")
-    assert cut["error_file"] in second.get_body(("plain",)).get_content().replace("\n", " ")
+    body = second.get_body(("plain",)).get_content().replace("\n", " ")
+    assert f"it is kept on the dropd server with run #{cut['id']}; its first" in body
+    assert str(feeds.state_dir) not in body and "/" not in body.split("The error file")[1]
 
 
 @pytest.mark.parametrize("security, login", [("starttls", ("dropd", "s3cret")), ("ssl", None)])
@@ -178,3 +180,42 @@ def test_a_refused_recipient_is_kept_as_failed_and_the_others_get_it(feeds, tmp_
         assert json.loads(feeds.cli("mail", "--pending", "--json").stdout)[0]["status"] == "pending"
     finally:
         sink.stop()
+
+
+def test_a_huge_repetitive_error_file_is_bounded_unzipped_and_composed_in_bounded_memory(tmp_path):
+    """A 1 GB error file zipped into a 1.46 MB mail (a zip bomb for the reader); a 500 MB one
+    was zipped in memory (460 MiB)."""
+    import subprocess
+    import sys
+
+    error_file = tmp_path / "run-7-students.csv"
+    line = b"2,invalid-phone,complete,not a valid phone number,2,Ada,Lovelace,555\n"
+    with open(error_file, "wb") as handle:
+        handle.write(b"row,code,failure_type,message\n")
+        block = line * (1 << 14)
+        for _ in range((300 << 20) // len(block)):
+            handle.write(block)
+    script = f"""
+import json, sys
+from daemon.notify.recaps import _attachment
+from daemon.store.records import RunRecord
+record = RunRecord(7, "northfield", "students", "contacts", "arrival", "a.csv", None, 1, 0, 1, "2026-01-01T00:00:00+00:00",
+                   "2026-01-01T00:00:01+00:00", "success", None, {{}}, {str(error_file)!r}, 1, None)
+attachment = _attachment(record, 5_000_000)
+peak = [l.split()[1] for l in open("/proc/self/status") if l.startswith("VmHWM:")][0]
+sys.stdout.buffer.write(attachment.data)
+print(json.dumps({{"name": attachment.name, "note": attachment.note, "peak_kib": int(peak)}}), file=sys.stderr)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=300)
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    facts = json.loads(result.stderr.decode().strip().splitlines()[-1])
+    assert facts["name"] == "run-7-students-errors.csv.zip" and len(result.stdout) <= 5_000_000
+    with zipfile.ZipFile(io.BytesIO(result.stdout)) as archive:
+        [member] = archive.infolist()
+        assert member.file_size <= 50_000_000
+        assert archive.read(member).endswith(b"\n")
+    assert (
+        facts["note"].startswith("The error file has 314,") and "kept on the dropd server with run #7" in facts["note"]
+    )
+    assert str(tmp_path) not in facts["note"]
+    assert facts["peak_kib"] < 100 * 1024, facts

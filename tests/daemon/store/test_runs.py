@@ -1,5 +1,7 @@
 """The run records both backends keep alike: interrupted runs, and the crash-loop count."""
 
+import os
+
 import pytest
 
 from daemon.store.sqlite import SqliteStore
@@ -48,3 +50,37 @@ def test_interruptions_count_the_crashes_in_a_row_on_one_content(store):
     run("aa", None, "success")
     with store.reading() as tx:
         assert tx.runs.interruptions("a", "aa") == 0
+
+
+def test_artefacts_older_than_keep_days_are_pruned_and_the_runs_kept(store, tmp_path):
+    import datetime
+
+    from daemon.artefacts import prune
+    from daemon.clock import utc_now
+
+    errors = tmp_path / "errors"
+    errors.mkdir()
+    with store.transaction() as tx:
+        run_id = tx.runs.start("p", "a", "contacts", "arrival", "x.csv", "aa")
+        error_file = errors / f"run-{run_id}-a.csv"
+        error_file.write_text("row,code\n2,invalid-phone\n")
+        tx.runs.add_errors(run_id, [(2, "invalid-phone", "complete", "not a phone")])
+        tx.runs.finish(run_id, "success", None, 1, 0, 1, {}, str(error_file))
+        tx.outbox.add("recap", "<m1@x>", run_id, ["a@example.org"], "recap", b"body with the error file")
+        [queued] = tx.outbox.unsent()
+        tx.outbox.sent(queued.id)
+    orphan = errors / "run-999-dry.csv"
+    orphan.write_text("left by a run cut short\n")
+    old = (utc_now() - datetime.timedelta(days=100)).timestamp()
+    os.utime(orphan, (old, old))
+    now = utc_now()
+    assert prune(store, errors, 90, now + datetime.timedelta(days=89)) == {"runs": 0, "files": 1, "mails": 0}
+    assert error_file.exists() and not orphan.exists()
+    assert prune(store, errors, 90, now + datetime.timedelta(days=91)) == {"runs": 1, "files": 1, "mails": 1}
+    assert not error_file.exists()
+    with store.reading() as tx:
+        run = tx.runs.get(run_id)
+        assert (run.status, run.rows_rejected, run.error_file) == ("success", 1, None)
+        mail = tx.outbox.get(queued.id)
+        assert (mail.status, mail.message, mail.subject) == ("sent", b"", "recap")
+    assert prune(store, errors, 90, now + datetime.timedelta(days=92)) == {"runs": 0, "files": 0, "mails": 0}
