@@ -858,8 +858,9 @@ class StallingSshServer:
     """A partner's SFTP server that stops answering at one point (`stall`): "banner" (accepts
     TCP, sends nothing), "auth" (the key exchange, then no answer to the login), "sftp" (the
     login, then no answer to the SFTP session) or "write" (the session, then no answer once
-    the first file write arrives). paramiko in this process, on a free loopback port; any
-    password logs in."""
+    the first file write arrives); or, with "corrupt", answers everything but keeps every file
+    with its first byte changed (in `files`), the size right. paramiko in this process, on a
+    free loopback port; any password logs in."""
 
     def __init__(self, stall: str, directory: Path):
         self.stall = stall
@@ -924,6 +925,9 @@ class StallingSshServer:
 
             return (Silent,)
 
+        if self.stall == "corrupt":
+            return paramiko.SFTPServer, self._corrupting_files()
+
         class Handle(paramiko.SFTPHandle):
             def write(self, offset, data):
                 server.stalled.set()
@@ -938,6 +942,54 @@ class StallingSshServer:
                 return Handle(flags)
 
         return paramiko.SFTPServer, Files
+
+    def _corrupting_files(self):
+        files = self.files = {}
+
+        class Handle(paramiko.SFTPHandle):
+            def __init__(self, path, flags):
+                super().__init__(flags)
+                self.path = path
+
+            def write(self, offset, data):
+                content = files.setdefault(self.path, bytearray())
+                content[offset : offset + len(data)] = data
+                if offset == 0:
+                    content[0] ^= 0xFF
+                return paramiko.SFTP_OK
+
+            def read(self, offset, length):
+                return bytes(files[self.path][offset : offset + length])
+
+            def stat(self):
+                attributes = paramiko.SFTPAttributes()
+                attributes.st_size = len(files[self.path])
+                return attributes
+
+        class Files(paramiko.SFTPServerInterface):
+            def open(self, path, flags, attr):
+                if flags & os.O_WRONLY or flags & os.O_RDWR:
+                    files[path] = bytearray()
+                elif path not in files:
+                    return paramiko.SFTP_NO_SUCH_FILE
+                return Handle(path, flags)
+
+            def stat(self, path):
+                if path not in files:
+                    return paramiko.SFTP_NO_SUCH_FILE
+                attributes = paramiko.SFTPAttributes()
+                attributes.st_size = len(files[path])
+                return attributes
+
+            def rename(self, old, new):
+                files[new] = files.pop(old)
+                return paramiko.SFTP_OK
+
+            def remove(self, path):
+                files.pop(path, None)
+                return paramiko.SFTP_OK
+
+        return Files
 
     def destination(self, **extra) -> dict:
         table = {"protocol": "sftp", "host": "127.0.0.1", "port": self.port, "username": "dropd",

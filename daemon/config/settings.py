@@ -152,7 +152,12 @@ def _store(value) -> str:
     store = o.text(value)
     if store != "sqlite" and not store.startswith(("postgresql://", "postgres://")):
         raise ValueError('must be "sqlite" or a postgresql:// URL')
-    if urllib.parse.urlsplit(store).password:
+    parts = urllib.parse.urlsplit(store)
+    in_query = any(
+        name.lower() == "password" for name, _ in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    )
+    if parts.password or in_query:
+        # The value is never repeated in the message: the error is printed and logged.
         raise ValueError("the URL holds a password: put it in a file named by store_password_file instead")
     return store
 

@@ -6,6 +6,7 @@ hold small status replies back and uploads stall 20-40 ms at a time.
 """
 
 import errno
+import hashlib
 import os
 import socket
 import struct
@@ -52,7 +53,11 @@ READ_AHEAD = 256 * 1024
 # What sshd announces in limits@openssh.com: 256 KiB packets, 255 KiB reads and writes.
 MAX_SFTP_PACKET = 256 * 1024
 MAX_SFTP_DATA = MAX_SFTP_PACKET - 1024
-EXTENSIONS = (("posix-rename@openssh.com", "1"), ("limits@openssh.com", "1"), ("check-file", "md5,sha1"))
+EXTENSIONS = (("posix-rename@openssh.com", "1"), ("limits@openssh.com", "1"), ("check-file", "sha256,sha1,md5"))
+# check-file: a client verifies what it uploaded by the server's hash of it (dropd's own pushes
+# do). paramiko's answer is wrong past 64 KiB (its offset advances by the running total at each
+# chunk) and knows no SHA-256; `_SftpSubsystem._check_file` answers instead.
+CHECK_FILE_HASHES = {"sha256": hashlib.sha256, "sha1": hashlib.sha1, "md5": hashlib.md5}
 # A connection closed after a failed attempt first gets the failure answer on its way.
 REPLY_GRACE = 0.2
 # An SFTP write of 32 KiB plus its headers does not fit a 32 KiB SSH packet: clients would
@@ -87,7 +92,16 @@ def _apply_attributes(session: PartnerSession, path: str, attr: paramiko.SFTPAtt
     if attr._flags & attr.FLAG_AMTIME:
         session.set_times(path, attr.st_atime, attr.st_mtime)
     if attr._flags & attr.FLAG_SIZE:
-        os.truncate(session.existing(path), attr.st_size)
+        real = session.existing(path)
+        _refuse_growth(os.stat(real).st_size, attr.st_size, path)
+        os.truncate(real, attr.st_size)
+
+
+def _refuse_growth(size: int, wanted: int, path: str) -> None:
+    """A size may shrink a file, never grow it: growing writes nothing but a hole, and one
+    request made a 10 GiB file of them (on a disk every partner shares)."""
+    if wanted > size:
+        raise PermissionError(errno.EACCES, "a file cannot be grown by setting its size; write its bytes instead", path)
 
 
 def _apply_upload_attributes(descriptor: int, attr: paramiko.SFTPAttributes) -> None:
@@ -97,6 +111,7 @@ def _apply_upload_attributes(descriptor: int, attr: paramiko.SFTPAttributes) -> 
     if attr._flags & attr.FLAG_AMTIME:
         os.utime(descriptor, (attr.st_atime, attr.st_mtime))
     if attr._flags & attr.FLAG_SIZE:
+        _refuse_growth(os.fstat(descriptor).st_size, attr.st_size, "")
         os.truncate(descriptor, attr.st_size)
 
 
@@ -210,6 +225,46 @@ class _SftpSubsystem(paramiko.SFTPServer):
         data = self._read_all(size)
         return (data[0], data[1:]) if size else (0, b"")
 
+    def _check_file(self, request_number, msg) -> None:
+        """The hash of a range of an open file, in blocks (draft-ietf-secsh-filexfer-extensions
+        "check-file-handle", by paramiko's name "check-file")."""
+        handle, algorithms = msg.get_binary(), msg.get_list()
+        start, length, block_size = msg.get_int64(), msg.get_int64(), msg.get_int()
+        opened = self.file_table.get(handle)
+        if opened is None:
+            self._send_status(request_number, SFTP_FAILURE, "invalid handle")
+            return
+        name = next((algorithm for algorithm in algorithms if algorithm in CHECK_FILE_HASHES), None)
+        if name is None:
+            self._send_status(
+                request_number, SFTP_OP_UNSUPPORTED, f"hashes offered here: {', '.join(CHECK_FILE_HASHES)}"
+            )
+            return
+        if length == 0:
+            length = max(0, opened.stat().st_size - start)
+        block_size = block_size or length or 1
+        if block_size < 256 and block_size < length:
+            self._send_status(request_number, SFTP_FAILURE, "block size too small (at least 256)")
+            return
+        digests, offset, end = [], start, start + length
+        while offset < end or not digests:
+            digest, block_end = CHECK_FILE_HASHES[name](), min(offset + block_size, end)
+            while offset < block_end:
+                data = opened.read(offset, min(block_end - offset, 1 << 16))
+                if not isinstance(data, bytes) or not data:
+                    break
+                digest.update(data)
+                offset += len(data)
+            digests.append(digest.digest())
+            if offset < block_end:
+                break  # the file ended early
+        reply = paramiko.Message()
+        reply.add_int(request_number)
+        reply.add_string("check-file")
+        reply.add_string(name)
+        reply.add_bytes(b"".join(digests))
+        self._send_packet(CMD_EXTENDED_REPLY, reply)
+
     def _send_status(self, request_number, code, desc=None):
         super()._send_status(request_number, code, desc if desc is not None else getattr(code, "message", None))
 
@@ -223,6 +278,11 @@ class _SftpSubsystem(paramiko.SFTPServer):
     def _process(self, t, request_number, msg):
         try:
             self._process_request(t, request_number, msg)
+        except UnicodeDecodeError:
+            # paramiko decodes paths as UTF-8; a client that sends other bytes is told, once.
+            auth = self.server.auth
+            auth.zone.refusals("sftp.request_refused", auth.address, "path-not-utf8", request=t)
+            self._send_status(request_number, SFTP_FAILURE, "the path is not valid UTF-8; names here are UTF-8")
         except Exception:
             log.exception("sftp.request_failed", request=t)
             raise
@@ -236,7 +296,11 @@ class _SftpSubsystem(paramiko.SFTPServer):
                 return
         if t == CMD_EXTENDED:
             position = msg.packet.tell()
-            if msg.get_text() == "limits@openssh.com":
+            extension = msg.get_text()
+            if extension == "check-file":
+                self._check_file(request_number, msg)
+                return
+            if extension == "limits@openssh.com":
                 reply = paramiko.Message()
                 reply.add_int(request_number)
                 for limit in (MAX_SFTP_PACKET, MAX_SFTP_DATA, MAX_SFTP_DATA, 0):

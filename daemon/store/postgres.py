@@ -8,6 +8,7 @@ repositories' SQL is the same as SQLite's; the only translation is the placehold
 credential), never from the URL, and is never logged: `describe()` shows the URL without it.
 """
 
+import functools
 import re
 import urllib.parse
 from contextlib import contextmanager
@@ -50,17 +51,15 @@ def _row_factory(cursor):
 class _Connection:
     """The subset of a DB-API connection the repositories use, with `?` placeholders."""
 
-    _translated: dict[str, str] = {}
-
     def __init__(self, connection: psycopg.Connection):
         self.raw = connection
 
-    @classmethod
-    def _sql(cls, sql: str) -> str:
-        translated = cls._translated.get(sql)
-        if translated is None:
-            translated = cls._translated[sql] = sql.replace("%", "%%").replace("?", "%s")
-        return translated
+    @staticmethod
+    @functools.lru_cache(maxsize=1024)
+    def _sql(sql: str) -> str:
+        """The statement with psycopg's placeholders; the last 1,024 kept (the repositories'
+        statements are a few hundred; batch sizes make more, and an unbounded cache grew)."""
+        return sql.replace("%", "%%").replace("?", "%s")
 
     def execute(self, sql: str, params=()):
         return self.raw.execute(self._sql(sql), tuple(params))
@@ -122,7 +121,9 @@ def connection_info(url: str, password_file) -> dict:
 
 
 def redacted(url: str) -> str:
-    return re.sub(r"//([^:@/]+):[^@/]*@", r"//\1:***@", url)
+    """The URL with any password in it (user:password@, ?password=) starred out."""
+    url = re.sub(r"//([^:@/]+):[^@/]*@", r"//\1:***@", url)
+    return re.sub(r"(?i)([?&]password=)[^&]*", r"\1***", url)
 
 
 class PostgresStore:

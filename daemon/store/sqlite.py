@@ -67,7 +67,7 @@ class _Connection(sqlite3.Connection):
         if self._pending is None:
             return
         failure = self._finish()
-        if isinstance(failure, sqlite3.IntegrityError) and "UNIQUE constraint failed" in str(failure):
+        if isinstance(failure, sqlite3.IntegrityError) and failure.sqlite_errorname == "SQLITE_CONSTRAINT_UNIQUE":
             raise KeyTaken(str(failure)) from failure
         if failure is not None:
             raise failure

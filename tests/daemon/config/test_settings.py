@@ -358,3 +358,16 @@ def test_check_config_loads_each_push_key_with_its_passphrase(config_dir):
     assert right.returncode == 0, right.stderr
     started = dropd_command("run", "-c", str(write(config_dir, partners={"p": export_with_key(str(key))})))
     assert started.returncode == 1 and "is encrypted: set passphrase_file" in started.stderr
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["postgresql://dropd:hunter2@127.0.0.1/dropd", "postgresql://dropd@127.0.0.1/dropd?password=hunter2",
+     "postgresql://dropd@127.0.0.1/dropd?sslmode=require&PASSWORD=hunter2"],
+)  # fmt: skip
+def test_a_password_in_the_store_url_is_refused_and_never_printed(config_dir, url):
+    main = GOOD_MAIN.replace('timezone = "America/New_York"', f'timezone = "America/New_York"\nstore = "{url}"')
+    result = dropd_command("check-config", "-c", str(write(config_dir, main)))
+    assert result.returncode == 1
+    assert "daemon.store: the URL holds a password: put it in a file named by store_password_file" in result.stderr
+    assert "hunter2" not in result.stderr + result.stdout

@@ -226,3 +226,52 @@ def test_rclone_and_lftp_over_sftp_move_files_exactly(running, client_key, tmp_p
         original = (out / f"f{size}.bin").read_bytes()
         for copy in (home / "rclone", tmp_path / "rclone-back", home / "lftp", tmp_path / "lftp-back"):
             assert (copy / f"f{size}.bin").read_bytes() == original, (copy, size)
+
+
+def test_setstat_may_shrink_a_file_but_never_grow_it_sparse(running):
+    """SETSTAT with a size made a published file (or an upload being written) 10 GiB of holes."""
+    transport, sftp = running.paramiko_sftp("westbrook")
+    with transport:
+        sftp.putfo(io.BytesIO(b"x" * 1000), "/data.csv")
+        with pytest.raises(PermissionError, match="a file cannot be grown by setting its size"):
+            sftp.truncate("/data.csv", 10 << 30)
+        with sftp.open("/upload.csv", "wb") as handle:
+            handle.write(b"y" * 100)
+            with pytest.raises(PermissionError, match="a file cannot be grown by setting its size"):
+                handle.truncate(10 << 30)
+            handle.truncate(50)
+        sftp.truncate("/data.csv", 1000)
+        sftp.truncate("/data.csv", 10)
+    home = running.home("westbrook")
+    assert (home / "data.csv").stat().st_size == 10 and (home / "upload.csv").read_bytes() == b"y" * 50
+    assert os.statvfs(home).f_bfree > 0
+
+
+def test_a_path_that_is_not_utf8_is_refused_in_one_line(running):
+    """paramiko could not decode it: a traceback in the log for every such request."""
+    transport, sftp = running.paramiko_sftp("westbrook")
+    with transport:
+        for _ in range(20):
+            with pytest.raises(OSError, match="not valid UTF-8"):
+                sftp._request(paramiko.sftp.CMD_STAT, b"/caf\xe9.csv")
+        assert sftp.listdir("/") == []
+    lines = [event for event in running.events() if "exception" in event]
+    assert lines == []
+    assert len(running.find("sftp.request_refused", reason="path-not-utf8")) == 1
+
+
+@pytest.mark.parametrize("size", [10, 70_000, 3 << 20])
+def test_check_file_answers_the_true_hash(running, size):
+    """paramiko's own answer was wrong past 64 KiB, and it knew no SHA-256."""
+    import hashlib
+
+    content = os.urandom(size)
+    transport, sftp = running.paramiko_sftp("westbrook")
+    with transport:
+        sftp.putfo(io.BytesIO(content), "/data.bin")
+        with sftp.open("/data.bin", "rb") as handle:
+            assert handle.check("sha256") == hashlib.sha256(content).digest()
+            assert handle.check("md5") == hashlib.md5(content).digest()
+            halves = handle.check("sha1", 0, 0, max(256, size // 2 + 1))
+        step = max(256, size // 2 + 1)
+        assert halves == b"".join(hashlib.sha1(content[at : at + step]).digest() for at in range(0, size, step))

@@ -137,3 +137,67 @@ def test_imports_run_while_every_export_slot_waits_on_a_stalled_server(dropd, tm
         assert len(running) == 4 and all(feed.startswith("conversations-") for feed in running), running
     finally:
         server.close()
+
+
+def test_a_push_that_arrives_altered_is_caught_by_the_server_s_hash(feeds, tmp_path):
+    """Pushes were verified by size only: a file altered on the way (or by the server) with its
+    size right was recorded as delivered."""
+    server = StallingSshServer("corrupt", tmp_path)
+    try:
+        with_messages(feeds, server.destination(timeout="5s"))
+        run = export_within(feeds, 30)
+    finally:
+        server.close()
+    assert run["status"] == "failed", run
+    assert run["reason"].startswith("delivery-failed: verify: conversations_") and "arrived altered" in run["reason"]
+    assert server.files == {}, "the altered file was removed"
+
+
+class _LyingFtps:
+    """pyftpdlib with TLS that answers XSHA256 with a hash that is not the file's."""
+
+    def __init__(self, root):
+        from pyftpdlib.authorizers import DummyAuthorizer
+        from pyftpdlib.handlers import TLS_FTPHandler
+        from pyftpdlib.servers import FTPServer
+
+        from tests.helpers import self_signed_certificate
+
+        (root / "in").mkdir(parents=True)
+        cert, key = self_signed_certificate(root, "lying")
+        authorizer = DummyAuthorizer()
+        authorizer.add_user("dropd", "secret", str(root / "in"), perm="elradfmw")
+
+        class Handler(TLS_FTPHandler):
+            proto_cmds = {**TLS_FTPHandler.proto_cmds,
+                          "XSHA256": dict(perm="r", auth=True, arg=True, help="Syntax: XSHA256 <SP> file-name")}  # fmt: skip
+
+            def ftp_XSHA256(self, path):
+                self.respond("250 " + "0" * 64)
+
+        Handler.authorizer, Handler.certfile, Handler.keyfile = authorizer, str(cert), str(key)
+        Handler.tls_control_required = Handler.tls_data_required = True
+        self.cert = cert
+        self.server = FTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"timeout": 0.1}, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.close_all()
+
+
+def test_an_ftps_push_whose_server_hash_differs_is_not_delivered(feeds, tmp_path):
+    server = _LyingFtps(tmp_path / "lying")
+    (tmp_path / "secret").write_text("secret\n")
+    destination = {"protocol": "ftps", "host": "127.0.0.1", "port": server.port, "username": "dropd",
+                   "password_file": str(tmp_path / "secret"), "directory": "/", "ca_file": str(server.cert),
+                   "timeout": "5s", "retry": "1s"}  # fmt: skip
+    try:
+        with_messages(feeds, destination)
+        run = export_within(feeds, 30)
+    finally:
+        server.close()
+    assert run["status"] == "failed" and run["reason"].startswith("delivery-failed: verify: conversations_"), run
+    assert "the server's SHA-256 of it is not ours" in run["reason"]
+    assert list((tmp_path / "lying" / "in").iterdir()) == []

@@ -97,3 +97,11 @@ def test_lookups_are_planned_for_their_values_as_a_table_grows_in_a_transaction(
         assert plans and all(generic == 0 and custom > 0 for generic, custom in plans)
     finally:
         store.close()
+
+
+def test_the_placeholder_translation_cache_is_bounded():
+    from daemon.store.postgres import _Connection
+
+    for n in range(3000):
+        assert _Connection._sql(f"SELECT ? FROM t{n} WHERE x LIKE '%a'") == f"SELECT %s FROM t{n} WHERE x LIKE '%%a'"
+    assert _Connection._sql.cache_info().currsize <= 1024
