@@ -13,6 +13,7 @@ from pathlib import Path
 from daemon.config.settings import ConfigInvalid, load_config
 from daemon.control import ControlUnavailable, send_command
 from daemon.dropzone.passwords import hash_password
+from daemon.dropzone.quota import format_bytes
 from daemon.feeds.runs import DryRunReport, RunContext, ingest_file
 from daemon.logs import configure_logging
 from daemon.notify import smtp
@@ -298,6 +299,12 @@ def _status(args) -> int:
         )
     for run in status["last_runs"]:
         print(f"  last run of {run['feed']}: {run['status']} at {_local_time(run['finished'] or run['started'], zone)}")
+    for quota in status.get("quotas", []):
+        if quota["quota"]:
+            share = quota["used"] / quota["quota"]
+            print(
+                f"  {quota['partner']}: {format_bytes(quota['used'])} of its {format_bytes(quota['quota'])} quota ({share:.0%})"
+            )
     print(f"  banned addresses: {status['bans']}")
     if status.get("pending_mail"):
         print(f"  mail waiting to be sent: {status['pending_mail']} (`dropd mail --pending`)")

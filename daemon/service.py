@@ -201,6 +201,10 @@ class Daemon:
             "last_runs": last_runs,
             "bans": len(self.bans.bans()),
             "pending_mail": pending_mail,
+            "quotas": [
+                {"partner": name, "used": self.zone.quotas.used(name), "quota": partner.quota}
+                for name, partner in sorted(self.config.partners.items())
+            ],
         }
 
     def status_text(self) -> str:

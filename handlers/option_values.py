@@ -92,12 +92,22 @@ def percent(value) -> float:
     return float(match.group(1)) / 100
 
 
-_SIZE_UNITS = {"B": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3, "KIB": 1024, "MIB": 1024**2, "GIB": 1024**3}
+_SIZE_UNITS = {
+    "B": 1,
+    "KB": 1000,
+    "MB": 1000**2,
+    "GB": 1000**3,
+    "TB": 1000**4,
+    "KIB": 1024,
+    "MIB": 1024**2,
+    "GIB": 1024**3,
+    "TIB": 1024**4,
+}
 
 
 def byte_size(value) -> int:
     """ "5MB" (10^6 bytes), "512KiB" (2^10), "100B"."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmMgG]i?[bB]|[bB])\s*", text(value))
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]i?[bB]|[bB])\s*", text(value))
     if not match:
         raise ValueError(f'{value!r} is not a size; write a number and a unit, like "5MB", "512KiB" or "100B"')
     size = int(float(match.group(1)) * _SIZE_UNITS[match.group(2).upper()])

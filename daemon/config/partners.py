@@ -64,6 +64,8 @@ class Partner:
     allow_from: tuple
     feeds: tuple[Feed, ...]
     source: Path
+    quota: int | None = None
+    """Bytes the partner's home may hold; None: no limit."""
 
     def runs(self, feed: Feed) -> bool:
         """A feed runs only while both it and its partner are enabled."""
@@ -198,6 +200,7 @@ def read_partner(errors: list, file: Path) -> Partner | None:
         password_hashes=section.take("password_hash", password_hashes, ()),
         authorized_keys=section.take("authorized_keys", authorized_keys, ()),
         allow_from=section.take("allow_from", v.networks, ()),
+        quota=section.take("quota", o.byte_size, None),
     )
     section.finish()
     if not partner["password_hashes"] and not partner["authorized_keys"] and len(errors) == before:

@@ -209,8 +209,9 @@ class _PartnerAuthorizer:
 
 
 def _not_stored_reply(exc: OSError) -> str:
-    """452 when the disk or quota is full (RFC 959: "insufficient storage space"), else 451."""
-    code = 452 if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else 451
+    """552 past the partner's quota (RFC 959: "exceeded storage allocation"), 452 when the
+    disk is full ("insufficient storage space"), else 451."""
+    code = 552 if exc.errno == errno.EDQUOT else 452 if exc.errno in (errno.ENOSPC, errno.EFBIG) else 451
     return f"{code} {exc.strerror or 'Write error'}; the upload was not stored."
 
 
@@ -234,7 +235,12 @@ class _TransferClose:
             upload_file.settled = True
             session = self.cmd_channel.session
             closed_cleanly = getattr(self, "tls_end", None) == "close_notify"
-            if not self.transfer_finished or not (closed_cleanly or self.cmd_channel.control_connected()):
+            if upload_file.upload.failure is not None:
+                try:  # a write failed (a full disk, the quota): recorded as failed, with why
+                    session.finish_upload(upload_file.upload)
+                except OSError:
+                    pass  # the reply (`handle_error`) says so already
+            elif not self.transfer_finished or not (closed_cleanly or self.cmd_channel.control_connected()):
                 session.abort_upload(upload_file.upload, "connection lost")
                 self.transfer_finished = False
             else:

@@ -16,6 +16,7 @@ import structlog
 from daemon.config.partners import Partner
 from daemon.dropzone.handoff import FinishedUpload, UploadHandoff
 from daemon.dropzone.jail import Jail
+from daemon.dropzone.quota import Quotas
 from daemon.dropzone.uploads import (
     AtomicUpload,
     TransferCounter,
@@ -36,10 +37,12 @@ class PartnerSession:
         handoff: UploadHandoff,
         transfers: TransferCounter,
         feed_folders: dict[Path, str] | None = None,
+        quotas: Quotas | None = None,
     ):
         self.partner = partner
         self.jail = Jail(home)
         self._feed_folders = feed_folders or {}
+        self._quotas = quotas
         """The folders the partner's feeds use (real path: feed name); see `_keep_feed_folders`."""
         self.protocol = protocol
         self.remote = remote
@@ -141,7 +144,8 @@ class PartnerSession:
         if real.is_dir():
             raise IsADirectoryError(errno.EISDIR, "is a folder", path)
         self._keep_feed_folders(real, path)
-        upload = AtomicUpload(real, self._transfers, append=append)
+        guard = (lambda upload, size: self._quotas.check(self.partner, upload, size)) if self._quotas else None
+        upload = AtomicUpload(real, self._transfers, append=append, guard=guard)
         with self._lock:
             self._open_uploads.add(upload)
         return upload
@@ -159,10 +163,12 @@ class PartnerSession:
         try:
             size = upload.commit()
         except OSError as exc:
+            self._quota_done(upload, published=False)
             self.aborted += 1
             reason = f"not stored: {exc.strerror or exc}"
             self._log_transfer("upload", self.jail.to_virtual(upload.final_path), 0, duration, "failed", reason)
             raise
+        self._quota_done(upload, published=True)
         self.uploads += 1
         self.bytes_in += size
         virtual = self.jail.to_virtual(upload.final_path)
@@ -176,8 +182,13 @@ class PartnerSession:
         if upload.finished:
             return
         upload.discard()
+        self._quota_done(upload, published=False)
         self.aborted += 1
         self._log_transfer("upload", self.jail.to_virtual(upload.final_path), 0, upload.duration, "aborted", reason)
+
+    def _quota_done(self, upload: AtomicUpload, published: bool) -> None:
+        if self._quotas is not None:
+            self._quotas.finished(self.partner.name, upload, published)
 
     def renamed(self, source: Path, target: Path) -> None:
         """A client's temp-name upload renamed to its final name is a finished upload too."""

@@ -67,8 +67,13 @@ class AtomicUpload:
     the temporary file is removed, so a file that lost bytes is never published.
     """
 
-    def __init__(self, final_path: Path, transfers: TransferCounter, append: bool = False):
+    def __init__(self, final_path: Path, transfers: TransferCounter, append: bool = False, guard=None):
+        """`guard(upload, size)` is asked before the upload grows to `size` bytes, and raises an
+        OSError to refuse it (a quota)."""
         self.final_path = final_path
+        self.size = 0
+        """The bytes the upload holds (its highest end written)."""
+        self._guard = guard
         self.temp_path = final_path.parent / f"{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}"
         self.started = time.monotonic()
         self.failure: OSError | None = None
@@ -93,6 +98,7 @@ class AtomicUpload:
             return
         try:
             size = os.fstat(source).st_size
+            self._grow(size)
             for start, end in _data_extents(source, size):
                 _copy_range(source, self.fd, start, end)
             os.ftruncate(self.fd, size)
@@ -109,6 +115,7 @@ class AtomicUpload:
             raise UploadFailed(self.failure.errno, self.failure.strerror, str(self.final_path))
         view = memoryview(data)
         try:
+            self._grow(offset + len(view))
             while view:
                 written = os.pwrite(self.fd, view, offset)
                 if written == 0:
@@ -118,6 +125,12 @@ class AtomicUpload:
         except OSError as exc:
             self.failure = exc
             raise UploadFailed(exc.errno, exc.strerror, str(self.final_path)) from exc
+
+    def _grow(self, end: int) -> None:
+        if end > self.size:
+            if self._guard is not None:
+                self._guard(self, end)
+            self.size = end
 
     def commit(self) -> int:
         """Flush and rename the finished upload to its real name; return its size.

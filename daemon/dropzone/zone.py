@@ -15,6 +15,7 @@ from daemon.config.partners import Partner
 from daemon.config.settings import SecuritySettings
 from daemon.dropzone.gatekeeper import BanList, Connections, Gatekeeper, RateLimitedLog
 from daemon.dropzone.handoff import UploadHandoff
+from daemon.dropzone.quota import Quotas
 from daemon.dropzone.sessions import PartnerSession
 from daemon.dropzone.uploads import TransferCounter
 
@@ -35,6 +36,7 @@ class DropZone:
         self.handoff = handoff
         self.transfers = transfers
         self.feed_folders = feed_folders
+        self.quotas = Quotas(drop_root)
         """The folders a partner's feeds use, which its sessions may not rename or remove."""
 
     def reconfigure(self, security: SecuritySettings, gatekeeper: Gatekeeper) -> None:
@@ -61,4 +63,6 @@ class DropZone:
     def open_session(self, partner: Partner, protocol: str, remote: str) -> PartnerSession:
         home = self.home_of(partner)
         os.makedirs(home, mode=0o750, exist_ok=True)
-        return PartnerSession(partner, home, protocol, remote, self.handoff, self.transfers, self.feed_folders(partner))
+        return PartnerSession(
+            partner, home, protocol, remote, self.handoff, self.transfers, self.feed_folders(partner), self.quotas
+        )

@@ -5,6 +5,7 @@ The conditions, checked every `[alerts] interval`:
 - the FTPS certificate expiring within `expiry_warning`, or a certificate or SSH host key
   file that cannot be read;
 - free space on `drop_root` or `state_dir` under `min_free`;
+- a partner using 90 % of its quota or more;
 - a file waiting in a landing folder longer than its feed's schedule allows (an hour past
   its count wait for `on_arrival` feeds, a day and its window for window-only feeds);
 - the store unavailable. That one cannot go through the outbox (it is in the store), so it
@@ -23,6 +24,7 @@ import structlog
 from cryptography import x509
 
 from daemon.clock import utc_now
+from daemon.dropzone.quota import WARN_AT, format_bytes
 from daemon.feeds import landing
 from daemon.notify import smtp
 from daemon.periodic import Periodic
@@ -131,6 +133,24 @@ def waiting_files(config, now: float) -> list[Condition]:
     return found
 
 
+def full_quotas(config, used) -> list[Condition]:
+    """Partners using WARN_AT or more of their quota (`used(name)`: bytes in the home)."""
+    found = []
+    for name, partner in sorted(config.partners.items()):
+        if partner.quota is None:
+            continue
+        share = used(name) / partner.quota
+        if share >= WARN_AT:
+            found.append(Condition(
+                f"quota:{name}",
+                f"{name} uses {share:.0%} of its quota",
+                f"{name}'s folder holds {format_bytes(used(name))} of its {format_bytes(partner.quota)} quota "
+                f"({partner.source}: partner.quota). Uploads past it are refused. Clear its archive or failed/ "
+                "folders, or raise the quota and reload.",
+            ))  # fmt: skip
+    return found
+
+
 class AlertMonitor(Periodic):
     """Checks the conditions every `[alerts] interval`, raising and clearing them through
     `Alerts`, and queues the daily digest when it is due."""
@@ -150,6 +170,7 @@ class AlertMonitor(Periodic):
         conditions = expiring_files(config, settings.expiry_warning, utc_now())
         conditions += low_disk(config, settings.min_free)
         conditions += waiting_files(config, time.time())
+        conditions += full_quotas(config, self.core.zone.quotas.used)
         try:
             with self.core.store.reading() as tx:
                 conditions += failing_feeds(tx, config, settings.failed_runs)
