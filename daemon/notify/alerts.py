@@ -155,31 +155,34 @@ class AlertMonitor(Periodic):
     """Checks the conditions every `[alerts] interval`, raising and clearing them through
     `Alerts`, and queues the daily digest when it is due."""
 
-    def __init__(self, daemon_core, alerts: "Alerts", digest):
-        """`digest(tx, now)` queues the digest when it is due."""
-        super().__init__("alerts", lambda: daemon_core.config.alerts.interval, self.check, "alerts.check_failed")
-        self.core = daemon_core
+    def __init__(self, config_source, store, alerts: "Alerts", digest, quota_use):
+        """`config_source()`: the config in force; `digest(tx, now)` queues the digest when it
+        is due; `quota_use(partner)`: the bytes in a partner's home."""
+        super().__init__("alerts", lambda: config_source().alerts.interval, self.check, "alerts.check_failed")
+        self._config = config_source
+        self._store = store
         self.alerts = alerts
         self._digest = digest
+        self._quota_use = quota_use
 
     def check(self) -> None:
-        config = self.core.config
+        config = self._config()
         if config.smtp is None or not config.smtp.admin:
             return
         settings = config.alerts
         conditions = expiring_files(config, settings.expiry_warning, utc_now())
         conditions += low_disk(config, settings.min_free)
         conditions += waiting_files(config, time.time())
-        conditions += full_quotas(config, self.core.zone.quotas.used)
+        conditions += full_quotas(config, self._quota_use)
         try:
-            with self.core.store.reading() as tx:
+            with self._store.reading() as tx:
                 conditions += failing_feeds(tx, config, settings.failed_runs)
         except Exception as exc:
             self.alerts.store_unavailable(str(exc))
             return
         self.alerts.store_available()
         self.alerts.update(conditions)
-        with self.core.store.transaction(label="digest") as tx:
+        with self._store.transaction(label="digest") as tx:
             self._digest(tx, utc_now())
 
 

@@ -48,7 +48,7 @@ def test_delete_after_import_takes_the_count_file_along_and_leaves_other_files(d
     place(dropd, "Other_1.csv", [2])
     (dropd.home("northfield") / "imports" / "StudentData_1_count.txt").write_text("1\n")
     assert [r["status"] for r in run_now(dropd)] == ["success"]
-    assert sorted(os.listdir(dropd.home("northfield") / "imports")) == ["Other_1.csv"]
+    assert sorted(os.listdir(dropd.home("northfield") / "imports")) == ["Other_1.csv", "archive"]
 
 
 def test_identical_file_dropped_again_is_skipped_as_duplicate_unless_forced(dropd):

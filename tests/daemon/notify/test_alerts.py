@@ -2,11 +2,13 @@
 starts and once when it clears; the store being down is mailed directly; the daily digest."""
 
 import os
+import threading
 import time
 import types
 
 import pytest
 
+from daemon.dropzone.quota import Quotas
 from daemon.dropzone.tls_certificates import ensure_self_signed
 from daemon.notify.alerts import AlertMonitor, Alerts
 from daemon.notify.mailer import Mailer
@@ -32,12 +34,14 @@ class Watched:
         self.feeds.start()
         ensure_self_signed(self.feeds.config.ftp.certfile, self.feeds.config.ftp.keyfile)  # as the daemon's start does
         self.sink = sink
-        self.core = types.SimpleNamespace(config=self.feeds.config, store=self.feeds.store)
+        self.core = types.SimpleNamespace(config=self.feeds.config)
         mailer = Mailer(lambda: self.core.config)
         self.monitor = AlertMonitor(
-            self.core,
+            lambda: self.core.config,
+            self.feeds.store,
             Alerts(self.feeds.store, mailer.queue_admin, mailer.send_to_admin_now),
             mailer.queue_digest_if_due,
+            Quotas(self.feeds.drop_root).used,
         )
 
     def reconfigure(self, **alerts) -> None:
@@ -96,17 +100,28 @@ def test_low_disk_an_expiring_certificate_and_a_waiting_file(tmp_path, password_
 
 def test_the_store_being_down_is_mailed_directly_once_and_when_it_is_back(tmp_path, password_hash, sink):
     watched = Watched(tmp_path, password_hash, sink)
-    store = watched.core.store
+    down = threading.Event()
 
-    class Broken:
+    class Failing:
+        """The store, or a store that cannot be read while `down` is set."""
+
+        def __init__(self, store):
+            self.store = store
+
         def reading(self):
-            raise OSError("disk I/O error")
+            if down.is_set():
+                raise OSError("disk I/O error")
+            return self.store.reading()
 
-    watched.core.store = Broken()
+        def transaction(self, **kwargs):
+            return self.store.transaction(**kwargs)
+
+    watched.monitor._store = Failing(watched.feeds.store)
+    down.set()
     watched.monitor.check()
     watched.monitor.check()
     assert [m["Subject"] for m in sink.wait_for(1)] == ["[dropd] alert: the store is unavailable"]
-    watched.core.store = store
+    down.clear()
     watched.monitor.check()
     assert sorted(m["Subject"] for m in sink.wait_for(2)) == [
         "[dropd] alert: the store is unavailable",
