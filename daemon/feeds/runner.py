@@ -18,6 +18,7 @@ from daemon.clock import utc_now, utc_stamp
 from daemon.exports.runs import run_export
 from daemon.feeds import landing
 from daemon.feeds.runs import RunContext, run_feed
+from daemon.memory import release_free_memory
 from daemon.windows import window_end
 
 log = structlog.get_logger("dropd.feed_runner")
@@ -66,6 +67,7 @@ class FeedRunner:
                 finally:
                     with self._lock:
                         self._running.pop(feed_name, None)
+                    release_free_memory()
         except Exception as exc:
             log.exception("run.request_failed", feed=feed_name, trigger=trigger)
             future.set_exception(exc)
