@@ -15,7 +15,7 @@ import threading
 import time
 from pathlib import Path
 
-from daemon.dropzone.uploads import is_our_temp_name
+from daemon.temp_names import is_our_temp_name
 
 RESCAN = 10.0
 WARN_AT = 0.9

@@ -17,12 +17,8 @@ from daemon.config.partners import Partner
 from daemon.dropzone.handoff import FinishedUpload, UploadHandoff
 from daemon.dropzone.jail import Jail
 from daemon.dropzone.quota import Quotas
-from daemon.dropzone.uploads import (
-    AtomicUpload,
-    TransferCounter,
-    is_our_temp_name,
-    is_temporary_name,
-)
+from daemon.dropzone.uploads import AtomicUpload, TransferCounter
+from daemon.temp_names import is_our_temp_name, is_temporary_name
 
 log = structlog.get_logger("dropd.session")
 

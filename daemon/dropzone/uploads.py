@@ -1,32 +1,18 @@
 """Atomic uploads: written under a hidden temporary name, renamed only on a good close.
 
 Both protocol servers write every upload through `AtomicUpload`, so a partner (and the
-watcher) never sees half a file under its real name. The temporary name is short and fixed
-in shape so that it fits any file-name limit and is easy to ignore.
+watcher) never sees half a file under its real name. The temporary name
+(`daemon/temp_names.py`) is short and fixed in shape, so that it fits any file-name limit
+and is easy to ignore.
 """
 
 import errno
 import os
-import re
-import secrets
 import threading
 import time
 from pathlib import Path
 
-TEMP_PREFIX = ".dropd-"
-TEMP_SUFFIX = ".upload"
-_OUR_TEMP = re.compile(r"^\.dropd-[0-9a-f]{16}\.upload$")
-# Names that clients use while they upload, before renaming to the final name.
-_CLIENT_TEMP = re.compile(r"(\.filepart|\.part|\.tmp|\.partial|\.crdownload|~)$", re.IGNORECASE)
-
-
-def is_our_temp_name(name: str) -> bool:
-    return bool(_OUR_TEMP.match(name))
-
-
-def is_temporary_name(name: str) -> bool:
-    """True for names that must never be treated as a finished file: ours and clients'."""
-    return is_our_temp_name(name) or bool(_CLIENT_TEMP.search(name)) or name.startswith(".~")
+from daemon.temp_names import our_temp_name
 
 
 class TransferCounter:
@@ -74,7 +60,7 @@ class AtomicUpload:
         self.size = 0
         """The bytes the upload holds (its highest end written)."""
         self._guard = guard
-        self.temp_path = final_path.parent / f"{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}"
+        self.temp_path = final_path.parent / our_temp_name()
         self.started = time.monotonic()
         self.failure: OSError | None = None
         self._transfers = transfers

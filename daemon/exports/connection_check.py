@@ -6,11 +6,9 @@ the directory exists (directory) and takes a file (permission: a probe written a
 For the partner's own folder in the drop zone: that it exists or can be made, and is writable.
 """
 
-import secrets
-
-from daemon.dropzone.uploads import TEMP_PREFIX, TEMP_SUFFIX
 from daemon.exports.destinations import FtpsPush, OutboxFolder, SftpPush
 from daemon.exports.errors import PushError
+from daemon.temp_names import our_temp_name
 
 
 def steps_of(destination) -> list[str]:
@@ -39,7 +37,7 @@ def _check_folder(destination: OutboxFolder) -> None:
         destination.folder.mkdir(parents=True, exist_ok=True, mode=0o750)
     except OSError as exc:
         raise PushError("directory", f"cannot create {destination.folder}: {exc.strerror}") from None
-    probe = destination.folder / f"{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}"
+    probe = destination.folder / our_temp_name()
     try:
         probe.write_bytes(b"dropd test-connection\n")
         probe.unlink()

@@ -15,7 +15,6 @@ import ftplib
 import hashlib
 import os
 import re
-import secrets
 import shutil
 import socket
 import ssl
@@ -26,19 +25,14 @@ from pathlib import Path
 import paramiko
 
 from daemon.config.destinations import Destination, KeyUnusable, load_private_key
-from daemon.dropzone.uploads import TEMP_PREFIX, TEMP_SUFFIX
 from daemon.exports.deadline import Deadline
 from daemon.exports.errors import PushError
+from daemon.temp_names import our_temp_name, remote_temp_name
 
 
 def fingerprint(key: paramiko.PKey) -> str:
     """ "SHA256:..." as `ssh-keygen -lf` prints it."""
     return "SHA256:" + base64.b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
-
-
-def _temporary_name(name: str) -> str:
-    """On the partner's server: hidden, and ending in .part, which watchers there skip."""
-    return f".{name}.{secrets.token_hex(4)}.part"
 
 
 MAX_SEQUENCE = 1000
@@ -90,7 +84,7 @@ class OutboxFolder:
 
     def _place(self, local: Path, names: list[str]) -> str | None:
         """`local` under the first of `names` that is free, or None when all are taken."""
-        temp = self.folder / f"{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}"  # never listed to the partner
+        temp = self.folder / our_temp_name()  # never listed to the partner
         try:
             try:
                 with open(local, "rb") as source, open(temp, "xb") as target:
@@ -197,7 +191,7 @@ class _SftpSession:
                 sftp.stat(d.directory)
             except OSError as exc:
                 raise PushError("directory", f"{d.directory} on {d.host}: {_sftp_error(exc)}") from None
-        probe = f"{d.directory.rstrip('/')}/{_temporary_name('probe')}"
+        probe = f"{d.directory.rstrip('/')}/{remote_temp_name('probe')}"
         with self.deadline.step("permission", "writing a probe file"):
             try:
                 with sftp.open(probe, "wb") as handle:
@@ -225,7 +219,7 @@ class _SftpSession:
         d, sftp = self.destination, self.sftp
         directory = d.directory.rstrip("/")
         label = names[0]
-        temp = f"{directory}/{_temporary_name(label)}"
+        temp = f"{directory}/{remote_temp_name(label)}"
         size = local.stat().st_size
         with self.deadline.step("upload", f"sending {label}"):
             try:
@@ -399,7 +393,7 @@ class _FtpsSession:
         self.deadline = deadline
 
     def check_directory(self) -> None:
-        probe = _temporary_name("probe")
+        probe = remote_temp_name("probe")
         with self.deadline.step("permission", "writing a probe file"):
             try:
                 self.client.storbinary(f"STOR {probe}", _Bytes(b"dropd test-connection\n"))
@@ -425,7 +419,7 @@ class _FtpsSession:
         (SIZE) first. None, and nothing left behind, when all are taken."""
         client = self.client
         label = names[0]
-        temp = _temporary_name(label)
+        temp = remote_temp_name(label)
         size = local.stat().st_size
         with self.deadline.step("upload", f"sending {label}"):
             try:

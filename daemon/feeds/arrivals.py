@@ -43,7 +43,7 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer
 
-from daemon.dropzone.uploads import is_temporary_name
+from daemon.temp_names import is_temporary_name
 
 log = structlog.get_logger("dropd.arrivals")
 

@@ -6,8 +6,8 @@ import itertools
 import os
 from pathlib import Path
 
-from daemon.dropzone.uploads import is_temporary_name
 from daemon.feeds.count_files import COUNT_SUFFIX, is_count_file
+from daemon.temp_names import is_temporary_name
 
 FAILED_FOLDER = "failed"
 REPORT_SUFFIX = ".errors.csv"

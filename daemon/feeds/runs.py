@@ -8,7 +8,6 @@ run left `running` is marked failed and its file, still in place, is picked up a
 
 import csv
 import os
-import secrets
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,6 @@ from pathlib import Path
 import structlog
 
 from daemon.clock import utc_now
-from daemon.dropzone.uploads import TEMP_PREFIX, TEMP_SUFFIX
 from daemon.feeds import count_files, landing
 from daemon.feeds.count_files import read_count
 from daemon.feeds.csv_source import (
@@ -29,6 +27,7 @@ from daemon.feeds.csv_source import (
 from daemon.feeds.recorder import RunFinished, RunRecorder, RunSubject
 from daemon.feeds.spreadsheet import spreadsheet_row
 from daemon.store.records import RunRecord
+from daemon.temp_names import our_temp_name
 from handlers import KINDS
 from handlers.base import FeedSetup, FileRejected, ImportCounts
 
@@ -267,7 +266,7 @@ def _report_to_partner(placed: Path, error_csv: str | None, reason: str | None, 
     file that failed as a whole, one line with the reason. Written under a hidden temporary
     name and renamed, so a partner never downloads half of it."""
     report = landing.report_path_for(placed)
-    temp = report.parent / f"{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}"
+    temp = report.parent / our_temp_name()
     report.parent.mkdir(parents=True, exist_ok=True)
     try:
         if error_csv:

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from daemon.dropzone.uploads import is_our_temp_name
+from daemon.temp_names import is_our_temp_name
 from tests.helpers import PASSWORD
 
 
