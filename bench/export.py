@@ -43,7 +43,7 @@ import resource, sys, time
 sys.path.insert(0, sys.argv[2])
 from daemon.config.settings import load_config
 from daemon.exports.runs import run_export
-from daemon.feeds.runs import RunContext
+from daemon.runs.lifecycle import RunContext
 from daemon.store import open_store
 from daemon.logs import configure_logging
 configure_logging("warning", stream=sys.stderr)

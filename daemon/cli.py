@@ -14,10 +14,11 @@ from daemon.config.settings import ConfigInvalid, load_config
 from daemon.control import ControlUnavailable, send_command
 from daemon.dropzone.passwords import hash_password
 from daemon.dropzone.quota import format_bytes
-from daemon.feeds.runs import DryRunReport, RunContext, ingest_file
+from daemon.feeds.runs import DryRunReport, ingest_file
 from daemon.logs import configure_logging
 from daemon.notify import smtp
 from daemon.notify.mailer import Mailer, smtp_server
+from daemon.runs.lifecycle import RunContext
 from daemon.store import open_store, probe_store
 from daemon.store.records import NoStoreYet, RunRecord, SchemaError
 from daemon.text import printable

@@ -1,6 +1,6 @@
 """Hand-offs: one publisher, any number of subscribers, none of which can hurt the publisher.
 
-A finished upload (`dropzone/handoff.py`) and a finished run (`feeds/recorder.py`) are handed
+A finished upload (`dropzone/handoff.py`) and a finished run (`runs/lifecycle.py`) are handed
 off this way: whatever acts on them (feeds, recap emails, metrics) subscribes, and a failing
 subscriber is logged and never disturbs the transfer, the run or the other subscribers.
 """

@@ -28,13 +28,13 @@ from daemon.dropzone.zone import DropZone
 from daemon.feeds.arrivals import Arrivals
 from daemon.feeds.landing import archive_dir, feed_folders, landed_files, landing_dir
 from daemon.feeds.leases import LeaseKeeper
-from daemon.feeds.recorder import RunFinished
-from daemon.feeds.runner import FeedRunner
-from daemon.feeds.scheduler import WindowScheduler
 from daemon.instance_lock import AlreadyRunning, InstanceLock
 from daemon.notify.alerts import AlertMonitor, Alerts
 from daemon.notify.mailer import Mailer, smtp_server
 from daemon.notify.sender import MailSender
+from daemon.runner import FeedRunner
+from daemon.runs.lifecycle import RunFinished
+from daemon.scheduler import WindowScheduler
 from daemon.sd_notify import SystemdNotifier
 from daemon.store import open_store
 from daemon.store.records import SchemaError

@@ -426,8 +426,8 @@ class InProcessFeeds(DropdProcess):
 
     def context(self):
         """What the daemon's runs get: the store, the config, and recaps queued in each run."""
-        from daemon.feeds.runs import RunContext
         from daemon.notify.mailer import Mailer
+        from daemon.runs.lifecycle import RunContext
 
         return RunContext(self.store, self.config, notify=Mailer(lambda: self.config).queue_recap)
 

@@ -22,8 +22,8 @@ import structlog
 from daemon.clock import utc_now
 from daemon.exports.destinations import Naming, OutboxFolder, destination_for
 from daemon.exports.errors import PushError
-from daemon.feeds.count_files import COUNT_SUFFIX
-from daemon.feeds.spreadsheet import spreadsheet_row
+from daemon.runs.companions import COUNT_SUFFIX, count_name
+from daemon.runs.spreadsheet import spreadsheet_row
 from daemon.store.records import RunRecord
 from handlers import KINDS
 from handlers.base import FeedSetup
@@ -38,10 +38,6 @@ def export_naming(feed, moment: datetime.datetime) -> Naming:
     """`<prefix>_<YYYYMMDDTHHMMSSZ>.csv` (`_2`, `_3`, ... before `.csv` when that is taken), and
     `<stem>_count.txt` beside it when the feed writes count files."""
     return Naming(f"{feed.prefix}_{moment.astimezone(datetime.UTC):%Y%m%dT%H%M%SZ}", ".csv")
-
-
-def count_name(data_name: str) -> str:
-    return data_name.removesuffix(".csv") + COUNT_SUFFIX
 
 
 def run_export(

@@ -12,13 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from daemon.feeds.csv_source import LandedFile, UnsafeFile
+from daemon.runs.companions import COUNT_SUFFIX, count_name
 from handlers.base import FileRejected
-
-COUNT_SUFFIX = "_count.txt"
 
 
 def count_file_for(data: Path) -> Path:
-    return data.with_name(data.stem + COUNT_SUFFIX)
+    return data.with_name(count_name(data.name))
 
 
 def present_count_file(data: Path) -> Path | None:

@@ -6,7 +6,8 @@ import itertools
 import os
 from pathlib import Path
 
-from daemon.feeds.count_files import COUNT_SUFFIX, is_count_file
+from daemon.feeds.count_files import is_count_file
+from daemon.runs.companions import COUNT_SUFFIX
 from daemon.temp_names import is_temporary_name
 
 FAILED_FOLDER = "failed"

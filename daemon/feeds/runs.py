@@ -24,8 +24,8 @@ from daemon.feeds.csv_source import (
     UnsafeFile,
     inspect_file,
 )
-from daemon.feeds.recorder import RunFinished, RunRecorder, RunSubject
-from daemon.feeds.spreadsheet import spreadsheet_row
+from daemon.runs.lifecycle import RunContext, RunRecorder
+from daemon.runs.spreadsheet import spreadsheet_row
 from daemon.store.records import RunRecord
 from daemon.temp_names import our_temp_name
 from handlers import KINDS
@@ -36,28 +36,6 @@ log = structlog.get_logger("dropd.runs")
 MAX_INTERRUPTIONS = 2
 """A file whose import the daemon died under this many times in a row is set aside, not retried:
 a file that kills the daemon (memory) would otherwise kill it again at every start."""
-
-
-@dataclass
-class RunContext:
-    store: object
-    config: object
-    settled: object = None
-    """A callable telling whether a landed file is complete; None treats every file as complete."""
-    retry_later: object = None
-    """A callable(seconds) asking for another run of the feed later (files waiting for count files)."""
-    settles_in: object = None
-    """A callable(path) saying in a few words when an incomplete file will be complete."""
-    finished: RunFinished | None = None
-    """Where finished runs are handed off after their commit."""
-    notify: object = None
-    """A callable(tx, record) queuing a run's recap in the transaction that finishes it."""
-
-    def recorder(self, partner, feed, trigger: str, dry_run: bool = False) -> RunRecorder:
-        errors_dir = None if dry_run else self.config.daemon.state_dir / "errors"
-        daemon = self.config.daemon
-        subject = RunSubject(partner.name, feed.name, feed.kind, trigger, daemon.instance, daemon.lease)
-        return RunRecorder(self.store, self.finished, errors_dir, subject, self.notify)
 
 
 class ClaimedElsewhere(Exception):

@@ -51,6 +51,8 @@ def _row_factory(cursor):
 class _Connection:
     """The subset of a DB-API connection the repositories use, with `?` placeholders."""
 
+    checks_keys_later = False
+
     def __init__(self, connection: psycopg.Connection):
         self.raw = connection
 
@@ -64,7 +66,10 @@ class _Connection:
     def execute(self, sql: str, params=()):
         return self.raw.execute(self._sql(sql), tuple(params))
 
-    def transaction_lock(self, name: str) -> None:
+    def settle(self) -> None:
+        """Nothing is written in the background here."""
+
+    def lock_for_transaction(self, name: str) -> None:
         """A lock on `name` held until this transaction ends (pg_advisory_xact_lock)."""
         self.raw.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (name,))
 

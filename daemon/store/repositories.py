@@ -31,9 +31,8 @@ class _Repository:
         return self._db.execute(sql, params).fetchall()
 
     def _stream(self, sql: str, params=()):
-        """Rows one at a time, never all held at once (SQLite's cursor is lazy; PostgreSQL streams)."""
-        stream = getattr(self._db, "stream", None)
-        return stream(sql, params) if stream is not None else self._db.execute(sql, params)
+        """Rows one at a time, never all held at once."""
+        return self._db.stream(sql, params)
 
 
 IN_LIST = 500
@@ -150,12 +149,11 @@ class ContactWrites(_QueuedWrites):
         """True when `create_all` may finish in the background, and the store itself checks the
         contacts' unique keys: a taken one raises `KeyTaken` at `settle`, and none of the batch
         is written. Otherwise the caller must know the keys are free."""
-        return hasattr(self._db, "settle")
+        return self._db.checks_keys_later
 
     def settle(self) -> None:
         """Wait for what `create_all` left running (see `checked_later`)."""
-        if hasattr(self._db, "settle"):
-            self._db.settle()
+        self._db.settle()
 
     def create_all(self, partner: str, columns: dict[str, list], custom: list[tuple]) -> list[int]:
         """New contacts (nothing may be queued): `columns` holds each field of `create` (None:
@@ -456,9 +454,7 @@ class Messages(_Repository):
         """Called by message imports and, in its own transaction, by an export before its
         snapshot: an export then never sees a position whose lower neighbour commits later.
         SQLite has one writer at a time, so only PostgreSQL needs the lock."""
-        lock = getattr(self._db, "transaction_lock", None)
-        if lock is not None:
-            lock(f"messages:{partner}")
+        self._db.lock_for_transaction(f"messages:{partner}")
 
     def last_position(self, partner: str) -> int:
         """The store position (insertion order) of the partner's newest message; 0 for none."""

@@ -41,6 +41,8 @@ class _Connection(sqlite3.Connection):
     """A connection whose bulk inserts finish in a thread of their own (`insert_rows`): every
     other statement on it waits for the last one first, and meets its error if it failed."""
 
+    checks_keys_later = True
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._pending: threading.Thread | None = None
@@ -60,6 +62,13 @@ class _Connection(sqlite3.Connection):
         if self._pending is not None:
             self._pending.join()
         super().close()
+
+    def stream(self, sql, parameters=(), /):
+        """Rows one at a time: SQLite's cursor is lazy already."""
+        return self.execute(sql, parameters)
+
+    def lock_for_transaction(self, name: str) -> None:
+        """SQLite has one writer at a time: a transaction excludes every other already."""
 
     def settle(self) -> None:
         """Wait for the last bulk insert; raise what stopped it, if anything did (`KeyTaken`

@@ -12,7 +12,7 @@ import time
 import paramiko
 import pytest
 
-from daemon.feeds.scheduler import WindowScheduler
+from daemon.scheduler import WindowScheduler
 from daemon.store.postgres import PostgresStore
 from tests.helpers import CONTACTS_HEADER, DropdProcess, students_feed
 

@@ -123,7 +123,8 @@ def test_missing_email_column_rejects_the_file(association):
 
 def test_a_subscriber_import_keeps_the_contacts_reimport_shortcut(dropd, tmp_path):
     """Only runs that change contacts may turn off the contacts feed's unchanged-record shortcut."""
-    from daemon.feeds.runs import RunContext, import_file
+    from daemon.feeds.runs import import_file
+    from daemon.runs.lifecycle import RunContext
     from tests.helpers import CONTACTS_HEADER, students_feed
 
     dropd.add_feed_partner(

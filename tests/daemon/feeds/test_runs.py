@@ -206,7 +206,8 @@ def test_a_landing_file_swapped_for_a_symlink_is_never_read(dropd, tmp_path):
     """A local user who can write the landing folder swaps a checked file for a link to a
     root-only file between the checks and the open: the import must not follow it."""
     from daemon.config.settings import load_config
-    from daemon.feeds.runs import RunContext, import_file
+    from daemon.feeds.runs import import_file
+    from daemon.runs.lifecycle import RunContext
     from daemon.store import open_store
 
     dropd.add_feed_partner("northfield", [students_feed()])

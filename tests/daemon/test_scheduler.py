@@ -5,7 +5,7 @@ import types
 
 import pytest
 
-from daemon.feeds.scheduler import WindowScheduler
+from daemon.scheduler import WindowScheduler
 from daemon.store.sqlite import SqliteStore
 from daemon.windows import open_window
 

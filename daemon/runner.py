@@ -17,8 +17,9 @@ import structlog
 from daemon.clock import utc_now, utc_stamp
 from daemon.exports.runs import run_export
 from daemon.feeds import landing
-from daemon.feeds.runs import RunContext, run_feed
+from daemon.feeds.runs import run_feed
 from daemon.memory import release_free_memory
+from daemon.runs.lifecycle import RunContext
 from daemon.windows import window_end
 
 log = structlog.get_logger("dropd.feed_runner")

@@ -19,8 +19,8 @@ from pathlib import Path
 import structlog
 
 from daemon.clock import utc_now, utc_stamp
-from daemon.feeds.spreadsheet import spreadsheet_row
 from daemon.handoff import Handoff
+from daemon.runs.spreadsheet import spreadsheet_row
 from daemon.store.records import RunRecord
 from handlers.base import ImportCounts, RowErrors
 
@@ -188,3 +188,25 @@ class RunRecorder:
         if self.finished is not None:
             self.finished.publish(record, run_id=record.id, feed=record.feed)
         return record
+
+
+@dataclass
+class RunContext:
+    store: object
+    config: object
+    settled: object = None
+    """A callable telling whether a landed file is complete; None treats every file as complete."""
+    retry_later: object = None
+    """A callable(seconds) asking for another run of the feed later (files waiting for count files)."""
+    settles_in: object = None
+    """A callable(path) saying in a few words when an incomplete file will be complete."""
+    finished: RunFinished | None = None
+    """Where finished runs are handed off after their commit."""
+    notify: object = None
+    """A callable(tx, record) queuing a run's recap in the transaction that finishes it."""
+
+    def recorder(self, partner, feed, trigger: str, dry_run: bool = False) -> RunRecorder:
+        errors_dir = None if dry_run else self.config.daemon.state_dir / "errors"
+        daemon = self.config.daemon
+        subject = RunSubject(partner.name, feed.name, feed.kind, trigger, daemon.instance, daemon.lease)
+        return RunRecorder(self.store, self.finished, errors_dir, subject, self.notify)

@@ -3,7 +3,7 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from daemon.feeds.spreadsheet import spreadsheet_row, spreadsheet_safe
+from daemon.runs.spreadsheet import spreadsheet_row, spreadsheet_safe
 
 cell = st.one_of(
     st.text(alphabet=st.sampled_from(list("=+-@\t\r'\x00\x1fab1 ,\"")), max_size=6),

@@ -1,0 +1,12 @@
+"""Companion files' names, as partners know them: `list_count.txt` beside `list.csv`.
+
+Imports read count files (`daemon/feeds/count_files.py`); exports write them.
+"""
+
+COUNT_SUFFIX = "_count.txt"
+
+
+def count_name(data_name: str) -> str:
+    """`conversations_20261204T050000Z.csv` -> `conversations_20261204T050000Z_count.txt`."""
+    stem, dot, _ = data_name.rpartition(".")
+    return (stem if dot else data_name) + COUNT_SUFFIX
