@@ -25,9 +25,14 @@ class ControlUnavailable(Exception):
 
 
 class ControlServer:
-    def __init__(self, path: Path, core):
+    def __init__(self, path: Path, config_source, status, bans, request_run):
+        """`status()`: what `dropd status` shows; `bans`: the ban list; `request_run(feed,
+        trigger, force)`: a run's future (the runner's `request`)."""
         self.path = path
-        self.core = core
+        self._config = config_source
+        self._status = status
+        self._bans = bans
+        self._request_run = request_run
         self._socket = None
         self._stop = threading.Event()
 
@@ -83,25 +88,25 @@ class ControlServer:
     def _handle(self, request: dict) -> dict:
         command = request.get("command")
         if command == "status":
-            return {"ok": True, **self.core.status()}
+            return {"ok": True, **self._status()}
         if command == "bans":
-            return {"ok": True, "bans": [{"address": ban.address, "until": ban.until} for ban in self.core.bans.bans()]}
+            return {"ok": True, "bans": [{"address": ban.address, "until": ban.until} for ban in self._bans.bans()]}
         if command == "unban":
             address = str(request.get("address", ""))
-            if not self.core.bans.unban(address):
+            if not self._bans.unban(address):
                 return {"ok": False, "error": f"{address} is not banned"}
             return {"ok": True}
         if request.get("command") != "run-now":
             return {"ok": False, "error": f"unknown command {request.get('command')!r}"}
         name = request.get("feed", "")
         try:
-            partner, feed = self.core.config.feed(name)
+            partner, feed = self._config().feed(name)
         except KeyError:
             return {"ok": False, "error": f"no feed named {name!r}"}
         if not partner.runs(feed):
             return {"ok": False, "error": f"feed {name!r} is disabled (enabled = false in {partner.source})"}
         log.info("control.run_now", feed=name, force=bool(request.get("force")))
-        future = self.core.runner.request(name, "run-now", force=bool(request.get("force")))
+        future = self._request_run(name, "run-now", force=bool(request.get("force")))
         try:
             records = future.result(timeout=float(request.get("timeout", 3600)))
         except FutureTimeout:

@@ -105,19 +105,14 @@ class Metrics:
 
     # From the daemon, when scraped ---------------------------------------------------------
 
-    def watch(self, daemon) -> None:
-        """Gauges read from the running daemon at each scrape."""
-
-        def sessions():
-            return daemon.connections.counts()["sessions"]
-
+    def watch(self, sessions, activity, store) -> None:
+        """Gauges read at each scrape: `sessions()` (logged-in sessions by protocol),
+        `activity()` (the runner's running and waiting runs), and the store."""
         for protocol in ("sftp", "ftp"):
             self.sessions.labels(protocol).set_function(lambda protocol=protocol: sessions().get(protocol, 0))
-        self.running.set_function(lambda: len(daemon.runner.activity()["running"]))
-        self.queue.set_function(
-            lambda: len(daemon.runner.activity()["waiting"]) + len(daemon.store.waiting()["waiting"])
-        )
-        self.outbox.set_function(lambda: _pending_mail(daemon))
+        self.running.set_function(lambda: len(activity()["running"]))
+        self.queue.set_function(lambda: len(activity()["waiting"]) + len(store.waiting()["waiting"]))
+        self.outbox.set_function(lambda: _pending_mail(store))
 
     def serve(self, address: tuple[str, int]) -> None:
         host, port = address
@@ -196,9 +191,9 @@ class _MetricsRequest(http.server.BaseHTTPRequestHandler):
         """Scrapes are not logged (one a few seconds, all day)."""
 
 
-def _pending_mail(daemon) -> float:
+def _pending_mail(store) -> float:
     try:
-        with daemon.store.reading() as tx:
+        with store.reading() as tx:
             return tx.outbox.pending_count()
     except Exception:
         return float("nan")

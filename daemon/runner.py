@@ -19,7 +19,6 @@ from daemon.exports.runs import run_export
 from daemon.feeds import landing
 from daemon.feeds.runs import run_feed
 from daemon.memory import release_free_memory
-from daemon.runs.lifecycle import RunContext
 from daemon.windows import window_end
 
 log = structlog.get_logger("dropd.feed_runner")
@@ -28,8 +27,11 @@ MAX_PARALLEL = 4
 
 
 class FeedRunner:
-    def __init__(self, core):
-        self.core = core
+    def __init__(self, config_source, context_for):
+        """`config_source()`: the config in force; `context_for(retry_later)`: the `RunContext`
+        a run gets, given how it asks to be run again later."""
+        self._config = config_source
+        self._context_for = context_for
         self._lock = threading.Lock()
         self._waiting: dict[str, Future] = {}
         self._feed_locks: dict[str, threading.Lock] = {}
@@ -80,12 +82,12 @@ class FeedRunner:
         """Which pool of run slots the feed's runs take ("import" for a feed no longer known:
         its run ends at once, saying so)."""
         try:
-            return self.core.config.feed(feed_name)[1].direction
+            return self._config().feed(feed_name)[1].direction
         except KeyError:
             return "import"
 
     def _run_feed(self, feed_name, trigger, force) -> list:
-        config = self.core.config
+        config = self._config()
         try:
             partner, feed = config.feed(feed_name)
         except KeyError:
@@ -93,11 +95,7 @@ class FeedRunner:
         if not partner.runs(feed):
             log.info("run.not_started", feed=feed_name, reason="feed or partner disabled")
             return []
-        arrivals = self.core.arrivals
-        context = RunContext(
-            self.core.store, config, arrivals.is_complete, lambda seconds: self.later(feed_name, seconds),
-            arrivals.settles_in, self.core.run_finished, self.core.mailer.queue_recap,
-        )  # fmt: skip
+        context = self._context_for(lambda seconds: self.later(feed_name, seconds))
         if feed.direction == "export":
             window = trigger.removeprefix("window:") if trigger.startswith("window:") else None
             block_end = window_end(utc_now(), config.daemon.timezone, window) if window else None
@@ -113,7 +111,7 @@ class FeedRunner:
     def upload_finished(self, upload) -> None:
         """A partner's upload that no import feed will take is logged once, with what the
         partner's feeds expect: a misnamed file is the most common support call."""
-        config = self.core.config
+        config = self._config()
         if landing.feeds_for(config, upload.real_path):
             return
         partner = config.partners.get(upload.partner)
@@ -127,11 +125,11 @@ class FeedRunner:
 
     def wants(self, path) -> bool:
         """True for a data or count file in some feed's landing folder."""
-        return bool(landing.feeds_for(self.core.config, path))
+        return bool(landing.feeds_for(self._config(), path))
 
     def file_arrived(self, path) -> None:
         """A complete file landed: run each `on_arrival` feed whose folder and prefix it matches."""
-        for _, feed in landing.feeds_for(self.core.config, path):
+        for _, feed in landing.feeds_for(self._config(), path):
             if "on_arrival" in feed.schedule:
                 self.request(feed.name, "arrival")
 

@@ -20,9 +20,18 @@ log = structlog.get_logger("dropd.scheduler")
 TICK_SECONDS = 15
 
 
+def claim_window(store, feed: str, key: str) -> bool:
+    """The window `key` of `feed`, claimed in the store: True for the one claim that takes it."""
+    with store.transaction(label=feed) as tx:
+        return tx.claims.claim_window(feed, key)
+
+
 class WindowScheduler:
-    def __init__(self, core, request, clock=utc_now):
-        self.core = core
+    def __init__(self, config_source, claim, request, clock=utc_now):
+        """`config_source()`: the config in force; `claim(feed, window key)`: True once, for the
+        instance that takes the window (in the store); `request(feed, trigger)` starts a run."""
+        self._config = config_source
+        self._claim = claim
         self._request = request
         self._clock = clock
         self._jobs = schedule.Scheduler()
@@ -32,7 +41,7 @@ class WindowScheduler:
 
     def tick(self) -> list[tuple[str, str]]:
         """Request a run for every feed whose window is open and not yet claimed."""
-        config = self.core.config
+        config = self._config()
         now = self._clock()
         started = []
         for partner, feed in config.feeds():
@@ -47,10 +56,6 @@ class WindowScheduler:
                     self._request(feed.name, f"window:{name}")
                     started.append((feed.name, key))
         return started
-
-    def _claim(self, feed: str, key: str) -> bool:
-        with self.core.store.transaction(label=feed) as tx:
-            return tx.claims.claim_window(feed, key)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="scheduler", daemon=True)

@@ -33,8 +33,8 @@ from daemon.notify.alerts import AlertMonitor, Alerts
 from daemon.notify.mailer import Mailer, smtp_server
 from daemon.notify.sender import MailSender
 from daemon.runner import FeedRunner
-from daemon.runs.lifecycle import RunFinished
-from daemon.scheduler import WindowScheduler
+from daemon.runs.lifecycle import RunContext, RunFinished
+from daemon.scheduler import WindowScheduler, claim_window
 from daemon.sd_notify import SystemdNotifier
 from daemon.store import open_store
 from daemon.store.records import SchemaError
@@ -75,7 +75,7 @@ class Daemon:
         self.sftp: SftpServer | None = None
         self.ftp: FtpServer | None = None
         self.store = None
-        self.runner = FeedRunner(self)
+        self.runner = FeedRunner(lambda: self.config, self._run_context)
         self.arrivals = Arrivals(
             config.daemon.quiet_period,
             self.runner.file_arrived,
@@ -85,11 +85,24 @@ class Daemon:
         )
         self.handoff.subscribe(lambda upload: self.arrivals.handed_off(upload.real_path))
         self.handoff.subscribe(self.runner.upload_finished)
-        self.scheduler = WindowScheduler(self, self.runner.request)
-        self.control = ControlServer(config.daemon.control_socket, self)
+        self.scheduler = WindowScheduler(
+            lambda: self.config, lambda feed, key: claim_window(self.store, feed, key), self.runner.request
+        )
+        self.control = ControlServer(
+            config.daemon.control_socket, lambda: self.config, self.status, self.bans, self.runner.request
+        )
         self.instance_lock = InstanceLock(config.daemon.state_dir)
         self.started_monotonic = time.monotonic()
         self.stopping = False
+
+    def _run_context(self, retry_later) -> RunContext:
+        """What a run gets: the store, the config in force, the arrivals' view of files, where
+        to say it finished and how to queue its recap."""
+        arrivals = self.arrivals
+        return RunContext(
+            self.store, self.config, arrivals.is_complete, retry_later, arrivals.settles_in,
+            self.run_finished, self.mailer.queue_recap,
+        )  # fmt: skip
 
     @property
     def _runs_cut_marker(self):
@@ -144,7 +157,7 @@ class Daemon:
             self.arrivals.watch(self.config.daemon.drop_root)
             self.control.start()
             if self.metrics is not None:
-                self.metrics.watch(self)
+                self.metrics.watch(lambda: self.connections.counts()["sessions"], self.runner.activity, self.store)
                 self.metrics.serve(self.config.metrics.listen)
             if self.config.sftp:
                 self.sftp = SftpServer(self.config.sftp, self.zone)

@@ -12,7 +12,7 @@ import time
 import paramiko
 import pytest
 
-from daemon.scheduler import WindowScheduler
+from daemon.scheduler import WindowScheduler, claim_window
 from daemon.store.postgres import PostgresStore
 from tests.helpers import CONTACTS_HEADER, DropdProcess, students_feed
 
@@ -152,19 +152,21 @@ def test_twenty_windows_run_once_each_across_three_schedulers(postgresql):
     stores = [PostgresStore(url, postgresql.password_file) for _ in range(3)]
     blocks = ("00-03", "03-06", "06-09", "09-12", "12-15", "15-18", "18-21", "21-24", "overnight", "morning")
 
-    class Core:
-        def __init__(self, store):
-            feed = type("Feed", (), {"name": "students", "enabled": True, "schedule": blocks})()
-            partner = type("Partner", (), {"runs": staticmethod(lambda feed: True)})()
-            self.config = type("Config", (), {})()
-            self.config.daemon = type("Daemon", (), {"timezone": "America/New_York"})()
-            self.config.feeds = lambda: [(partner, feed)]
-            self.store = store
+    feed = type("Feed", (), {"name": "students", "enabled": True, "schedule": blocks})()
+    partner = type("Partner", (), {"runs": staticmethod(lambda feed: True)})()
+    config = type("Config", (), {})()
+    config.daemon = type("Daemon", (), {"timezone": "America/New_York"})()
+    config.feeds = lambda: [(partner, feed)]
 
     clock = [datetime.datetime(2026, 11, 23, 5, 0, tzinfo=datetime.UTC)]
     requested = []
     schedulers = [
-        WindowScheduler(Core(store), lambda feed, trigger: requested.append(trigger), clock=lambda: clock[0])
+        WindowScheduler(
+            lambda: config,
+            lambda feed, key, store=store: claim_window(store, feed, key),
+            lambda feed, trigger: requested.append(trigger),
+            clock=lambda: clock[0],
+        )  # fmt: skip
         for store in stores
     ]
     end = clock[0] + datetime.timedelta(days=2)

@@ -5,7 +5,7 @@ import types
 
 import pytest
 
-from daemon.scheduler import WindowScheduler
+from daemon.scheduler import WindowScheduler, claim_window
 from daemon.store.sqlite import SqliteStore
 from daemon.windows import open_window
 
@@ -46,7 +46,10 @@ class FakeCore:
 def scheduler_at(core, clock_box):
     requested = []
     scheduler = WindowScheduler(
-        core, lambda feed, trigger: requested.append((feed, trigger)), clock=lambda: clock_box[0]
+        lambda: core.config,
+        lambda feed, key: claim_window(core.store, feed, key),
+        lambda feed, trigger: requested.append((feed, trigger)),
+        clock=lambda: clock_box[0],
     )
     return scheduler, requested
 
