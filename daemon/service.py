@@ -16,6 +16,7 @@ import structlog
 from daemon.artefacts import ArtefactPruner
 from daemon.config.settings import Config, ConfigInvalid, load_config
 from daemon.control import ControlServer
+from daemon.dependency_checks import unmet
 from daemon.dropzone.ftp_server import FtpServer
 from daemon.dropzone.gatekeeper import BanList, Connections, Gatekeeper, RateLimitedLog
 from daemon.dropzone.handoff import UploadHandoff
@@ -129,6 +130,9 @@ class Daemon:
             ensure_self_signed(ftp.certfile, ftp.keyfile)
 
     def start(self) -> None:
+        changed = unmet()
+        if changed:
+            raise StartupError("a dependency changed under dropd: " + "; ".join(changed))
         try:
             os.makedirs(self.config.daemon.state_dir, mode=0o750, exist_ok=True)
             self.instance_lock.acquire()
