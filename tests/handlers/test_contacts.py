@@ -310,3 +310,32 @@ def test_missing_column_names_every_missing_header(school):
     assert run["reason"] == (
         "missing-column: required columns 'Last Name' (last_name), 'Cell' (mobile_number) are not in the header"
     )
+
+
+def test_phones_and_emails_round_trip_through_the_store_as_the_libraries_write_them(school):
+    """Whatever shape a partner writes a phone or an email in, the store holds phonenumbers'
+    E.164 and email-validator's normal form (both backends, both the batch and the row path)."""
+    import random
+
+    from tests.handlers.test_validation import phonenumbers_e164
+
+    rng = random.Random(2026)
+    shapes = ("({a}) {e}-{l}", "{a}-{e}-{l}", "+1 {a} {e} {l}", "1{a}{e}{l}", "{a}.{e}.{l}", " {a} {e} {l} ")
+    rows, expected = [], {}
+    for n in range(300):
+        area, exchange, line = rng.choice(["202", "415", "617", "312"]), f"{rng.randrange(200, 999)}", f"{n:04d}"
+        cell = rng.choice(shapes).format(a=area, e=exchange, l=line)
+        email = rng.choice(["Ada.{n}@Example.ORG", "ada.{n}@example.org", "ADA+{n}@Sub.Example.org"]).format(n=n)
+        quote = '"' if n % 7 == 0 else ""  # some rows down the row-at-a-time path
+        rows.append(f"S{n},{quote}Ada{quote},Lovelace,{cell},{email},,,\n")
+        expected[f"S{n}"] = (
+            phonenumbers_e164(cell, "US"),
+            email.rsplit("@", 1)[0] + "@" + email.rsplit("@", 1)[1].lower(),
+        )
+    run = drop(school, "StudentData_shapes.csv", HEADER + "\n" + "".join(rows))
+    assert run["status"] == "success" and run["rows_applied"] == 300, run
+    stored = {
+        key: (contact["mobile_number"], contact["email"]) for key, contact in school.contacts("northfield").items()
+    }
+    assert stored == expected
+    assert all(phone and phone.startswith("+1") and len(phone) == 12 for phone, _ in stored.values())

@@ -173,3 +173,51 @@ def test_the_librarys_own_example_numbers_match():
                     assert phone_to_e164(written, guess) == _library_e164(written, guess), (written, guess)
                     checked += 1
     assert checked > 1000
+
+
+# Equality with the libraries themselves (not with our wrappers around them: a wrapper that
+# returned its input unchanged survived the comparisons above), idempotence, and the column
+# functions, for the same generated values.
+def phonenumbers_e164(value: str, region: str) -> str | None:
+    import phonenumbers
+
+    try:
+        number = phonenumbers.parse(value, region)
+    except phonenumbers.NumberParseException:
+        return None
+    return (
+        phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+        if phonenumbers.is_valid_number(number)
+        else None
+    )
+
+
+@settings(max_examples=2000, deadline=None)
+@given(phone, regions)
+def test_e164_is_phonenumbers_own_formatting_and_stays_as_it_is(value, region):
+    from handlers.validation import phones_to_e164
+
+    expected = phonenumbers_e164(value, region)
+    assert phone_to_e164(value, region) == expected
+    assert phones_to_e164([value.strip()], region) == [phonenumbers_e164(value.strip(), region)]
+    if expected is not None:
+        assert expected.startswith("+") and expected[1:].isdigit()
+        assert phone_to_e164(expected, region) == expected, "normalising twice changes nothing"
+        assert phone_to_e164(expected, "ZZ") == expected, "an E.164 number needs no region"
+
+
+@settings(max_examples=2000, deadline=None)
+@given(address)
+def test_emails_are_email_validators_own_normal_form_and_stay_as_they_are(value):
+    from email_validator import EmailNotValidError, validate_email
+
+    from handlers.validation import normalized_emails
+
+    try:
+        expected = validate_email(value, check_deliverability=False).normalized
+    except EmailNotValidError:
+        expected = None
+    assert normalized_email(value) == expected
+    assert normalized_emails([value]) == [expected]
+    if expected is not None:
+        assert normalized_email(expected) == expected, "normalising twice changes nothing"
