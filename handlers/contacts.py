@@ -157,6 +157,10 @@ class _RowFacts:
         self.validated = True
 
 
+def _distinct(values: list) -> bool:
+    return len(set(values)) == len(values)
+
+
 class ContactsImport(ImportKind):
     kind = "contacts"
 
@@ -216,58 +220,72 @@ class ContactsImport(ImportKind):
     def take_batch(self, tx, batch, layout, delimiter: str, counts) -> bool:
         """A batch of new contacts is created column by column, each column in a few C-level
         calls: exactly what `apply` makes of each row (tested equal in
-        tests/handlers/test_batched_imports.py). The shape: plain records; required cells filled
-        and no UNSET; phones, emails and opt-out values valid; custom values short enough; no
-        contact ID, CRM ID or phone twice in the batch or stored already. Any other batch goes
-        row by row (and so does a batch with a recognised record: `run` does not offer it)."""
-        if batch.odd:
+        tests/handlers/test_batched_imports.py). The shape (`_new_contacts`): plain records;
+        required cells filled and no UNSET; phones, emails and opt-out values valid; custom
+        values short enough; no contact ID, CRM ID or phone twice in the batch or stored
+        already. Any other batch goes row by row (and so does a batch with a recognised record:
+        `run` does not offer it)."""
+        taken = self._new_contacts(batch, layout, delimiter)
+        if taken is None:
             return False
-        records = [text.split(delimiter) for text in batch.texts]
-        if set(map(len, records)) != {layout.width}:
-            return False
-        by_position = list(zip(*records, strict=True))
-        cells = {key: list(map(str.strip, by_position[position])) for key, position in layout.present}
-        if any(UNSET in column for column in cells.values()) or any("" in cells[name] for name in REQUIRED):
-            return False
-        contact_ids = cells["contact_id"]
-        phones = phones_to_e164(cells["mobile_number"], self.options.phone_region)
-        crm_ids = [crm_id or None for crm_id in cells.get("crm_id", ())] or [None] * len(records)
-        given_crm_ids = [crm_id for crm_id in crm_ids if crm_id]
-        if (
-            None in phones
-            or len(set(contact_ids)) != len(contact_ids)
-            or len(set(phones)) != len(phones)
-            or len(set(given_crm_ids)) != len(given_crm_ids)
-        ):
-            return False
-        emails = self._batch_emails(cells.get("email"), len(records))
-        opted_out = self._batch_opt_out(cells.get("opt_out"), len(records))
-        custom = self._batch_custom(cells, len(records))
-        if emails is None or opted_out is None or custom is None:
-            return False
-        columns = {"contact_id": contact_ids, "source_hash": self._source_hashes(records),
-                   "first_name": cells["first_name"], "last_name": cells["last_name"], "mobile_number": phones,
-                   "crm_id": crm_ids, "email": emails, "opted_out": opted_out,
-                   "staff_id": [staff_id or None for staff_id in cells.get("staff_id", ())] or [None] * len(records)}  # fmt: skip
+        columns, custom = taken
         digests = self._text_digests.many(batch.texts)
         if self._taken is not None:
             self._returned = self.returned_batch(tx, counts)  # the store's word on the last batch
             if self._returned is not None:
                 return False  # that one goes row by row first, then this one
         writes = tx.contacts.writes()
-        if not writes.checked_later:  # else the store's unique keys turn the batch down (`returned_batch`)
-            found = tx.contacts.find(self.partner, "contact_id", contact_ids)
-            found = found or tx.contacts.find(self.partner, "mobile_number", phones)
-            if found or (given_crm_ids and tx.contacts.find(self.partner, "crm_id", given_crm_ids)):
-                return False
+        # Where the store checks the keys itself, a taken one turns the batch down later
+        # (`returned_batch`); elsewhere they are looked up first.
+        if not writes.checked_later and self._stored_already(tx, columns):
+            return False
         keys = writes.create_all(self.partner, columns, custom)
         self._digests.keep_all(digests, keys)
         if writes.checked_later:
             self._taken = (batch, len(keys), self._changed)
         self._changed = True
-        counts.rows += len(records)
-        counts.created += len(records)
+        counts.rows += len(keys)
+        counts.created += len(keys)
         return True
+
+    def _new_contacts(self, batch, layout, delimiter: str) -> tuple[dict, list] | None:
+        """The batch as the columns of new contacts and their custom fields, or None when a
+        record is not of the shape `take_batch` takes."""
+        if batch.odd:
+            return None
+        records = [text.split(delimiter) for text in batch.texts]
+        if set(map(len, records)) != {layout.width}:
+            return None
+        by_position = list(zip(*records, strict=True))
+        cells = {key: list(map(str.strip, by_position[position])) for key, position in layout.present}
+        if any(UNSET in column for column in cells.values()) or any("" in cells[name] for name in REQUIRED):
+            return None
+        size = len(records)
+        contact_ids = cells["contact_id"]
+        phones = phones_to_e164(cells["mobile_number"], self.options.phone_region)
+        crm_ids = [crm_id or None for crm_id in cells.get("crm_id", ())] or [None] * size
+        given_crm_ids = [crm_id for crm_id in crm_ids if crm_id]
+        if None in phones or not _distinct(contact_ids) or not _distinct(phones) or not _distinct(given_crm_ids):
+            return None
+        emails = self._batch_emails(cells.get("email"), size)
+        opted_out = self._batch_opt_out(cells.get("opt_out"), size)
+        custom = self._batch_custom(cells, size)
+        if emails is None or opted_out is None or custom is None:
+            return None
+        columns = {"contact_id": contact_ids, "source_hash": self._source_hashes(records),
+                   "first_name": cells["first_name"], "last_name": cells["last_name"], "mobile_number": phones,
+                   "crm_id": crm_ids, "email": emails, "opted_out": opted_out,
+                   "staff_id": [staff_id or None for staff_id in cells.get("staff_id", ())] or [None] * size}  # fmt: skip
+        return columns, custom
+
+    def _stored_already(self, tx, columns: dict) -> bool:
+        """True when a contact ID, phone or CRM ID of the batch belongs to a stored contact."""
+        given_crm_ids = [crm_id for crm_id in columns["crm_id"] if crm_id]
+        return bool(
+            tx.contacts.find(self.partner, "contact_id", columns["contact_id"])
+            or tx.contacts.find(self.partner, "mobile_number", columns["mobile_number"])
+            or (given_crm_ids and tx.contacts.find(self.partner, "crm_id", given_crm_ids))
+        )
 
     def returned_batch(self, tx, counts):
         """The batch `take_batch` took last, when one of its contact IDs, CRM IDs or phones

@@ -309,49 +309,13 @@ def load_config(file: str | Path, skip_broken_partners: bool = False, load_keys:
     `load_keys` (check-config, the daemon's start and reload) also loads every push key with
     its passphrase, so that a key that cannot be used is a config error, not a failed run."""
     file = Path(file).resolve()
-    base = file.parent
     errors: list[v.ConfigError] = []
-    try:
-        with open(file, "rb") as handle:
-            document = tomllib.load(handle)
-    except OSError as exc:
-        raise ConfigInvalid([v.ConfigError(str(file), "", f"cannot read: {exc.strerror}")]) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigInvalid([v.ConfigError(str(file), "", f"is not valid TOML: {exc}")]) from None
-
-    top = v.TableReader(errors, file, "", document)
-    daemon_table = top.sub("daemon", required=True)
-    before = len(errors)
-    daemon_values = _read_daemon(daemon_table, base) if daemon_table else {}
-    daemon = DaemonSettings(**daemon_values) if daemon_values and len(errors) == before else None
-    sftp_table, ftp_table = top.sub("sftp"), top.sub("ftp")
-    sftp = _read_sftp(sftp_table, base) if sftp_table else None
-    ftp = _read_ftp(ftp_table, base) if ftp_table else None
-    smtp_table = top.sub("smtp")
-    smtp = _read_smtp(smtp_table, base) if smtp_table else None
-    security = _read_security(top.sub("security") or v.TableReader(errors, file, "security", {}))
-    alerts = _read_alerts(top.sub("alerts") or v.TableReader(errors, file, "alerts", {}))
-    metrics = _read_metrics(top.sub("metrics") or v.TableReader(errors, file, "metrics", {}))
-    top.finish()
-    if sftp is None and ftp is None and daemon_table is not None:
-        errors.append(v.ConfigError(str(file), "", "enable at least one of [sftp] and [ftp]"))
-    if sftp and ftp and sftp.listen == ftp.listen:
-        errors.append(v.ConfigError(str(file), "ftp.listen", "is the same address as sftp.listen"))
-
-    partners_dir = daemon_values.get("partners_dir")
+    main = _read_main(file, _read_toml(file), errors)
+    partners_dir = main.get("partners_dir")
     main_errors = len(errors)
     partners = _read_partners(errors, partners_dir) if partners_dir else {}
-    if smtp is None:
-        errors += [
-            v.ConfigError(
-                str(partner.source),
-                f"feed[{feed.name}].notify",
-                "addresses are set but dropd.toml has no [smtp] section to send through",
-            )
-            for partner in partners.values()
-            for feed in partner.feeds
-            if feed.notify
-        ]
+    if main["smtp"] is None:
+        errors += _notify_without_smtp(partners)
     if load_keys:
         errors += _unusable_keys(partners)
     skipped = ()
@@ -362,7 +326,65 @@ def load_config(file: str | Path, skip_broken_partners: bool = False, load_keys:
         errors = []
     if errors:
         raise ConfigInvalid(errors)
-    return Config(file, daemon, sftp, ftp, smtp, security, alerts, metrics, partners, skipped)
+    sections = {key: main[key] for key in ("daemon", "sftp", "ftp", "smtp", "security", "alerts", "metrics")}
+    return Config(file, partners=partners, skipped=skipped, **sections)
+
+
+def _read_toml(file: Path) -> dict:
+    try:
+        with open(file, "rb") as handle:
+            return tomllib.load(handle)
+    except OSError as exc:
+        raise ConfigInvalid([v.ConfigError(str(file), "", f"cannot read: {exc.strerror}")]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigInvalid([v.ConfigError(str(file), "", f"is not valid TOML: {exc}")]) from None
+
+
+def _read_main(file: Path, document: dict, errors: list) -> dict:
+    """dropd.toml's sections (None where absent or broken) and `partners_dir`; errors recorded."""
+    base = file.parent
+    top = v.TableReader(errors, file, "", document)
+    daemon_table = top.sub("daemon", required=True)
+    before = len(errors)
+    daemon_values = _read_daemon(daemon_table, base) if daemon_table else {}
+
+    def optional(name, read):
+        table = top.sub(name)
+        return read(table, base) if table else None
+
+    def defaulted(name, read):
+        return read(top.sub(name) or v.TableReader(errors, file, name, {}))
+
+    main = dict(
+        daemon=DaemonSettings(**daemon_values) if daemon_values and len(errors) == before else None,
+        partners_dir=daemon_values.get("partners_dir"),
+        sftp=optional("sftp", _read_sftp),
+        ftp=optional("ftp", _read_ftp),
+        smtp=optional("smtp", _read_smtp),
+        security=defaulted("security", _read_security),
+        alerts=defaulted("alerts", _read_alerts),
+        metrics=defaulted("metrics", _read_metrics),
+    )
+    top.finish()
+    sftp, ftp = main["sftp"], main["ftp"]
+    if sftp is None and ftp is None and daemon_table is not None:
+        errors.append(v.ConfigError(str(file), "", "enable at least one of [sftp] and [ftp]"))
+    if sftp and ftp and sftp.listen == ftp.listen:
+        errors.append(v.ConfigError(str(file), "ftp.listen", "is the same address as sftp.listen"))
+    return main
+
+
+def _notify_without_smtp(partners: dict[str, Partner]) -> list[v.ConfigError]:
+    return [
+        v.ConfigError(
+            str(partner.source),
+            f"feed[{feed.name}].notify",
+            "addresses are set but dropd.toml has no [smtp] section to send through",
+        )
+        for partner in partners.values()
+        for feed in partner.feeds
+        if feed.notify
+    ]
 
 
 def _unusable_keys(partners: dict[str, Partner]) -> list[v.ConfigError]:
