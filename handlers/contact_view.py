@@ -38,8 +38,6 @@ class ContactView:
         self._partner = partner
         self._created: list[ViewedContact] = []
         """Contacts created and not written yet."""
-        self.writes_done = 0
-        """How many times the queue was written: a key a caller waits for may have come."""
         self.clear()
 
     def clear(self) -> None:
@@ -56,7 +54,6 @@ class ContactView:
             contact.key = inserted[contact.contact_id]
             self._by_key[contact.key] = contact
         self._created.clear()
-        self.writes_done += 1
 
     def load(self, field: str, values) -> None:
         """Look up every value of `field` not known yet, in as few statements as the store needs."""

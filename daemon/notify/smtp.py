@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from email.policy import SMTP
 
-STEPS = ("dns", "tcp", "tls", "auth", "sender", "recipient", "data")
-
 
 class DeliveryError(Exception):
     def __init__(self, step: str, message: str, permanent: bool = False):

@@ -5,13 +5,15 @@ config names; its `transaction()` yields a `Transaction` of typed repositories
 (`tx.contacts`, `tx.runs`, `tx.ledger`, ...) that commit together, and `reading()` yields
 the same repositories over a consistent snapshot. Read-only opens (the CLI's listings)
 never write and never migrate. Backends: `sqlite.py` (the default, `<state_dir>/dropd.db`)
-and `postgres.py` (`daemon.store = "postgresql://..."`, shared by several instances).
+and `postgres.py` (`daemon.store = "postgresql://..."`, shared by several instances); their
+contracts, `Store` and the `Connection` the repositories use, are in `backend.py`.
 """
 
+from daemon.store.backend import Store
 from daemon.store.sqlite import SqliteStore
 
 
-def open_store(config, read_only: bool = False):
+def open_store(config, read_only: bool = False) -> Store:
     """The store `daemon.store` names, migrated to this version unless `read_only`."""
     if config.daemon.store == "sqlite":
         return SqliteStore(config.daemon.state_dir / "dropd.db", read_only=read_only)

@@ -5,7 +5,7 @@ end. PostgreSQL takes concurrent writers itself, so there is no writers' turn he
 Migrations run under an advisory lock, so instances starting together migrate once. The
 repositories' SQL is the same as SQLite's; the only translation is the placeholder style
 (`?` to `%s`), done once per statement. The password comes from a file (or a systemd
-credential), never from the URL, and is never logged: `describe()` shows the URL without it.
+credential), never from the URL, and is never logged: `redacted()` shows the URL without it.
 """
 
 import functools
@@ -160,11 +160,6 @@ class PostgresStore:
         except BaseException:
             self._pool.close()
             raise
-
-    def describe(self) -> str:
-        with self._connection() as connection:
-            version = connection.raw.info.server_version
-        return f"PostgreSQL {version // 10000}.{version % 10000} at {redacted(self.url)}"
 
     def close(self) -> None:
         self._pool.close()

@@ -186,9 +186,6 @@ class SqliteStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._migrate()
 
-    def describe(self) -> str:
-        return f"SQLite {sqlite3.sqlite_version} at {self.path}"
-
     def close(self) -> None:
         """Close this thread's connection (the others close once their threads have ended)."""
         connection = getattr(self._local, "connection", None)
