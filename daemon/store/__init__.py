@@ -9,11 +9,16 @@ and `postgres.py` (`daemon.store = "postgresql://..."`, shared by several instan
 contracts, `Store` and the `Connection` the repositories use, are in `backend.py`.
 """
 
+from typing import TYPE_CHECKING
+
 from daemon.store.backend import Store
 from daemon.store.sqlite import SqliteStore
 
+if TYPE_CHECKING:
+    from daemon.config.settings import Config
 
-def open_store(config, read_only: bool = False) -> Store:
+
+def open_store(config: "Config", read_only: bool = False) -> Store:
     """The store `daemon.store` names, migrated to this version unless `read_only`."""
     if config.daemon.store == "sqlite":
         return SqliteStore(config.daemon.state_dir / "dropd.db", read_only=read_only)
@@ -22,7 +27,7 @@ def open_store(config, read_only: bool = False) -> Store:
     return PostgresStore(config.daemon.store, config.daemon.store_password_file, read_only=read_only)
 
 
-def probe_store(config) -> str:
+def probe_store(config: "Config") -> str:
     """Connect to a PostgreSQL store without changing it: its server version, or SchemaError
     saying exactly why it cannot be reached (`dropd check-config`)."""
     from daemon.store.postgres import probe

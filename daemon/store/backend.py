@@ -12,11 +12,14 @@ if TYPE_CHECKING:
 
 
 class Cursor(Protocol):
-    rowcount: int
+    @property
+    def rowcount(self) -> int: ...
 
     def fetchone(self) -> Any: ...
 
     def fetchall(self) -> list[Any]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
 
 
 class Connection(Protocol):
@@ -27,11 +30,11 @@ class Connection(Protocol):
     check the rows (a taken one raises `KeyTaken` at `settle`): SQLite. False when the caller
     must know the keys are free: PostgreSQL."""
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor: ...
+    def execute(self, sql: str, params: Sequence[Any] = (), /) -> Cursor: ...
 
-    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Any: ...
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]], /) -> Any: ...
 
-    def stream(self, sql: str, params: Sequence[Any] = ()) -> Iterator[Any]:
+    def stream(self, sql: str, params: Sequence[Any] = (), /) -> Iterator[Any]:
         """Rows one at a time, never all held at once."""
         ...
 

@@ -11,7 +11,10 @@ credential), never from the URL, and is never logged: `redacted()` shows the URL
 import functools
 import re
 import urllib.parse
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 import psycopg
 import psycopg_pool
@@ -27,22 +30,22 @@ MIGRATIONS = Migrations("postgres")
 MIGRATION_LOCK = 0x64726F7064  # "dropd": pg_advisory_lock key taken while migrating
 
 
-class _Row(tuple):
+class _Row(tuple[Any, ...]):
     """A result row readable by position, by column name, and as a mapping (like sqlite3.Row)."""
 
     __slots__ = ()
-    names: tuple = ()
+    names: tuple[str, ...] = ()
 
-    def __getitem__(self, key):
+    def __getitem__(self, key: Any) -> Any:
         if isinstance(key, str):
             return tuple.__getitem__(self, self.names.index(key))
         return tuple.__getitem__(self, key)
 
-    def keys(self):
+    def keys(self) -> list[str]:
         return list(self.names)
 
 
-def _row_factory(cursor):
+def _row_factory(cursor: Any) -> Callable[[Sequence[Any]], _Row]:
     names = tuple(column.name for column in cursor.description or ())
     row_class = type("Row", (_Row,), {"__slots__": (), "names": names})
     return lambda values: row_class(values)
@@ -53,7 +56,7 @@ class _Connection:
 
     checks_keys_later = False
 
-    def __init__(self, connection: psycopg.Connection):
+    def __init__(self, connection: psycopg.Connection[Any]):
         self.raw = connection
 
     @staticmethod
@@ -63,7 +66,7 @@ class _Connection:
         statements are a few hundred; batch sizes make more, and an unbounded cache grew)."""
         return sql.replace("%", "%%").replace("?", "%s")
 
-    def execute(self, sql: str, params=()):
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self.raw.execute(self._sql(sql), tuple(params))
 
     def settle(self) -> None:
@@ -73,17 +76,19 @@ class _Connection:
         """A lock on `name` held until this transaction ends (pg_advisory_xact_lock)."""
         self.raw.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (name,))
 
-    def stream(self, sql: str, params=()):
+    def stream(self, sql: str, params: Sequence[Any] = ()) -> Iterator[Any]:
         """Rows as the server sends them, without fetching the whole result first."""
         with self.raw.cursor() as cursor:
             yield from cursor.stream(self._sql(sql), tuple(params))
 
-    def put_blobs(self, table: str, key_column: str, key, blobs: dict[str, memoryview]) -> None:
+    def put_blobs(self, table: str, key_column: str, key: Any, blobs: dict[str, memoryview]) -> None:
         """Set the blob (bytea) columns of one row."""
         assignments = ", ".join(f"{column} = %s" for column in blobs)
         self.raw.execute(f"UPDATE {table} SET {assignments} WHERE {key_column} = %s", (*blobs.values(), key))
 
-    def insert_rows(self, table: str, columns: tuple, conflict: str, rows: list, fixed: tuple = ()) -> None:
+    def insert_rows(
+        self, table: str, columns: tuple[str, ...], conflict: str, rows: list[Any], fixed: tuple[Any, ...] = ()
+    ) -> None:
         """`INSERT INTO table (columns) VALUES (...) <conflict>` for each of `rows`, in order;
         `fixed` holds (column, value) pairs every row has too."""
         columns = (*columns, *(column for column, _ in fixed))
@@ -93,20 +98,20 @@ class _Connection:
         marks = ", ".join("?" * len(columns))
         self.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) {conflict}", rows)
 
-    def insert_keyed(self, table: str, columns: tuple, rows: list, fixed: dict) -> list[int]:
+    def insert_keyed(self, table: str, columns: tuple[str, ...], rows: list[Any], fixed: dict[str, Any]) -> list[int]:
         """New rows of a table keyed by `id` (from its sequence), each with the columns of
         `fixed` too; returns their keys, in order. The first column is unique among them."""
         same = tuple(fixed.values())
         keys = insert_returning_keys(self, table, (*columns, *fixed), columns[0], [(*row, *same) for row in rows])
         return [keys[row[0]] for row in rows]
 
-    def executemany(self, sql: str, rows):
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Any:
         with self.raw.cursor() as cursor:
             cursor.executemany(self._sql(sql), list(rows))
             return cursor
 
 
-def _custom_plans(connection: psycopg.Connection) -> None:
+def _custom_plans(connection: psycopg.Connection[Any]) -> None:
     """Plan each statement for its own values. An import's tables grow inside its transaction,
     unanalysed; psycopg prepares a statement run five times, and the generic plan PostgreSQL
     then keeps, made while a table was small, scans it whole (a first import of 100,000
@@ -114,7 +119,7 @@ def _custom_plans(connection: psycopg.Connection) -> None:
     connection.execute("SET plan_cache_mode = force_custom_plan")
 
 
-def connection_info(url: str, password_file) -> dict:
+def connection_info(url: str, password_file: Path | None) -> dict[str, Any]:
     """Keyword arguments for psycopg.connect: the URL's parts, the password from its file."""
     parsed = urllib.parse.urlsplit(url)
     if parsed.password:
@@ -132,7 +137,9 @@ def redacted(url: str) -> str:
 
 
 class PostgresStore:
-    def __init__(self, url: str, password_file=None, read_only: bool = False, max_connections: int = 20):
+    def __init__(
+        self, url: str, password_file: Path | None = None, read_only: bool = False, max_connections: int = 20
+    ) -> None:
         self.url = url
         self.read_only = read_only
         info = connection_info(url, password_file)
@@ -167,7 +174,7 @@ class PostgresStore:
     # Transactions ------------------------------------------------------------------------
 
     @contextmanager
-    def transaction(self, label: str = "daemon", commit: bool = True):
+    def transaction(self, label: str = "daemon", commit: bool = True) -> Iterator[Transaction]:
         with self._connection() as connection:
             connection.raw.execute("BEGIN")
             try:
@@ -178,7 +185,7 @@ class PostgresStore:
             connection.raw.execute("COMMIT" if commit else "ROLLBACK")
 
     @contextmanager
-    def reading(self):
+    def reading(self) -> Iterator[Transaction]:
         """A consistent snapshot (REPEATABLE READ, read only)."""
         with self._connection() as connection:
             connection.raw.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
@@ -187,24 +194,24 @@ class PostgresStore:
             finally:
                 connection.raw.execute("ROLLBACK")
 
-    def waiting(self) -> dict:
+    def waiting(self) -> dict[str, Any]:
         """PostgreSQL takes concurrent writers: nobody waits for a turn here."""
         return {"writing": None, "waiting": {}}
 
     # Connections and schema ----------------------------------------------------------------
 
     @contextmanager
-    def _connection(self):
+    def _connection(self) -> Iterator[_Connection]:
         with self._pool.connection(timeout=60) as raw:
             yield _Connection(raw)
 
     @staticmethod
     def _schema_version(connection: _Connection) -> int:
-        exists = connection.raw.execute("SELECT to_regclass('schema_version')").fetchone()[0]
+        exists = _first(connection.raw.execute("SELECT to_regclass('schema_version')").fetchone())
         if exists is None:
             return 0
-        row = connection.raw.execute("SELECT version FROM schema_version").fetchone()
-        return row[0] if row else 0
+        version = _first(connection.raw.execute("SELECT version FROM schema_version").fetchone())
+        return int(version) if version is not None else 0
 
     def _migrate(self) -> None:
         """Under an advisory lock: instances starting together migrate once."""
@@ -227,26 +234,31 @@ class PostgresStore:
                 connection.raw.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
 
 
-def probe(url: str, password_file) -> str:
+def probe(url: str, password_file: Path | None) -> str:
     """ "PostgreSQL 15.18 at postgresql://...", or SchemaError with the server's reason."""
     info = connection_info(url, password_file)
     try:
         with psycopg.connect(**info, connect_timeout=10) as connection:
             version = connection.info.server_version
-            schema = connection.execute("SELECT to_regclass('schema_version')").fetchone()[0]
+            schema = _first(connection.execute("SELECT to_regclass('schema_version')").fetchone())
     except psycopg.Error as exc:
         raise SchemaError(f"daemon.store: cannot connect to {redacted(url)}: {_first_line(exc)}") from None
     state = "has a dropd store" if schema else "has no dropd store yet (the daemon makes it at its first start)"
     return f"PostgreSQL {version // 10000}.{version % 10000} at {redacted(url)}; the database {state}"
 
 
-def _why_not(conninfo: str, info: dict) -> str:
+def _why_not(conninfo: str, info: dict[str, Any]) -> str:
     """The server's own reason a connection fails (the pool only says it timed out)."""
     try:
         psycopg.connect(conninfo, **info, connect_timeout=10).close()
     except psycopg.Error as exc:
         return _first_line(exc)
     return "no connection within 15 s"
+
+
+def _first(row: Any) -> Any:
+    """The first value of a row, None for no row."""
+    return row[0] if row is not None else None
 
 
 def _first_line(exc: Exception) -> str:

@@ -1,6 +1,7 @@
 """What the store hands out: plain records, never a database row or a connection."""
 
 from dataclasses import dataclass
+from typing import Any
 
 RUN_COLUMNS = (
     "id", "partner", "feed", "kind", "trigger", "file", "sha256", "rows_in_file", "rows_applied",
@@ -37,14 +38,14 @@ class RunRecord:
     finished: str | None
     status: str
     reason: str | None
-    details: dict
+    details: dict[str, Any]
     error_file: str | None
     size: int | None
     """The size of the run's file in bytes, when it read one."""
     instance: str | None
     """The dropd instance that ran it (`daemon.instance`)."""
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {column: getattr(self, column) for column in RUN_COLUMNS}
 
 
@@ -58,7 +59,7 @@ class StoredContact:
     crm_id: str | None
     mobile_number: str | None
     source_hash: bytes | None
-    custom: dict
+    custom: dict[str, Any]
 
 
 @dataclass(frozen=True)

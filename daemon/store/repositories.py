@@ -10,9 +10,12 @@ another style translates them), `ON CONFLICT ... DO NOTHING` / `DO UPDATE`, `RET
 import datetime
 import functools
 import json
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import repeat
+from typing import Any
 
 from daemon.clock import utc_now, utc_stamp
+from daemon.store.backend import Connection
 from daemon.store.records import RUN_COLUMNS, OutgoingMail, RunRecord, StoredContact, StoredSubscriber
 from daemon.store.row_digests import DigestSet
 
@@ -21,16 +24,16 @@ CUT_AT_STOP = "cut-at-stop: the daemon was stopped during the run and grace_time
 
 
 class _Repository:
-    def __init__(self, connection):
+    def __init__(self, connection: Connection) -> None:
         self._db = connection
 
-    def _one(self, sql: str, params=()):
+    def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self._db.execute(sql, params).fetchone()
 
-    def _all(self, sql: str, params=()) -> list:
+    def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         return self._db.execute(sql, params).fetchall()
 
-    def _stream(self, sql: str, params=()):
+    def _stream(self, sql: str, params: Sequence[Any] = ()) -> Iterator[Any]:
         """Rows one at a time, never all held at once."""
         return self._db.stream(sql, params)
 
@@ -39,7 +42,7 @@ IN_LIST = 500
 """Values per `IN (...)` list: one statement looks up this many keys."""
 
 
-def _chunks(values: list, size: int = IN_LIST):
+def _chunks(values: list[Any], size: int = IN_LIST) -> Iterator[list[Any]]:
     for start in range(0, len(values), size):
         yield values[start : start + size]
 
@@ -48,9 +51,11 @@ PARAMETERS_PER_STATEMENT = 30_000
 """Under SQLite's limit (32,766) and PostgreSQL's (65,535) on parameters in one statement."""
 
 
-def insert_returning_keys(db, table: str, columns: tuple, natural_key: str, rows: list) -> dict:
+def insert_returning_keys(
+    db: Connection, table: str, columns: tuple[str, ...], natural_key: str, rows: list[Any]
+) -> dict[Any, int]:
     """Insert `rows` by multi-row INSERTs; the store key of each, by its `natural_key` value."""
-    keys = {}
+    keys: dict[Any, int] = {}
     marks = f"({', '.join('?' * len(columns))})"
     for chunk in _chunks(rows, PARAMETERS_PER_STATEMENT // len(columns)):
         sql = (
@@ -61,12 +66,12 @@ def insert_returning_keys(db, table: str, columns: tuple, natural_key: str, rows
     return keys
 
 
-class _Insert(tuple):
+class _Insert(tuple[Any, ...]):
     """A queued INSERT: (table, columns, natural key column). Rows queued with the same one in a
     row are written by one multi-row statement that returns each new row's store key."""
 
 
-class _Append(tuple):
+class _Append(tuple[Any, ...]):
     """A queued INSERT of one row: (table, columns, conflict clause[, (column, value) pairs all
     its rows share]). Rows queued with the same one in a row are written by the connection's
     `insert_rows`, its fastest way for many."""
@@ -78,17 +83,17 @@ class _QueuedWrites:
     and the order of the writes (which unique indexes may depend on) is the order they were
     queued in. `flush` returns the store keys of the rows it inserted, by natural key."""
 
-    def __init__(self, connection):
+    def __init__(self, connection: Connection) -> None:
         self._db = connection
-        self._queue: list[tuple] = []
+        self._queue: list[tuple[Any, ...]] = []
         self._now: str | None = None
         self._inserted: dict[str, int] = {}
-        self._inserts: dict[tuple, _Insert] = {}
+        self._inserts: dict[tuple[str, ...], _Insert] = {}
 
-    def _queue_write(self, sql: str, params: tuple) -> None:
+    def _queue_write(self, sql: str | _Append, params: tuple[Any, ...]) -> None:
         self._queue.append((sql, params))
 
-    def _queue_insert(self, table: str, values: dict, natural_key: str) -> None:
+    def _queue_insert(self, table: str, values: dict[str, Any], natural_key: str) -> None:
         columns = tuple(values)
         statement = self._inserts.get(columns)
         if statement is None:
@@ -115,9 +120,10 @@ class _QueuedWrites:
         inserted, self._inserted = self._inserted, {}
         return inserted
 
-    def _run(self, statement, rows: list) -> None:
+    def _run(self, statement: Any, rows: list[Any]) -> None:
         if isinstance(statement, _Insert):
-            self._inserted.update(insert_returning_keys(self._db, *statement, rows))
+            table, columns, natural_key = statement
+            self._inserted.update(insert_returning_keys(self._db, table, columns, natural_key, rows))
         elif isinstance(statement, _Append):
             table, columns, conflict, *fixed = statement
             self._db.insert_rows(table, columns, conflict, rows, *fixed)
@@ -130,11 +136,11 @@ class _QueuedWrites:
 class ContactWrites(_QueuedWrites):
     """Contacts created and updated by an import, written in order at `flush`."""
 
-    def __init__(self, connection):
+    def __init__(self, connection: Connection) -> None:
         super().__init__(connection)
-        self._updates: dict[tuple, str] = {}
+        self._updates: dict[tuple[str, ...], str] = {}
 
-    def create(self, partner: str, fields: dict, custom: dict) -> None:
+    def create(self, partner: str, fields: dict[str, Any], custom: dict[str, Any]) -> None:
         """A new contact; `fields` are columns (contact_id, names, phone, opted_out, ...)."""
         now = self._stamp()
         values = {**fields, "opted_out": int(fields.get("opted_out", 0)), "partner": partner,
@@ -155,7 +161,7 @@ class ContactWrites(_QueuedWrites):
         """Wait for what `create_all` left running (see `checked_later`)."""
         self._db.settle()
 
-    def create_all(self, partner: str, columns: dict[str, list], custom: list[tuple]) -> list[int]:
+    def create_all(self, partner: str, columns: dict[str, list[Any]], custom: list[tuple[Any, ...]]) -> list[int]:
         """New contacts (nothing may be queued): `columns` holds each field of `create` (None:
         not given) for every contact, `custom` its custom fields as (field, value) pairs.
         Returns their store keys, in order."""
@@ -167,7 +173,7 @@ class ContactWrites(_QueuedWrites):
         fixed = {"partner": partner, "created_at": now, "updated_at": now}
         return self._db.insert_keyed("contacts", self._NEW, rows, fixed)
 
-    def update(self, key: int, fields: dict, custom: dict | None = None) -> None:
+    def update(self, key: int, fields: dict[str, Any], custom: dict[str, Any] | None = None) -> None:
         """Change the given columns of one contact (and its custom fields, when given)."""
         values = dict(fields)
         if "opted_out" in values:
@@ -182,14 +188,14 @@ class ContactWrites(_QueuedWrites):
         self._queue_write(sql, (*values.values(), key))
 
 
-def _custom_json(custom: dict) -> str:
+def _custom_json(custom: dict[str, Any]) -> str:
     """A contact's custom fields as stored: the same few values recur on most rows, so each
     distinct set is encoded once."""
     return _encoded_custom(tuple(custom.items()))
 
 
 @functools.lru_cache(maxsize=4096)
-def _encoded_custom(items: tuple) -> str:
+def _encoded_custom(items: tuple[Any, ...]) -> str:
     return json.dumps(dict(items))
 
 
@@ -197,14 +203,14 @@ class Contacts(_Repository):
     _MATCH = "SELECT id, contact_id, crm_id, mobile_number, source_hash, custom FROM contacts WHERE partner = ? AND "
     MATCH_FIELDS = ("contact_id", "crm_id", "mobile_number")
 
-    def find(self, partner: str, field: str, values) -> list[StoredContact]:
+    def find(self, partner: str, field: str, values: Iterable[Any]) -> list[StoredContact]:
         """The partner's contacts whose `field` (one of MATCH_FIELDS) is one of `values`."""
         if field not in self.MATCH_FIELDS:
             raise ValueError(f"contacts are not looked up by {field}")
-        found = []
+        found: list[StoredContact] = []
         for chunk in _chunks(list(values)):
             rows = self._all(self._MATCH + f"{field} IN ({', '.join('?' * len(chunk))})", (partner, *chunk))
-            found += map(_contact, rows)
+            found += [contact for contact in map(_contact, rows) if contact is not None]
         return found
 
     def writes(self) -> ContactWrites:
@@ -246,7 +252,7 @@ class Contacts(_Repository):
             [(partner, field, int(mergeable), int(visible)) for field, mergeable, visible in fields],
         )
 
-    def listing(self, partner: str) -> list[dict]:
+    def listing(self, partner: str) -> list[dict[str, Any]]:
         rows = self._all(
             "SELECT contact_id, crm_id, first_name, last_name, mobile_number, email, staff_id, opted_out, custom, "
             "created_at, updated_at FROM contacts WHERE partner = ? ORDER BY contact_id",
@@ -283,14 +289,14 @@ class SubscriberWrites(_QueuedWrites):
     Updates name a subscriber by its email key, so one created earlier in the same batch (not
     written yet, so without a store key) can be updated too."""
 
-    def create(self, partner: str, email_key: str, email: str, fields: dict) -> None:
+    def create(self, partner: str, email_key: str, email: str, fields: dict[str, Any]) -> None:
         now = self._stamp()
         values = {"partner": partner, "email_key": email_key, "email": email, "first_name": fields.get("first_name"),
                   "last_name": fields.get("last_name"), "segment_code": fields.get("segment_code"),
                   "created_at": now, "updated_at": now}  # fmt: skip
         self._queue_insert("subscribers", values, "email_key")
 
-    def update(self, partner: str, email_key: str, fields: dict, restore: bool = False) -> None:
+    def update(self, partner: str, email_key: str, fields: dict[str, Any], restore: bool = False) -> None:
         values = {**fields, "updated_at": self._stamp()}
         if restore:
             values["removed_at"] = None
@@ -300,7 +306,7 @@ class SubscriberWrites(_QueuedWrites):
             (*values.values(), partner, email_key),
         )
 
-    def remove(self, keys) -> None:
+    def remove(self, keys: Any) -> None:
         """Mark these subscribers (store keys) removed, now: what is queued is written first."""
         self.flush()
         now = self._stamp()
@@ -314,7 +320,7 @@ class SubscriberWrites(_QueuedWrites):
 class Subscribers(_Repository):
     """One subscriber list per partner, keyed by the lower-cased email; removed ones stay."""
 
-    def find(self, partner: str, email_keys) -> list[StoredSubscriber]:
+    def find(self, partner: str, email_keys: Iterable[str]) -> list[StoredSubscriber]:
         """The partner's subscribers (removed ones too) whose lower-cased email is in `email_keys`."""
         found = []
         for chunk in _chunks(list(email_keys)):
@@ -326,7 +332,7 @@ class Subscribers(_Repository):
             found += [StoredSubscriber(row[0], row[1], row[2], row[3], row[4], row[5] is not None) for row in rows]
         return found
 
-    def active_keys(self, partner: str):
+    def active_keys(self, partner: str) -> Any:
         """The store keys of the partner's subscribers that are not removed, streamed."""
         for row in self._stream("SELECT id FROM subscribers WHERE partner = ? AND removed_at IS NULL", (partner,)):
             yield row[0]
@@ -357,7 +363,7 @@ class Subscribers(_Repository):
         )
         return cursor.rowcount > 0
 
-    def engagement(self, partner: str):
+    def engagement(self, partner: str) -> Iterator[Any]:
         """Each active subscriber with their open and click counts, last open and click, and
         first opt-out event, from the partner's events whose contact ID is their email."""
         cursor = self._stream(
@@ -375,7 +381,7 @@ class Subscribers(_Repository):
         )
         yield from cursor
 
-    def listing(self, partner: str, include_removed: bool = False) -> list[dict]:
+    def listing(self, partner: str, include_removed: bool = False) -> list[dict[str, Any]]:
         query = (
             "SELECT email, first_name, last_name, segment_code, opted_out, created_at, updated_at, removed_at "
             "FROM subscribers WHERE partner = ?"
@@ -399,10 +405,15 @@ class EventWrites(_QueuedWrites):
         )
     )
 
-    def add(self, partner: str, event_id: str, contact_id: str, action: str | None, time: str, fields: dict) -> None:
+    def add(
+        self, partner: str, event_id: str, contact_id: str, action: str | None, time: str, fields: dict[str, Any]
+    ) -> None:
         self._queue_write(self._ADD, (partner, event_id, contact_id, action, time, json.dumps(fields), self._stamp()))
 
-    def add_all(self, partner: str, event_ids, contact_ids, actions, times, fields) -> None:
+    def add_all(
+        self, partner: str, event_ids: list[str], contact_ids: list[str], actions: list[Any], times: list[str],
+        fields: list[str],
+    ) -> None:  # fmt: skip
         """`add` for a batch of events given column by column (`fields` as JSON text)."""
         table, columns, conflict = self._ADD
         same = _Append((table, columns[1:-1], conflict, (("partner", partner), ("imported_at", self._stamp()))))
@@ -410,9 +421,9 @@ class EventWrites(_QueuedWrites):
 
 
 class Events(_Repository):
-    def stored(self, partner: str, event_ids) -> set[str]:
+    def stored(self, partner: str, event_ids: Iterable[str]) -> set[str]:
         """Which of `event_ids` the partner's events already hold."""
-        found = set()
+        found: set[str] = set()
         for chunk in _chunks(list(event_ids)):
             rows = self._all(
                 f"SELECT event_id FROM events WHERE partner = ? AND event_id IN ({', '.join('?' * len(chunk))})",
@@ -425,7 +436,7 @@ class Events(_Repository):
         """Where an import queues its events (written at its `flush`)."""
         return EventWrites(self._db)
 
-    def listing(self, partner: str) -> list[dict]:
+    def listing(self, partner: str) -> list[dict[str, Any]]:
         rows = self._all(
             "SELECT event_id, contact_id, action, time, fields FROM events WHERE partner = ? ORDER BY time, event_id",
             (partner,),
@@ -440,7 +451,7 @@ MESSAGE_COLUMNS = (
 
 
 class Messages(_Repository):
-    def add(self, partner: str, message: dict) -> bool:
+    def add(self, partner: str, message: dict[str, Any]) -> bool:
         """Store one message of the organisation's log; False when its key is already there."""
         values = [message.get(name) for name in MESSAGE_COLUMNS]
         cursor = self._db.execute(
@@ -458,12 +469,19 @@ class Messages(_Repository):
 
     def last_position(self, partner: str) -> int:
         """The store position (insertion order) of the partner's newest message; 0 for none."""
-        return self._one("SELECT COALESCE(MAX(id), 0) FROM messages WHERE partner = ?", (partner,))[0]
+        return int(self._one("SELECT COALESCE(MAX(id), 0) FROM messages WHERE partner = ?", (partner,))[0])
 
-    def for_export(self, partner: str, after: int, upto: int, channels, directions, outgoing_sources):
+    def for_export(
+        self, partner: str, after: int, upto: int, channels: Iterable[str], directions: Iterable[str],
+        outgoing_sources: Iterable[str],
+    ) -> Iterator[Any]:  # fmt: skip
         """Messages with positions in (after, upto], filtered, oldest first, with their contact's
         CRM ID, key and names; streamed from the cursor."""
-        marks = lambda values: ", ".join("?" * len(values))  # noqa: E731
+        channels, directions, outgoing_sources = list(channels), list(directions), list(outgoing_sources)
+
+        def marks(values: list[str]) -> str:
+            return ", ".join("?" * len(values))
+
         cursor = self._stream(
             "SELECT m.id, c.crm_id, c.id AS contact_key, c.first_name, c.last_name, m.channel, m.campaign_id, "
             "m.campaign_name, m.timestamp, m.direction, m.body, m.outgoing_source, m.media, m.script_id, m.script_name "
@@ -475,7 +493,7 @@ class Messages(_Repository):
         )
         yield from cursor
 
-    def listing(self, partner: str) -> list[dict]:
+    def listing(self, partner: str) -> list[dict[str, Any]]:
         rows = self._all(
             "SELECT contact_id, channel, timestamp, direction, body, outgoing_source, campaign_id, campaign_name, "
             "script_id, script_name, media FROM messages WHERE partner = ? ORDER BY timestamp, id",
@@ -489,11 +507,13 @@ class Runs(_Repository):
         self, partner: str, feed: str, kind: str, trigger: str, file: str | None, sha256: str | None,
         size: int | None = None, instance: str | None = None, lease_until: str | None = None,
     ) -> int:  # fmt: skip
-        return self._one(
-            "INSERT INTO runs (partner, feed, kind, trigger, file, sha256, size, started, status, instance, lease_until) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?) RETURNING id",
-            (partner, feed, kind, trigger, file, sha256, size, utc_stamp(), instance, lease_until),
-        )[0]
+        return int(
+            self._one(
+                "INSERT INTO runs (partner, feed, kind, trigger, file, sha256, size, started, status, instance, "
+                "lease_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?) RETURNING id",
+                (partner, feed, kind, trigger, file, sha256, size, utc_stamp(), instance, lease_until),
+            )[0]
+        )
 
     def renew_leases(self, instance: str, until: str) -> int:
         """The heartbeat: this instance still works on its running runs until `until`."""
@@ -504,7 +524,7 @@ class Runs(_Repository):
 
     def finish(
         self, run_id: int, status: str, reason: str | None = None, rows_in_file: int | None = None,
-        rows_applied: int | None = None, rows_rejected: int | None = None, details: dict | None = None,
+        rows_applied: int | None = None, rows_rejected: int | None = None, details: dict[str, Any] | None = None,
         error_file: str | None = None,
     ) -> None:  # fmt: skip
         self._db.execute(
@@ -518,7 +538,7 @@ class Runs(_Repository):
         """The file a run made (an export), once it exists."""
         self._db.execute("UPDATE runs SET file = ?, sha256 = ?, size = ? WHERE id = ?", (file, sha256, size, run_id))
 
-    def add_errors(self, run_id: int, errors: list[tuple]) -> None:
+    def add_errors(self, run_id: int, errors: list[tuple[Any, ...]]) -> None:
         """(row number, code, failure type, message) of rejected or partly applied rows."""
         self._db.executemany(
             "INSERT INTO run_errors (run_id, row_number, code, failure_type, message) VALUES (?, ?, ?, ?, ?)",
@@ -592,7 +612,7 @@ class Runs(_Repository):
         return _run_record(self._one("SELECT * FROM runs WHERE id = ?", (run_id,)))
 
     def recent(self, feed: str | None = None, status: str | None = None, limit: int = 50) -> list[RunRecord]:
-        query, params = "SELECT * FROM runs WHERE 1 = 1", []
+        query, params = "SELECT * FROM runs WHERE 1 = 1", list[Any]()
         if feed:
             query += " AND feed = ?"
             params.append(feed)
@@ -674,7 +694,9 @@ class Claims(_Repository):
 class Outbox(_Repository):
     """Mail waiting to be sent, sent, or refused for good: one row per message and recipient."""
 
-    def add(self, kind: str, message_id: str, run_id: int | None, recipients, subject: str, message: bytes) -> None:
+    def add(
+        self, kind: str, message_id: str, run_id: int | None, recipients: Iterable[str], subject: str, message: bytes
+    ) -> None:
         """Queue `message` for each recipient; a message already queued for one is not queued twice."""
         now = utc_stamp()
         self._db.executemany(
@@ -752,7 +774,7 @@ class Outbox(_Repository):
         return [_mail(row) for row in self._all("SELECT * FROM outbox WHERE status <> 'sent' ORDER BY id")]
 
     def pending_count(self) -> int:
-        return self._one("SELECT COUNT(*) FROM outbox WHERE status = 'pending'")[0]
+        return int(self._one("SELECT COUNT(*) FROM outbox WHERE status = 'pending'")[0])
 
 
 class Alerts(_Repository):
@@ -781,7 +803,7 @@ class Logins(_Repository):
         """Record a failure; the address's failures since `window_start`, this one included."""
         self._db.execute("DELETE FROM login_failures WHERE address = ? AND at <= ?", (address, window_start))
         self._db.execute("INSERT INTO login_failures (address, at) VALUES (?, ?)", (address, at))
-        return self._one("SELECT COUNT(*) FROM login_failures WHERE address = ?", (address,))[0]
+        return int(self._one("SELECT COUNT(*) FROM login_failures WHERE address = ?", (address,))[0])
 
     def ban(self, address: str, until: float) -> None:
         self._db.execute("DELETE FROM login_failures WHERE address = ?", (address,))
@@ -807,7 +829,7 @@ class Logins(_Repository):
 class Transaction:
     """The repositories of one transaction. Handlers and runs get this, never a connection."""
 
-    def __init__(self, connection):
+    def __init__(self, connection: Connection) -> None:
         self.contacts = Contacts(connection)
         self.row_digests = RowDigests(connection)
         self.subscribers = Subscribers(connection)
@@ -822,7 +844,7 @@ class Transaction:
         self.logins = Logins(connection)
 
 
-def _contact(row) -> StoredContact | None:
+def _contact(row: Any) -> StoredContact | None:
     if row is None:
         return None
     return StoredContact(
@@ -830,11 +852,11 @@ def _contact(row) -> StoredContact | None:
     )
 
 
-def _mail(row) -> OutgoingMail:
+def _mail(row: Any) -> OutgoingMail:
     return OutgoingMail(**{name: row[name] for name in OutgoingMail.__dataclass_fields__})
 
 
-def _run_record(row) -> RunRecord:
+def _run_record(row: Any) -> RunRecord:
     values = {column: row[column] for column in RUN_COLUMNS}
     values["details"] = json.loads(values["details"] or "{}")
     return RunRecord(**values)

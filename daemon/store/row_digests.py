@@ -60,15 +60,15 @@ class DigestSet:
         """Where each bucket begins in the sorted digests (see `lookup`), made at the first one."""
 
     @classmethod
-    def from_bytes(cls, digests, keys) -> "DigestSet":
+    def from_bytes(cls, digests: bytes, keys: bytes) -> "DigestSet":
         """A set over the two blobs `to_bytes` gave (no copy)."""
         return cls(np.frombuffer(digests, dtype=DIGEST), np.frombuffer(keys, dtype=np.int64))
 
     def to_bytes(self) -> tuple[memoryview, memoryview]:
         """The digests and the keys, each as a buffer a store binds as a blob (no copy made here)."""
         return (
-            memoryview(np.ascontiguousarray(self._digests)).cast("B"),
-            memoryview(np.ascontiguousarray(self._keys)).cast("B"),
+            memoryview(np.ascontiguousarray(self._digests).data).cast("B"),
+            memoryview(np.ascontiguousarray(self._keys).data).cast("B"),
         )
 
     def lookup(self, digests: bytes) -> list[int]:

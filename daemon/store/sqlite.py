@@ -15,8 +15,10 @@ import sqlite3
 import threading
 import urllib.parse
 import zlib
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -43,18 +45,18 @@ class _Connection(sqlite3.Connection):
 
     checks_keys_later = True
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._pending: threading.Thread | None = None
         self._failure: BaseException | None = None
         self._staged: str | None = None
         """The staging table the last bulk insert read from, emptied once it is done."""
 
-    def execute(self, sql, parameters=(), /):
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
         self.settle()
         return super().execute(sql, parameters)
 
-    def executemany(self, sql, rows, /):
+    def executemany(self, sql: str, rows: Any, /) -> sqlite3.Cursor:
         self.settle()
         return super().executemany(sql, rows)
 
@@ -63,7 +65,7 @@ class _Connection(sqlite3.Connection):
             self._pending.join()
         super().close()
 
-    def stream(self, sql, parameters=(), /):
+    def stream(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
         """Rows one at a time: SQLite's cursor is lazy already."""
         return self.execute(sql, parameters)
 
@@ -87,13 +89,14 @@ class _Connection(sqlite3.Connection):
             self._finish()
 
     def _finish(self) -> BaseException | None:
+        assert self._pending is not None
         self._pending.join()
         self._pending = None
         failure, self._failure = self._failure, None
         super().execute(f"DELETE FROM temp.{self._staged}")
         return failure
 
-    def put_blobs(self, table: str, key_column: str, key, blobs: dict[str, memoryview]) -> None:
+    def put_blobs(self, table: str, key_column: str, key: Any, blobs: dict[str, memoryview]) -> None:
         """Set the blob columns of one row in place, a MiB at a time: binding a blob makes SQLite
         copy it whole first (a first import's digest set is 24 MiB at 1.5M rows)."""
         for column, data in blobs.items():
@@ -104,7 +107,9 @@ class _Connection(sqlite3.Connection):
                 for start in range(0, len(data), BLOB_CHUNK):
                     blob.write(data[start : start + BLOB_CHUNK])
 
-    def insert_rows(self, table: str, columns: tuple, conflict: str, rows: list, fixed: tuple = ()) -> None:
+    def insert_rows(
+        self, table: str, columns: tuple[str, ...], conflict: str, rows: list[Any], fixed: tuple[Any, ...] = ()
+    ) -> None:
         """`INSERT INTO table (columns) VALUES (...) <conflict>` for each of `rows`, in order;
         `fixed` holds (column, value) pairs every row has too.
 
@@ -115,7 +120,7 @@ class _Connection(sqlite3.Connection):
         self._stage(table, columns, rows)
         self._move_staged(table, columns, dict(fixed), conflict)
 
-    def insert_keyed(self, table: str, columns: tuple, rows: list, fixed: dict) -> list[int]:
+    def insert_keyed(self, table: str, columns: tuple[str, ...], rows: list[Any], fixed: dict[str, Any]) -> list[int]:
         """`insert_rows` for new rows of a table keyed by `id`, each with the columns of `fixed`
         too; returns their keys, in order. The keys are the ones SQLite would give (one more
         than the largest, row after row), given here so that the rows can be written in the
@@ -126,7 +131,9 @@ class _Connection(sqlite3.Connection):
         self._move_staged(table, columns, fixed, "", key_offset=first - offset)
         return list(range(first, first + len(rows)))
 
-    def _move_staged(self, table: str, columns: tuple, fixed: dict, conflict: str, key_offset=None) -> None:
+    def _move_staged(
+        self, table: str, columns: tuple[str, ...], fixed: dict[str, Any], conflict: str, key_offset: int | None = None
+    ) -> None:
         """Start moving the staged rows into `table`, in order, with the values of `fixed` (and,
         given `key_offset`, each row's `id`: its staging rowid plus the offset)."""
         targets, sources, parameters = [*columns, *fixed], [*columns, *"?" * len(fixed)], [*fixed.values()]
@@ -138,7 +145,7 @@ class _Connection(sqlite3.Connection):
             tuple(parameters),
         )
 
-    def _stage(self, table: str, columns: tuple, rows: list) -> None:
+    def _stage(self, table: str, columns: tuple[str, ...], rows: list[Any]) -> None:
         """`rows` into a staging table for `table` and `columns`, by multi-row INSERTs (a third
         faster than `executemany`, which steps SQLite once a row)."""
         self.settle()
@@ -150,7 +157,7 @@ class _Connection(sqlite3.Connection):
             sql = f"INSERT INTO temp.{self._staged} VALUES {_marks(len(columns), len(chunk))}"
             super().execute(sql, list(itertools.chain.from_iterable(chunk)))
 
-    def _start(self, move: str, parameters: tuple = ()) -> None:
+    def _start(self, move: str, parameters: tuple[Any, ...] = ()) -> None:
         started = threading.Event()
         self._pending = threading.Thread(target=self._move, args=(move, parameters, started))
         self._pending.start()
@@ -158,7 +165,7 @@ class _Connection(sqlite3.Connection):
         # a busy import would hand over only every few milliseconds: wait for it to get there.
         started.wait()
 
-    def _move(self, move: str, parameters: tuple, started: threading.Event) -> None:
+    def _move(self, move: str, parameters: tuple[Any, ...], started: threading.Event) -> None:
         started.set()
         try:
             super().execute(move, parameters)
@@ -198,7 +205,7 @@ class SqliteStore:
     # Transactions ------------------------------------------------------------------------
 
     @contextmanager
-    def transaction(self, label: str = "daemon", commit: bool = True):
+    def transaction(self, label: str = "daemon", commit: bool = True) -> Iterator[Transaction]:
         """BEGIN IMMEDIATE ... COMMIT, yielding the repositories; ROLLBACK on an error, or at
         the end when `commit` is False (a dry run). `label` names the writer (a feed) while it
         holds or waits for its turn."""
@@ -219,7 +226,7 @@ class SqliteStore:
             self._writer.release()
 
     @contextmanager
-    def reading(self):
+    def reading(self) -> Iterator[Transaction]:
         """A consistent snapshot to read from; never waits for a writer."""
         connection = self._connection()
         connection.execute("BEGIN")
@@ -228,7 +235,7 @@ class SqliteStore:
         finally:
             connection.execute("ROLLBACK")
 
-    def waiting(self) -> dict:
+    def waiting(self) -> dict[str, Any]:
         """Who writes now, and who waits for a turn since when."""
         return {"writing": self._writing, "waiting": dict(self._waiting)}
 
@@ -246,7 +253,7 @@ class SqliteStore:
 
     # Connections and schema ----------------------------------------------------------------
 
-    def _connection(self) -> sqlite3.Connection:
+    def _connection(self) -> _Connection:
         """This thread's connection, in autocommit mode (transactions are explicit). A thread's
         first use closes the connections of the threads that have ended since."""
         connection = getattr(self._local, "connection", None)
@@ -264,7 +271,7 @@ class SqliteStore:
         for connection in connections:
             connection.close()
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self) -> _Connection:
         if self.read_only:
             uri = f"file:{urllib.parse.quote(str(self.path))}?mode=ro"
             connection = sqlite3.connect(
@@ -281,7 +288,7 @@ class SqliteStore:
         return connection
 
     @staticmethod
-    def _schema_version(connection) -> int:
+    def _schema_version(connection: _Connection) -> int:
         exists = connection.execute("SELECT 1 FROM sqlite_master WHERE name = 'schema_version'").fetchone()
         row = connection.execute("SELECT version FROM schema_version").fetchone() if exists else None
         return row[0] if row else 0

@@ -4,6 +4,7 @@ A store records the number of the last migration applied. One newer than this co
 refused (a newer dropd wrote it); a read-only open refuses an older one rather than change it.
 """
 
+from collections.abc import Iterator
 from importlib import resources
 
 from daemon.store.records import SchemaError
@@ -22,7 +23,7 @@ class Migrations:
     def latest(self) -> int:
         return len(self._scripts)
 
-    def after(self, version: int):
+    def after(self, version: int) -> Iterator[tuple[int, list[str]]]:
         """(number, statements) of every migration after `version`, in order."""
         for number in range(version + 1, self.latest + 1):
             script = "\n".join(line for line in self._scripts[number - 1].splitlines() if not line.startswith("--"))
