@@ -291,7 +291,9 @@ class Soak:
         if self.samples:
             for label, column in (("RSS (MiB)", 1), ("descriptors", 2), ("threads", 3)):
                 values = [sample[column] / (1024 if column == 1 else 1) for sample in self.samples]
-                print(f"{label:<12} first {values[0]:7.0f}  last {values[-1]:7.0f}  peak {max(values):7.0f}")
+                quarters = "  ".join(f"{values[min(len(values) - 1, len(values) * q // 4)]:5.0f}" for q in (1, 2, 3))
+                print(f"{label:<12} first {values[0]:7.0f}  at 1/4, 1/2, 3/4 {quarters}  last {values[-1]:7.0f}  "
+                      f"peak {max(values):7.0f}  (median {statistics.median(values):.0f})")  # fmt: skip
         print("attacks run: " + ", ".join(f"{name} {count}" for name, count in sorted(self.attacks.items())))
         for failure in self.failures[:20]:
             print("  failed:", failure)

@@ -12,10 +12,14 @@ import datetime
 import json
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from handlers import option_values as v
-from handlers.base import CREATED, UNCHANGED, Column, ImportKind
+from handlers.base import CREATED, UNCHANGED, Batch, Column, ImportCounts, ImportKind, Layout, OptionReader, Row
 from handlers.typed_values import TYPES, boolean_column, date_text, parse_boolean, parse_date, utc_column
+
+if TYPE_CHECKING:
+    from daemon.store.repositories import Transaction
 
 DEFAULT_MAPPING = {
     "cID": ("contact_id", "string"),
@@ -37,12 +41,12 @@ DEFAULT_LOOKBACK = datetime.timedelta(days=7)
 
 @dataclass(frozen=True)
 class ActivityOptions:
-    mapping: dict
+    mapping: dict[str, tuple[str, str]]
     """source column -> (field, type)"""
     import_since: datetime.date | None
 
 
-def _mapping(value) -> dict:
+def _mapping(value: object) -> dict[str, tuple[str, str]]:
     if not isinstance(value, dict):
         raise ValueError('must be a table of source = { field = "...", type = "string|boolean|date" }')
     mapping = {}
@@ -65,7 +69,7 @@ def _mapping(value) -> dict:
     return mapping
 
 
-def _since(value) -> datetime.date:
+def _since(value: object) -> datetime.date:
     try:
         return datetime.date.fromisoformat(v.text(value))
     except ValueError:
@@ -76,7 +80,7 @@ class ActivityImport(ImportKind):
     kind = "activity"
 
     @staticmethod
-    def read_options(reader) -> ActivityOptions:
+    def read_options(reader: OptionReader) -> ActivityOptions:
         table = reader.sub("mapping")
         mapping = DEFAULT_MAPPING
         if table is not None:
@@ -92,7 +96,7 @@ class ActivityImport(ImportKind):
             for source, (field, _) in self.options.mapping.items()
         ]
 
-    def begin(self, tx, header: list[str]) -> None:
+    def begin(self, tx: "Transaction", header: list[str]) -> None:
         if self.options.import_since is not None:
             self._since = parse_date(self.options.import_since.isoformat(), self.timezone).isoformat()
         else:
@@ -114,7 +118,7 @@ class ActivityImport(ImportKind):
         self._columns = [(s, f, kind) for s, (f, kind) in self.options.mapping.items()] if plain else None
         """(column, field, type) for `take_batch`; None: every batch goes row by row."""
 
-    def take_batch(self, tx, batch, layout, delimiter: str, counts) -> bool:
+    def take_batch(self, tx: "Transaction", batch: Batch, layout: Layout, delimiter: str, counts: ImportCounts) -> bool:
         """A batch of new events in the common shape is applied column by column, each column in
         a few C-level calls: exactly what `apply` makes of each row (tested equal in
         tests/handlers/test_batched_imports.py). The shape: plain records with every mapped
@@ -126,23 +130,24 @@ class ActivityImport(ImportKind):
         if set(map(len, records)) != {layout.width}:
             return False
         cells_of = list(zip(*records, strict=True))
-        event: dict[str, list] = {}
+        event: dict[str, list[Any]] = {}
         for source, field, kind in self._columns:
             position = layout.positions.get(source)
             if position is None:
                 continue  # not in this file: no event has the field
-            cells = list(map(str.strip, cells_of[position]))
-            if "" in cells:
+            texts = list(map(str.strip, cells_of[position]))
+            if "" in texts:
                 return False
+            values: list[Any] | None = texts
             if kind == "date":
-                cells = utc_column(cells)
+                values = utc_column(texts)
             elif kind == "boolean":
-                cells = boolean_column(cells)
-            elif field not in _OWN_COLUMNS and not _JSON_PLAIN.fullmatch("".join(cells)):
+                values = boolean_column(texts)
+            elif field not in _OWN_COLUMNS and not _JSON_PLAIN.fullmatch("".join(texts)):
                 return False
-            if cells is None:
+            if values is None:
                 return False
-            event[field] = cells
+            event[field] = values
         event_ids, times = event["event_id"], event["time"]
         actions = list(map(str.lower, event["action"])) if "action" in event else [None] * len(event_ids)
         if len(set(event_ids)) != len(event_ids) or min(times) < self._since or "opt-out" in actions:
@@ -156,7 +161,7 @@ class ActivityImport(ImportKind):
         counts.created += len(event_ids)
         return True
 
-    def prepare(self, tx, rows) -> None:
+    def prepare(self, tx: "Transaction", rows: list[Row]) -> None:
         """Which of the batch's event ids are stored already: one lookup for the batch."""
         if self._prefetched is not None:
             self._known, self._prefetched = self._prefetched, None
@@ -164,7 +169,7 @@ class ActivityImport(ImportKind):
         ids = [event_id for row in rows if (event_id := row.cell(self._event_id_column))]
         self._known = tx.events.stored(self.partner, ids)
 
-    def apply(self, tx, row) -> str:
+    def apply(self, tx: "Transaction", row: Row) -> str:
         event = self._event(row)
         if event["time"] < self._since:
             return "too_old"
@@ -180,17 +185,17 @@ class ActivityImport(ImportKind):
             self._opted_out += tx.subscribers.opt_out(self.partner, event["contact_id"].lower())
         return CREATED
 
-    def flush(self, tx) -> None:
+    def flush(self, tx: "Transaction") -> None:
         self._writes.flush()
 
-    def finish(self, tx, counts) -> None:
+    def finish(self, tx: "Transaction", counts: ImportCounts) -> None:
         counts.extra.setdefault("too_old", 0)
         counts.extra["opted_out"] = self._opted_out
         if self._opted_out:
             tx.contacts.changed(self.partner)
 
-    def _event(self, row) -> dict:
-        event = {}
+    def _event(self, row: Row) -> dict[str, Any]:
+        event: dict[str, Any] = {}
         cells = row.cells()
         for source, field, parse in self._parsers:
             cell = cells.get(source)
@@ -210,7 +215,7 @@ class ActivityImport(ImportKind):
         return event
 
 
-def _fields_json(event: dict[str, list]) -> list[str]:
+def _fields_json(event: dict[str, list[Any]]) -> list[str]:
     """`json.dumps` of each event's other fields, for columns whose text needs no escaping."""
     names, columns = [], []
     for field, values in event.items():

@@ -89,7 +89,12 @@ No rows is a `skipped` run and no file. Cells are made safe for spreadsheets by 
 """
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
+
+if TYPE_CHECKING:
+    from daemon.store.repositories import Transaction
 
 COMPLETE = "complete"
 PARTIAL = "partial"
@@ -103,6 +108,52 @@ UNSET = "UNSET"
 
 KEEP = object()
 """What `Row.change` returns for an empty cell (or a column the file does not have)."""
+
+
+class Batch(Protocol):
+    """Records read together, in file order (`daemon.feeds.csv_source.RecordBatch`)."""
+
+    texts: list[str]
+    """Each record's raw text, without its line end."""
+    odd: dict[int, tuple[Any, Any]]
+    """By index, (cells, problem) of the records that are not plain lines."""
+
+    def __len__(self) -> int: ...
+
+    def record(self, index: int) -> tuple[int, str, list[str] | None, str | None]:
+        """(row number, text, cells or None: split the text, problem or None)."""
+        ...
+
+    def unusable(self) -> list[int]: ...
+
+
+class Records(Protocol):
+    """A file's records, as `ImportKind.run` reads them (`daemon.feeds.csv_source.CsvRows`)."""
+
+    header: list[str]
+    delimiter: str
+
+    def batches(self, size: int, max_chars: int) -> Iterator[Batch]: ...
+
+
+class OptionReader(Protocol):
+    """How a kind reads its options (`daemon.config.values.TableReader`): each `take` parses a
+    key with a parser of `option_values`, or records the problem and gives None."""
+
+    table: dict[str, Any]
+    """The table as written (a mapping read whole, like `[feed.columns]`)."""
+
+    def take(self, key: str, parse: Callable[[Any], Any], default: Any = ...) -> Any: ...
+
+    def sub(self, key: str, required: bool = False) -> "OptionReader | None": ...
+
+    def entries(self, key: str) -> list["OptionReader"]: ...
+
+    def has(self, key: str) -> bool: ...
+
+    def error(self, key: str, message: str) -> None: ...
+
+    def finish(self) -> None: ...
 
 
 class Problem(Exception):
@@ -126,7 +177,8 @@ class RowRejected(Problem):
 class FeedSetup:
     partner: str
     feed: str
-    options: object
+    options: Any
+    """What the kind's `read_options` returned."""
     timezone: str = "UTC"
     """The daemon's time zone: what a date without one in a file means."""
 
@@ -154,13 +206,13 @@ class ImportCounts:
     unchanged: int = 0
     rejected: int = 0
     partial: int = 0
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, int] = field(default_factory=dict)
 
     @property
     def applied(self) -> int:
         return self.created + self.updated + self.unchanged
 
-    def details(self) -> dict:
+    def details(self) -> dict[str, int]:
         return {
             "created": self.created,
             "updated": self.updated,
@@ -180,7 +232,7 @@ class RowErrors:
     """Where rows' problems go: `write(row, code, failure_type, message, values)`, given by
     the run (the error file and the store)."""
 
-    def __init__(self, write):
+    def __init__(self, write: Callable[[int, str, str, str, Sequence[str]], None]):
         self.write = write
 
 
@@ -197,7 +249,7 @@ class Row:
         self._layout = layout
         self._errors = errors
         self.partial_codes: list[str] = []
-        self.memo = None
+        self.memo: Any = None
         """What the kind's `prepare` worked out for this row (None when it was not prepared)."""
 
     def has(self, key: str) -> bool:
@@ -214,11 +266,11 @@ class Row:
         values = self.values
         return {key: values[index].strip() for key, index in self._layout.present}
 
-    def change(self, key: str):
+    def change(self, key: str) -> Any:
         """What the cell asks for: `KEEP` (empty, or no column), None (`UNSET`: clear it), or the value."""
         return change_of(self.cell(key))
 
-    def reject(self, code: str, message: str):
+    def reject(self, code: str, message: str) -> NoReturn:
         raise RowRejected(code, message)
 
     def partial(self, code: str, message: str) -> None:
@@ -226,7 +278,7 @@ class Row:
         self._errors.write(self.number, code, PARTIAL, message, self.values)
 
 
-def change_of(cell: str | None):
+def change_of(cell: str | None) -> Any:
     """What a cell asks for: `KEEP` (empty, or None for no column), None (`UNSET`), or the value."""
     if not cell:
         return KEEP
@@ -245,7 +297,7 @@ class Layout:
     """Cells in the header: what every record must have."""
 
 
-def column_mapping(value, fields: tuple, required: tuple) -> dict:
+def column_mapping(value: object, fields: tuple[str, ...], required: tuple[str, ...]) -> dict[str, str]:
     """A feed's `[feed.columns]` table: field = "column header", checked against `fields`."""
     if not isinstance(value, dict):
         raise ValueError('must be a table of field = "column header"')
@@ -297,7 +349,7 @@ class _Kind(ABC):
 
     @staticmethod
     @abstractmethod
-    def read_options(reader) -> object: ...
+    def read_options(reader: OptionReader) -> object: ...
 
 
 class ImportKind(_Kind):
@@ -306,41 +358,43 @@ class ImportKind(_Kind):
     @abstractmethod
     def columns(self) -> list[Column]: ...
 
-    def begin(self, tx, header: list[str]) -> None:
+    def begin(self, tx: "Transaction", header: list[str]) -> None:
         """Before the first row."""
 
-    def prepare(self, tx, rows: list[Row]) -> None:
+    def prepare(self, tx: "Transaction", rows: list[Row]) -> None:
         """Before a batch's rows are applied."""
 
     @abstractmethod
-    def apply(self, tx, row: Row) -> str: ...
+    def apply(self, tx: "Transaction", row: Row) -> str: ...
 
-    def flush(self, tx) -> None:
+    def flush(self, tx: "Transaction") -> None:
         """After a batch's last row."""
 
-    def finish(self, tx, counts: ImportCounts) -> None:
+    def finish(self, tx: "Transaction", counts: ImportCounts) -> None:
         """After the last row."""
 
-    def take_batch(self, tx, batch, layout: "Layout", delimiter: str, counts: ImportCounts) -> bool:
+    def take_batch(
+        self, tx: "Transaction", batch: Batch, layout: "Layout", delimiter: str, counts: ImportCounts
+    ) -> bool:
         """Apply a whole `RecordBatch` at once and count it (True), or leave it to `prepare` and
         `apply`, row by row (False)."""
         return False
 
-    def recognise(self, texts: list[str]) -> list | None:
+    def recognise(self, texts: list[str]) -> list[Any] | None:
         """For each text, a token (true) when its record is known to be as the last import left
         it, else a false value; or None when no record can be known."""
         return None
 
-    def still_known(self, tokens: list) -> bool:
+    def still_known(self, tokens: list[Any]) -> bool:
         return True
 
-    def returned_batch(self, tx, counts: ImportCounts):
+    def returned_batch(self, tx: "Transaction", counts: ImportCounts) -> Batch | None:
         """The batch `take_batch` took last, when the store turned it down after all (its counts
         taken back): it goes row by row. None: nothing came back. Asked before the next batch
         goes row by row and after the last; `take_batch` asks it itself before writing."""
         return None
 
-    def run(self, tx, rows, errors: RowErrors) -> ImportCounts:
+    def run(self, tx: "Transaction", rows: Records, errors: RowErrors) -> ImportCounts:
         """Apply every record of `rows` (a `CsvRows`) inside `tx`; the hooks do the kind's part."""
         positions = locate(rows.header, self.columns())
         layout = Layout(positions, [(k, p) for k, p in positions.items() if p is not None], len(rows.header))
@@ -361,12 +415,17 @@ class ImportKind(_Kind):
         self.finish(tx, counts)
         return counts
 
-    def _rows_of_returned(self, tx, delimiter, layout, errors, counts: ImportCounts) -> None:
+    def _rows_of_returned(
+        self, tx: "Transaction", delimiter: str, layout: Layout, errors: RowErrors, counts: ImportCounts
+    ) -> None:
         returned = self.returned_batch(tx, counts)
         if returned is not None:
             self._rows(tx, returned, None, delimiter, layout, errors, counts)
 
-    def _rows(self, tx, batch, tokens, delimiter, layout, errors, counts: ImportCounts) -> None:
+    def _rows(
+        self, tx: "Transaction", batch: Batch, tokens: list[Any] | None, delimiter: str, layout: Layout,
+        errors: RowErrors, counts: ImportCounts,
+    ) -> None:  # fmt: skip
         """A batch row by row (`tokens`: what `recognise` said of its records)."""
         if tokens:
             for index in batch.unusable():
@@ -375,11 +434,11 @@ class ImportKind(_Kind):
                 counts.rows += len(batch)  # every record as the last import left it
                 counts.unchanged += len(batch)
                 return
-            taken = [index for index, token in enumerate(tokens) if not token]
+            taken: Iterable[int] = [index for index, token in enumerate(tokens) if not token]
         else:
             taken = range(len(batch))
         entries = [(index, _row_or_problem(batch.record(index), delimiter, layout, errors)) for index in taken]
-        self.prepare(tx, [entry for _, entry in entries if entry.__class__ is Row])
+        self.prepare(tx, [entry for _, entry in entries if isinstance(entry, Row)])
         settled = 0  # records before this one are counted, reported or applied
         for index, entry in entries:
             if index > settled:
@@ -390,10 +449,14 @@ class ImportKind(_Kind):
             self._settle(tx, batch, tokens, settled, len(batch), delimiter, layout, errors, counts)
         self.flush(tx)
 
-    def _settle(self, tx, batch, tokens, start, end, delimiter, layout, errors, counts: ImportCounts) -> None:
+    def _settle(
+        self, tx: "Transaction", batch: Batch, tokens: list[Any] | None, start: int, end: int, delimiter: str,
+        layout: Layout, errors: RowErrors, counts: ImportCounts,
+    ) -> None:  # fmt: skip
         """Recognised records `start` to `end` of `batch` (no row applied between them): all
         unchanged when the kind says so at once, else asked about one by one and applied where
         rewritten."""
+        assert tokens is not None, "records are settled only where some were recognised"
         if self.still_known(tokens[start:end]):
             counts.rows += end - start
             counts.unchanged += end - start
@@ -405,17 +468,17 @@ class ImportKind(_Kind):
             else:
                 self._take(tx, _row_or_problem(batch.record(index), delimiter, layout, errors), errors, counts)
 
-    def _take(self, tx, entry, errors: RowErrors, counts: ImportCounts) -> None:
+    def _take(self, tx: "Transaction", entry: "Row | Malformed", errors: RowErrors, counts: ImportCounts) -> None:
         """A row to apply, or (row number, cells, problem) to report."""
         counts.rows += 1
-        if entry.__class__ is Row:
+        if isinstance(entry, Row):
             self._apply(tx, entry, counts)
         else:
             number, values, problem = entry
             errors.write(number, "malformed-row", COMPLETE, problem, values or [])
             counts.rejected += 1
 
-    def _apply(self, tx, row: Row, counts: ImportCounts) -> None:
+    def _apply(self, tx: "Transaction", row: Row, counts: ImportCounts) -> None:
         try:
             outcome = self.apply(tx, row)
         except RowRejected as rejected:
@@ -427,7 +490,13 @@ class ImportKind(_Kind):
             counts.partial += 1
 
 
-def _row_or_problem(record: tuple, delimiter: str, layout: Layout, errors: RowErrors):
+Malformed = tuple[int, list[str] | None, str]
+"""(row number, cells if they could be read, what is wrong): a record that is not a `Row`."""
+
+
+def _row_or_problem(
+    record: tuple[int, str, list[str] | None, str | None], delimiter: str, layout: Layout, errors: RowErrors
+) -> Row | Malformed:
     """A record as a `Row`, or (row number, cells, problem) when it cannot be one."""
     number, text, values, problem = record
     if problem is None:
@@ -456,11 +525,11 @@ class ExportKind(_Kind):
     @abstractmethod
     def header(self) -> list[str]: ...
 
-    def settle(self, tx) -> None:
+    def settle(self, tx: "Transaction") -> None:
         """Before the snapshot."""
 
-    def upto(self, tx) -> int | None:
+    def upto(self, tx: "Transaction") -> int | None:
         return None
 
     @abstractmethod
-    def rows(self, tx, after: int, upto: int | None): ...
+    def rows(self, tx: "Transaction", after: int, upto: int | None) -> Iterable[list[Any]]: ...

@@ -15,7 +15,13 @@ Rules that keep that true:
   gives every such contact its key, and updating one writes the queue first.
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from daemon.store.records import StoredContact
+    from daemon.store.repositories import Contacts, ContactWrites
 
 MATCH_FIELDS = ("contact_id", "crm_id", "mobile_number")
 
@@ -24,15 +30,15 @@ MATCH_FIELDS = ("contact_id", "crm_id", "mobile_number")
 class ViewedContact:
     key: int | None
     """The store's key; None for a contact created in this batch and not yet written."""
-    contact_id: str
+    contact_id: str | None
     crm_id: str | None
     mobile_number: str | None
     source_hash: bytes | None
-    custom: dict
+    custom: dict[str, Any]
 
 
 class ContactView:
-    def __init__(self, contacts, writes, partner: str):
+    def __init__(self, contacts: "Contacts", writes: "ContactWrites", partner: str):
         self._contacts = contacts
         self._writes = writes
         self._partner = partner
@@ -43,7 +49,7 @@ class ContactView:
     def clear(self) -> None:
         """Write what is queued and forget the batch (memory stays that of one batch)."""
         self.write()
-        self._index: dict[str, dict] = {field: {} for field in MATCH_FIELDS}
+        self._index: dict[str, dict[str, ViewedContact | None]] = {field: {} for field in MATCH_FIELDS}
         """field -> value -> the contact holding it, or None when none does."""
         self._by_key: dict[int, ViewedContact] = {}
 
@@ -51,11 +57,12 @@ class ContactView:
         """Write what is queued; the contacts it created get their store keys."""
         inserted = self._writes.flush()
         for contact in self._created:
+            assert contact.contact_id is not None, "a contact is created with its contact ID"
             contact.key = inserted[contact.contact_id]
             self._by_key[contact.key] = contact
         self._created.clear()
 
-    def load(self, field: str, values) -> None:
+    def load(self, field: str, values: Iterable[str]) -> None:
         """Look up every value of `field` not known yet, in as few statements as the store needs."""
         index = self._index[field]
         wanted = [value for value in dict.fromkeys(values) if value not in index]
@@ -73,7 +80,7 @@ class ContactView:
             self.load(field, [value])
         return index[value]
 
-    def create(self, changes: dict, custom: dict) -> ViewedContact:
+    def create(self, changes: dict[str, Any], custom: dict[str, Any]) -> ViewedContact:
         self._writes.create(self._partner, changes, custom)
         contact = ViewedContact(None, None, None, None, changes.get("source_hash"), custom)
         self._created.append(contact)
@@ -82,9 +89,10 @@ class ContactView:
                 self._move(contact, field, changes[field])
         return contact
 
-    def update(self, contact: ViewedContact, changes: dict, custom: dict | None) -> None:
+    def update(self, contact: ViewedContact, changes: dict[str, Any], custom: dict[str, Any] | None) -> None:
         if contact.key is None:
             self.write()
+        assert contact.key is not None, "writing the queue gives every contact its key"
         self._writes.update(contact.key, changes, custom)
         for field in MATCH_FIELDS:
             if field in changes:
@@ -94,7 +102,7 @@ class ContactView:
         if custom is not None:
             contact.custom = custom
 
-    def _adopt(self, stored) -> None:
+    def _adopt(self, stored: "StoredContact") -> None:
         """A contact the store returned: the batch's object for it, indexed by its keys."""
         contact = self._by_key.get(stored.key)
         if contact is None:
@@ -107,7 +115,7 @@ class ContactView:
             if value is not None:
                 self._index[field][value] = contact
 
-    def _move(self, contact: ViewedContact, field: str, value) -> None:
+    def _move(self, contact: ViewedContact, field: str, value: str | None) -> None:
         """`contact` now holds `value` in `field`: its old value belongs to nobody."""
         index = self._index[field]
         old = getattr(contact, field)

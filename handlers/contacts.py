@@ -24,6 +24,7 @@ import hashlib
 import json
 import operator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import phonenumbers
 
@@ -36,14 +37,22 @@ from handlers.base import (
     UNCHANGED,
     UNSET,
     UPDATED,
+    Batch,
     Column,
     FeedSetup,
+    ImportCounts,
     ImportKind,
+    Layout,
+    OptionReader,
+    Row,
     change_of,
     column_mapping,
 )
 from handlers.contact_view import ContactView, ViewedContact
 from handlers.validation import normalized_email, normalized_emails, phone_to_e164, phones_to_e164
+
+if TYPE_CHECKING:
+    from daemon.store.repositories import Transaction
 
 FIELDS = ("contact_id", "first_name", "last_name", "mobile_number", "email", "staff_id", "crm_id")
 REQUIRED = ("contact_id", "first_name", "last_name", "mobile_number")
@@ -54,8 +63,8 @@ MAX_CUSTOM_LENGTH = 1000
 @dataclass(frozen=True)
 class OptOut:
     column: str
-    opted_in: frozenset
-    opted_out: frozenset
+    opted_in: frozenset[str]
+    opted_out: frozenset[str]
     empty: str
 
 
@@ -70,23 +79,27 @@ class CustomField:
 
 @dataclass(frozen=True)
 class ContactsOptions:
-    columns: dict
+    columns: dict[str, Any]
     opt_out: OptOut | None
-    custom: tuple
+    custom: tuple[Any, ...]
     phone_region: str
 
 
-def _region(value) -> str:
-    if v.text(value).upper() not in phonenumbers.SUPPORTED_REGIONS:
+def _region(value: object) -> str:
+    region = v.text(value).upper()
+    if region not in phonenumbers.SUPPORTED_REGIONS:
         raise ValueError(f'{value!r} is not a region code phonenumbers knows (like "US" or "GB")')
-    return value.upper()
+    return region
 
 
-def _read_opt_out(reader) -> OptOut | None:
+def _read_opt_out(reader: OptionReader) -> OptOut | None:
     table = reader.sub("opt_out")
     if table is None:
         return None
-    lower = lambda items: frozenset(item.strip().lower() for item in items or ())  # noqa: E731
+
+    def lower(items: tuple[str, ...] | None) -> frozenset[str]:
+        return frozenset(item.strip().lower() for item in items or ())
+
     opt_out = OptOut(
         column=table.take("column", v.non_empty_text),
         opted_in=lower(table.take("opted_in", v.text_list)),
@@ -99,7 +112,7 @@ def _read_opt_out(reader) -> OptOut | None:
     return opt_out
 
 
-def _read_custom(reader) -> tuple:
+def _read_custom(reader: OptionReader) -> tuple[Any, ...]:
     tables = reader.entries("custom")
     if len(tables) > MAX_CUSTOM_FIELDS:
         reader.error("custom", f"{len(tables)} custom fields; at most {MAX_CUSTOM_FIELDS}")
@@ -140,7 +153,7 @@ class _RowFacts:
 
     __slots__ = ("digest", "source_hash", "cells", "contact_id", "validated", "crm_id", "phone")
 
-    def __init__(self, digest: bytes, source_hash: bytes, cells: dict):
+    def __init__(self, digest: bytes, source_hash: bytes, cells: dict[str, Any]):
         self.digest = digest
         self.source_hash = source_hash
         self.cells = cells
@@ -157,7 +170,7 @@ class _RowFacts:
         self.validated = True
 
 
-def _distinct(values: list) -> bool:
+def _distinct(values: list[Any]) -> bool:
     return len(set(values)) == len(values)
 
 
@@ -165,9 +178,9 @@ class ContactsImport(ImportKind):
     kind = "contacts"
 
     @staticmethod
-    def read_options(reader) -> ContactsOptions:
+    def read_options(reader: OptionReader) -> ContactsOptions:
         columns_table = reader.sub("columns", required=True)
-        columns = None
+        columns: dict[str, str] = {}
         if columns_table is not None:
             try:
                 columns = column_mapping(columns_table.table, FIELDS, REQUIRED)
@@ -196,7 +209,7 @@ class ContactsImport(ImportKind):
         ]
         return columns
 
-    def begin(self, tx, header: list[str]) -> None:
+    def begin(self, tx: "Transaction", header: list[str]) -> None:
         tx.contacts.declare_custom_fields(
             self.partner, [(c.field, c.mergeable, c.visible) for c in self.options.custom]
         )
@@ -207,17 +220,17 @@ class ContactsImport(ImportKind):
         self._text_digests = TextDigests(self._digest_key)
         self._previous = tx.row_digests.previous(self.feed, self.partner, tx.contacts.version(self.partner))
         self._digests = DigestLog(self._previous)
-        self._waiting: list[tuple[bytes, ViewedContact]] = []
+        self._waiting: list[tuple[bytes | None, ViewedContact]] = []
         """(digest, contact) of contacts created and not written yet: their keys come later."""
         self._changed = False
         self._view = ContactView(tx.contacts, tx.contacts.writes(), self.partner)
-        self._taken: tuple | None = None
+        self._taken: tuple[Batch, int, bool] | None = None
         """(batch, contacts created, `_changed` before) of a batch `take_batch` took and the
         store has not confirmed yet."""
-        self._returned = None
+        self._returned: Batch | None = None
         """A batch the store turned down, found by `take_batch`, for `returned_batch` to give."""
 
-    def take_batch(self, tx, batch, layout, delimiter: str, counts) -> bool:
+    def take_batch(self, tx: "Transaction", batch: Batch, layout: Layout, delimiter: str, counts: ImportCounts) -> bool:
         """A batch of new contacts is created column by column, each column in a few C-level
         calls: exactly what `apply` makes of each row (tested equal in
         tests/handlers/test_batched_imports.py). The shape (`_new_contacts`): plain records;
@@ -248,7 +261,9 @@ class ContactsImport(ImportKind):
         counts.created += len(keys)
         return True
 
-    def _new_contacts(self, batch, layout, delimiter: str) -> tuple[dict, list] | None:
+    def _new_contacts(
+        self, batch: Batch, layout: Layout, delimiter: str
+    ) -> tuple[dict[str, list[Any]], list[Any]] | None:
         """The batch as the columns of new contacts and their custom fields, or None when a
         record is not of the shape `take_batch` takes."""
         if batch.odd:
@@ -257,7 +272,7 @@ class ContactsImport(ImportKind):
         if set(map(len, records)) != {layout.width}:
             return None
         by_position = list(zip(*records, strict=True))
-        cells = {key: list(map(str.strip, by_position[position])) for key, position in layout.present}
+        cells = {key: list[Any](map(str.strip, by_position[position])) for key, position in layout.present}
         if any(UNSET in column for column in cells.values()) or any("" in cells[name] for name in REQUIRED):
             return None
         size = len(records)
@@ -278,7 +293,7 @@ class ContactsImport(ImportKind):
                    "staff_id": [staff_id or None for staff_id in cells.get("staff_id", ())] or [None] * size}  # fmt: skip
         return columns, custom
 
-    def _stored_already(self, tx, columns: dict) -> bool:
+    def _stored_already(self, tx: "Transaction", columns: dict[str, Any]) -> bool:
         """True when a contact ID, phone or CRM ID of the batch belongs to a stored contact."""
         given_crm_ids = [crm_id for crm_id in columns["crm_id"] if crm_id]
         return bool(
@@ -287,7 +302,7 @@ class ContactsImport(ImportKind):
             or (given_crm_ids and tx.contacts.find(self.partner, "crm_id", given_crm_ids))
         )
 
-    def returned_batch(self, tx, counts):
+    def returned_batch(self, tx: "Transaction", counts: ImportCounts) -> Batch | None:
         """The batch `take_batch` took last, when one of its contact IDs, CRM IDs or phones
         turned out to be stored already: the store wrote none of it, and it goes row by row."""
         if self._returned is not None:
@@ -307,7 +322,7 @@ class ContactsImport(ImportKind):
             return batch
         return None
 
-    def _batch_emails(self, column: list[str] | None, size: int) -> list | None:
+    def _batch_emails(self, column: list[str] | None, size: int) -> list[Any] | None:
         """Each row's email to store (None: none given), or None when one is not valid."""
         if column is None:
             return [None] * size
@@ -316,7 +331,7 @@ class ContactsImport(ImportKind):
         emails = [next(normalized) if email else None for email in column]
         return None if len(given) != sum(email is not None for email in emails) else emails
 
-    def _batch_opt_out(self, column: list[str] | None, size: int) -> list | None:
+    def _batch_opt_out(self, column: list[str] | None, size: int) -> list[Any] | None:
         """Each new contact's opt-out, or None when a cell is neither value."""
         rule = self.options.opt_out
         if rule is None or column is None:
@@ -326,7 +341,7 @@ class ContactsImport(ImportKind):
         values = list(map(meaning.get, map(str.lower, column)))
         return None if None in values else values
 
-    def _batch_custom(self, cells: dict, size: int) -> list | None:
+    def _batch_custom(self, cells: dict[str, Any], size: int) -> list[Any] | None:
         """Each new contact's custom fields as (field, value) pairs, or None when one is too long."""
         present = [(c.field, cells[f"custom:{c.field}"]) for c in self.options.custom if f"custom:{c.field}" in cells]
         if not present:
@@ -336,7 +351,8 @@ class ContactsImport(ImportKind):
         names = [name for name, _ in present]
         rows = list(zip(*(values for _, values in present), strict=True))
         pairs = {
-            row: tuple((name, value) for name, value in zip(names, row, strict=True) if value) for row in set(rows)
+            row: tuple[Any, ...]((name, value) for name, value in zip(names, row, strict=True) if value)
+            for row in set(rows)
         }
         return list(map(pairs.__getitem__, rows))
 
@@ -348,7 +364,7 @@ class ContactsImport(ImportKind):
         except UnicodeEncodeError:  # a lone surrogate: no decoded file has one, but be exact
             return [self._source_hash(values) for values in records]
 
-    def recognise(self, texts: list[str]) -> list | None:
+    def recognise(self, texts: list[str]) -> list[Any] | None:
         """The key of the contact each text last wrote, for texts the feed's last import left."""
         if not self._previous:
             return None
@@ -357,7 +373,7 @@ class ContactsImport(ImportKind):
     def still_known(self, keys: list[int]) -> bool:
         return self._digests.untouched(keys)
 
-    def prepare(self, tx, rows) -> None:
+    def prepare(self, tx: "Transaction", rows: list[Row]) -> None:
         """Look up the contacts the rows name, by contact ID first, then by CRM ID and phone for
         the rows whose stored contact does not already carry the same cells."""
         pending = [self._facts(row) for row in rows]
@@ -376,21 +392,21 @@ class ContactsImport(ImportKind):
         view.load("crm_id", crm_ids)
         view.load("mobile_number", phones)
 
-    def _facts(self, row) -> _RowFacts:
-        row.memo = _RowFacts(self._text_digests.one(row.text), self._source_hash(row.values), row.cells())
-        return row.memo
+    def _facts(self, row: Row) -> _RowFacts:
+        facts = row.memo = _RowFacts(self._text_digests.one(row.text), self._source_hash(row.values), row.cells())
+        return facts
 
-    def apply(self, tx, row) -> str:
+    def apply(self, tx: "Transaction", row: Row) -> str:
         outcome = self._apply_row(self._view, row)
         if outcome != UNCHANGED:
             self._changed = True
         return outcome
 
-    def flush(self, tx) -> None:
+    def flush(self, tx: "Transaction") -> None:
         self._view.clear()  # writes the batch
         self._settle_waiting()
 
-    def finish(self, tx, counts) -> None:
+    def finish(self, tx: "Transaction", counts: ImportCounts) -> None:
         version = tx.contacts.changed(self.partner) if self._changed else tx.contacts.version(self.partner)
         tx.row_digests.save(self.feed, self.partner, version, self._digests.result())
 
@@ -415,11 +431,11 @@ class ContactsImport(ImportKind):
         for digest, contact in waiting:
             self._remember(digest, contact)
 
-    def _source_hash(self, values) -> bytes:
+    def _source_hash(self, values: list[str]) -> bytes:
         cells = "\x1f".join(values).encode("utf-8", "surrogatepass")
         return hashlib.blake2b(cells, digest_size=16, key=self._digest_key).digest()
 
-    def _apply_row(self, view, row) -> str:
+    def _apply_row(self, view: ContactView, row: Row) -> str:
         """Match the row to a contact (or none), check it, and create or update the contact."""
         facts = row.memo or self._facts(row)  # not prepared: recognised, then rewritten
         contact_id, source_hash = facts.contact_id, facts.source_hash
@@ -475,7 +491,7 @@ class ContactsImport(ImportKind):
         self._remember(digest, target)
         return UPDATED
 
-    def _match(self, view, row, contact_id, crm_id, phone, by_contact_id):
+    def _match(self, view: ContactView, row: Row, contact_id: str, crm_id: Any, phone: Any, by_contact_id: Any) -> Any:
         """The stored contact this row is about (None: a new one), or the row is rejected."""
         by_crm = view.get("crm_id", crm_id) if crm_id else None
         by_phone = view.get("mobile_number", phone) if phone else None
@@ -504,7 +520,7 @@ class ContactsImport(ImportKind):
             row.reject("duplicate-contact", f"contact ID {contact_id} belongs to another contact")
         return target
 
-    def _opt_out(self, row, cells: dict, is_new: bool) -> bool | None:
+    def _opt_out(self, row: Row, cells: dict[str, Any], is_new: bool) -> bool | None:
         """The opt-out status to store, or None to leave it as it is."""
         rule = self.options.opt_out
         if rule is None or "opt_out" not in cells:
@@ -513,7 +529,7 @@ class ContactsImport(ImportKind):
         if not cell:
             if rule.empty == "keep":
                 return None if not is_new else False
-            return rule.empty == "opt_out"
+            return bool(rule.empty == "opt_out")
         if cell in rule.opted_out:
             return True
         if cell in rule.opted_in:
@@ -524,7 +540,7 @@ class ContactsImport(ImportKind):
         )
         return None
 
-    def _custom(self, row, cells: dict, custom: dict) -> bool:
+    def _custom(self, row: Row, cells: dict[str, Any], custom: dict[str, Any]) -> bool:
         changed = False
         too_long = []
         for field in self.options.custom:

@@ -10,11 +10,16 @@ outgoing messages), each at least one value; all of them when not given.
 
 import datetime
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from handlers import option_values as v
-from handlers.base import ExportKind
+from handlers.base import ExportKind, OptionReader
 from handlers.messages import CHANNELS, OUTGOING_SOURCES
+
+if TYPE_CHECKING:
+    from daemon.store.repositories import Transaction
 
 COLUMNS = (
     "crm_id", "admithub_id", "first_name", "last_name", "channel", "campaign_id", "campaign_name",
@@ -58,7 +63,7 @@ class ConversationsExport(ExportKind):
     watermarked = True
 
     @staticmethod
-    def read_options(reader) -> ConversationsOptions:
+    def read_options(reader: OptionReader) -> ConversationsOptions:
         return ConversationsOptions(
             channels=reader.take("channels", v.choice_list(*CHANNELS), CHANNELS),
             directions=reader.take("directions", v.choice_list(*DIRECTIONS), DIRECTIONS),
@@ -68,16 +73,16 @@ class ConversationsExport(ExportKind):
     def header(self) -> list[str]:
         return list(COLUMNS)
 
-    def settle(self, tx) -> None:
+    def settle(self, tx: "Transaction") -> None:
         tx.messages.serialize_positions(self.partner)
 
-    def upto(self, tx) -> int | None:
+    def upto(self, tx: "Transaction") -> int | None:
         return tx.messages.last_position(self.partner)
 
-    def rows(self, tx, after: int, upto: int | None):
+    def rows(self, tx: "Transaction", after: int, upto: int | None) -> Iterator[list[Any]]:
         options = self.options
         found = tx.messages.for_export(
-            self.partner, after, upto, options.channels, options.directions, options.outgoing_sources
+            self.partner, after, upto or 0, options.channels, options.directions, options.outgoing_sources
         )
         for (_position, crm_id, contact_key, first_name, last_name, channel, campaign_id, campaign_name, timestamp,
              direction, body, outgoing_source, media, script_id, script_name) in found:  # fmt: skip

@@ -6,8 +6,14 @@ last_click, segment — aggregated from the events activity feeds imported, matc
 subscriber by the event's contact ID being their email address (case-insensitive).
 """
 
-from handlers.base import ExportKind
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from handlers.base import ExportKind, OptionReader
 from handlers.conversations import utc_text
+
+if TYPE_CHECKING:
+    from daemon.store.repositories import Transaction
 
 COLUMNS = ("email", "opted_out", "opted_out_since", "open_count", "click_count", "last_open", "last_click", "segment")
 
@@ -16,14 +22,14 @@ class EngagementExport(ExportKind):
     kind = "engagement_export"
 
     @staticmethod
-    def read_options(reader) -> None:
+    def read_options(reader: OptionReader) -> None:
         """No keys of its own: the columns are fixed."""
         return None
 
     def header(self) -> list[str]:
         return list(COLUMNS)
 
-    def rows(self, tx, after: int, upto: int | None):
+    def rows(self, tx: "Transaction", after: int, upto: int | None) -> Iterator[list[Any]]:
         for s in tx.subscribers.engagement(self.partner):
             opted_out = bool(s["opted_out"])
             since = (s["opt_out_time"] or s["updated_at"]) if opted_out else None

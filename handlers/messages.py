@@ -8,9 +8,13 @@ contact, timestamp, direction and a hash of the body, so a re-sent log adds noth
 """
 
 import hashlib
+from typing import TYPE_CHECKING, Any
 
-from handlers.base import CREATED, UNCHANGED, Column, ImportKind
+from handlers.base import CREATED, UNCHANGED, Column, ImportKind, OptionReader, Row
 from handlers.typed_values import parse_date
+
+if TYPE_CHECKING:
+    from daemon.store.repositories import Transaction
 
 REQUIRED_COLUMNS = ("contact_id", "channel", "timestamp", "incoming", "outgoing")
 OPTIONAL_COLUMNS = (
@@ -30,28 +34,29 @@ class MessagesImport(ImportKind):
     kind = "messages"
 
     @staticmethod
-    def read_options(reader) -> None:
+    def read_options(reader: OptionReader) -> None:
         """Messages feeds have no keys of their own: the columns are fixed."""
         return None
 
     def columns(self) -> list[Column]:
         return [Column(name, name, required=name in REQUIRED_COLUMNS) for name in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
 
-    def begin(self, tx, header: list[str]) -> None:
+    def begin(self, tx: "Transaction", header: list[str]) -> None:
         tx.messages.serialize_positions(self.partner)
 
-    def apply(self, tx, row) -> str:
+    def apply(self, tx: "Transaction", row: Row) -> str:
         return CREATED if tx.messages.add(self.partner, self._message(row)) else UNCHANGED
 
-    def _message(self, row) -> dict:
-        contact_id, channel = row.cell("contact_id"), row.cell("channel").lower()
-        incoming, outgoing = row.cell("incoming"), row.cell("outgoing")
+    def _message(self, row: Row) -> dict[str, Any]:
+        # Every column of a messages file is required (`columns`): each cell is there.
+        contact_id, channel = row.cell("contact_id") or "", (row.cell("channel") or "").lower()
+        incoming, outgoing = row.cell("incoming") or "", row.cell("outgoing") or ""
         if not contact_id:
             row.reject("missing-value", "contact_id is empty")
         if channel not in CHANNELS:
             row.reject("invalid-attribute-data", f"channel {channel!r} is not one of: {', '.join(CHANNELS)}")
         try:
-            timestamp = parse_date(row.cell("timestamp"), self.timezone).isoformat()
+            timestamp = parse_date(row.cell("timestamp") or "", self.timezone).isoformat()
         except ValueError as exc:
             row.reject("invalid-attribute-data", f"timestamp: {exc}")
         if bool(incoming) == bool(outgoing):

@@ -7,6 +7,7 @@ here, below both the feed kinds and the config, because both read options with t
 """
 
 import re
+from collections.abc import Callable
 
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
@@ -20,26 +21,27 @@ def parse_duration(text: str) -> float:
     return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
-def text(value) -> str:
+def text(value: object) -> str:
     if not isinstance(value, str):
         raise ValueError(f"must be a string, not {type(value).__name__}")
     return value
 
 
-def non_empty_text(value) -> str:
-    if not text(value).strip():
+def non_empty_text(value: object) -> str:
+    checked = text(value)
+    if not checked.strip():
         raise ValueError("must not be empty")
-    return value
+    return checked
 
 
-def boolean(value) -> bool:
+def boolean(value: object) -> bool:
     if not isinstance(value, bool):
         raise ValueError("must be true or false")
     return value
 
 
-def integer(low: int, high: int):
-    def parse(value) -> int:
+def integer(low: int, high: int) -> Callable[[object], int]:
+    def parse(value: object) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError(f"must be a whole number between {low} and {high}")
         if not low <= value <= high:
@@ -49,30 +51,30 @@ def integer(low: int, high: int):
     return parse
 
 
-def duration(value) -> float:
+def duration(value: object) -> float:
     seconds = parse_duration(text(value))
     if seconds <= 0:
         raise ValueError("must be longer than zero")
     return seconds
 
 
-def choice(*options: str):
-    def parse(value) -> str:
-        if value not in options:
+def choice(*options: str) -> Callable[[object], str]:
+    def parse(value: object) -> str:
+        if not isinstance(value, str) or value not in options:
             raise ValueError(f"{value!r} is not one of: {', '.join(options)}")
         return value
 
     return parse
 
 
-def text_list(value) -> tuple[str, ...]:
+def text_list(value: object) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise ValueError("must be a list of strings")
     return tuple(value)
 
 
-def choice_list(*options: str, allow_empty: bool = False):
-    def parse(value) -> tuple[str, ...]:
+def choice_list(*options: str, allow_empty: bool = False) -> Callable[[object], tuple[str, ...]]:
+    def parse(value: object) -> tuple[str, ...]:
         items = text_list(value)
         if not items and not allow_empty:
             raise ValueError(f"needs at least one of: {', '.join(options)}")
@@ -84,7 +86,7 @@ def choice_list(*options: str, allow_empty: bool = False):
     return parse
 
 
-def percent(value) -> float:
+def percent(value: object) -> float:
     """ "50%" as 0.5."""
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*%\s*", text(value))
     if not match or float(match.group(1)) > 100:
@@ -105,7 +107,7 @@ _SIZE_UNITS = {
 }
 
 
-def byte_size(value) -> int:
+def byte_size(value: object) -> int:
     """ "5MB" (10^6 bytes), "512KiB" (2^10), "100B"."""
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]i?[bB]|[bB])\s*", text(value))
     if not match:
@@ -116,11 +118,12 @@ def byte_size(value) -> int:
     return size
 
 
-def time_of_day(value) -> tuple[int, int] | None:
+def time_of_day(value: object) -> tuple[int, int] | None:
     """ "07:00" as (7, 0); "" as None (off)."""
-    if text(value).strip() == "":
+    written = text(value)
+    if written.strip() == "":
         return None
-    match = re.fullmatch(r"\s*([01]?\d|2[0-3]):([0-5]\d)\s*", value)
+    match = re.fullmatch(r"\s*([01]?\d|2[0-3]):([0-5]\d)\s*", written)
     if not match:
         raise ValueError(f'{value!r} is not a time of day; write it like "07:00" (24-hour clock), or "" for off')
     return int(match.group(1)), int(match.group(2))

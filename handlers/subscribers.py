@@ -10,6 +10,7 @@ import hashlib
 import json
 from array import array
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,18 +23,24 @@ from handlers.base import (
     UPDATED,
     Column,
     FileRejected,
+    ImportCounts,
     ImportKind,
+    OptionReader,
+    Row,
     change_of,
     column_mapping,
 )
 from handlers.validation import normalized_email
+
+if TYPE_CHECKING:
+    from daemon.store.repositories import Transaction
 
 FIELDS = ("email", "first_name", "last_name", "segment_code")
 
 
 @dataclass(frozen=True)
 class SubscribersOptions:
-    columns: dict
+    columns: dict[str, str]
     mode: str
     max_removal: float
     """A fraction: 0.5 for "50%"."""
@@ -43,7 +50,7 @@ class SubscribersImport(ImportKind):
     kind = "subscribers"
 
     @staticmethod
-    def read_options(reader) -> SubscribersOptions:
+    def read_options(reader: OptionReader) -> SubscribersOptions:
         table = reader.sub("columns")
         columns = {name: name for name in FIELDS}
         if table is not None:
@@ -60,7 +67,7 @@ class SubscribersImport(ImportKind):
     def columns(self) -> list[Column]:
         return [Column(name, header, required=name == "email") for name, header in self.options.columns.items()]
 
-    def begin(self, tx, header: list[str]) -> None:
+    def begin(self, tx: "Transaction", header: list[str]) -> None:
         self._writes = tx.subscribers.writes()
         self._batch: dict[str, _Subscriber | None] = {}
         """email key -> the subscriber as this batch's earlier rows left it (None: there is none)."""
@@ -78,7 +85,7 @@ class SubscribersImport(ImportKind):
         """(digest, email key) of subscribers created and not written yet: their keys come later."""
         self._changed = False
 
-    def recognise(self, texts: list[str]) -> list | None:
+    def recognise(self, texts: list[str]) -> list[Any] | None:
         """The key of the subscriber each text last wrote, for texts the feed's last import left."""
         if not self._previous:
             return None
@@ -91,16 +98,16 @@ class SubscribersImport(ImportKind):
             self._listed.extend(keys)
         return True
 
-    def prepare(self, tx, rows) -> None:
+    def prepare(self, tx: "Transaction", rows: list[Row]) -> None:
         """Check each row's email and look up the batch's subscribers in one go."""
         wanted = [facts.email.lower() for row in rows if (facts := self._facts(row)).email is not None]
         self._load(tx, wanted)
 
-    def _facts(self, row) -> "_RowFacts":
-        row.memo = _RowFacts(self._text_digests.one(row.text), row.cells())
-        return row.memo
+    def _facts(self, row: Row) -> "_RowFacts":
+        facts = row.memo = _RowFacts(self._text_digests.one(row.text), row.cells())
+        return facts
 
-    def _load(self, tx, email_keys) -> None:
+    def _load(self, tx: "Transaction", email_keys: list[str]) -> None:
         batch = self._batch
         wanted = [key for key in dict.fromkeys(email_keys) if key not in batch]
         for key in wanted:
@@ -110,7 +117,7 @@ class SubscribersImport(ImportKind):
                 stored.key, stored.first_name, stored.last_name, stored.segment_code, stored.removed
             )
 
-    def apply(self, tx, row) -> str:
+    def apply(self, tx: "Transaction", row: Row) -> str:
         facts = row.memo or self._facts(row)  # not prepared: recognised, then rewritten
         cells, raw_email, email = facts.cells, facts.raw_email, facts.email
         if raw_email in (KEEP, None):
@@ -167,11 +174,11 @@ class SubscribersImport(ImportKind):
             self._digests.keep(digest, keys[email_key])
         self._waiting.clear()
 
-    def flush(self, tx) -> None:
+    def flush(self, tx: "Transaction") -> None:
         self._write()
         self._batch.clear()
 
-    def finish(self, tx, counts) -> None:
+    def finish(self, tx: "Transaction", counts: ImportCounts) -> None:
         if self._full:
             listed = np.frombuffer(self._listed, dtype=np.int64)
             absent = self._active[~np.isin(self._active, listed)]
@@ -196,7 +203,7 @@ class _RowFacts:
 
     __slots__ = ("digest", "cells", "raw_email", "email")
 
-    def __init__(self, digest: bytes, cells: dict):
+    def __init__(self, digest: bytes, cells: dict[str, str]):
         self.digest = digest
         self.cells = cells
         self.raw_email = change_of(cells.get("email"))

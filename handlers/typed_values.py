@@ -80,4 +80,4 @@ _BOOLEANS = dict.fromkeys(_TRUE, True) | dict.fromkeys(_FALSE, False)
 def boolean_column(cells: list[str]) -> list[bool] | None:
     """`parse_boolean` of every cell (stripped already), or None when one is not a boolean."""
     values = list(map(_BOOLEANS.get, map(str.lower, cells)))
-    return None if None in values else values
+    return None if None in values else [bool(value) for value in values]

@@ -2,6 +2,8 @@
 
 import functools
 import re
+from collections.abc import Callable
+from typing import Any
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
@@ -42,15 +44,16 @@ def phone_to_e164(value: str, region: str) -> str | None:
     return _library_e164(value, region)
 
 
-def _desc_pattern(desc, length: int) -> str | None:
+def _desc_pattern(desc: Any, length: int) -> str | None:
     """The desc's national-number pattern if a number of `length` digits can match it at all
     (the library's `_is_number_matching_desc`: possible lengths first, an empty pattern never)."""
     if desc is None or (desc.possible_length and length not in desc.possible_length):
         return None
-    return desc.national_number_pattern or None
+    pattern: str | None = desc.national_number_pattern
+    return pattern or None
 
 
-def _type_patterns(metadata, length: int) -> tuple[str | None, list[str]]:
+def _type_patterns(metadata: Any, length: int) -> tuple[str | None, list[str]]:
     """The general pattern and the type patterns `_number_type_helper` tries for numbers of
     `length` digits (mobile only when it differs from fixed line, which the library then skips)."""
     kinds = [metadata.premium_rate, metadata.toll_free, metadata.shared_cost, metadata.voip,
@@ -61,19 +64,19 @@ def _type_patterns(metadata, length: int) -> tuple[str | None, list[str]]:
     return _desc_pattern(metadata.general_desc, length), patterns
 
 
-def _type_check(metadata, length: int):
+def _type_check(metadata: Any, length: int) -> Callable[[str], bool]:
     """`_number_type_helper(number, metadata) != UNKNOWN` for numbers of `length` digits: the
     general pattern and then any one type's pattern."""
     general, kinds = _type_patterns(metadata, length)
     if general is None or not kinds:
         return lambda number: False
-    general = re.compile(general)
+    overall = re.compile(general)
     patterns = [re.compile(kind) for kind in kinds]
-    return lambda number: general.fullmatch(number) is not None and any(p.fullmatch(number) for p in patterns)
+    return lambda number: overall.fullmatch(number) is not None and any(p.fullmatch(number) for p in patterns)
 
 
 @functools.cache
-def _nanp_rules() -> tuple:
+def _nanp_rules() -> tuple[tuple["re.Pattern[str] | None", Callable[[str], bool]], ...]:
     """(leading-digits pattern or None, type check) for each region of country code 1, in the
     library's order (its main country first)."""
     from phonenumbers.phonemetadata import PhoneMetadata
@@ -161,7 +164,7 @@ _NANP_LINES = re.compile(r"^(?:\+?1[ \t.\-]*)?\(?([2-9][0-9]{2})\)?[ \t.\-]*([0-
 
 
 @functools.cache
-def _main_nanp_lines() -> re.Pattern | None:
+def _main_nanp_lines() -> "re.Pattern[str] | None":
     """The type check of country code 1's main region (the first, with no leading digits) as one
     pattern over lines of national numbers: a line matches when `_nanp_valid` finds it valid
     there, by that region's own patterns."""
