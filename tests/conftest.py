@@ -1,4 +1,5 @@
-"""Fixtures: the real daemon in a temporary root, a password hash, a client key."""
+"""Fixtures: the real daemon in a temporary root, a password hash, a client key; and which
+tests are slow (`tests/run.sh --quick` leaves them out)."""
 
 import pytest
 
@@ -31,7 +32,7 @@ def postgresql():
     server.stop()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
 def feeds_on_each_store(tmp_path, password_hash, request):
     """The feed half in-process (`InProcessFeeds`), once on SQLite and once on PostgreSQL."""
     feeds = InProcessFeeds(tmp_path, password_hash)
@@ -39,3 +40,18 @@ def feeds_on_each_store(tmp_path, password_hash, request):
         feeds.use_postgresql(request.getfixturevalue("postgresql"))
     yield feeds
     feeds.stop()
+
+
+SLOW_FIXTURES = ("postgresql", "sshd")
+"""Fixtures that start a real server (the daemon's own `dropd` is told apart below)."""
+
+
+def pytest_collection_modifyitems(items):
+    """Mark slow every test that starts the daemon as a subprocess (the root `dropd` fixture;
+    tests/handlers' own `dropd` runs the feeds in-process), a real server, or systemd."""
+    for item in items:
+        definitions = getattr(item, "_fixtureinfo", None)
+        dropd = definitions.name2fixturedefs.get("dropd", ()) if definitions else ()
+        starts_daemon = any(definition.baseid in ("", "tests") for definition in dropd)
+        if starts_daemon or item.get_closest_marker("systemd") or set(SLOW_FIXTURES) & set(item.fixturenames):
+            item.add_marker(pytest.mark.slow)

@@ -62,6 +62,7 @@ def daemon_threads(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/task"))
 
 
+@pytest.mark.serial
 def test_idle_scrapers_are_bounded_and_timed_out_and_only_metrics_is_served(dropd):
     """1,000 idle clients held 1,015 threads for good, and every path answered 200 (100 here)."""
     port = free_port()

@@ -170,6 +170,7 @@ def with_retries(login, tries: int = 3):
             time.sleep(0.5)
 
 
+@pytest.mark.serial
 def test_idle_connections_from_a_few_addresses_do_not_lock_out_a_partner(dropd):
     """10 addresses x 5 silent connections held the whole pre-login pool: a partner from
     elsewhere was refused on both protocols for as long as they stayed."""
@@ -197,6 +198,7 @@ def test_idle_connections_from_a_few_addresses_do_not_lock_out_a_partner(dropd):
             crowd.stop()
 
 
+@pytest.mark.serial
 def test_a_crowd_of_wrong_passwords_from_many_addresses_does_not_make_a_partner_wait(dropd):
     """100 guessers from 100 addresses queued every password check: a partner's login waited
     behind all of them and was refused as busy after 10 s."""

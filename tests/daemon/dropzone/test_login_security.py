@@ -148,6 +148,7 @@ def test_ftp_key_only_and_unknown_accounts_cost_a_password_check(dropd, client_k
     assert timings["nobody"] > 0.6 * timings["withpassword"], timings
 
 
+@pytest.mark.serial
 def test_a_crowd_of_wrong_passwords_neither_exhausts_memory_nor_locks_out_a_partner(dropd):
     security(dropd, max_failures=1000, max_unauthenticated=200, max_unauthenticated_per_address=40,
              max_sessions_per_address=40, login_grace_time="60s")  # fmt: skip
@@ -180,6 +181,7 @@ def test_a_crowd_of_wrong_passwords_neither_exhausts_memory_nor_locks_out_a_part
     assert peak_rss_kib(dropd.process.pid) < 400 * 1024
 
 
+@pytest.mark.serial
 def test_unauthenticated_connections_are_limited_and_closed_after_the_grace_time(dropd):
     security(dropd, login_grace_time="2s", max_unauthenticated_per_address=5)
     dropd.add_partner("northfield")
