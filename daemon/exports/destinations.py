@@ -21,6 +21,7 @@ import ssl
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Protocol
 
 import paramiko
 
@@ -54,6 +55,19 @@ class Naming:
 
     def candidates(self) -> list[str]:
         return [self.data(sequence) for sequence in range(1, MAX_SEQUENCE + 1)]
+
+
+class ExportDestination(Protocol):
+    """What an export run needs of a destination: where it is (for logs and recaps), and a
+    delivery that never replaces a file. A new protocol (say, S3) implements these two and is
+    chosen in `destination_for`."""
+
+    where: str
+
+    def deliver(self, local: Path, naming: Naming) -> str:
+        """`local` (and `naming`'s companions) delivered under the first free name, which is
+        returned; a failure is a `PushError` naming its step."""
+        ...
 
 
 def _all_taken(naming: Naming, where: str) -> PushError:
@@ -477,7 +491,7 @@ class _Bytes:
         return chunk
 
 
-def destination_for(feed, drop_root: Path, partner):
+def destination_for(feed, drop_root: Path, partner) -> ExportDestination:
     if feed.destination is None:
         return OutboxFolder(drop_root / partner.name / feed.path.lstrip("/"))
     return SftpPush(feed.destination) if feed.destination.protocol == "sftp" else FtpsPush(feed.destination)

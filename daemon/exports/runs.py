@@ -20,7 +20,7 @@ from pathlib import Path
 import structlog
 
 from daemon.clock import utc_now
-from daemon.exports.destinations import Naming, OutboxFolder, destination_for
+from daemon.exports.destinations import ExportDestination, Naming, OutboxFolder, destination_for
 from daemon.exports.errors import PushError
 from daemon.runs.companions import COUNT_SUFFIX, count_name
 from daemon.runs.spreadsheet import spreadsheet_row
@@ -126,7 +126,7 @@ def _write(path: Path, header: list[str], rows) -> tuple[int, int, str]:
     return count, path.stat().st_size, sink.digest.hexdigest()
 
 
-def _deliver(destination, local: Path, naming: Naming, block_end, feed, bound, sleep) -> str:
+def _deliver(destination: ExportDestination, local: Path, naming: Naming, block_end, feed, bound, sleep) -> str:
     """Deliver, trying again after temporary failures; the name the file got."""
     wait = feed.destination.retry if feed.destination is not None else 30.0
     tries = 0

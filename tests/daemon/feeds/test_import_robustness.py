@@ -153,6 +153,7 @@ def ingest_measured(dropd, path: Path) -> tuple[dict, int]:
         [sys.executable, "-c", script, "ingest", "students", str(path), "--json", "-c", str(dropd.config_file)],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
+    assert result.returncode == 0 and result.stdout, f"dropd ingest ended {result.returncode}: {result.stderr[-2000:]}"
     [run] = json.loads(result.stdout)
     peak = json.loads(result.stderr.strip().splitlines()[-1])["peak_kib"]
     return run, peak
