@@ -37,3 +37,6 @@ _.sent_at
 # Used by the tests: the reference kinds of bb3851f read rows with Row.change; the ban list's
 # memory is looked at by tests/daemon/dropzone/test_admission.py.
 _.change, _.remembered
+
+# The recap templates read these fields (daemon/notify/templates/recap.txt, recap.html).
+_.first_rows

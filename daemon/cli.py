@@ -434,7 +434,14 @@ def _print_steps(steps: list[str], error) -> None:
 
 
 def _mail(args) -> int:
-    """The outbox: what waits or was refused (--pending), or send one again (--retry ID)."""
+    """The outbox: what waits or was refused (--pending), or send one again (--retry ID); or
+    every kind of mail, rendered as samples (--samples DIR)."""
+    if args.samples is not None:
+        from daemon.notify.samples import write_samples
+
+        written = write_samples(args.samples)
+        print(f"{len(written)} files written to {args.samples}")
+        return 0
     config, store = _load(args, read_only=args.retry is None)
     if args.retry is not None:
         with store.transaction(label="mail") as tx:
@@ -587,6 +594,12 @@ def build_parser() -> argparse.ArgumentParser:
     which = mail.add_mutually_exclusive_group(required=True)
     which.add_argument("--pending", action="store_true", help="list messages waiting to be sent or refused for good")
     which.add_argument("--retry", type=int, metavar="ID", help="send message ID again (after fixing its cause)")
+    which.add_argument(
+        "--samples",
+        type=Path,
+        metavar="DIR",
+        help="write a sample of every kind of mail dropd sends to DIR (no config read)",
+    )
     mail.add_argument("--json", action="store_true")
     mail.set_defaults(handler=_mail)
     passwd = commands.add_parser("passwd", help="read a password (terminal or stdin) and print its argon2id hash")

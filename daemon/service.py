@@ -185,7 +185,9 @@ class Daemon:
         )
         self.run_finished.subscribe(lambda record: self.mail_sender.wake())
         self.mail_sender.start()
-        alerts = Alerts(self.store, self.mailer.queue_admin, self.mailer.send_to_admin_now)
+        alerts = Alerts(
+            self.store, self.mailer.queue_admin, self.mailer.send_to_admin_now, lambda: self.config.daemon.timezone
+        )
         self.alert_monitor = AlertMonitor(
             lambda: self.config, self.store, alerts, self.mailer.queue_digest_if_due, self.zone.quotas.used
         )

@@ -26,3 +26,17 @@ def _escape(match: re.Match) -> str:
         return _ESCAPES[character]
     code = ord(character)
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+QUOTED_MOST = 80
+"""Characters of a partner's value a message quotes at most."""
+
+
+def quoted(value: object) -> str:
+    """A partner's value inside a sentence: in double quotes, printable, cut at QUOTED_MOST.
+    Not `repr`: its single quotes start a cell that spreadsheets guard with another quote
+    (`''555'`), and it switches to double quotes when the value holds a single one."""
+    text = printable(str(value))
+    if len(text) > QUOTED_MOST:
+        text = text[: QUOTED_MOST - 1] + "…"
+    return f'"{text}"'

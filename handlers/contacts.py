@@ -30,6 +30,7 @@ import phonenumbers
 
 from daemon.store.records import KeyTaken
 from daemon.store.row_digests import DigestLog, TextDigests
+from daemon.text import quoted
 from handlers import option_values as v
 from handlers.base import (
     CREATED,
@@ -448,7 +449,7 @@ class ContactsImport(ImportKind):
         cells = facts.cells
         for name in REQUIRED:
             if change_of(cells[name]) in (KEEP, None):
-                row.reject("missing-value", f"{name} ({self.options.columns[name]!r}) is empty")
+                row.reject("missing-value", f"{name} ({quoted(self.options.columns[name])}) is empty")
 
         facts.validate(self.options.phone_region)
         crm_id, phone = facts.crm_id, facts.phone
@@ -460,8 +461,11 @@ class ContactsImport(ImportKind):
         if phone is None:
             raw_phone = cells["mobile_number"]
             if target is None:
-                row.reject("invalid-phone", f"{raw_phone!r} is not a valid mobile number")
-            row.partial("invalid-phone", f"{raw_phone!r} is not a valid mobile number; the stored number is kept")
+                row.reject("invalid-phone", f"the mobile number {quoted(raw_phone)} is not a valid phone number")
+            row.partial(
+                "invalid-phone",
+                f"the mobile number {quoted(raw_phone)} is not a valid phone number; the stored number is kept",
+            )
         else:
             changes["mobile_number"] = phone
         for name in ("crm_id", "email", "staff_id"):
@@ -471,7 +475,9 @@ class ContactsImport(ImportKind):
             if name == "email" and value is not None:
                 email = normalized_email(value)
                 if email is None:
-                    row.partial("invalid-email", f"{value!r} is not a valid email address; it was not stored")
+                    row.partial(
+                        "invalid-email", f"the email {quoted(value)} is not a valid email address; it was not stored"
+                    )
                     continue
                 value = email
             changes[name] = value
@@ -499,7 +505,11 @@ class ContactsImport(ImportKind):
         if by_crm is not None:
             target = by_crm
             if by_phone is not None and by_phone is not target:
-                row.reject("duplicate-contact", f"mobile number {phone} belongs to contact {by_phone.contact_id}")
+                row.reject(
+                    "duplicate-contact",
+                    f"the CRM ID {crm_id} belongs to contact {by_crm.contact_id} "
+                    f"and the mobile number {phone} to contact {by_phone.contact_id}",
+                )
         elif by_phone is not None:
             if crm_id and by_phone.crm_id and by_phone.crm_id != crm_id:
                 row.reject(
@@ -507,7 +517,10 @@ class ContactsImport(ImportKind):
                     f"mobile number {phone} belongs to a contact whose CRM ID is {by_phone.crm_id}, not {crm_id}",
                 )
             if by_phone.contact_id != contact_id:
-                row.reject("duplicate-contact", f"mobile number {phone} belongs to contact {by_phone.contact_id}")
+                row.reject(
+                    "duplicate-contact",
+                    f"the mobile number {phone} belongs to contact {by_phone.contact_id}, not {contact_id}",
+                )
             target = by_phone
         elif by_contact_id is not None:
             if crm_id and by_contact_id.crm_id and by_contact_id.crm_id != crm_id:
@@ -517,7 +530,10 @@ class ContactsImport(ImportKind):
                 )
             target = by_contact_id
         if target is not None and by_contact_id is not None and by_contact_id is not target:
-            row.reject("duplicate-contact", f"contact ID {contact_id} belongs to another contact")
+            matched_by = f"CRM ID {crm_id}" if target is by_crm else f"mobile number {phone}"
+            row.reject(
+                "duplicate-contact", f"the {matched_by} belongs to contact {target.contact_id}, not {contact_id}"
+            )
         return target
 
     def _opt_out(self, row: Row, cells: dict[str, Any], is_new: bool) -> bool | None:
@@ -536,7 +552,7 @@ class ContactsImport(ImportKind):
             return False
         row.partial(
             "invalid-messaging-status",
-            f"{cells['opt_out']!r} in {rule.column!r} is neither an opted-in nor an opted-out value",
+            f"the value {quoted(cells['opt_out'])} in {quoted(rule.column)} is neither an opted-in nor an opted-out value",
         )
         return None
 

@@ -10,6 +10,7 @@ contact, timestamp, direction and a hash of the body, so a re-sent log adds noth
 import hashlib
 from typing import TYPE_CHECKING, Any
 
+from daemon.text import quoted
 from handlers.base import CREATED, UNCHANGED, Column, ImportKind, OptionReader, Row
 from handlers.typed_values import parse_date
 
@@ -54,7 +55,7 @@ class MessagesImport(ImportKind):
         if not contact_id:
             row.reject("missing-value", "contact_id is empty")
         if channel not in CHANNELS:
-            row.reject("invalid-attribute-data", f"channel {channel!r} is not one of: {', '.join(CHANNELS)}")
+            row.reject("invalid-attribute-data", f"channel {quoted(channel)} is not one of: {', '.join(CHANNELS)}")
         try:
             timestamp = parse_date(row.cell("timestamp") or "", self.timezone).isoformat()
         except ValueError as exc:
@@ -64,10 +65,10 @@ class MessagesImport(ImportKind):
         direction, body = ("incoming", incoming) if incoming else ("outgoing", outgoing)
         source = row.cell("outgoing_source") or None
         if direction == "outgoing" and source not in OUTGOING_SOURCES:
-            row.partial(
-                "invalid-attribute-data",
-                f"outgoing_source {source!r} is not one of: {', '.join(OUTGOING_SOURCES)}; stored as Other",
+            given = (
+                f"outgoing_source {quoted(source)} is not one of" if source else "outgoing_source is empty, not one of"
             )
+            row.partial("invalid-attribute-data", f"{given}: {', '.join(OUTGOING_SOURCES)}; stored as Other")
             source = "Other"
         if direction == "incoming":
             source = None

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from daemon.store.row_digests import DigestLog, TextDigests
+from daemon.text import quoted
 from handlers import option_values as v
 from handlers.base import (
     CREATED,
@@ -121,9 +122,9 @@ class SubscribersImport(ImportKind):
         facts = row.memo or self._facts(row)  # not prepared: recognised, then rewritten
         cells, raw_email, email = facts.cells, facts.raw_email, facts.email
         if raw_email in (KEEP, None):
-            row.reject("missing-value", f"email ({self.options.columns['email']!r}) is empty")
+            row.reject("missing-value", f"email ({quoted(self.options.columns['email'])}) is empty")
         if email is None:
-            row.reject("invalid-email", f"{raw_email!r} is not a valid email address")
+            row.reject("invalid-email", f"the email {quoted(raw_email)} is not a valid email address")
         key = email.lower()
         changes = {}
         for name in ("first_name", "last_name", "segment_code"):

@@ -66,6 +66,8 @@ class Partner:
     source: Path
     quota: int | None = None
     """Bytes the partner's home may hold; None: no limit."""
+    reply_to: tuple[str, ...] = ()
+    """Where a reply to this partner's recaps goes (`Reply-To`); empty: to the sender."""
 
     def runs(self, feed: Feed) -> bool:
         """A feed runs only while both it and its partner are enabled."""
@@ -201,6 +203,7 @@ def read_partner(errors: list, file: Path) -> Partner | None:
         authorized_keys=section.take("authorized_keys", authorized_keys, ()),
         allow_from=section.take("allow_from", v.networks, ()),
         quota=section.take("quota", o.byte_size, None),
+        reply_to=section.take("reply_to", v.email_list, ()),
     )
     section.finish()
     if not partner["password_hashes"] and not partner["authorized_keys"] and len(errors) == before:

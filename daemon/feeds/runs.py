@@ -138,7 +138,9 @@ def _import_landed(ctx, recorder: RunRecorder, partner, feed, landed: LandedFile
                 counts = kind.run(tx, rows, recorder.row_errors(tx, rows.header))
                 if expected_rows is not None and counts.rows != expected_rows:
                     raise FileRejected(
-                        "count-mismatch", f"file has {counts.rows} rows, count file says {expected_rows}"
+                        "count-mismatch",
+                        f"the count file said {expected_rows:,} {'row' if expected_rows == 1 else 'rows'}, "
+                        f"the file has {counts.rows:,}",
                     )
                 if counts.rows and counts.rejected == counts.rows:
                     raise FileRejected(

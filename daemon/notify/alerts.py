@@ -15,18 +15,21 @@ Which conditions are raised is kept in the store, so a restart neither repeats n
 """
 
 import datetime
+import hashlib
 import os
 import shutil
 import time
+import zoneinfo
 from dataclasses import dataclass
 
 import structlog
 from cryptography import x509
 
-from daemon.clock import utc_now
+from daemon.clock import utc_now, utc_stamp
 from daemon.dropzone.quota import WARN_AT, format_bytes
 from daemon.feeds import landing
-from daemon.notify import smtp
+from daemon.notify import smtp, wording
+from daemon.notify.recaps import host_name
 from daemon.periodic import Periodic
 
 log = structlog.get_logger("dropd.alerts")
@@ -186,16 +189,47 @@ class AlertMonitor(Periodic):
             self._digest(tx, utc_now())
 
 
-class Alerts:
-    """Raising and clearing conditions, with one mail each way."""
+def thread_id(key: str, raised_at: str) -> str:
+    """The Message-ID of a condition's alert, which its "resolved" mail follows: one thread
+    per time the condition is raised."""
+    digest = hashlib.sha256(f"{key}|{raised_at}".encode()).hexdigest()[:24]
+    return f"<dropd.alert.{digest}@{host_name()}>"
 
-    def __init__(self, store, outbox, direct_send):
-        """`outbox(tx, kind, message_id, subject, body)` queues mail to admin in `tx`;
-        `direct_send(subject, body)` sends at once (for when the store itself is down)."""
+
+def alert_mail(summary: str, detail: str, raised: str, host: str | None = None) -> tuple[str, str]:
+    """(subject, body) of the mail that says a condition started (`raised`: when, as read;
+    `host`: the daemon's host, this one's unless given)."""
+    return (
+        wording.line("alert_subject.txt", summary=summary),
+        wording.render("alert.txt", detail=detail, raised=raised, host=host or host_name()),
+    )
+
+
+def resolved_mail(summary: str, raised: str, cleared: str, host: str | None = None) -> tuple[str, str]:
+    """(subject, body) of the mail that says it cleared."""
+    return (
+        wording.line("resolved_subject.txt", summary=summary),
+        wording.render("resolved.txt", summary=summary, raised=raised, cleared=cleared, host=host or host_name()),
+    )
+
+
+class Alerts:
+    """Raising and clearing conditions, with one mail each way, the second in the first's thread."""
+
+    def __init__(self, store, outbox, direct_send, timezone=lambda: "UTC"):
+        """`outbox(tx, kind, message_id, subject, body, thread)` queues mail to admin in `tx`;
+        `direct_send(subject, body, thread)` sends at once (for when the store itself is down)
+        and returns its Message-ID; `timezone()`: the daemon's, for the times the mails give."""
         self.store = store
         self._outbox = outbox
         self._direct_send = direct_send
-        self._store_down: str | None = None
+        self._timezone = timezone
+        self._store_down: tuple[str, str, str | None] | None = None
+        """(error, when, the alert's Message-ID) while the store is unavailable."""
+
+    def _local(self, stamp: str) -> str:
+        moment = datetime.datetime.fromisoformat(stamp).astimezone(zoneinfo.ZoneInfo(self._timezone()))
+        return moment.strftime("%Y-%m-%d %H:%M %Z")
 
     def update(self, conditions: list[Condition]) -> None:
         current = {condition.key: condition for condition in conditions}
@@ -203,41 +237,38 @@ class Alerts:
             raised = tx.alerts.raised()
             for key, condition in current.items():
                 if key not in raised and tx.alerts.raise_(key, condition.summary):
-                    self._outbox(
-                        tx,
-                        "alert",
-                        f"alert:{key}:{utc_now():%Y%m%dT%H%M%S}",
-                        f"[dropd] alert: {condition.summary}",
-                        condition.detail,
-                    )
+                    _, raised_at = tx.alerts.raised()[key]
+                    subject, body = alert_mail(condition.summary, condition.detail, self._local(raised_at))
+                    self._outbox(tx, "alert", thread_id(key, raised_at), subject, body)
                     log.warning("alert.raised", condition=key, summary=condition.summary)
-            for key, summary in raised.items():
+            for key, (summary, raised_at) in raised.items():
                 if key not in current and tx.alerts.clear(key):
-                    self._outbox(
-                        tx,
-                        "alert",
-                        f"cleared:{key}:{utc_now():%Y%m%dT%H%M%S}",
-                        f"[dropd] cleared: {summary}",
-                        f"This has cleared: {summary}.",
-                    )
+                    thread = thread_id(key, raised_at)
+                    subject, body = resolved_mail(summary, self._local(raised_at), self._local(utc_stamp()))
+                    resolved_id = thread.replace("<dropd.alert.", "<dropd.resolved.", 1)
+                    self._outbox(tx, "alert", resolved_id, subject, body, thread)
                     log.info("alert.cleared", condition=key, summary=summary)
 
     def store_unavailable(self, error: str) -> None:
         if self._store_down is None:
-            self._store_down = error
             log.error("alert.raised", condition="store", error=error)
-            self._send_directly(
-                "[dropd] alert: the store is unavailable", f"The daemon cannot read its store: {error}."
-            )
+            summary = "the store is unavailable"
+            detail = f"The daemon cannot read its store: {error}."
+            raised = utc_stamp()
+            thread = self._send_directly(*alert_mail(summary, detail, self._local(raised)))
+            self._store_down = (error, raised, thread)
 
     def store_available(self) -> None:
         if self._store_down is not None:
+            _, raised, thread = self._store_down
             self._store_down = None
             log.info("alert.cleared", condition="store")
-            self._send_directly("[dropd] cleared: the store is available again", "The daemon reads its store again.")
+            summary = "the store is unavailable"
+            self._send_directly(*resolved_mail(summary, self._local(raised), self._local(utc_stamp())), thread)
 
-    def _send_directly(self, subject: str, body: str) -> None:
+    def _send_directly(self, subject: str, body: str, thread: str | None = None) -> str | None:
         try:
-            self._direct_send(subject, body)
+            return self._direct_send(subject, body, thread)
         except smtp.DeliveryError as error:
             log.error("mail.failed", kind="alert", step=error.step, error=error.message)
+            return None

@@ -1,16 +1,20 @@
 """The recap of a run: who gets it, and the message itself (text, HTML, the error CSV).
 
 A recap goes to the feed's `notify` addresses when the run's status is in its `notify_on`,
-and to `[smtp] admin` when the run failed. It says what happened in counts and times only —
-no partner data beyond the attached error file — and, for the common failures, what to do
-next. The error CSV is attached as it is up to `max_attachment`, zipped above that (at most
-ten times that much once unzipped), and when even the zip is too large, its first rows are
+and to `[smtp] admin` when the run failed, each recipient a message of its own. The
+partner's version says what happened to their file and what to fix, with the error file;
+it never names a path on the server, an admin command or the admin's address. The admin's
+version adds the reason in full, the paths and the command to run. Neither holds partner
+data beyond the attached error file. The words are templates (`daemon/notify/wording.py`).
+
+The error CSV is attached as it is up to `max_attachment`, zipped above that (at most ten
+times that much once unzipped), and when even the zip is too large, its first rows are
 attached; the mail says the whole file is kept with the run on the server, never where.
 """
 
 import datetime
 import functools
-import html
+import hashlib
 import os
 import re
 import socket
@@ -20,46 +24,103 @@ import zoneinfo
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import format_datetime
+from pathlib import Path
 
+from daemon.feeds import landing
+from daemon.notify import wording
 from daemon.store.records import RunRecord
 from daemon.text import printable
+from handlers import KINDS
 
-HINTS = {
-    "count-mismatch": "The count file must hold the number of data rows (without the header). Send the data file "
-    "and its count file again; the last good import stands until then.",
-    "count-file-missing": "This feed requires a count file (<name>_count.txt) beside each data file. Send it, or "
-    'set count_file = "optional" for the feed.',
-    "data-file-missing": "A count file arrived but its data file did not. Send the data file with the same name "
-    "before _count.txt.",
-    "count-file-invalid": "The count file must hold one whole number: the count of data rows.",
-    "missing-column": "Fix the file's header so it has every required column named above, then send it again.",
-    "duplicate-column": "A column the feed reads appears twice in the header. Remove one and send the file again.",
-    "mass-removal": "A full replacement would have removed too much of the list, so nothing was applied. If the "
-    "list really shrank this much, raise max_removal for this feed; otherwise send the complete list.",
-    "duplicate": "This file is identical to one already imported, so nothing was done. To import it again anyway, "
-    "run `dropd ingest FEED FILE --force` on the server.",
-    "all-rows-rejected": "Every data row was rejected; the attached error file gives each row's problem.",
-    "malformed-row": "The file is not a well-formed CSV at the row named: check the quoting and the delimiter.",
-    "encoding": "The file is not valid UTF-8 and was read as Windows-1252. Save it as UTF-8 so every character "
-    "arrives as written.",
-    "unsafe-file": "The landing file was a link or not a regular file and was not read. Upload the file itself.",
-    "no-file": "No complete file with the feed's prefix was waiting when the window opened.",
-    "interrupted": "The daemon stopped during the run; nothing was applied and the file is imported again.",
-    "cut-at-stop": "The daemon was stopped during the run; nothing was applied and the file is imported again.",
-    "interrupted-repeatedly": "The daemon died twice while importing this file, so it was set aside in failed/ "
-    "instead of being tried again. Look for the cause in the daemon log (memory, a crash), then import the file "
-    "by hand with `dropd ingest FEED FILE --force`.",
-    "internal-error": "dropd failed while running this feed; the daemon's log has the details for this run.",
-    "delivery-failed": "The export could not be delivered; nothing is lost: the same rows go out with the feed's "
-    "next run. `dropd test-connection FEED` on the server shows which step fails.",
-    "no-rows": "Nothing new to export since the last delivered file, so no file was written.",
+PARTNER = "partner"
+ADMIN = "admin"
+
+HINTS: dict[str, tuple[str, str | None]] = {
+    # code: (what the partner is told to do, what admin is told when it differs)
+    "count-mismatch": (
+        "The count file must hold the number of data rows (without the header). Send the data file and its "
+        "count file again; the last good import stands until then.",
+        None,
+    ),
+    "count-file-missing": (
+        "This feed requires a count file (<name>_count.txt) beside each data file. Send the data file again "
+        "with its count file.",
+        "This feed requires a count file (<name>_count.txt) beside each data file. The partner must send it, "
+        'or set count_file = "optional" for the feed.',
+    ),
+    "data-file-missing": (
+        "A count file arrived but its data file did not. Send the data file with the same name before _count.txt.",
+        None,
+    ),
+    "count-file-invalid": ("The count file must hold one whole number: the count of data rows.", None),
+    "missing-column": ("Fix the file's header so it has every required column named above, then send it again.", None),
+    "duplicate-column": (
+        "A column the feed reads appears twice in the header. Remove one and send the file again.",
+        None,
+    ),
+    "mass-removal": (
+        "A full replacement would have removed too much of the list, so nothing was applied. Send the complete "
+        "list; if the list really shrank this much, reply to this message.",
+        "A full replacement would have removed too much of the list, so nothing was applied. If the list really "
+        "shrank this much, raise max_removal for this feed; otherwise the partner must send the complete list.",
+    ),
+    "duplicate": (
+        "This file is identical to one already imported, so nothing was done. If it must be imported again, "
+        "reply to this message.",
+        "This file is identical to one already imported, so nothing was done. To import it again anyway, "
+        "run the command below.",
+    ),
+    "all-rows-rejected": ("Every data row was rejected; the attached error file gives each row's problem.", None),
+    "malformed-row": ("The file is not a well-formed CSV at the row named: check the quoting and the delimiter.", None),
+    "encoding": (
+        "The file is not valid UTF-8 and was read as Windows-1252. Save it as UTF-8 so every character arrives "
+        "as written.",
+        None,
+    ),
+    "unsafe-file": (
+        "The landing file was a link or not a regular file and was not read. Upload the file itself.",
+        None,
+    ),
+    "no-file": ("No complete file with the feed's prefix was waiting when the window opened.", None),
+    "interrupted": (
+        "The service stopped during the run; nothing was applied and the file is imported again. You need not "
+        "send it again.",
+        "The daemon stopped during the run; nothing was applied and the file is imported again.",
+    ),
+    "cut-at-stop": (
+        "The service was stopped during the run; nothing was applied and the file is imported again. You need "
+        "not send it again.",
+        "The daemon was stopped during the run; nothing was applied and the file is imported again.",
+    ),
+    "interrupted-repeatedly": (
+        "The import of this file was interrupted twice on our side, so it was set aside; we have been told. "
+        "You need not send it again.",
+        "The daemon died twice while importing this file, so it was set aside in failed/ instead of being tried "
+        "again. Look for the cause in the daemon log (memory, a crash), then import the file by hand with the "
+        "command below.",
+    ),
+    "internal-error": (
+        "The service failed while running this feed; nothing was applied and we have been told.",
+        "dropd failed while running this feed; the daemon's log has the details for this run.",
+    ),
+    "delivery-failed": (
+        "The export could not be delivered to your server; nothing is lost: the same rows go out with the "
+        "feed's next run. The step that failed is named above.",
+        "The export could not be delivered; nothing is lost: the same rows go out with the feed's next run. "
+        "The command below shows which step fails.",
+    ),
+    "no-rows": ("Nothing new to export since the last delivered file, so no file was written.", None),
 }
 
 
 @dataclass(frozen=True)
 class Recap:
+    """One recipient's copy of a run's recap."""
+
+    recipient: str
+    audience: str
+    """PARTNER or ADMIN."""
     message: EmailMessage
-    recipients: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -68,13 +129,28 @@ class RecapSettings:
     admin: tuple[str, ...]
     max_attachment: int
     timezone: str
+    drop_root: str = ""
+    """Server paths under it are shown to the partner relative to their home."""
 
 
-def recipients_for(record: RunRecord, feed, admin: tuple[str, ...]) -> tuple[str, ...]:
-    chosen = list(feed.notify) if record.status in feed.notify_on else []
+@dataclass(frozen=True)
+class ErrorCount:
+    """One error code of a run: how many rows had it, and the first few of their numbers."""
+
+    code: str
+    count: int
+    first_rows: list[int]
+
+
+def recipients_for(record: RunRecord, feed, admin: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(address, audience) for each recipient once; an address that is also admin's gets admin's version."""
+    chosen: dict[str, str] = {}
     if record.status == "failed":
-        chosen += admin
-    return tuple(dict.fromkeys(address.strip() for address in chosen))
+        chosen.update((address.strip(), ADMIN) for address in admin)
+    if record.status in feed.notify_on:
+        for address in feed.notify:
+            chosen.setdefault(address.strip(), PARTNER)
+    return list(chosen.items())
 
 
 def reason_code(record: RunRecord) -> str | None:
@@ -86,49 +162,66 @@ def reason_code(record: RunRecord) -> str | None:
     return code if code in HINTS else None
 
 
-def compose(record: RunRecord, partner, feed, settings: RecapSettings) -> Recap | None:
-    """The recap of `record`, or None when nobody is to receive it."""
-    recipients = recipients_for(record, feed, settings.admin)
-    if not recipients:
-        return None
-    message = EmailMessage()
-    message["Subject"] = subject(record)
-    message["From"] = settings.sender
-    message["To"] = ", ".join(recipients)
-    message["Date"] = format_datetime(datetime.datetime.now(datetime.UTC))
-    message["Message-ID"] = message_id(record)
-    message["X-Dropd-Run"] = str(record.id)
-    facts = _facts(record, partner, feed, settings.timezone)
+def compose(record: RunRecord, partner, feed, settings: RecapSettings, errors: list[ErrorCount] = ()) -> list[Recap]:
+    """The recap of `record` for each of its recipients (none: an empty list). `errors`: the
+    run's row errors summed by code."""
     attachment = _attachment(record, settings.max_attachment)
-    hint = HINTS.get(reason_code(record) or "")
-    text = _text(record, facts, hint, attachment)
-    message.set_content(text)
-    message.add_alternative(_html(record, facts, hint, attachment), subtype="html")
-    if attachment is not None:
-        maintype, subtype = attachment.content_type.split("/")
-        message.add_attachment(attachment.data, maintype=maintype, subtype=subtype, filename=attachment.name)
-    return Recap(message, recipients)
+    recaps = []
+    for recipient, audience in recipients_for(record, feed, settings.admin):
+        view = run_view(record, partner, feed, settings, audience, list(errors), attachment)
+        message = EmailMessage()
+        message["Subject"] = subject(record)
+        message["From"] = settings.sender
+        message["To"] = recipient
+        if audience == PARTNER and partner.reply_to:
+            message["Reply-To"] = ", ".join(partner.reply_to)
+        message["Date"] = format_datetime(datetime.datetime.now(datetime.UTC))
+        message["Message-ID"] = message_id(record, audience, recipient)
+        message["Auto-Submitted"] = "auto-generated"
+        message["X-Auto-Response-Suppress"] = "All"
+        message["X-Dropd-Run"] = str(record.id)
+        view["outcome"] = wording.line("recap_outcome.txt", **view)
+        view["facts"] = wording.pairs("recap_facts.txt", **view)
+        view["width"] = max(len(label) for label, _ in view["facts"]) + 1
+        message.set_content(wording.render("recap.txt", **view))
+        message.add_alternative(wording.render("recap.html", **view), subtype="html")
+        if attachment is not None:
+            maintype, subtype = attachment.content_type.split("/")
+            message.add_attachment(attachment.data, maintype=maintype, subtype=subtype, filename=attachment.name)
+        recaps.append(Recap(recipient, audience, message))
+    return recaps
 
 
 @functools.cache
 def host_name() -> str:
-    """This host's name for Message-IDs, looked up once: a recap is composed inside its run's
-    transaction, where a slow name lookup must not be paid for every run."""
+    """This host's name for Message-IDs, looked up once: a slow name lookup must not be paid
+    for every recap."""
     return socket.getfqdn() or "localhost"
 
 
-def message_id(record: RunRecord) -> str:
-    """Derived from the run, so a copy sent twice (a reply lost after delivery) is recognisable."""
+def message_id(record: RunRecord, audience: str, recipient: str) -> str:
+    """Derived from the run, the audience and the recipient, so a copy sent twice (a reply
+    lost after delivery) is recognisable as the same message."""
     feed = re.sub(r"[^A-Za-z0-9_-]", "-", record.feed)  # a msg-id allows few characters
-    return f"<dropd.run-{record.id}.{feed}@{host_name()}>"
+    who = hashlib.sha256(recipient.lower().encode()).hexdigest()[:10]
+    return f"<dropd.run-{record.id}.{feed}.{audience}.{who}@{host_name()}>"
+
+
+def direction(record: RunRecord) -> str:
+    kind = KINDS.get(record.kind)
+    return kind.direction if kind is not None else "import"
 
 
 def subject(record: RunRecord) -> str:
-    if record.status == "success":
-        rejected = f", {record.rows_rejected:,} rejected" if record.rows_rejected else ""
-        return f"[dropd] {record.feed}: success, {record.rows_applied or 0:,} imported{rejected}"
-    code = (record.reason or "").split(":", 1)[0].strip() or "no reason recorded"
-    return f"[dropd] {record.feed}: {record.status}, {printable(code)}"
+    return wording.line(
+        "recap_subject.txt",
+        feed=printable(record.feed),
+        status=record.status,
+        direction=direction(record),
+        applied=record.rows_applied or 0,
+        rejected=record.rows_rejected or 0,
+        code=printable((record.reason or "").split(":", 1)[0].strip()),
+    )
 
 
 def _local(stamp: str | None, timezone: str) -> str:
@@ -143,39 +236,114 @@ def _size(size: int | None) -> str:
         return ""
     for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
         if size >= scale:
-            return f" ({size / scale:.1f} {unit})"
-    return f" ({size} bytes)"
+            return f"{size / scale:.1f} {unit}"
+    return f"{size} bytes"
 
 
-def _facts(record: RunRecord, partner, feed, timezone: str) -> list[tuple[str, str]]:
-    facts = [("Partner", partner.name), ("Feed", f"{record.feed} ({record.kind})"), ("Status", record.status)]
-    if record.file:
-        facts.append(("File", f"{printable(record.file)}{_size(record.size)}"))
-    if record.rows_in_file is not None:
-        details = record.details or {}
-        facts.append(("Rows in file", f"{record.rows_in_file:,}"))
-        facts.append(("Applied", f"{record.rows_applied or 0:,}"))
-        facts.append((
-            "Created / updated / unchanged",
-            f"{details.get('created', 0):,} / {details.get('updated', 0):,} / {details.get('unchanged', 0):,}",
-        ))  # fmt: skip
-        facts.append(("Partial", f"{details.get('partial', 0):,} (applied, a field dropped)"))
-        facts.append(("Rejected", f"{record.rows_rejected or 0:,}"))
-        for name, value in details.items():
-            if name not in ("created", "updated", "unchanged", "partial") and isinstance(value, int):
-                facts.append((name.replace("_", " ").capitalize(), f"{value:,}"))
-    facts.append(("Started", _local(record.started, timezone)))
-    facts.append(("Finished", _local(record.finished, timezone)))
+def _partner_reason(reason: str, settings: RecapSettings, partner) -> str:
+    """The reason as the partner may read it: the internal details of an internal error
+    left out, server paths in their home shown from the home, any other server path hidden."""
+    if reason.startswith("internal-error"):
+        return "internal-error"
+    home = os.path.join(settings.drop_root, partner.name) if settings.drop_root else None
+    if home:
+        reason = reason.replace(home + "/", "/").replace(home, "/")
+    return re.sub(r"(?<![\w.])/(?:var|srv|opt|etc|home|tmp|run|usr|root)/\S*", "(a folder on the server)", reason)
+
+
+def _where_delivered(record: RunRecord, feed, audience: str) -> str:
+    """Where an export went, as its reader knows the place."""
+    if feed.destination is None:
+        return f"in your folder {feed.path}" if audience == PARTNER else f"in the partner's folder {feed.path}"
+    destination = feed.destination
+    if audience == PARTNER:
+        return f"pushed to {destination.host}:{destination.directory}"
+    return f"pushed to {destination.where}"
+
+
+def run_view(
+    record: RunRecord, partner, feed, settings: RecapSettings, audience: str, errors: list[ErrorCount], attachment
+) -> dict:
+    """What the recap templates are given: plain values, every one of them printable."""
+    details = record.details or {}
+    code = reason_code(record)
+    partner_hint, admin_hint = HINTS.get(code or "", (None, None))
+    reason = printable(record.reason or "")
+    if audience == PARTNER:
+        reason = _partner_reason(reason, settings, partner)
+    duration = None
     if record.started and record.finished:
         seconds = (
             datetime.datetime.fromisoformat(record.finished) - datetime.datetime.fromisoformat(record.started)
         ).total_seconds()
-        facts.append(("Duration", f"{seconds:.1f} s"))
-    facts.append(("Trigger", record.trigger))
-    facts.append(("Run", f"#{record.id}"))
-    if record.reason:
-        facts.append(("Reason", printable(record.reason)))
-    return facts
+        duration = f"{seconds:.1f} s"
+    other_counts = [
+        (name.replace("_", " ").capitalize(), value)
+        for name, value in details.items()
+        if name not in ("created", "updated", "unchanged", "partial", "bytes") and isinstance(value, int)
+    ]
+    return dict(
+        admin=audience == ADMIN,
+        run_id=record.id,
+        partner=partner.name,
+        feed=printable(record.feed),
+        kind=record.kind,
+        direction=feed.direction,
+        status=record.status,
+        code=code or printable((record.reason or "").split(":", 1)[0].strip()),
+        reason=reason,
+        reason_prose=reason.replace(": ", ", ", 1),
+        file=printable(record.file) if record.file else None,
+        size=_size(record.size),
+        read_file=record.rows_in_file is not None,
+        rows=record.rows_in_file or 0,
+        applied=record.rows_applied or 0,
+        rejected=record.rows_rejected or 0,
+        created=details.get("created", 0),
+        updated=details.get("updated", 0),
+        unchanged=details.get("unchanged", 0),
+        partial=details.get("partial", 0),
+        other_counts=other_counts if record.status != "failed" else [],
+        delivered=_where_delivered(record, feed, audience) if feed.direction == "export" else None,
+        errors=errors,
+        started=_local(record.started, settings.timezone),
+        finished=_local(record.finished, settings.timezone),
+        duration=duration,
+        trigger=record.trigger,
+        instance=record.instance,
+        hint=(admin_hint or partner_hint) if audience == ADMIN else partner_hint,
+        commands=_commands(record, code, _folders(settings, partner, feed)) if audience == ADMIN else [],
+        config_file=str(partner.source),
+        landing=os.path.join(settings.drop_root, partner.name, feed.path.lstrip("/")) if settings.drop_root else None,
+        error_file=record.error_file,
+        attachment_name=attachment.name if attachment is not None else None,
+        attachment_note=attachment.note if attachment is not None else None,
+    )
+
+
+def _folders(settings: RecapSettings, partner, feed) -> tuple[str | None, str | None]:
+    """An import feed's archive (duplicates go there too) and failed/ folders, on the server."""
+    if not settings.drop_root or feed.direction != "import":
+        return None, None
+    root = Path(settings.drop_root)
+    archive = str(landing.archive_dir(root, partner, feed)) if feed.after_import == "move" else None
+    return archive, str(landing.landing_dir(root, partner, feed) / landing.FAILED_FOLDER)
+
+
+def _commands(record: RunRecord, code: str | None, folders: tuple[str | None, str | None]) -> list[str]:
+    """What admin may run on the server about this run."""
+    feed = record.feed
+    archive, failed = folders
+    commands = [f"dropd runs --feed {feed}"]
+    if code == "duplicate" and record.file and archive:
+        commands.append(f"dropd ingest {feed} {archive}/{printable(record.file)} --force")
+    elif code == "interrupted-repeatedly" and record.file and failed:
+        commands.append(f"dropd ingest {feed} {failed}/{printable(record.file)} --force")
+    elif code == "delivery-failed":
+        commands.append(f"dropd test-connection {feed}")
+    elif code in ("internal-error", "interrupted", "cut-at-stop", "no-file"):
+        commands.append(f"dropd run-now {feed}")
+    return commands
 
 
 @dataclass(frozen=True)
@@ -257,31 +425,3 @@ def _first_rows(path: str, limit: int) -> tuple[bytes, int]:
             size += len(line)
             rows += 1
     return b"".join(kept), max(rows, 0)
-
-
-def _text(record: RunRecord, facts, hint: str | None, attachment: _Attachment | None) -> str:
-    width = max(len(label) for label, _ in facts)
-    lines = [f"{record.feed}: {record.status}", ""]
-    lines += [f"{label + ':':<{width + 1}} {value}" for label, value in facts]
-    if hint:
-        lines += ["", f"What to do: {hint}"]
-    if attachment is not None:
-        lines += ["", attachment.note or f"The rows with problems are in the attached {attachment.name}."]
-    lines += ["", "-- ", "dropd"]
-    return "\n".join(lines) + "\n"
-
-
-def _html(record: RunRecord, facts, hint: str | None, attachment: _Attachment | None) -> str:
-    escape = html.escape
-    rows = "".join(
-        f'<tr><th align="left" style="padding-right:1em">{escape(label)}</th><td>{escape(value)}</td></tr>'
-        for label, value in facts
-    )
-    parts = [f"<h3>{escape(record.feed)}: {escape(record.status)}</h3>", f"<table>{rows}</table>"]
-    if hint:
-        parts.append(f"<p><b>What to do:</b> {escape(hint)}</p>")
-    if attachment is not None:
-        parts.append(
-            f"<p>{escape(attachment.note or f'The rows with problems are in the attached {attachment.name}.')}</p>"
-        )
-    return "<html><body>" + "".join(parts) + "</body></html>\n"

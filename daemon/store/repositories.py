@@ -545,6 +545,22 @@ class Runs(_Repository):
             [(run_id, *error) for error in errors],
         )
 
+    def error_counts(self, run_id: int, first: int = 3) -> list[tuple[str, int, list[int]]]:
+        """(code, rows with it, its first `first` row numbers) of each error code of the run,
+        the most frequent first. The code of a partial row's dropped field is its own code
+        (`invalid-attribute-data: FIELD` counts apart from another field's)."""
+        rows = self._all(
+            "SELECT code, total, row_number FROM ("
+            " SELECT code, row_number, COUNT(*) OVER (PARTITION BY code) AS total,"
+            " ROW_NUMBER() OVER (PARTITION BY code ORDER BY row_number) AS position"
+            " FROM run_errors WHERE run_id = ?) AS numbered WHERE position <= ? ORDER BY total DESC, code, row_number",
+            (run_id, first),
+        )
+        counts: dict[str, tuple[int, list[int]]] = {}
+        for code, total, row_number in rows:
+            counts.setdefault(code, (int(total), []))[1].append(int(row_number))
+        return [(code, total, numbers) for code, (total, numbers) in counts.items()]
+
     def fail_interrupted(self, instance: str | None = None, cut_at_stop: bool = False) -> list[tuple[int, str]]:
         """Runs whose instance is gone are failed now: (run id, feed) of each. Gone means this
         instance's own runs (at its start) and any run whose lease has expired (its instance
@@ -780,8 +796,10 @@ class Outbox(_Repository):
 class Alerts(_Repository):
     """The alert conditions raised now (and mailed); cleared ones are gone."""
 
-    def raised(self) -> dict[str, str]:
-        return {row["condition"]: row["summary"] for row in self._all("SELECT condition, summary FROM alerts")}
+    def raised(self) -> dict[str, tuple[str, str]]:
+        """Each raised condition's (summary, when it was raised)."""
+        rows = self._all("SELECT condition, summary, raised_at FROM alerts")
+        return {row["condition"]: (row["summary"], row["raised_at"]) for row in rows}
 
     def raise_(self, condition: str, summary: str) -> bool:
         """False when it was raised already (by another instance, a moment ago)."""

@@ -76,16 +76,28 @@ def test_matching_errors_duplicate_contact_and_crm_mismatch(school):
         "1,Ann,One,202-555-0102,,CRM-1,,\n"  # CRM-1 matches Ann, but the phone is Bob's
         "9,Zed,Nine,202-555-0102,,CRM-9,,\n"  # phone is Bob's, who has another CRM ID
         "8,Eve,Eight,202-555-0103,,,,\n"  # phone is Cy's, who has another contact ID
-        "2,Bob,Two,202-555-0199,,CRM-7,,\n",  # contact ID 2 has CRM-2, not CRM-7
+        "2,Bob,Two,202-555-0199,,CRM-7,,\n"  # contact ID 2 has CRM-2, not CRM-7
+        "3,Cy,Three,202-555-0103,,CRM-1,,\n",  # Cy's own phone, but Ann's CRM ID
     )
-    codes = [(e["row"], e["code"]) for e in error_rows(run)]
-    assert codes == [
-        ("2", "duplicate-contact"),
-        ("3", "phone-match-found-but-crmId-mismatch"),
-        ("4", "duplicate-contact"),
-        ("5", "contactId-match-found-but-crmId-mismatch"),
+    messages = [(e["row"], e["code"], e["message"]) for e in error_rows(run)]
+    assert messages == [
+        ("2", "duplicate-contact", "the CRM ID CRM-1 belongs to contact 1 and the mobile number +12025550102 to contact 2"),
+        ("3", "phone-match-found-but-crmId-mismatch",
+         "mobile number +12025550102 belongs to a contact whose CRM ID is CRM-2, not CRM-9"),
+        ("4", "duplicate-contact", "the mobile number +12025550103 belongs to contact 3, not 8"),
+        ("5", "contactId-match-found-but-crmId-mismatch", "contact 2 has CRM ID CRM-2, not CRM-7"),
+        ("6", "duplicate-contact", "the CRM ID CRM-1 belongs to contact 1 and the mobile number +12025550103 to contact 3"),
+    ]  # fmt: skip
+    assert run["rows_rejected"] == 5 and run["rows_applied"] == 0
+
+
+def test_a_message_never_starts_with_a_quote_a_spreadsheet_would_double(school):
+    """`'555' is not a valid mobile number` was written `''555' ...` by the spreadsheet guard."""
+    run = drop(school, "StudentData_q.csv", f"{HEADER}\n1,Al,Smith,555,,,,\n2,Bo,Smith,202-555-0111,it's@@x,,,\n")
+    assert [e["message"] for e in error_rows(run)] == [
+        'the mobile number "555" is not a valid phone number',
+        'the email "it\'s@@x" is not a valid email address; it was not stored',
     ]
-    assert run["rows_rejected"] == 4 and run["rows_applied"] == 0
 
 
 def test_phone_match_updates_and_acquires_crm_id_and_invalid_phone_on_update_is_partial(school):

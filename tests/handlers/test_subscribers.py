@@ -102,7 +102,7 @@ def test_max_removal_can_be_raised(dropd):
 def test_count_mismatch_leaves_the_last_good_list(association):
     drop(association, "subscriber_list_1.csv", rows("a@x.org", "b@x.org"), count=2)
     run = drop(association, "subscriber_list_2.csv", rows("a@x.org"), count=5)
-    assert run["status"] == "failed" and run["reason"] == "count-mismatch: file has 1 rows, count file says 5"
+    assert run["status"] == "failed" and run["reason"] == "count-mismatch: the count file said 5 rows, the file has 1"
     assert set(members(association)) == {"a@x.org", "b@x.org"}
 
 

@@ -81,4 +81,4 @@ def test_status_shows_the_use_and_admin_hears_of_90_percent_once(limited, sink):
     with transport:
         sftp.remove("/nearly.csv")
     limited.wait_for("alert.cleared", condition="quota:northfield", timeout=30)
-    assert [m["Subject"] for m in sink.wait_for(2)][1] == "[dropd] cleared: northfield uses 95% of its quota"
+    assert [m["Subject"] for m in sink.wait_for(2)][1] == "[dropd] resolved: northfield uses 95% of its quota"

@@ -60,7 +60,7 @@ def test_count_mismatch_voids_the_run_and_keeps_the_previous_import(dropd):
     upload(dropd, "StudentData_2_count.txt", "3")
     upload(dropd, "StudentData_2.csv", ROWS)
     run = dropd.wait_for_runs("students", 2)[-1]
-    assert run["status"] == "failed" and run["reason"] == "count-mismatch: file has 2 rows, count file says 3"
+    assert run["status"] == "failed" and run["reason"] == "count-mismatch: the count file said 3 rows, the file has 2"
     assert set(dropd.contacts("northfield")) == {"9"}
     failed = folder(dropd, "failed")
     assert len(failed) == 2 and any("count" in name for name in failed)

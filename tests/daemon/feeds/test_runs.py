@@ -99,7 +99,7 @@ def test_dry_run_reports_and_changes_nothing(dropd, tmp_path):
     report = json.loads(result.stdout)
     assert (report["would_create"], report["would_update"], report["would_reject"]) == (1, 1, 1)
     assert report["errors"] == [
-        {"row": 4, "code": "missing-value", "failure_type": "complete", "message": "first_name ('First Name') is empty"}
+        {"row": 4, "code": "missing-value", "failure_type": "complete", "message": 'first_name ("First Name") is empty'}
     ]
     assert set(dropd.contacts("northfield")) == {"1"} and dropd.contacts("northfield")["1"]["first_name"] == "Name1"
     assert len(dropd.runs()) == 1 and local.exists()
@@ -256,7 +256,7 @@ def test_ingest_verifies_a_count_file_beside_the_file(dropd, tmp_path):
     (tmp_path / "StudentData_x_count.txt").write_text("7\n")
     wrong = dropd.cli("ingest", "students", str(local), "--json", check=False)
     [run] = json.loads(wrong.stdout)
-    assert wrong.returncode == 1 and run["reason"] == "count-mismatch: file has 3 rows, count file says 7"
+    assert wrong.returncode == 1 and run["reason"] == "count-mismatch: the count file said 7 rows, the file has 3"
     assert dropd.contacts("northfield") == {}
     (tmp_path / "StudentData_x_count.txt").write_text("3\n")
     [run] = json.loads(dropd.cli("ingest", "students", str(local), "--json").stdout)

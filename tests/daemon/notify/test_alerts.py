@@ -39,7 +39,7 @@ class Watched:
         self.monitor = AlertMonitor(
             lambda: self.core.config,
             self.feeds.store,
-            Alerts(self.feeds.store, mailer.queue_admin, mailer.send_to_admin_now),
+            Alerts(self.feeds.store, mailer.queue_admin, mailer.send_to_admin_now, lambda: "UTC"),
             mailer.queue_digest_if_due,
             Quotas(self.feeds.drop_root).used,
         )
@@ -70,12 +70,21 @@ def test_a_feed_failing_in_a_row_is_alerted_once_and_cleared_once(tmp_path, pass
     watched.feeds.upload("northfield", "/imports/StudentData_3.csv", f"{HEADER}\n1,A,B,202-555-0143,,,,\n".encode())
     watched.check()
     subjects = watched.check()
-    assert [s for s in subjects if "alert" in s or "cleared" in s] == [
+    assert [s for s in subjects if "alert" in s or "resolved" in s] == [
         "[dropd] alert: students failed 2 times in a row",
-        "[dropd] cleared: students failed 2 times in a row",
+        "[dropd] resolved: students failed 2 times in a row",
     ]
     [alert] = [m for m in sink.messages() if "alert:" in m["Subject"]]
+    [resolved] = [m for m in sink.messages() if "resolved:" in m["Subject"]]
     assert alert["X-RcptTo"] == "ops@example.org" and "missing-column" in alert.get_content()
+    assert alert["Auto-Submitted"] == resolved["Auto-Submitted"] == "auto-generated"
+    assert alert["Message-ID"].startswith("<dropd.alert.") and alert["In-Reply-To"] is None
+    assert resolved["In-Reply-To"] == resolved["References"] == alert["Message-ID"], (
+        "the resolved mail closes the thread"
+    )
+    body = resolved.get_content()
+    assert body.startswith("Resolved: students failed 2 times in a row.\n\nRaised at ")
+    assert ", cleared at " in body
 
 
 def test_low_disk_an_expiring_certificate_and_a_waiting_file(tmp_path, password_hash, sink):
@@ -94,8 +103,8 @@ def test_low_disk_an_expiring_certificate_and_a_waiting_file(tmp_path, password_
     assert sorted(watched.check()) == subjects, "nothing is sent twice"
     watched.reconfigure(min_free="0%", expiry_warning="14d")
     waiting.unlink()
-    cleared = [s for s in watched.check() if s.startswith("[dropd] cleared:")]
-    assert len(cleared) == 4
+    resolved = [s for s in watched.check() if s.startswith("[dropd] resolved:")]
+    assert len(resolved) == 4
 
 
 def test_the_store_being_down_is_mailed_directly_once_and_when_it_is_back(tmp_path, password_hash, sink):
@@ -120,13 +129,14 @@ def test_the_store_being_down_is_mailed_directly_once_and_when_it_is_back(tmp_pa
     down.set()
     watched.monitor.check()
     watched.monitor.check()
-    assert [m["Subject"] for m in sink.wait_for(1)] == ["[dropd] alert: the store is unavailable"]
+    [alert] = sink.wait_for(1)
+    assert alert["Subject"] == "[dropd] alert: the store is unavailable"
+    assert "The daemon cannot read its store: disk I/O error." in alert.get_content()
     down.clear()
     watched.monitor.check()
-    assert sorted(m["Subject"] for m in sink.wait_for(2)) == [
-        "[dropd] alert: the store is unavailable",
-        "[dropd] cleared: the store is available again",
-    ]
+    alert, resolved = sorted(sink.wait_for(2), key=lambda m: m["Subject"])
+    assert resolved["Subject"] == "[dropd] resolved: the store is unavailable"
+    assert resolved["In-Reply-To"] == alert["Message-ID"]
 
 
 def test_the_daily_digest_is_queued_once_a_day_failures_first(tmp_path, password_hash, sink):
@@ -135,5 +145,17 @@ def test_the_daily_digest_is_queued_once_a_day_failures_first(tmp_path, password
     watched.check()
     watched.check()
     [digest] = [m for m in sink.messages() if "digest" in m["Subject"]]
-    assert digest["Subject"].endswith(": 1 runs, 0 failed") and digest["X-RcptTo"] == "ops@example.org"
+    assert digest["Subject"].endswith(": 1 run, 0 failed") and digest["X-RcptTo"] == "ops@example.org"
     assert "northfield / students" in digest.get_content() and "success" in digest.get_content()
+
+
+def test_the_digest_reads_each_run_as_a_sentence_would(tmp_path, password_hash, sink):
+    """It said `0 applied, 2 rejectedall-rows-rejected`: counts and reason ran together."""
+    watched = Watched(tmp_path, password_hash, sink, smtp={"digest_at": "00:00"})
+    rejected = f"{HEADER}\n1,A,B,not a phone,,,,\n2,C,D,no phone,,,,\n"
+    watched.feeds.upload("northfield", "/imports/StudentData_1.csv", rejected.encode())
+    watched.check()
+    [digest] = [m for m in sink.messages() if "digest" in m["Subject"]]
+    [line] = [line for line in digest.get_content().splitlines() if "StudentData_1.csv" in line]
+    assert line.split()[3:] == ["failed", "StudentData_1.csv", "0", "applied", "(all-rows-rejected)"]
+    assert "rejectedall" not in digest.get_content()

@@ -9,7 +9,7 @@ import zipfile
 import pytest
 
 from tests.helpers import CONTACTS_HEADER as HEADER
-from tests.helpers import InProcessFeeds, SmtpSink, students_feed
+from tests.helpers import MESSAGES_HEADER, InProcessFeeds, SmtpSink, conversations_feed, messages_feed, students_feed
 
 GOOD = "1,Ada,Lovelace,202-555-0143,ada@example.org,C1,N,Maths\n"
 BAD_PHONE = "2,Alan,Turing,not a phone,,C2,,Logic\n"
@@ -27,10 +27,10 @@ def feeds(tmp_path, password_hash):
     return InProcessFeeds(tmp_path, password_hash)
 
 
-def start(feeds, sink, smtp=None, **feed):
+def start(feeds, sink, smtp=None, partner=None, **feed):
     feeds.settings["smtp"] = sink.settings(**(smtp or {}))
     feed.setdefault("notify", ["registrar@northfield.example"])
-    feeds.add_feed_partner("northfield", [students_feed(**feed)])
+    feeds.add_feed_partner("northfield", [students_feed(**feed)], **(partner or {}))
     feeds.start()
 
 
@@ -55,9 +55,13 @@ def test_a_success_recap_goes_to_notify_with_counts_and_nothing_else(feeds, sink
     [message] = sink.wait_for(1)
     assert message["Subject"] == "[dropd] students: success, 1 imported"
     assert message["To"] == "registrar@northfield.example" and message["X-RcptTo"] == "registrar@northfield.example"
-    assert message["Message-ID"].startswith(f"<dropd.run-{run['id']}.students@")
+    assert message["Message-ID"].startswith(f"<dropd.run-{run['id']}.students.partner.")
+    assert message["Auto-Submitted"] == "auto-generated"
     text = message.get_body(("plain",)).get_content()
-    assert "Rows in file:" in text and "StudentData_1.csv" in text and "Trigger:" in text and "Duration:" in text
+    assert text.startswith(
+        "students: success\n\n1 of 1 row applied from StudentData_1.csv: 1 created, 0 updated, 0 unchanged; 0 rejected.\n"
+    )
+    assert "Rows in file:" in text and "Duration:" in text and "Trigger:" not in text, "the trigger is admin's"
     assert "<table>" in message.get_body(("html",)).get_content()
     for partner_data in ("Lovelace", "202-555-0143", "ada@example.org"):
         assert partner_data not in message.as_string()
@@ -79,6 +83,20 @@ def test_rejected_rows_are_attached_exactly_as_the_runs_error_file(feeds, sink):
     assert [(row["row"], row["code"]) for row in rows] == [("3", "invalid-phone"), ("4", "missing-value")]
 
 
+def test_errors_are_summed_by_code_before_any_detail(feeds, sink):
+    bad_phones = "".join(f"{n},Name{n},Last,not a phone {n},,,,\n" for n in range(10, 15))
+    start(feeds, sink)
+    drop(feeds, "StudentData_2.csv", HEADER + "\n" + GOOD + BAD_PHONE + "3,,Hopper,202-555-0101,,,,\n" + bad_phones)
+    feeds.deliver_mail()
+    [message] = sink.wait_for(1)
+    text = message.get_body(("plain",)).get_content()
+    summary = text.split("Errors by code:\n", 1)[1].split("\n\n", 1)[0]
+    assert summary == "  invalid-phone: 6 (rows 3, 5, 6, …)\n  missing-value: 1 (row 4)"
+    assert text.index("Errors by code:") < text.index("Partner:")
+    html = message.get_body(("html",)).get_content()
+    assert "<li><code>invalid-phone</code>: 6 (rows 3, 5, 6, …)</li>" in html
+
+
 @pytest.mark.parametrize(
     "files, code, hint",
     [
@@ -90,18 +108,39 @@ def test_rejected_rows_are_attached_exactly_as_the_runs_error_file(feeds, sink):
         ({"StudentData_4.csv": "Student ID,First Name\n1,Ada\n"}, "missing-column", "Fix the file's header"),
     ],
 )
-def test_a_failed_run_goes_to_notify_and_admin_with_what_to_do(feeds, sink, files, code, hint):
-    start(feeds, sink)
+def test_a_failed_run_goes_to_notify_and_admin_each_their_own_version(feeds, sink, files, code, hint):
+    start(feeds, sink, partner={"reply_to": ["help@example.org"]})
     for name, text in files.items():
         run = drop(feeds, name, text)
     assert run["status"] == "failed"
     feeds.deliver_mail()
-    messages = sink.wait_for(2)
-    assert sorted(message["X-RcptTo"] for message in messages) == ["ops@example.org", "registrar@northfield.example"]
-    assert {message["Message-ID"] for message in messages} == {messages[0]["Message-ID"]}, "one message, two copies"
-    assert messages[0]["Subject"] == f"[dropd] students: failed, {code}"
-    text = messages[0].get_body(("plain",)).get_content()
-    assert "Reason:" in text and code in text and "What to do:" in text and hint in text
+    messages = {message["X-RcptTo"]: message for message in sink.wait_for(2)}
+    partner, admin = messages["registrar@northfield.example"], messages["ops@example.org"]
+    assert partner["Message-ID"] != admin["Message-ID"], "each recipient its own message"
+    assert partner["To"] == "registrar@northfield.example" and admin["To"] == "ops@example.org"
+    assert partner["Reply-To"] == "help@example.org" and admin["Reply-To"] is None
+    for message in (partner, admin):
+        assert message["Subject"] == f"[dropd] students: failed, {code}"
+        text = message.get_body(("plain",)).get_content()
+        assert text.split("\n")[2].startswith("0 applied (") and "created" not in text
+        assert "Reason:" in text and code in text and "What to do:" in text and hint in text
+    partner_text = partner.as_string()
+    for admin_only in ("ops@example.org", str(feeds.drop_root), str(feeds.root), "dropd runs", "On the server"):
+        assert admin_only not in partner_text
+    admin_text = admin.get_body(("plain",)).get_content()
+    assert "On the server:\n  dropd runs --feed students\n" in admin_text
+    assert f"Folder:       {feeds.drop_root}/northfield/imports\n" in admin_text
+
+
+def test_a_voided_run_says_nothing_was_applied_and_why(feeds, sink):
+    start(feeds, sink)
+    drop(feeds, "StudentData_3_count.txt", "5\n")
+    drop(feeds, "StudentData_3.csv", HEADER + "\n" + GOOD)
+    feeds.deliver_mail()
+    [message, _] = sink.wait_for(2)
+    text = message.get_body(("plain",)).get_content()
+    assert text.split("\n")[2] == "0 applied (voided: count-mismatch, the count file said 5 rows, the file has 1)."
+    assert "Applied:      0 (voided)\n" in text
 
 
 def test_a_skipped_duplicate_is_mailed_only_when_notify_on_asks(feeds, sink):
@@ -219,3 +258,20 @@ print(json.dumps({{"name": attachment.name, "note": attachment.note, "peak_kib":
     )
     assert str(tmp_path) not in facts["note"]
     assert facts["peak_kib"] < 100 * 1024, facts
+
+
+def test_an_export_recap_says_exported_and_where_never_imported(feeds, sink):
+    """An export's recap read "success, 2 imported"."""
+    feeds.settings["smtp"] = sink.settings()
+    conversations = conversations_feed(notify=["data@northfield.example"], notify_on=["success"])
+    feeds.add_feed_partner("northfield", [students_feed(), messages_feed(), conversations])
+    feeds.start()
+    rows = "".join(f"S1,web,2026-11-2{n}T10:00:00Z,hello {n},,,C{n},Camp,,,,m{n}\n" for n in (1, 2))
+    feeds.upload("northfield", "/log/messages_1.csv", (MESSAGES_HEADER + "\n" + rows).encode())
+    run = feeds.export("conversations")
+    feeds.deliver_mail()
+    [message] = [m for m in sink.wait_for(1) if m["X-RcptTo"] == "data@northfield.example"]
+    assert message["Subject"] == "[dropd] conversations: success, 2 exported"
+    text = message.get_body(("plain",)).get_content()
+    assert text.split("\n")[2] == f"Exported 2 rows to {run['file']}, in your folder /outbox."
+    assert "import" not in text.lower() and "Delivered:" in text and str(feeds.drop_root) not in text

@@ -5,6 +5,7 @@ the store's batch API (one value per lookup, each write at once). The batched im
 leave the store and the error file exactly as this does (tests/handlers/test_batched_imports.py).
 """
 
+from daemon.text import quoted
 from handlers.base import CREATED, KEEP, UNCHANGED, UPDATED
 from handlers.contacts import MAX_CUSTOM_LENGTH, REQUIRED, ContactsImport
 from handlers.validation import normalized_email, phone_to_e164
@@ -85,7 +86,7 @@ class ReferenceContactsImport(ContactsImport):
                 return UNCHANGED
         for name in REQUIRED:
             if row.change(name) in (KEEP, None):
-                row.reject("missing-value", f"{name} ({self.options.columns[name]!r}) is empty")
+                row.reject("missing-value", f"{name} ({quoted(self.options.columns[name])}) is empty")
 
         crm_id = row.change("crm_id")
         crm_id = None if crm_id is KEEP else crm_id
@@ -98,8 +99,11 @@ class ReferenceContactsImport(ContactsImport):
             changes[name] = row.cell(name)
         if phone is None:
             if target is None:
-                row.reject("invalid-phone", f"{raw_phone!r} is not a valid mobile number")
-            row.partial("invalid-phone", f"{raw_phone!r} is not a valid mobile number; the stored number is kept")
+                row.reject("invalid-phone", f"the mobile number {quoted(raw_phone)} is not a valid phone number")
+            row.partial(
+                "invalid-phone",
+                f"the mobile number {quoted(raw_phone)} is not a valid phone number; the stored number is kept",
+            )
         else:
             changes["mobile_number"] = phone
         for name in ("crm_id", "email", "staff_id"):
@@ -109,7 +113,9 @@ class ReferenceContactsImport(ContactsImport):
             if name == "email" and value is not None:
                 email = normalized_email(value)
                 if email is None:
-                    row.partial("invalid-email", f"{value!r} is not a valid email address; it was not stored")
+                    row.partial(
+                        "invalid-email", f"the email {quoted(value)} is not a valid email address; it was not stored"
+                    )
                     continue
                 value = email
             changes[name] = value
@@ -135,7 +141,11 @@ class ReferenceContactsImport(ContactsImport):
         if by_crm is not None:
             target = by_crm
             if by_phone is not None and by_phone.key != target.key:
-                row.reject("duplicate-contact", f"mobile number {phone} belongs to contact {by_phone.contact_id}")
+                row.reject(
+                    "duplicate-contact",
+                    f"the CRM ID {crm_id} belongs to contact {by_crm.contact_id} "
+                    f"and the mobile number {phone} to contact {by_phone.contact_id}",
+                )
         elif by_phone is not None:
             if crm_id and by_phone.crm_id and by_phone.crm_id != crm_id:
                 row.reject(
@@ -143,7 +153,10 @@ class ReferenceContactsImport(ContactsImport):
                     f"mobile number {phone} belongs to a contact whose CRM ID is {by_phone.crm_id}, not {crm_id}",
                 )
             if by_phone.contact_id != contact_id:
-                row.reject("duplicate-contact", f"mobile number {phone} belongs to contact {by_phone.contact_id}")
+                row.reject(
+                    "duplicate-contact",
+                    f"the mobile number {phone} belongs to contact {by_phone.contact_id}, not {contact_id}",
+                )
             target = by_phone
         elif by_contact_id is not None:
             if crm_id and by_contact_id.crm_id and by_contact_id.crm_id != crm_id:
@@ -153,7 +166,10 @@ class ReferenceContactsImport(ContactsImport):
                 )
             target = by_contact_id
         if target is not None and by_contact_id is not None and by_contact_id.key != target.key:
-            row.reject("duplicate-contact", f"contact ID {contact_id} belongs to another contact")
+            matched_by = f"CRM ID {crm_id}" if target is by_crm else f"mobile number {phone}"
+            row.reject(
+                "duplicate-contact", f"the {matched_by} belongs to contact {target.contact_id}, not {contact_id}"
+            )
         return target
 
     def _opt_out(self, row, is_new: bool) -> bool | None:
@@ -172,7 +188,7 @@ class ReferenceContactsImport(ContactsImport):
             return False
         row.partial(
             "invalid-messaging-status",
-            f"{row.cell('opt_out')!r} in {rule.column!r} is neither an opted-in nor an opted-out value",
+            f"the value {quoted(row.cell('opt_out'))} in {quoted(rule.column)} is neither an opted-in nor an opted-out value",
         )
         return None
 

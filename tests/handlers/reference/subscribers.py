@@ -3,6 +3,7 @@ row at a time, a lookup and a write per row; `apply` is that commit's, with its 
 calls made one value at a time over today's API. A full replacement removes whoever was active
 before the file and is not in it, as that commit's `seen_in` stamp did."""
 
+from daemon.text import quoted
 from handlers.base import CREATED, KEEP, UNCHANGED, UPDATED, FileRejected
 from handlers.subscribers import SubscribersImport
 from handlers.validation import normalized_email
@@ -26,10 +27,10 @@ class ReferenceSubscribersImport(SubscribersImport):
     def apply(self, tx, row) -> str:
         raw_email = row.change("email")
         if raw_email in (KEEP, None):
-            row.reject("missing-value", f"email ({self.options.columns['email']!r}) is empty")
+            row.reject("missing-value", f"email ({quoted(self.options.columns['email'])}) is empty")
         email = normalized_email(raw_email)
         if email is None:
-            row.reject("invalid-email", f"{raw_email!r} is not a valid email address")
+            row.reject("invalid-email", f"the email {quoted(raw_email)} is not a valid email address")
         key = email.lower()
         changes = {}
         for name in ("first_name", "last_name", "segment_code"):
