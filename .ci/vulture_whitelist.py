@@ -40,3 +40,6 @@ _.change, _.remembered
 
 # The recap templates read these fields (daemon/notify/templates/recap.txt, recap.html).
 _.first_rows
+
+# daemon/cli.py calls the handlers of daemon/commands.py by name (_command("check_config")).
+check_config, partner_records

@@ -1,508 +1,48 @@
 """The `dropd` command line."""
 
 import argparse
-import datetime
-import gc
-import getpass
-import importlib.metadata
-import json
+import os
 import sys
-import zoneinfo
 from pathlib import Path
-
-from daemon.config.settings import ConfigInvalid, load_config
-from daemon.control import ControlUnavailable, send_command
-from daemon.dropzone.passwords import hash_password
-from daemon.dropzone.quota import format_bytes
-from daemon.feeds.runs import DryRunReport, ingest_file
-from daemon.logs import configure_logging
-from daemon.notify import smtp
-from daemon.notify.mailer import Mailer, smtp_server
-from daemon.runs.lifecycle import RunContext
-from daemon.store import open_store, probe_store
-from daemon.store.records import NoStoreYet, RunRecord, SchemaError
-from daemon.text import printable
 
 DEFAULT_CONFIG = "/etc/dropd/dropd.toml"
 
 
-def _check_config(args) -> int:
-    try:
-        config = load_config(args.config, load_keys=True)
-    except ConfigInvalid as invalid:
-        for error in invalid.errors:
-            print(error, file=sys.stderr)
-        print(f"{len(invalid.errors)} error(s) in the configuration", file=sys.stderr)
-        return 1
-    feeds = sum(1 for _ in config.feeds())
-    if config.daemon.store != "sqlite":
-        try:
-            server = probe_store(config)
-        except SchemaError as exc:
-            print(f"{config.file}: {exc}", file=sys.stderr)
-            return 1
-        print(f"store: {server}")
-    print(f"{config.file}: OK ({len(config.partners)} partners, {feeds} feeds)")
-    return 0
+def _command(name: str):
+    """The handler `name` of `daemon/commands.py`, imported only when a command runs."""
+
+    def run(args) -> int:
+        import gc
+        import importlib
+
+        from daemon.logs import configure_logging
+
+        if args.command != "run":
+            # Commands print their results on stdout; their log lines go to stderr.
+            configure_logging("warning", stream=sys.stderr)
+        handler = getattr(importlib.import_module("daemon.commands"), name)
+        # Everything imported so far lives as long as the process: out of the cyclic collector's
+        # sight, its full collections during a large import stop walking it (a tenth of a re-import).
+        gc.freeze()
+        return handler(args)
+
+    return run
 
 
-def _read_new_password() -> str:
-    if sys.stdin.isatty():
-        first = getpass.getpass("Password: ")
-        if first != getpass.getpass("Repeat: "):
-            raise SystemExit("dropd passwd: the two passwords differ; nothing printed")
-        return first
-    return sys.stdin.readline().rstrip("\r\n")
+class _Version(argparse.Action):
+    """--version, looked up only when asked (reading the installed metadata costs time)."""
 
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
 
-def _passwd(args) -> int:
-    password = _read_new_password()
-    if len(password) < 8:
-        print("dropd passwd: use at least 8 characters", file=sys.stderr)
-        return 1
-    print(hash_password(password))
-    return 0
-
-
-def _run(args) -> int:
-    # Only the daemon needs the servers; other commands start faster without loading them.
-    from daemon.metrics import Metrics
-    from daemon.service import Daemon, StartupError
-
-    try:
-        config = load_config(args.config, load_keys=True)
-    except ConfigInvalid as invalid:
-        for error in invalid.errors:
-            print(error, file=sys.stderr)
-        return 1
-    metrics = Metrics() if config.metrics.listen else None
-    configure_logging(args.log_level, observers=[metrics] if metrics else ())
-    try:
-        return Daemon(config, metrics).run()
-    except StartupError as exc:
-        print(f"dropd: cannot start: {exc}", file=sys.stderr)
-        return 1
-
-
-def _load_config(args):
-    try:
-        return load_config(args.config)
-    except ConfigInvalid as invalid:
-        raise SystemExit("\n".join(map(str, invalid.errors))) from None
-
-
-def _load(args, read_only: bool = True):
-    """The config and the store; read-only commands never wait for the daemon or migrate, and
-    still answer when a partner file they do not need is broken (with a warning)."""
-    if read_only:
-        try:
-            config = load_config(args.config, skip_broken_partners=True)
-        except ConfigInvalid as invalid:
-            raise SystemExit("\n".join(map(str, invalid.errors))) from None
-        for error in config.skipped:
-            print(
-                f"dropd: warning: {error} (that partner file is left out; `dropd check-config` lists every error)",
-                file=sys.stderr,
-            )
-    else:
-        config = _load_config(args)
-    try:
-        return config, open_store(config, read_only=read_only)
-    except NoStoreYet:
-        return config, None
-    except SchemaError as exc:
-        raise SystemExit(f"dropd: {exc}") from None
-
-
-def _find_feed(config, name: str):
-    try:
-        return config.feed(name)
-    except KeyError:
-        known = ", ".join(feed.name for _, feed in config.feeds()) or "none"
-        raise SystemExit(f"dropd: no feed named {name!r} in {config.file} (feeds: {known})") from None
-
-
-COUNTED = ("created", "updated", "unchanged", "partial", "removed", "too_old", "opted_out")
-
-
-def _local_time(stamp: str, zone: zoneinfo.ZoneInfo) -> str:
-    return datetime.datetime.fromisoformat(stamp).astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z")
-
-
-def _print_runs(records, as_json: bool, config) -> None:
-    """Runs as JSON, or as lines a person reads: times in daemon.timezone, counts that add up."""
-    if as_json:
-        print(json.dumps([record.as_dict() for record in records], indent=2))
-        return
-    if not records:
-        print("no runs")
-        return
-    zone = zoneinfo.ZoneInfo(config.daemon.timezone)
-    several = len({r.instance for r in records if r.instance}) > 1 or config.daemon.store != "sqlite"
-    for r in records:
-        on = f"  on {r.instance}" if several and r.instance else ""
-        file = printable(r.file) if r.file else "-"
-        print(f"#{r.id}  {_local_time(r.started, zone)}  {r.feed}  {r.status}  {r.trigger}  {file}{on}")
-        if r.rows_in_file is not None:
-            details = ", ".join(
-                f"{r.details[name]:,} {name.replace('_', ' ')}" for name in COUNTED if r.details.get(name)
-            )
-            rejected = f"{r.rows_rejected:,} rejected"
-            print(f"      {r.rows_in_file:,} rows: {', '.join(part for part in (details, rejected) if part)}")
-        if r.reason:
-            print(f"      reason: {printable(r.reason)}")
-        if r.error_file:
-            print(f"      errors: {r.error_file}")
-
-
-def _ingest(args) -> int:
-    config, store = _load(args, read_only=False)
-    partner, feed = _find_feed(config, args.feed)
-    if feed.direction != "import":
-        raise SystemExit(f"dropd ingest: {feed.name} is an export feed; `dropd run-now {feed.name}` runs it")
-    path = Path(args.file)
-    if not path.is_file():
-        print(f"dropd ingest: {path} is not a file", file=sys.stderr)
-        return 1
-    # The recap is queued with the run; the running daemon's sender delivers it.
-    context = RunContext(store, config, notify=Mailer(lambda: config).queue_recap)
-    result = ingest_file(context, partner, feed, path, force=args.force, dry_run=args.dry_run)
-    if isinstance(result, DryRunReport):
-        return _print_dry_run(result, args.json)
-    _print_runs([result], args.json, config)
-    return 0 if result.status in ("success", "skipped") else 1
-
-
-def _print_dry_run(report: DryRunReport, as_json: bool) -> int:
-    counts = report.counts
-    summary = {
-        "file": report.file,
-        "would_fail": report.reason if counts is None else None,
-        "note": report.reason if counts is not None else None,
-        "rows": counts.rows if counts else None,
-        "would_create": counts.created if counts else 0,
-        "would_update": counts.updated if counts else 0,
-        "unchanged": counts.unchanged if counts else 0,
-        "would_reject": counts.rejected if counts else 0,
-        "errors": [
-            dict(zip(("row", "code", "failure_type", "message"), error, strict=True)) for error in report.errors
-        ],
-    }
-    if as_json:
-        print(json.dumps(summary, indent=2))
-    else:
-        print(f"dry run of {printable(report.file)}: nothing was changed")
-        if counts is None:
-            print(f"  the run would fail: {printable(report.reason)}")
-        else:
-            print(
-                f"  rows {counts.rows}: would create {counts.created}, update {counts.updated}, "
-                f"leave {counts.unchanged} unchanged, reject {counts.rejected}"
-            )
-        for error in summary["errors"]:
-            print(f"  row {error['row']}: {error['code']} ({error['failure_type']}): {printable(error['message'])}")
-    return 0 if counts is not None else 1
-
-
-def _run_now(args) -> int:
-    config = _load_config(args)
-    _find_feed(config, args.feed)
-    request = {"command": "run-now", "feed": args.feed, "force": args.force, "timeout": args.timeout}
-    try:
-        reply = send_command(config.daemon.control_socket, request, timeout=args.timeout + 5)
-    except ControlUnavailable as exc:
-        print(
-            f"dropd run-now: {exc}; start it, or import a file by hand with `dropd ingest {args.feed} FILE`",
-            file=sys.stderr,
-        )
-        return 1
-    except PermissionError:
-        print(
-            f"dropd run-now: no permission on {config.daemon.control_socket}; run as root or the service user",
-            file=sys.stderr,
-        )
-        return 1
-    if not reply.get("ok"):
-        print(f"dropd run-now: {reply.get('error')}", file=sys.stderr)
-        return 1
-    if reply.get("message"):
-        print(reply["message"])
-    records = [RunRecord(**run) for run in reply["runs"]]
-    _print_runs(records, args.json, config)
-    return 1 if any(record.status == "failed" for record in records) else 0
-
-
-def _runs(args) -> int:
-    config, store = _load(args)
-    if args.feed:
-        _find_feed(config, args.feed)
-    if not args.json:
-        _print_queue(config)
-    records = []
-    if store:
-        with store.reading() as tx:
-            records = tx.runs.recent(feed=args.feed, status=args.status, limit=args.limit)
-    _print_runs(records, args.json, config)
-    return 0
-
-
-def _print_queue(config) -> None:
-    """Runs waiting for their turn at the store in the running daemon, if one answers."""
-    try:
-        store = send_command(config.daemon.control_socket, {"command": "status"}, timeout=5)["store"]
-    except (ControlUnavailable, OSError, KeyError):
-        return
-    zone = zoneinfo.ZoneInfo(config.daemon.timezone)
-    for feed, since in sorted(store["waiting"].items()):
-        print(f"queued  {_local_time(since, zone)}  {feed}  waiting for {store['writing'] or 'the store'} to finish")
-
-
-def _control(config, command: str, request: dict) -> dict:
-    """Send a request to the running daemon; exit with a clear message when it cannot answer."""
-    try:
-        reply = send_command(config.daemon.control_socket, request, timeout=30)
-    except ControlUnavailable as exc:
-        raise SystemExit(f"dropd {command}: {exc}") from None
-    except PermissionError:
-        raise SystemExit(
-            f"dropd {command}: no permission on {config.daemon.control_socket}; run as root or the service user"
-        ) from None
-    if not reply.get("ok"):
-        raise SystemExit(f"dropd {command}: {reply.get('error')}")
-    return reply
-
-
-def _status(args) -> int:
-    """Exit 0 when the daemon runs and is healthy, 1 when none answers, 2 when unhealthy."""
-    config = _load_config(args)
-    status = _control(config, "status", {"command": "status"})
-    if args.json:
-        print(json.dumps(status, indent=2))
-        return 0 if status["healthy"] else 2
-    zone = zoneinfo.ZoneInfo(config.daemon.timezone)
-    minutes, seconds = divmod(status["uptime_seconds"], 60)
-    hours, minutes = divmod(minutes, 60)
-    print(
-        f"dropd {'running' if status['healthy'] else 'UNHEALTHY'} (pid {status['pid']}), up {hours}h {minutes:02d}m {seconds:02d}s"
-    )
-    for listener in status["listeners"]:
-        state = "listening" if listener["serving"] else "NOT ACCEPTING"
-        print(f"  {listener['protocol']:<5} {listener['address']:<22} {state}")
-    sessions = ", ".join(f"{count} {protocol}" for protocol, count in sorted(status["sessions"].items())) or "none"
-    print(f"  sessions: {sessions}; {status['unauthenticated']} not logged in yet")
-    for run in status["running"]:
-        print(f"  running: {run['feed']} ({run['trigger']}, since {_local_time(run['since'], zone)})")
-    for feed in status["waiting"]:
-        print(f"  waiting to run: {feed}")
-    for feed, since in sorted(status["store"]["waiting"].items()):
-        print(
-            f"  queued: {feed} (waiting for {status['store']['writing'] or 'the store'} since {_local_time(since, zone)})"
-        )
-    for run in status["last_runs"]:
-        print(f"  last run of {run['feed']}: {run['status']} at {_local_time(run['finished'] or run['started'], zone)}")
-    for quota in status.get("quotas", []):
-        if quota["quota"]:
-            share = quota["used"] / quota["quota"]
-            print(
-                f"  {quota['partner']}: {format_bytes(quota['used'])} of its {format_bytes(quota['quota'])} quota ({share:.0%})"
-            )
-    print(f"  banned addresses: {status['bans']}")
-    if status.get("pending_mail"):
-        print(f"  mail waiting to be sent: {status['pending_mail']} (`dropd mail --pending`)")
-    return 0 if status["healthy"] else 2
-
-
-def _bans(args) -> int:
-    config = _load_config(args)
-    bans = _control(config, "bans", {"command": "bans"})["bans"]
-    if args.json:
-        print(json.dumps(bans, indent=2))
-        return 0
-    zone = zoneinfo.ZoneInfo(config.daemon.timezone)
-    for ban in bans:
-        until = datetime.datetime.fromtimestamp(ban["until"], zone)
-        print(f"{ban['address']:<40} banned until {until:%Y-%m-%d %H:%M:%S %Z}")
-    print(f"{len(bans)} banned address{'es' if len(bans) != 1 else ''}")
-    return 0
-
-
-def _unban(args) -> int:
-    config = _load_config(args)
-    _control(config, "unban", {"command": "unban", "address": args.address})
-    print(f"{args.address} is no longer banned; its failure count starts again from zero")
-    return 0
-
-
-def _name(record: dict) -> str:
-    return " ".join(part for part in (record.get("first_name"), record.get("last_name")) if part) or "-"
-
-
-def _contact_row(c: dict) -> list[str]:
-    status = "opted-out" if c["opted_out"] else "opted-in"
-    return [c["contact_id"], _name(c), c["mobile_number"] or "-", c["email"] or "-", c["crm_id"] or "-", status]
-
-
-def _subscriber_row(s: dict) -> list[str]:
-    state = f"removed {s['removed_at'][:10]}" if s["removed_at"] else ("opted-out" if s["opted_out"] else "active")
-    return [s["email"], _name(s), s["segment_code"] or "-", state]
-
-
-def _event_row(e: dict) -> list[str]:
-    fields = " ".join(f"{key}={value}" for key, value in sorted(e["fields"].items()))
-    return [e["time"], e["event_id"], e["contact_id"], e["action"] or "-", fields or "-"]
-
-
-def _message_row(m: dict) -> list[str]:
-    body = m["body"] if len(m["body"]) <= 60 else m["body"][:57] + "..."
-    return [m["timestamp"], m["contact_id"], m["channel"], m["direction"], m["outgoing_source"] or "-", body]
-
-
-LISTINGS = {
-    "contacts": (("CONTACT ID", "NAME", "MOBILE", "EMAIL", "CRM ID", "STATUS"), _contact_row),
-    "subscribers": (("EMAIL", "NAME", "SEGMENT", "STATE"), _subscriber_row),
-    "events": (("TIME", "EVENT ID", "CONTACT ID", "ACTION", "FIELDS"), _event_row),
-    "messages": (("TIMESTAMP", "CONTACT ID", "CHANNEL", "DIRECTION", "SOURCE", "TEXT"), _message_row),
-}
-
-
-def _print_table(header, rows) -> None:
-    """Columns padded to their widest cell (the last one is left as it is); every cell shown
-    `printable`, as cells hold what partners sent."""
-    rows = [[printable(str(cell)) for cell in row] for row in rows]
-    widths = [max(len(str(row[index])) for row in [header, *rows]) for index in range(len(header) - 1)]
-    for row in [header, *rows]:
-        cells = [f"{str(cell):<{width}}" for cell, width in zip(row, widths, strict=False)] + [str(row[-1])]
-        print("  ".join(cells).rstrip())
-
-
-def _partner_records(args) -> int:
-    """contacts, subscribers, events, messages: what the store holds for one partner."""
-    config, store = _load(args)
-    if args.partner not in config.partners:
-        raise SystemExit(f"dropd: no partner named {args.partner!r} in {config.file}")
-    found = []
-    if store:
-        with store.reading() as tx:
-            found = {
-                "contacts": lambda: tx.contacts.listing(args.partner),
-                "subscribers": lambda: tx.subscribers.listing(args.partner, include_removed=args.all),
-                "events": lambda: tx.events.listing(args.partner),
-                "messages": lambda: tx.messages.listing(args.partner),
-            }[args.command]()
-    if args.json:
-        print(json.dumps(found, indent=2))
-        return 0
-    header, row = LISTINGS[args.command]
-    if found:
-        _print_table(header, [row(record) for record in found])
-    print(f"{len(found)} {args.command}")
-    return 0
-
-
-def _test_smtp(args) -> int:
-    """Send a test message through [smtp], saying which step failed: dns, tcp, tls, auth, the recipient."""
-    config = _load_config(args)
-    settings = config.smtp
-    if settings is None:
-        raise SystemExit(f"dropd test-smtp: {config.file} has no [smtp] section")
-    server = smtp_server(settings)
-    print(f"sending a test message to {args.to} through {server.host}:{server.port} (security = {server.security})")
-    steps = ["dns", "tcp"] + (["tls"] if server.security != "none" else []) + (["auth"] if server.username else [])
-    try:
-        client = smtp.connect(server)
-    except smtp.DeliveryError as error:
-        _print_steps(steps, error)
-        return 1
-    try:
-        smtp.send(client, Mailer(lambda: config).test_message(args.to), settings.sender, args.to)
-    except smtp.DeliveryError as error:
-        _print_steps([*steps, "recipient"], error)
-        return 1
-    finally:
-        smtp.close(client)
-    _print_steps([*steps, "recipient"], None)
-    print(f"the server accepted the message for {args.to}; check that it arrived")
-    return 0
-
-
-def _print_steps(steps: list[str], error) -> None:
-    for step in steps:
-        if error is not None and (step == error.step or (error.step in ("sender", "data") and step == "recipient")):
-            print(f"  {step:<10} FAILED  {error.message}")
-            return
-        print(f"  {step:<10} ok")
-
-
-def _mail(args) -> int:
-    """The outbox: what waits or was refused (--pending), or send one again (--retry ID); or
-    every kind of mail, rendered as samples (--samples DIR)."""
-    if args.samples is not None:
-        from daemon.notify.samples import write_samples
-
-        written = write_samples(args.samples)
-        print(f"{len(written)} files written to {args.samples}")
-        return 0
-    config, store = _load(args, read_only=args.retry is None)
-    if args.retry is not None:
-        with store.transaction(label="mail") as tx:
-            mail = tx.outbox.retry_now(args.retry)
-        if mail is None:
-            raise SystemExit(f"dropd mail: no unsent message {args.retry} (`dropd mail --pending` lists them)")
-        print(f"message {mail.id} to {mail.recipient} is queued again; the running daemon sends it within seconds")
-        return 0
-    unsent = []
-    if store:
-        with store.reading() as tx:
-            unsent = tx.outbox.unsent()
-    if args.json:
-        fields = (
-            "id",
-            "kind",
-            "status",
-            "run_id",
-            "recipient",
-            "subject",
-            "attempts",
-            "next_attempt",
-            "last_error",
-            "created",
-        )
-        print(json.dumps([{name: getattr(mail, name) for name in fields} for mail in unsent], indent=2))
-        return 0
-    zone = zoneinfo.ZoneInfo(config.daemon.timezone)
-    rows = [
-        [mail.id, mail.status, mail.kind, mail.recipient, mail.attempts,
-         _local_time(mail.next_attempt, zone) if mail.status == "pending" else "-", mail.last_error or "", mail.subject]
-        for mail in unsent
-    ]  # fmt: skip
-    if rows:
-        _print_table(["id", "status", "kind", "to", "attempts", "next attempt", "last error", "subject"], rows)
-    print(f"{len(unsent)} message{'s' if len(unsent) != 1 else ''} waiting or failed")
-    return 0
-
-
-def _test_connection(args) -> int:
-    """Reach an export feed's destination step by step; exit 1 naming the step that failed."""
-    # Imported here: paramiko comes with them, 26 MiB and 65 ms no other command needs.
-    from daemon.exports import connection_check
-    from daemon.exports.destinations import destination_for
-
-    config = _load_config(args)
-    partner, feed = _find_feed(config, args.feed)
-    if feed.direction != "export":
-        raise SystemExit(f"dropd test-connection: {feed.name} is an import feed; it has no destination")
-    destination = destination_for(feed, config.daemon.drop_root, partner)
-    print(f"checking {feed.name}'s destination {destination.where}")
-    error = connection_check.check(destination)
-    for step in connection_check.steps_of(destination):
-        if error is not None and step == error.step:
-            print(f"  {step:<10} FAILED  {error.message}")
-            return 1
-        print(f"  {step:<10} ok")
-    return 0
+    def __call__(self, parser, *_):
+        print(f"dropd {_version()}")
+        parser.exit()
 
 
 def _version() -> str:
+    import importlib.metadata
+
     try:
         return importlib.metadata.version("dropd")
     except importlib.metadata.PackageNotFoundError:
@@ -515,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Partner file-exchange daemon: SFTP/FTPS drop zone, feed imports, run history.",
         epilog="Each command takes -c CONFIG (default /etc/dropd/dropd.toml); `dropd COMMAND --help` for its options.",
     )
-    parser.add_argument("--version", action="version", version=f"dropd {_version()}")
+    parser.add_argument("--version", action=_Version, help="show the version and exit")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def with_config(command):
@@ -526,9 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = with_config(commands.add_parser("run", help="run the daemon in the foreground (what systemd starts)"))
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    run.set_defaults(handler=_run)
+    run.set_defaults(handler=_command("run"))
     check = with_config(commands.add_parser("check-config", help="validate the config; exit 1 listing every error"))
-    check.set_defaults(handler=_check_config)
+    check.set_defaults(handler=_command("check_config"))
     ingest = with_config(
         commands.add_parser("ingest", help="import a local file through a feed now (the manual import)")
     )
@@ -537,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--dry-run", action="store_true", help="show what would happen and change nothing")
     ingest.add_argument("--force", action="store_true", help="import even if an identical file was imported before")
     ingest.add_argument("--json", action="store_true")
-    ingest.set_defaults(handler=_ingest)
+    ingest.set_defaults(handler=_command("ingest"))
     run_now = with_config(commands.add_parser("run-now", help="start a feed's run now, through the running daemon"))
     run_now.add_argument("feed")
     run_now.add_argument(
@@ -545,24 +85,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run_now.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the run (default 3600)")
     run_now.add_argument("--json", action="store_true")
-    run_now.set_defaults(handler=_run_now)
+    run_now.set_defaults(handler=_command("run_now"))
     runs = with_config(commands.add_parser("runs", help="recent runs, newest first"))
     runs.add_argument("--feed")
     runs.add_argument("--status", choices=["success", "running", "skipped", "failed"])
     runs.add_argument("--limit", type=int, default=50)
     runs.add_argument("--json", action="store_true")
-    runs.set_defaults(handler=_runs)
+    runs.set_defaults(handler=_command("runs"))
     contacts = with_config(commands.add_parser("contacts", help="the contacts the store holds for a partner"))
     contacts.add_argument("--partner", required=True)
     contacts.add_argument("--json", action="store_true")
-    contacts.set_defaults(handler=_partner_records)
+    contacts.set_defaults(handler=_command("partner_records"))
     subscribers = with_config(
         commands.add_parser("subscribers", help="a partner's subscriber list as the store holds it")
     )
     subscribers.add_argument("--partner", required=True)
     subscribers.add_argument("--all", action="store_true", help="include removed subscribers")
     subscribers.add_argument("--json", action="store_true")
-    subscribers.set_defaults(handler=_partner_records)
+    subscribers.set_defaults(handler=_command("partner_records"))
     for name, what in (
         ("events", "engagement events (from activity feeds)"),
         ("messages", "message log (from messages feeds)"),
@@ -570,24 +110,24 @@ def build_parser() -> argparse.ArgumentParser:
         listing = with_config(commands.add_parser(name, help=f"a partner's {what}, as the store holds it"))
         listing.add_argument("--partner", required=True)
         listing.add_argument("--json", action="store_true")
-        listing.set_defaults(handler=_partner_records)
+        listing.set_defaults(handler=_command("partner_records"))
     status = with_config(commands.add_parser("status", help="is the daemon running and healthy, and what it is doing"))
     status.add_argument("--json", action="store_true")
-    status.set_defaults(handler=_status)
+    status.set_defaults(handler=_command("status"))
     bans = with_config(commands.add_parser("bans", help="addresses banned after failed logins, and until when"))
     bans.add_argument("--json", action="store_true")
-    bans.set_defaults(handler=_bans)
+    bans.set_defaults(handler=_command("bans"))
     unban = with_config(commands.add_parser("unban", help="lift the ban of an address now"))
     unban.add_argument("address")
-    unban.set_defaults(handler=_unban)
+    unban.set_defaults(handler=_command("unban"))
     test_connection = with_config(
         commands.add_parser("test-connection", help="reach an export feed's destination step by step (no file is sent)")
     )
     test_connection.add_argument("feed")
-    test_connection.set_defaults(handler=_test_connection)
+    test_connection.set_defaults(handler=_command("test_connection"))
     test_smtp = with_config(commands.add_parser("test-smtp", help="send a test message through [smtp], step by step"))
     test_smtp.add_argument("--to", required=True, help="the address to send it to")
-    test_smtp.set_defaults(handler=_test_smtp)
+    test_smtp.set_defaults(handler=_command("test_smtp"))
     mail = with_config(
         commands.add_parser("mail", help="the mail outbox: list what waits or failed, or send one again")
     )
@@ -601,21 +141,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="write a sample of every kind of mail dropd sends to DIR (no config read)",
     )
     mail.add_argument("--json", action="store_true")
-    mail.set_defaults(handler=_mail)
+    mail.set_defaults(handler=_command("mail"))
     passwd = commands.add_parser("passwd", help="read a password (terminal or stdin) and print its argon2id hash")
-    passwd.set_defaults(handler=_passwd)
+    passwd.set_defaults(handler=_command("passwd"))
     return parser
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.command != "run":
-        # Commands print their results on stdout; their log lines go to stderr.
-        configure_logging("warning", stream=sys.stderr)
-    # Everything imported so far lives as long as the process: out of the cyclic collector's
-    # sight, its full collections during a large import stop walking it (a tenth of a re-import).
-    gc.freeze()
-    return args.handler(args)
+    try:
+        args = build_parser().parse_args(argv)
+        status = args.handler(args)
+        sys.stdout.flush()
+        return status
+    except BrokenPipeError:
+        # The reader of our output went away (`dropd runs | head -1`): end quietly, as a tool
+        # killed by SIGPIPE does (128 + 13), without a traceback; stdout is pointed at
+        # /dev/null so that the flush at exit has nowhere to fail (Python's `signal` docs).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":
