@@ -148,12 +148,14 @@ def checks() -> None:
            and Path("/srv/dropd/alpha/after-reload.txt").exists(), f"{reload.stderr} {beta.stdout}{beta.stderr} {held}")  # fmt: skip
 
     Path("/etc/dropd/partners.d/broken.toml").write_text("[partner\nname = oops\n")
-    sh("systemctl reload dropd", check=False, timeout=60)
+    broken = sh("systemctl reload dropd", check=False, timeout=60)
     time.sleep(1)
     journal = sh("journalctl -u dropd --no-pager -o cat", check=False).stdout
     active = show("ActiveState")["ActiveState"]
-    record("broken reload keeps the old config", active == "active" and "config.reload_rejected" in journal and client("alpha", "list").returncode == 0,
-           f"{active} {journal[-1500:]}")  # fmt: skip
+    record("broken reload fails and keeps the old config",
+           broken.returncode != 0 and active == "active" and "broken.toml" in journal
+           and "config.reload_rejected" not in journal and client("alpha", "list").returncode == 0,
+           f"{broken.returncode} {active} {journal[-1500:]}")  # fmt: skip
     Path("/etc/dropd/partners.d/broken.toml").unlink()
 
     restarts = int(show("NRestarts")["NRestarts"])

@@ -67,6 +67,6 @@ def test_the_unit_under_a_real_systemd(tmp_path):
     for check in (
         "install", "verify", "exposure", "active after READY", "status line", "ports 22 and 21 as dropd",
         "writes only state and drop", "reload adds a partner while a session stays",
-        "broken reload keeps the old config", "watchdog restarts a hung daemon", "stop waits for a transfer",
+        "broken reload fails and keeps the old config", "watchdog restarts a hung daemon", "stop waits for a transfer",
     ):  # fmt: skip
         assert check in results, f"{check} did not run: {results}"
