@@ -87,21 +87,25 @@ def _load_config(args):
         raise SystemExit("\n".join(map(str, invalid.errors))) from None
 
 
+def _load_config_leniently(args):
+    """The config without the partner files that are broken (each named in a warning): what
+    a command that only reads needs, and answers with, when a partner file is being edited."""
+    try:
+        config = load_config(args.config, skip_broken_partners=True)
+    except ConfigInvalid as invalid:
+        raise SystemExit("\n".join(map(str, invalid.errors))) from None
+    for error in config.skipped:
+        print(
+            f"dropd: warning: {error} (that partner file is left out; `dropd check-config` lists every error)",
+            file=sys.stderr,
+        )
+    return config
+
+
 def _load(args, read_only: bool = True):
     """The config and the store; read-only commands never wait for the daemon or migrate, and
     still answer when a partner file they do not need is broken (with a warning)."""
-    if read_only:
-        try:
-            config = load_config(args.config, skip_broken_partners=True)
-        except ConfigInvalid as invalid:
-            raise SystemExit("\n".join(map(str, invalid.errors))) from None
-        for error in config.skipped:
-            print(
-                f"dropd: warning: {error} (that partner file is left out; `dropd check-config` lists every error)",
-                file=sys.stderr,
-            )
-    else:
-        config = _load_config(args)
+    config = _load_config_leniently(args) if read_only else _load_config(args)
     try:
         return config, open_store(config, read_only=read_only)
     except NoStoreYet:
@@ -269,8 +273,9 @@ def _control(config, command: str, request: dict) -> dict:
 
 
 def status(args) -> int:
-    """Exit 0 when the daemon runs and is healthy, 1 when none answers, 2 when unhealthy."""
-    config = _load_config(args)
+    """Exit 0 when the daemon runs and is healthy, 1 when none answers, 2 when unhealthy.
+    It answers while a partner file is broken: that is when a rejected reload is looked for."""
+    config = _load_config_leniently(args)
     status = _control(config, "status", {"command": "status"})
     if args.json:
         print(json.dumps(status, indent=2))
@@ -296,15 +301,29 @@ def status(args) -> int:
         )
     for run in status["last_runs"]:
         print(f"  last run of {run['feed']}: {run['status']} at {_local_time(run['finished'] or run['started'], zone)}")
-    for quota in status.get("quotas", []):
-        if quota["quota"]:
-            share = quota["used"] / quota["quota"]
-            print(
-                f"  {quota['partner']}: {format_bytes(quota['used'])} of its {format_bytes(quota['quota'])} quota ({share:.0%})"
-            )
+    for partner in status["partners"]:
+        login = partner["last_login"]
+        seen = (
+            f"last login {_local_time(login['at'], zone)} ({login['protocol']} from {login['address']})"
+            if login
+            else "no login since the daemon started"
+        )
+        use = format_bytes(partner["used"])
+        if partner["quota"]:
+            use = f"{use} of its {format_bytes(partner['quota'])} quota ({partner['used'] / partner['quota']:.0%})"
+        print(f"  partner {partner['partner']}: {seen}; {use}")
     print(f"  banned addresses: {status['bans']}")
     if status.get("pending_mail"):
         print(f"  mail waiting to be sent: {status['pending_mail']} (`dropd mail --pending`)")
+    for alert in status["alerts"] or ():
+        print(f"  ALERT since {_local_time(alert['raised_at'], zone)}: {alert['summary']}")
+    reload = status["last_reload"]
+    if reload and not reload["accepted"]:
+        errors = reload["errors"]
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        print(f"  last reload REJECTED at {_local_time(reload['at'], zone)}, old config kept: {errors[0]}{more}")
+    elif reload:
+        print(f"  last reload: accepted at {_local_time(reload['at'], zone)}")
     return 0 if status["healthy"] else 2
 
 

@@ -14,11 +14,12 @@ import time
 import structlog
 
 from daemon.artefacts import ArtefactPruner
+from daemon.clock import utc_stamp
 from daemon.config.settings import Config, ConfigInvalid, load_config
 from daemon.control import ControlServer
 from daemon.dependency_checks import unmet
 from daemon.dropzone.ftp_server import FtpServer
-from daemon.dropzone.gatekeeper import BanList, Connections, Gatekeeper, RateLimitedLog
+from daemon.dropzone.gatekeeper import BanList, Connections, Gatekeeper, LastLogins, RateLimitedLog
 from daemon.dropzone.handoff import UploadHandoff
 from daemon.dropzone.passwords import Verifier
 from daemon.dropzone.sftp_server import SftpServer
@@ -57,12 +58,15 @@ class Daemon:
         """A `daemon.metrics.Metrics` when `[metrics] listen` is set."""
         self.bans = BanList(config.security)
         self.verifier = Verifier()
+        self.logins = LastLogins()
+        self.last_reload: dict | None = None
+        """When the config was last re-read, and the errors when it was rejected (for `dropd status`)."""
         self.refusals = RateLimitedLog()
         self.connections = Connections(config.security, self.bans, self.refusals)
         self.handoff = UploadHandoff()
         self.transfers = TransferCounter()
         self.zone = DropZone(
-            config.daemon.drop_root, config.security, Gatekeeper(config.partners, self.bans, self.verifier),
+            config.daemon.drop_root, config.security, Gatekeeper(config.partners, self.bans, self.verifier, self.logins),
             self.bans, self.connections, self.refusals, self.handoff, self.transfers,
             lambda partner: feed_folders(self.config.daemon.drop_root, partner),
         )  # fmt: skip
@@ -207,10 +211,15 @@ class Daemon:
             with self.store.reading() as tx:
                 last_runs = [run.as_dict() for run in tx.runs.last_per_feed()]
                 pending_mail = tx.outbox.pending_count()
+                alerts = [
+                    {"condition": key, "summary": summary, "raised_at": raised_at}
+                    for key, (summary, raised_at) in sorted(tx.alerts.raised().items(), key=lambda item: item[1][1])
+                ]
             store_ok = True
         except Exception as exc:
             log.warning("status.store_unreadable", error=str(exc))
-            last_runs, pending_mail, store_ok = [], None, False
+            last_runs, pending_mail, alerts, store_ok = [], None, None, False
+        logins = self.logins.last()
         return {
             "pid": os.getpid(),
             "uptime_seconds": round(time.monotonic() - self.started_monotonic),
@@ -222,8 +231,15 @@ class Daemon:
             "last_runs": last_runs,
             "bans": len(self.bans.bans()),
             "pending_mail": pending_mail,
-            "quotas": [
-                {"partner": name, "used": self.zone.quotas.used(name), "quota": partner.quota}
+            "alerts": alerts,
+            "last_reload": self.last_reload,
+            "partners": [
+                {
+                    "partner": name,
+                    "used": self.zone.quotas.used(name),
+                    "quota": partner.quota,
+                    "last_login": logins.get(name),
+                }
                 for name, partner in sorted(self.config.partners.items())
             ],
         }
@@ -282,10 +298,12 @@ class Daemon:
             if self.ftp and new.ftp:
                 self.ftp.reload_certificate(new.ftp)
         except ConfigInvalid as invalid:
+            self.last_reload = {"at": utc_stamp(), "accepted": False, "errors": [str(e) for e in invalid.errors]}
             log.error("config.reload_rejected", errors=[str(error) for error in invalid.errors])
             self.notifier.ready(f"reload rejected, old config kept: {invalid.errors[0]}")
             return False
         except Exception as exc:
+            self.last_reload = {"at": utc_stamp(), "accepted": False, "errors": [str(exc)]}
             log.error("config.reload_rejected", errors=[str(exc)])
             if self.ftp and self.config.ftp:
                 self.ftp.reload_certificate(self.config.ftp)
@@ -304,8 +322,9 @@ class Daemon:
         self.connections.settings = new.security
         self.arrivals.quiet_period = new.daemon.quiet_period
         self.arrivals.rescan_every = new.daemon.rescan
-        self.zone.reconfigure(new.security, Gatekeeper(new.partners, self.bans, self.verifier))
+        self.zone.reconfigure(new.security, Gatekeeper(new.partners, self.bans, self.verifier, self.logins))
         old, self.config = self.config, new
+        self.last_reload = {"at": utc_stamp(), "accepted": True, "errors": []}
         log.info("config.reloaded", partners=len(new.partners), **config_changes(old, new))
         self.notifier.ready(self.status_text())
         return True

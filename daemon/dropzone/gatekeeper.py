@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import paramiko
 import structlog
 
+from daemon.clock import utc_stamp
 from daemon.config.partners import Partner
 from daemon.config.settings import SecuritySettings
 from daemon.dropzone.passwords import CheckAbandoned, Verifier, VerifierBusy
@@ -356,13 +357,34 @@ def _hang_up(ticket: ConnectionTicket, reason: str) -> None:
         ticket.close()
 
 
+class LastLogins:
+    """Each partner's last successful login (when, how, from where), for `dropd status`; kept
+    in memory across reloads, so it starts empty with the daemon."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._last: dict[str, dict] = {}
+
+    def record(self, partner: str, protocol: str, address: str) -> None:
+        entry = {"at": utc_stamp(), "protocol": protocol, "address": address}
+        with self._lock:
+            self._last[partner] = entry
+
+    def last(self) -> dict[str, dict]:
+        with self._lock:
+            return dict(self._last)
+
+
 class Gatekeeper:
     METHODS = ("publickey", "password")
 
-    def __init__(self, partners: dict[str, Partner], bans: BanList, verifier: Verifier):
+    def __init__(
+        self, partners: dict[str, Partner], bans: BanList, verifier: Verifier, logins: LastLogins | None = None
+    ):
         self.partners = partners
         self.bans = bans
         self.verifier = verifier
+        self.logins = logins if logins is not None else LastLogins()
 
     def _partner_for(self, username: str, address: str) -> Partner:
         if self.bans.is_banned(address):
@@ -426,4 +448,5 @@ class Gatekeeper:
 
     def accepted(self, protocol: str, partner: Partner, address: str, method: str, **fields) -> None:
         self.bans.record_success(address)
+        self.logins.record(partner.name, protocol, address)
         log.info("login.succeeded", protocol=protocol, partner=partner.name, remote=address, method=method, **fields)

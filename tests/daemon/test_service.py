@@ -51,6 +51,10 @@ def test_broken_config_on_sighup_keeps_the_running_one(dropd):
     rejected = dropd.wait_for("config.reload_rejected")[0]
     assert any("northfield.toml" in error and "is not valid TOML" in error for error in rejected["errors"])
     assert dropd.process.poll() is None
+    reload = json.loads(dropd.cli("status", "--json", check=False).stdout)["last_reload"]
+    assert reload["accepted"] is False and reload["errors"] == rejected["errors"]
+    [line] = [line for line in dropd.cli("status", check=False).stdout.splitlines() if "last reload" in line]
+    assert line.startswith("  last reload REJECTED at ") and f"old config kept: {rejected['errors'][0]}" in line
     transport, _ = dropd.paramiko_sftp("northfield", PASSWORD)
     transport.close()
     with pytest.raises(paramiko.AuthenticationException):

@@ -68,15 +68,20 @@ def test_status_shows_the_use_and_admin_hears_of_90_percent_once(limited, sink):
     with transport, sftp.open("/nearly.csv", "wb") as handle:
         handle.write(b"a" * 95_000)
     status = json.loads(limited.cli("status", "--json").stdout)
-    quotas = {entry["partner"]: entry for entry in status["quotas"]}
-    assert quotas["northfield"] == {"partner": "northfield", "used": 95_000, "quota": 100_000}
-    assert quotas["westbrook"]["quota"] is None
-    assert "northfield: 95.0 kB of its 100.0 kB quota (95%)" in limited.cli("status").stdout
+    partners = {entry["partner"]: entry for entry in status["partners"]}
+    northfield = partners["northfield"]
+    assert (northfield["used"], northfield["quota"]) == (95_000, 100_000)
+    assert (northfield["last_login"]["protocol"], northfield["last_login"]["address"]) == ("sftp", "127.0.0.1")
+    assert partners["westbrook"]["quota"] is None and partners["westbrook"]["last_login"] is None
+    text = limited.cli("status").stdout
+    assert "(sftp from 127.0.0.1); 95.0 kB of its 100.0 kB quota (95%)\n" in text
+    assert "  partner westbrook: no login since the daemon started; 0 bytes\n" in text
     [alert] = sink.wait_for(1)
     assert alert["Subject"] == "[dropd] alert: northfield uses 95% of its quota"
     assert "Uploads past it are refused" in alert.get_body(("plain",)).get_content()
     limited.wait_for("alert.raised", condition="quota:northfield")
     assert len(limited.find("alert.raised", condition="quota:northfield")) == 1
+    assert ": northfield uses 95% of its quota\n" in limited.cli("status").stdout.split("ALERT since ", 1)[1]
     transport, sftp = limited.paramiko_sftp("northfield")
     with transport:
         sftp.remove("/nearly.csv")
