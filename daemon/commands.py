@@ -208,8 +208,21 @@ def run_now(args) -> int:
     config = _load_config(args)
     _find_feed(config, args.feed)
     request = {"command": "run-now", "feed": args.feed, "force": args.force, "timeout": args.timeout}
+    zone = zoneinfo.ZoneInfo(config.daemon.timezone)
+
+    def progress(text: str) -> None:
+        now = datetime.datetime.now(zone).strftime("%H:%M:%S")
+        print(f"{now}  {args.feed}: {printable(text)}", file=sys.stderr, flush=True)
+
     try:
-        reply = send_command(config.daemon.control_socket, request, timeout=args.timeout + 5)
+        reply = send_command(config.daemon.control_socket, request, timeout=args.timeout + 5, on_progress=progress)
+    except KeyboardInterrupt:
+        print(
+            f"dropd run-now: stopped waiting; the run of {args.feed} goes on in the daemon "
+            f"(`dropd runs --feed {args.feed}` shows how it ends)",
+            file=sys.stderr,
+        )
+        return 130
     except ControlUnavailable as exc:
         print(
             f"dropd run-now: {exc}; start it, or import a file by hand with `dropd ingest {args.feed} FILE`",

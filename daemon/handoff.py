@@ -27,6 +27,11 @@ class Handoff(Generic[Event]):
         with self._lock:
             self._subscribers.append(subscriber)
 
+    def unsubscribe(self, subscriber: Callable[[Event], None]) -> None:
+        with self._lock:
+            if subscriber in self._subscribers:
+                self._subscribers.remove(subscriber)
+
     def publish(self, event: Event, **context) -> None:
         with self._lock:
             subscribers = list(self._subscribers)

@@ -11,6 +11,7 @@ their own, so that exports waiting on a partner's server never hold back a partn
 import threading
 import time
 from concurrent.futures import Future
+from contextlib import contextmanager
 
 import structlog
 
@@ -27,11 +28,13 @@ MAX_PARALLEL = 4
 
 
 class FeedRunner:
-    def __init__(self, config_source, context_for):
+    def __init__(self, config_source, context_for, tell=lambda feed, text: None):
         """`config_source()`: the config in force; `context_for(retry_later)`: the `RunContext`
-        a run gets, given how it asks to be run again later."""
+        a run gets, given how it asks to be run again later; `tell(feed, text)`: where a run
+        waiting for its turn says so."""
         self._config = config_source
         self._context_for = context_for
+        self._tell = tell
         self._lock = threading.Lock()
         self._waiting: dict[str, Future] = {}
         self._feed_locks: dict[str, threading.Lock] = {}
@@ -60,7 +63,9 @@ class FeedRunner:
 
     def _run(self, feed_name, trigger, force, future: Future, feed_lock: threading.Lock) -> None:
         try:
-            with feed_lock, self._slots[self._direction(feed_name)]:
+            direction = self._direction(feed_name)
+            with self._turn(feed_name, feed_lock, direction):
+                self._tell(feed_name, f"started ({trigger})")
                 with self._lock:
                     if self._waiting.get(feed_name) is future:
                         del self._waiting[feed_name]
@@ -77,6 +82,25 @@ class FeedRunner:
         finally:
             with self._lock:
                 self._threads.discard(threading.current_thread())
+
+    @contextmanager
+    def _turn(self, feed_name: str, feed_lock: threading.Lock, direction: str):
+        """The feed's turn (its previous run over) and a run slot of its direction; whoever
+        waits on the run hears why it waits."""
+        if not feed_lock.acquire(blocking=False):
+            self._tell(feed_name, "waiting: the feed's previous run is still going")
+            feed_lock.acquire()
+        try:
+            slot = self._slots[direction]
+            if not slot.acquire(blocking=False):
+                self._tell(feed_name, f"waiting for a free run slot ({MAX_PARALLEL} {direction}s run at once)")
+                slot.acquire()
+            try:
+                yield
+            finally:
+                slot.release()
+        finally:
+            feed_lock.release()
 
     def _direction(self, feed_name: str) -> str:
         """Which pool of run slots the feed's runs take ("import" for a feed no longer known:

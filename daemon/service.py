@@ -35,7 +35,7 @@ from daemon.notify.alerts import AlertMonitor, Alerts
 from daemon.notify.mailer import Mailer, smtp_server
 from daemon.notify.sender import MailSender
 from daemon.runner import FeedRunner
-from daemon.runs.lifecycle import RunContext, RunFinished
+from daemon.runs.lifecycle import RunContext, RunFinished, RunProgress
 from daemon.scheduler import WindowScheduler, claim_window
 from daemon.sd_notify import SystemdNotifier
 from daemon.store import open_store
@@ -71,6 +71,7 @@ class Daemon:
             lambda partner: feed_folders(self.config.daemon.drop_root, partner),
         )  # fmt: skip
         self.run_finished = RunFinished()
+        self.run_progress = RunProgress()
         self.mailer = Mailer(lambda: self.config)
         self.mail_sender: MailSender | None = None
         self.alert_monitor: AlertMonitor | None = None
@@ -80,7 +81,7 @@ class Daemon:
         self.sftp: SftpServer | None = None
         self.ftp: FtpServer | None = None
         self.store = None
-        self.runner = FeedRunner(lambda: self.config, self._run_context)
+        self.runner = FeedRunner(lambda: self.config, self._run_context, self.run_progress.tell)
         self.arrivals = Arrivals(
             config.daemon.quiet_period,
             self.runner.file_arrived,
@@ -94,8 +95,9 @@ class Daemon:
             lambda: self.config, lambda feed, key: claim_window(self.store, feed, key), self.runner.request
         )
         self.control = ControlServer(
-            config.daemon.control_socket, lambda: self.config, self.status, self.bans, self.runner.request
-        )
+            config.daemon.control_socket, lambda: self.config, self.status, self.bans, self.runner.request,
+            self.run_progress,
+        )  # fmt: skip
         self.instance_lock = InstanceLock(config.daemon.state_dir)
         self.started_monotonic = time.monotonic()
         self.stopping = False
@@ -106,7 +108,7 @@ class Daemon:
         arrivals = self.arrivals
         return RunContext(
             self.store, self.config, arrivals.is_complete, retry_later, arrivals.settles_in,
-            self.run_finished, self.mailer.queue_recap,
+            self.run_finished, self.mailer.queue_recap, self.run_progress,
         )  # fmt: skip
 
     @property

@@ -13,6 +13,7 @@ login is not retried.
 
 import csv
 import datetime
+import functools
 import hashlib
 import time
 from pathlib import Path
@@ -57,6 +58,7 @@ def run_export(
     local = work / f"{feed.name}-{started:%Y%m%dT%H%M%S%f}.csv"
     recorder.start(None, None)  # the file is named in the record once it exists
     bound = bound.bind(run_id=recorder.run_id)
+    ctx.tell(feed.name, f"run #{recorder.run_id}: writing the export file")
     try:
         with ctx.store.transaction(label=feed.name) as tx:
             kind.settle(tx)
@@ -75,7 +77,9 @@ def run_export(
             count.write_text(f"{rows}\n", encoding="ascii")
             naming.companions.append((count, count_name))
         bound.info("run.started", rows=rows, size=size, destination=destination.where)
-        name = _deliver(destination, local, naming, block_end, feed, bound, sleep)
+        ctx.tell(feed.name, f"delivering {rows:,} rows ({size:,} bytes) to {destination.where}")
+        tell = functools.partial(ctx.tell, feed.name)
+        name = _deliver(destination, local, naming, block_end, feed, bound, sleep, tell)
         bound = bound.bind(file=name)
     except PushError as error:
         reason = f"delivery-failed: {error.step}: {error.message}"
@@ -126,8 +130,11 @@ def _write(path: Path, header: list[str], rows) -> tuple[int, int, str]:
     return count, path.stat().st_size, sink.digest.hexdigest()
 
 
-def _deliver(destination: ExportDestination, local: Path, naming: Naming, block_end, feed, bound, sleep) -> str:
-    """Deliver, trying again after temporary failures; the name the file got."""
+def _deliver(
+    destination: ExportDestination, local: Path, naming: Naming, block_end, feed, bound, sleep, tell=lambda text: None
+) -> str:
+    """Deliver, trying again after temporary failures; the name the file got. `tell(text)`
+    says each failed try and when the next one is."""
     wait = feed.destination.retry if feed.destination is not None else 30.0
     tries = 0
     while True:
@@ -144,6 +151,12 @@ def _deliver(destination: ExportDestination, local: Path, naming: Naming, block_
             if out_of_time:
                 raise
             bound.warning("export.retry", step=error.step, error=error.message, tries=tries, seconds=round(wait))
+            until = (
+                f"until the block ends at {block_end:%H:%M} UTC"
+                if block_end is not None
+                else f"try {tries + 1} of {MANUAL_TRIES}"
+            )
+            tell(f"try {tries} failed at {error.step}: {error.message}; next try in {wait:.0f} s ({until})")
             sleep(wait)
             wait = min(wait * 2, MAX_WAIT)
 

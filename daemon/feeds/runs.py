@@ -28,6 +28,7 @@ from daemon.runs.lifecycle import RunContext, RunRecorder
 from daemon.runs.spreadsheet import spreadsheet_row
 from daemon.store.records import RunRecord
 from daemon.temp_names import our_temp_name
+from daemon.text import printable
 from handlers import KINDS
 from handlers.base import FeedSetup, FileRejected, ImportCounts
 
@@ -125,6 +126,7 @@ def _import_landed(ctx, recorder: RunRecorder, partner, feed, landed: LandedFile
 
     run_id = recorder.start(path.name, facts.sha256, facts.size)
     bound = bound.bind(run_id=run_id)
+    ctx.tell(feed.name, f"run #{run_id}: importing {printable(path.name)} ({facts.size:,} bytes)")
     bound.info("run.started", size=facts.size, encoding=facts.encoding)
     counts = None
     try:

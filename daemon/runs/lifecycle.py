@@ -35,6 +35,17 @@ class RunFinished(Handoff[RunRecord]):
         super().__init__("run")
 
 
+class RunProgress(Handoff[tuple[str, str]]):
+    """(feed, what its run is doing now, in a few words), for whoever waits on the run
+    (`dropd run-now`): queued, importing a file, delivering, a retry and when the next is."""
+
+    def __init__(self):
+        super().__init__("progress")
+
+    def tell(self, feed: str, text: str) -> None:
+        self.publish((feed, text), feed=feed)
+
+
 @dataclass(frozen=True)
 class RunSubject:
     """What a run is about: the partner, the feed and what started it, and who runs it."""
@@ -204,6 +215,12 @@ class RunContext:
     """Where finished runs are handed off after their commit."""
     notify: object = None
     """A callable(tx, record) queuing a run's recap in the transaction that finishes it."""
+    progress: RunProgress | None = None
+    """Where a run says what it is doing (`tell`), for `dropd run-now`."""
+
+    def tell(self, feed: str, text: str) -> None:
+        if self.progress is not None:
+            self.progress.tell(feed, text)
 
     def recorder(self, partner, feed, trigger: str, dry_run: bool = False) -> RunRecorder:
         errors_dir = None if dry_run else self.config.daemon.state_dir / "errors"
