@@ -145,3 +145,128 @@ def test_every_short_module_name_in_the_architecture_is_under_daemon():
     short = set(re.findall(r"`((?:[a-z_]+/)?[a-z_]+\.py)`", text))
     assert len(short) > 20
     assert sorted(name for name in short if not any((base / name).is_file() for base in (ROOT, ROOT / "daemon"))) == []
+
+
+def logged_levels() -> dict[str, set[str]]:
+    """Every literal event name the daemon logs, with the levels it logs it at."""
+    levels: dict[str, set[str]] = {}
+    for path in [*(ROOT / "daemon").rglob("*.py"), *(ROOT / "handlers").glob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in ("debug", "info", "warning", "error", "exception")
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+                and isinstance(node.args[0].value, str)
+                and re.fullmatch(r"[a-z_]+\.[a-z_.]+", node.args[0].value)
+            ):
+                level = "error" if node.func.attr == "exception" else node.func.attr
+                levels.setdefault(node.args[0].value, set()).add(level)
+    return levels
+
+
+def test_every_event_is_documented_at_the_levels_it_is_logged_at():
+    documented = dict(
+        re.findall(r"^\| `([a-z_]+\.[a-z_.]+)` \| ([^|]*) \|", (ROOT / "docs" / "logs.md").read_text(), re.M)
+    )
+    wrong = sorted(
+        f"{event}: logged at {level}, documented as {documented[event].strip()!r}"
+        for event, levels in logged_levels().items()
+        for level in levels
+        if event in documented and level not in documented[event]
+    )
+    assert wrong == []
+
+
+REASON_MODULES = (
+    "daemon/feeds/runs.py",
+    "daemon/feeds/csv_source.py",
+    "daemon/exports/runs.py",
+    "daemon/store/repositories.py",
+)
+"""Where run reasons (`code: sentence`) are made."""
+CODE = r"[a-z][a-zA-Z]*(?:-[a-zA-Z]+)*"
+
+
+def error_codes_in_code() -> set[str]:
+    """The codes rows are rejected or reported with, files fail with, and run reasons start with."""
+    codes = set()
+    for path in [*(ROOT / "daemon").rglob("*.py"), *(ROOT / "handlers").glob("*.py")]:
+        reasons = path.relative_to(ROOT).as_posix() in REASON_MODULES
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call):
+                name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", None)
+                arguments = [a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+                if name in ("reject", "partial", "FileRejected", "RowRejected") and arguments:
+                    codes.add(arguments[0])
+                elif reasons or name == "write":
+                    codes.update(a for a in arguments if re.fullmatch(r"[a-z][a-zA-Z]*(?:-[a-zA-Z]+)+", a))
+            head = node.values[0] if isinstance(node, ast.JoinedStr) and node.values else node
+            if reasons and isinstance(head, ast.Constant) and isinstance(head.value, str):
+                found = re.match(rf"({CODE}): ", head.value)
+                if found:
+                    codes.add(found.group(1))
+    return codes
+
+
+def test_every_error_code_is_in_the_reference_and_every_listed_code_is_made():
+    text = (ROOT / "docs" / "errors.md").read_text()
+    documented = set(re.findall(rf"^\| `({CODE})[`:]", text, re.M))
+    reserved = set(re.findall(rf"^\| `({CODE})` \|[^|]*\| reserved", text, re.M))
+    made = error_codes_in_code()
+    assert len(made) > 25
+    assert sorted(made - documented) == []
+    assert sorted(documented - made - reserved - {"encoding"}) == []  # encoding: a note, "file read as ..."
+
+
+def config_keys() -> list[tuple[str, str, object, object]]:
+    """(module, key, its parser, its default) of every key the config readers take."""
+    import importlib
+
+    found = []
+    for path in [*(ROOT / "daemon" / "config").glob("*.py"), *(ROOT / "handlers").glob("*.py")]:
+        module = importlib.import_module(path.relative_to(ROOT).with_suffix("").as_posix().replace("/", "."))
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "take"
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+            ):
+                default = node.args[2].value if len(node.args) > 2 and isinstance(node.args[2], ast.Constant) else None
+                parser = node.args[1] if len(node.args) > 1 else None
+                found.append((module, node.args[0].value, parser, default))
+    return found
+
+
+def test_every_config_key_is_documented_with_the_default_the_code_has():
+    """A key's documented default, read with the key's own parser, is the code's default."""
+    import tomllib
+
+    text = (ROOT / "docs" / "configuration.md").read_text()
+    rows: dict[str, list[str]] = {}
+    for key, default in re.findall(r"^\| `([a-z_]+)` \| ([^|]*) \|", text, re.M):
+        rows.setdefault(key, []).append(default.strip())
+    keys = config_keys()
+    assert len(keys) > 80
+    missing = sorted({key for _, key, _, _ in keys if f"`{key}`" not in text and f"[{key}]" not in text})
+    assert missing == []
+    wrong = []
+    for module, key, parser, default in keys:
+        literals = [
+            found.group(1) for cell in rows.get(key, []) if (found := re.fullmatch(r"`([^`]+)`( \(.*\))?", cell))
+        ]
+        if default is None or parser is None or not literals:
+            continue
+        parse = eval(ast.unparse(parser), vars(module))  # the key's own parser, as the module names it
+        read = []
+        for literal in literals:
+            try:
+                read.append(parse(tomllib.loads(f"value = {literal}")["value"]))
+            except (ValueError, tomllib.TOMLDecodeError):
+                read.append(literal)
+        if default not in read:
+            wrong.append(f"{key}: the code's default is {default!r}, docs/configuration.md says {literals}")
+    assert wrong == []
