@@ -117,6 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
     bans = with_config(commands.add_parser("bans", help="addresses banned after failed logins, and until when"))
     bans.add_argument("--json", action="store_true")
     bans.set_defaults(handler=_command("bans"))
+    reload = with_config(
+        commands.add_parser(
+            "reload", help="have the running daemon re-read its config; exit 1 with every error if rejected"
+        )
+    )
+    reload.set_defaults(handler=_command("reload"))
     unban = with_config(commands.add_parser("unban", help="lift the ban of an address now"))
     unban.add_argument("address")
     unban.set_defaults(handler=_command("unban"))

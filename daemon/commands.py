@@ -8,7 +8,7 @@ import sys
 import zoneinfo
 from pathlib import Path
 
-from daemon.config.settings import ConfigInvalid, load_config
+from daemon.config.settings import ConfigInvalid, control_socket_of, load_config
 from daemon.control import ControlUnavailable, send_command
 from daemon.dropzone.passwords import hash_password
 from daemon.dropzone.quota import format_bytes
@@ -270,19 +270,39 @@ def _print_queue(config) -> None:
         print(f"queued  {_local_time(since, zone)}  {feed}  waiting for {store['writing'] or 'the store'} to finish")
 
 
-def _control(config, command: str, request: dict) -> dict:
-    """Send a request to the running daemon; exit with a clear message when it cannot answer."""
+def _control(config_or_socket, command: str, request: dict, refusal_ok: bool = False) -> dict:
+    """Send a request to the running daemon (the config's control socket, or the socket
+    itself); exit with a clear message when it cannot answer (or refuses, unless `refusal_ok`)."""
+    socket_path = config_or_socket if isinstance(config_or_socket, Path) else config_or_socket.daemon.control_socket
     try:
-        reply = send_command(config.daemon.control_socket, request, timeout=30)
+        reply = send_command(socket_path, request, timeout=30)
     except ControlUnavailable as exc:
         raise SystemExit(f"dropd {command}: {exc}") from None
     except PermissionError:
-        raise SystemExit(
-            f"dropd {command}: no permission on {config.daemon.control_socket}; run as root or the service user"
-        ) from None
-    if not reply.get("ok"):
+        raise SystemExit(f"dropd {command}: no permission on {socket_path}; run as root or the service user") from None
+    if not reply.get("ok") and not refusal_ok:
         raise SystemExit(f"dropd {command}: {reply.get('error')}")
     return reply
+
+
+def reload(args) -> int:
+    """What `systemctl reload` runs: the daemon re-reads its config and answers; a rejected
+    config (exit 1, every error on stderr) leaves the running one in force."""
+    try:
+        socket_path = control_socket_of(Path(args.config))
+    except ConfigInvalid as invalid:
+        raise SystemExit("\n".join(map(str, invalid.errors))) from None
+    reply = _control(socket_path, "reload", {"command": "reload"}, refusal_ok=True)
+    if reply.get("ok"):
+        print(f"dropd reloaded {args.config}")
+        return 0
+    for error in reply.get("errors", []):
+        print(error, file=sys.stderr)
+    print(
+        f"dropd reload: the configuration was rejected; the running one stays ({len(reply.get('errors', []))} error(s))",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def status(args) -> int:

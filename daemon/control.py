@@ -29,16 +29,18 @@ class ControlUnavailable(Exception):
 
 
 class ControlServer:
-    def __init__(self, path: Path, config_source, status, bans, request_run, progress=None):
+    def __init__(self, path: Path, config_source, status, bans, request_run, progress=None, reload=None):
         """`status()`: what `dropd status` shows; `bans`: the ban list; `request_run(feed,
         trigger, force)`: a run's future (the runner's `request`); `progress`: the hand-off
-        runs say what they are doing on (`RunProgress`)."""
+        runs say what they are doing on (`RunProgress`); `reload()`: re-read the config, and
+        say whether it was accepted and with which errors not."""
         self.path = path
         self._config = config_source
         self._status = status
         self._bans = bans
         self._request_run = request_run
         self._progress = progress
+        self._reload = reload
         self._socket = None
         self._stop = threading.Event()
 
@@ -99,6 +101,9 @@ class ControlServer:
             return {"ok": True, **self._status()}
         if command == "bans":
             return {"ok": True, "bans": [{"address": ban.address, "until": ban.until} for ban in self._bans.bans()]}
+        if command == "reload" and self._reload is not None:
+            outcome = self._reload()
+            return {"ok": bool(outcome.get("accepted")), "errors": outcome.get("errors", [])}
         if command == "unban":
             address = str(request.get("address", ""))
             if not self._bans.unban(address):

@@ -9,6 +9,7 @@ logged in as.
 import os
 import select
 import signal
+import threading
 import time
 
 import structlog
@@ -59,6 +60,8 @@ class Daemon:
         self.bans = BanList(config.security)
         self.verifier = Verifier()
         self.logins = LastLogins()
+        self._reloading = threading.Lock()
+        """One reload at a time: SIGHUP (the main thread) and `dropd reload` (the control socket)."""
         self.last_reload: dict | None = None
         """When the config was last re-read, and the errors when it was rejected (for `dropd status`)."""
         self.refusals = RateLimitedLog()
@@ -96,11 +99,16 @@ class Daemon:
         )
         self.control = ControlServer(
             config.daemon.control_socket, lambda: self.config, self.status, self.bans, self.runner.request,
-            self.run_progress,
+            self.run_progress, self._reload_for_control,
         )  # fmt: skip
         self.instance_lock = InstanceLock(config.daemon.state_dir)
         self.started_monotonic = time.monotonic()
         self.stopping = False
+
+    def _reload_for_control(self) -> dict:
+        """`dropd reload`: the reload's outcome, every error when it was rejected."""
+        self.reload()
+        return dict(self.last_reload or {})
 
     def _run_context(self, retry_later) -> RunContext:
         """What a run gets: the store, the config in force, the arrivals' view of files, where
@@ -291,7 +299,12 @@ class Daemon:
             os.close(wake_write)
 
     def reload(self) -> bool:
-        """Re-read the whole config; keep the running one if the new one is rejected."""
+        """Re-read the whole config; keep the running one if the new one is rejected (the
+        errors are in `last_reload`)."""
+        with self._reloading:
+            return self._reload()
+
+    def _reload(self) -> bool:
         self.notifier.reloading()
         try:
             new = load_config(self.config.file, load_keys=True)

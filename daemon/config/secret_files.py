@@ -12,8 +12,12 @@ def secret_path(value: str, config_dir: Path) -> Path:
     credentials = os.environ.get("CREDENTIALS_DIRECTORY")
     if credentials and "/" not in value:
         candidate = Path(credentials) / value
-        if candidate.exists():
-            return candidate
+        try:
+            if candidate.exists():
+                return candidate
+        except OSError:
+            return candidate  # there, but not ours to look at: reading it says why
+
     path = Path(value)
     return path if path.is_absolute() else config_dir / path
 

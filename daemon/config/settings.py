@@ -208,7 +208,7 @@ def _read_ftp(table: v.TableReader, base: Path) -> FtpSettings | None:
         for key, value in (("certfile", certfile), ("keyfile", keyfile)):
             if value is None and not table.has(key):
                 table.error(key, 'is required when tls = "required"')
-            elif value is not None and not self_signed and not value.exists():
+            elif value is not None and not self_signed and not _present(table, key, value):
                 table.error(key, f"{value} does not exist (set self_signed = true to generate one)")
     settings = FtpSettings(
         listen=table.take("listen", v.listen_address, ("0.0.0.0", 21)),
@@ -328,6 +328,30 @@ def load_config(file: str | Path, skip_broken_partners: bool = False, load_keys:
         raise ConfigInvalid(errors)
     sections = {key: main[key] for key in ("daemon", "sftp", "ftp", "smtp", "security", "alerts", "metrics")}
     return Config(file, partners=partners, skipped=skipped, **sections)
+
+
+def _present(table: v.TableReader, key: str, path: Path) -> bool:
+    """Whether `path` exists; True (with the error recorded) when it cannot even be looked at."""
+    try:
+        return path.exists()
+    except OSError as exc:
+        table.error(key, f"{path} cannot be looked at: {exc.strerror}")
+        return True
+
+
+def control_socket_of(file: Path) -> Path:
+    """The control socket `file` names (`[daemon] control_socket`, or state_dir's), read
+    without checking the rest: what `dropd reload` needs, where the service's credentials
+    (TLS keys) are out of its reach; the daemon checks the whole config itself."""
+    errors: list = []
+    daemon = v.TableReader(errors, file, "", _read_toml(file)).sub("daemon", required=True)
+    if daemon is not None:
+        path = v.path_from(file.parent)
+        state_dir = daemon.take("state_dir", path)
+        socket_path = daemon.take("control_socket", path, state_dir / "control.sock" if state_dir else None)
+        if socket_path is not None:
+            return socket_path
+    raise ConfigInvalid(errors or [v.ConfigError(str(file), "daemon.state_dir", "is required")])
 
 
 def _read_toml(file: Path) -> dict:

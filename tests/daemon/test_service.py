@@ -61,6 +61,23 @@ def test_broken_config_on_sighup_keeps_the_running_one(dropd):
         dropd.paramiko_sftp("eastgate", PASSWORD)
 
 
+def test_dropd_reload_answers_with_the_outcome(dropd):
+    """What `systemctl reload` runs: it failed with the daemon's own credentials out of reach
+    when it was `dropd check-config` beside a SIGHUP."""
+    dropd.add_partner("northfield")
+    dropd.start()
+    (dropd.partners_dir / "broken.toml").write_text("[partner\n")
+    refused = dropd.cli("reload", check=False)
+    assert refused.returncode == 1
+    assert "broken.toml" in refused.stderr and "the running one stays (1 error(s))" in refused.stderr
+    (dropd.partners_dir / "broken.toml").unlink()
+    dropd.add_partner("eastgate")
+    accepted = dropd.cli("reload")
+    assert accepted.returncode == 0 and accepted.stdout.startswith("dropd reloaded ")
+    transport, _ = dropd.paramiko_sftp("eastgate", PASSWORD)
+    transport.close()
+
+
 def slow_upload(dropd, path, size, rate="200k"):
     source = dropd.root / "upload.bin"
     source.write_bytes(os.urandom(size))

@@ -30,8 +30,7 @@ def test_unit_is_notify_and_hardened(installed_unit):
     text = installed_unit.read_text()
     for line in (
         "Type=notify",
-        f"ExecReload={shutil.which('dropd')} check-config -c /etc/dropd/dropd.toml",
-        "ExecReload=/bin/kill -HUP $MAINPID",
+        f"ExecReload={shutil.which('dropd')} reload -c /etc/dropd/dropd.toml",
         "User=dropd",
         "ProtectSystem=strict",
         "ReadWritePaths=/var/lib/dropd /srv/dropd",
