@@ -8,12 +8,12 @@ import sys
 from tests.helpers import conversations_feed, free_port, messages_feed
 
 
-def start_with_unreachable_destination(dropd):
+def start_with_unreachable_destination(dropd, retry="1s"):
     password = dropd.root / "push-password"
     password.write_text("secret\n")
     destination = {
         "protocol": "sftp", "host": "127.0.0.1", "port": free_port(), "username": "dropd", "directory": "/in",
-        "host_key": "SHA256:" + "A" * 43, "password_file": str(password), "timeout": "5s", "retry": "1s",
+        "host_key": "SHA256:" + "A" * 43, "password_file": str(password), "timeout": "5s", "retry": retry,
     }  # fmt: skip
     dropd.add_feed_partner("northfield", [messages_feed(), conversations_feed(destination=destination, schedule=[])])
     dropd.start()
@@ -41,7 +41,7 @@ def test_run_now_says_each_step_and_each_retry_as_it_goes(dropd):
 
 
 def test_ctrl_c_leaves_the_run_to_the_daemon_and_says_so(dropd):
-    start_with_unreachable_destination(dropd)
+    start_with_unreachable_destination(dropd, retry="5s")  # 15 s of retries: Ctrl-C lands inside them
     client = subprocess.Popen(
         [sys.executable, "-m", "daemon.cli", "run-now", "conversations", "-c", str(dropd.config_file)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -54,6 +54,6 @@ def test_ctrl_c_leaves_the_run_to_the_daemon_and_says_so(dropd):
         "dropd run-now: stopped waiting; the run of conversations goes on in the daemon "
         "(`dropd runs --feed conversations` shows how it ends)"
     )
-    [run] = dropd.wait_for_runs("conversations", timeout=30)
+    [run] = dropd.wait_for_runs("conversations", timeout=60)
     assert run["status"] == "failed" and run["reason"].startswith("delivery-failed: tcp")
     dropd.wait_for("control.client_left", feed="conversations")
