@@ -78,6 +78,10 @@ An export kind is a class derived from `ExportKind`. The export run
     The store position this export reaches, read in the snapshot first; rows stored after
     it (while the export runs) go out next time. None for a snapshot kind.
 
+`delivered(tx, after, upto) -> dict`
+    Called in the transaction that records a delivered export (with the watermark): what
+    the kind keeps of it (rows held back for later), and counts for the run. Optional.
+
 `rows(tx, after, upto) -> Iterable[list]`
     The rows to export, streamed (memory must not grow with the export). `after` is the
     feed's watermark: the position of the last row a *delivered* export of this feed held
@@ -533,3 +537,9 @@ class ExportKind(_Kind):
 
     @abstractmethod
     def rows(self, tx: "Transaction", after: int, upto: int | None) -> Iterable[list[Any]]: ...
+
+    def delivered(self, tx: "Transaction", after: int, upto: int | None) -> dict[str, int]:
+        """In the transaction that records a delivered export: the kind's own bookkeeping.
+        Returns counts for the run's details; `unknown_contact` makes the run say how many
+        rows wait for their contact."""
+        return {}

@@ -4,7 +4,9 @@ delivered export, for the partner's CRM.
 Columns, in this order: crm_id, admithub_id (the contact's key in dropd's store), first_name,
 last_name, channel, campaign_id, campaign_name, timestamp (UTC, ISO 8601), incoming, outgoing
 (the body, in the column of its direction), outgoing_source, media (a JSON list), script_id,
-script_name. Filters: `channels`, `directions` and `outgoing_sources` (which applies to
+script_name. A message keeps its contact by the contact's own key, so a contact whose ID
+changes keeps its messages; a message whose contact is not known yet is held back (the run
+says how many: `unknown-contact`) and goes out with the first export after its contact. Filters: `channels`, `directions` and `outgoing_sources` (which applies to
 outgoing messages), each at least one value; all of them when not given.
 """
 
@@ -75,6 +77,7 @@ class ConversationsExport(ExportKind):
 
     def settle(self, tx: "Transaction") -> None:
         tx.messages.serialize_positions(self.partner)
+        tx.messages.tie_contacts(self.partner)
 
     def upto(self, tx: "Transaction") -> int | None:
         return tx.messages.last_position(self.partner)
@@ -82,7 +85,7 @@ class ConversationsExport(ExportKind):
     def rows(self, tx: "Transaction", after: int, upto: int | None) -> Iterator[list[Any]]:
         options = self.options
         found = tx.messages.for_export(
-            self.partner, after, upto or 0, options.channels, options.directions, options.outgoing_sources
+            self.feed, self.partner, after, upto or 0, options.channels, options.directions, options.outgoing_sources
         )
         for (_position, crm_id, contact_key, first_name, last_name, channel, campaign_id, campaign_name, timestamp,
              direction, body, outgoing_source, media, script_id, script_name) in found:  # fmt: skip
@@ -92,3 +95,13 @@ class ConversationsExport(ExportKind):
                 campaign_name or "", utc_text(timestamp), incoming, outgoing, outgoing_source or "",
                 media_list(media), script_id or "", script_name or "",
             ]  # fmt: skip
+
+    def delivered(self, tx: "Transaction", after: int, upto: int | None) -> dict[str, int]:
+        """Messages whose contact is not known (yet) were left out: held back for this feed's
+        next runs, never sent with a blank contact."""
+        options = self.options
+        tx.messages.hold_back(
+            self.feed, self.partner, after, upto or 0, options.channels, options.directions, options.outgoing_sources
+        )
+        held = tx.messages.held_back(self.feed)
+        return {"unknown_contact": held} if held else {}

@@ -97,9 +97,11 @@ def run_export(
         if kind.watermarked and upto is not None:
             tx.watermarks.advance(feed.name, upto, recorder.run_id)
         tx.runs.name_file(recorder.run_id, name, sha256, size)
-        recorder.finish(
-            tx, "success", None, rows, rows, 0, {"destination": destination.where, "bytes": size, "sha256": sha256}
-        )
+        counts = kind.delivered(tx, after, upto)
+        held = counts.get("unknown_contact")
+        note = f"unknown-contact: {held:,} held back until their contact is known" if held else None
+        details = {"destination": destination.where, "bytes": size, "sha256": sha256, **counts}
+        recorder.finish(tx, "success", note, rows, rows, 0, details)
     bound.info("run.finished", status="success", rows=rows, size=size, destination=destination.where)
     return recorder.done()
 

@@ -110,6 +110,11 @@ HINTS: dict[str, tuple[str, str | None]] = {
         "The command below shows which step fails.",
     ),
     "no-rows": ("Nothing new to export since the last delivered file, so no file was written.", None),
+    "unknown-contact": (
+        "Some messages name a contact that is not known yet; they were left out of this file and go out with "
+        "the first export after the contact arrives in a contacts file.",
+        None,
+    ),
 }
 
 

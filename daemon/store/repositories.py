@@ -452,14 +452,25 @@ MESSAGE_COLUMNS = (
 
 class Messages(_Repository):
     def add(self, partner: str, message: dict[str, Any]) -> bool:
-        """Store one message of the organisation's log; False when its key is already there."""
+        """Store one message of the organisation's log, tied to its contact's own key when the
+        contact is known; False when its key is already there."""
         values = [message.get(name) for name in MESSAGE_COLUMNS]
         cursor = self._db.execute(
-            f"INSERT INTO messages (partner, {', '.join(MESSAGE_COLUMNS)}, imported_at) "
-            f"VALUES (?, {', '.join('?' * len(MESSAGE_COLUMNS))}, ?) ON CONFLICT (partner, message_key) DO NOTHING",
-            (partner, *values, utc_stamp()),
+            f"INSERT INTO messages (partner, {', '.join(MESSAGE_COLUMNS)}, imported_at, contact_key) "
+            f"VALUES (?, {', '.join('?' * len(MESSAGE_COLUMNS))}, ?, "
+            "(SELECT id FROM contacts WHERE partner = ? AND contact_id = ?)) ON CONFLICT (partner, message_key) DO NOTHING",
+            (partner, *values, utc_stamp(), partner, message.get("contact_id")),
         )
         return cursor.rowcount > 0
+
+    def tie_contacts(self, partner: str) -> None:
+        """Messages stored before their contact was known get its key, now that it may be."""
+        self._db.execute(
+            "UPDATE messages SET contact_key = (SELECT c.id FROM contacts c "
+            "WHERE c.partner = messages.partner AND c.contact_id = messages.contact_id) "
+            "WHERE partner = ? AND contact_key IS NULL",
+            (partner,),
+        )
 
     def serialize_positions(self, partner: str) -> None:
         """Called by message imports and, in its own transaction, by an export before its
@@ -471,27 +482,57 @@ class Messages(_Repository):
         """The store position (insertion order) of the partner's newest message; 0 for none."""
         return int(self._one("SELECT COALESCE(MAX(id), 0) FROM messages WHERE partner = ?", (partner,))[0])
 
-    def for_export(
-        self, partner: str, after: int, upto: int, channels: Iterable[str], directions: Iterable[str],
-        outgoing_sources: Iterable[str],
-    ) -> Iterator[Any]:  # fmt: skip
-        """Messages with positions in (after, upto], filtered, oldest first, with their contact's
-        CRM ID, key and names; streamed from the cursor."""
-        channels, directions, outgoing_sources = list(channels), list(directions), list(outgoing_sources)
-
+    @staticmethod
+    def _filtered(channels: list[str], directions: list[str], outgoing_sources: list[str]) -> str:
         def marks(values: list[str]) -> str:
             return ", ".join("?" * len(values))
 
+        return (
+            f"m.channel IN ({marks(channels)}) AND m.direction IN ({marks(directions)}) "
+            f"AND (m.direction = 'incoming' OR m.outgoing_source IN ({marks(outgoing_sources)}))"
+        )
+
+    def for_export(
+        self, feed: str, partner: str, after: int, upto: int, channels: Iterable[str], directions: Iterable[str],
+        outgoing_sources: Iterable[str],
+    ) -> Iterator[Any]:  # fmt: skip
+        """Messages with positions in (after, upto], and those `feed` held back before, whose
+        contact is known, filtered, oldest first, with their contact's CRM ID, key and names
+        (joined on the contact's own key, which a changed contact ID leaves alone); streamed."""
+        filters = [list(channels), list(directions), list(outgoing_sources)]
         cursor = self._stream(
             "SELECT m.id, c.crm_id, c.id AS contact_key, c.first_name, c.last_name, m.channel, m.campaign_id, "
             "m.campaign_name, m.timestamp, m.direction, m.body, m.outgoing_source, m.media, m.script_id, m.script_name "
-            "FROM messages m LEFT JOIN contacts c ON c.partner = m.partner AND c.contact_id = m.contact_id "
-            f"WHERE m.partner = ? AND m.id > ? AND m.id <= ? AND m.channel IN ({marks(channels)}) "
-            f"AND m.direction IN ({marks(directions)}) "
-            f"AND (m.direction = 'incoming' OR m.outgoing_source IN ({marks(outgoing_sources)})) ORDER BY m.id",
-            (partner, after, upto, *channels, *directions, *outgoing_sources),
+            "FROM messages m JOIN contacts c ON c.id = m.contact_key "
+            "WHERE m.partner = ? AND m.id <= ? "
+            "AND (m.id > ? OR m.id IN (SELECT message_id FROM held_messages WHERE feed = ?)) "
+            f"AND {self._filtered(*filters)} ORDER BY m.id",
+            (partner, upto, after, feed, *filters[0], *filters[1], *filters[2]),
         )
         yield from cursor
+
+    def hold_back(
+        self, feed: str, partner: str, after: int, upto: int, channels: Iterable[str], directions: Iterable[str],
+        outgoing_sources: Iterable[str],
+    ) -> None:  # fmt: skip
+        """After `feed` delivered (after, upto]: what it held back and has now sent is released,
+        and the window's messages without a known contact are held back for its next runs."""
+        filters = [list(channels), list(directions), list(outgoing_sources)]
+        self._db.execute(
+            "DELETE FROM held_messages WHERE feed = ? AND message_id IN "
+            "(SELECT id FROM messages WHERE partner = ? AND id <= ? AND contact_key IS NOT NULL)",
+            (feed, partner, upto),
+        )
+        self._db.execute(
+            "INSERT INTO held_messages (feed, message_id) SELECT ?, m.id FROM messages m "
+            f"WHERE m.partner = ? AND m.id > ? AND m.id <= ? AND m.contact_key IS NULL AND {self._filtered(*filters)} "
+            "ON CONFLICT (feed, message_id) DO NOTHING",
+            (feed, partner, after, upto, *filters[0], *filters[1], *filters[2]),
+        )
+
+    def held_back(self, feed: str) -> int:
+        """Messages `feed` holds back now, waiting for their contact."""
+        return int(self._one("SELECT COUNT(*) FROM held_messages WHERE feed = ?", (feed,))[0])
 
     def listing(self, partner: str) -> list[dict[str, Any]]:
         rows = self._all(

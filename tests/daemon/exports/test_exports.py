@@ -60,7 +60,9 @@ def test_conversations_columns_order_and_values(feeds):
         message(3, body="=HYPERLINK(evil)"), message(4, contact="unknown", media="https://a/1 https://a/2"),
     )  # fmt: skip
     run = feeds.export("conversations")
-    assert run["status"] == "success" and run["rows_in_file"] == 4 and run["details"]["destination"].endswith("/outbox")
+    assert run["status"] == "success" and run["rows_in_file"] == 3 and run["details"]["destination"].endswith("/outbox")
+    assert run["details"]["unknown_contact"] == 1
+    assert run["reason"] == "unknown-contact: 1 held back until their contact is known"
     [name] = outbox(feeds)
     assert (
         name == run["file"]
@@ -74,12 +76,7 @@ def test_conversations_columns_order_and_values(feeds):
             == "crm_id,admithub_id,first_name,last_name,channel,campaign_id,campaign_name,timestamp,incoming,outgoing,outgoing_source,media,script_id,script_name"
         )
     rows = exported(feeds, name)
-    assert [row["incoming"] or row["outgoing"] for row in rows] == [
-        "message 1",
-        "message 2",
-        "'=HYPERLINK(evil)",
-        "message 4",
-    ]
+    assert [row["incoming"] or row["outgoing"] for row in rows] == ["message 1", "message 2", "'=HYPERLINK(evil)"]
     first, second = rows[0], rows[1]
     assert (first["crm_id"], first["first_name"], first["last_name"], first["channel"]) == (
         "CRM-1",
@@ -90,7 +87,17 @@ def test_conversations_columns_order_and_values(feeds):
     assert first["admithub_id"] and first["timestamp"] == "2026-11-21T10:00:01Z" and first["media"] == "[]"
     assert (second["outgoing"], second["incoming"], second["outgoing_source"]) == ("message 2", "", "AI")
     assert json.loads(second["media"]) == ["https://x/1.png"]
-    assert rows[3]["crm_id"] == "" and json.loads(rows[3]["media"]) == ["https://a/1", "https://a/2"]
+    # Message 4's contact comes later: the message was held back, never sent blank; it goes next.
+    feeds.upload(
+        "northfield",
+        "/imports/StudentData_2.csv",
+        f"{CONTACTS_HEADER}\nunknown,Grace,Hopper,202-555-0144,,CRM-9,,\n".encode(),
+    )
+    later = feeds.export("conversations")
+    assert later["status"] == "success" and later["rows_in_file"] == 1 and later["reason"] is None
+    [held] = exported(feeds, later["file"])
+    assert (held["incoming"], held["crm_id"], held["first_name"]) == ("message 4", "CRM-9", "Grace")
+    assert json.loads(held["media"]) == ["https://a/1", "https://a/2"]
 
 
 def test_nothing_is_sent_twice_and_nothing_missed(feeds):
@@ -300,3 +307,21 @@ def test_exports_in_the_same_second_never_replace_each_other(feeds, monkeypatch)
     assert outbox(feeds) == sorted([*names, *(name.removesuffix(".csv") + "_count.txt" for name in names)])
     assert [len(exported(feeds, name)) for name in names] == [2, 2, 1]
     assert (feeds.home("northfield") / "outbox" / "conversations_20261204T050000Z_3_count.txt").read_text() == "1\n"
+
+
+def test_a_message_keeps_its_contact_when_the_contacts_id_changes(feeds):
+    """A conversations row joined on the mutable contact_id: after a CRM match re-keyed the
+    contact, its messages came out with a blank crm_id and admithub_id."""
+    start(feeds, conversations_feed())  # contact S1, CRM-1
+    log_messages(feeds, "messages_1.csv", message(1), message(2))
+    feeds.upload(
+        "northfield",
+        "/imports/StudentData_2.csv",
+        f"{CONTACTS_HEADER}\nS1-new,Ada,Lovelace,202-555-0143,,CRM-1,,\n".encode(),
+    )
+    assert set(feeds.contacts("northfield")) == {"S1-new"}, "the CRM match re-keyed the contact"
+    run = feeds.export("conversations")
+    assert run["status"] == "success" and run["rows_in_file"] == 2 and run["reason"] is None
+    rows = exported(feeds, run["file"])
+    assert {(row["crm_id"], row["first_name"]) for row in rows} == {("CRM-1", "Ada")}
+    assert len({row["admithub_id"] for row in rows}) == 1 and rows[0]["admithub_id"]

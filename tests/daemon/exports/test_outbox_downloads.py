@@ -3,12 +3,17 @@ OpenSSH `sftp` and curl over FTPS."""
 
 import json
 
-from tests.helpers import MESSAGES_HEADER, conversations_feed, messages_feed
+from tests.helpers import CONTACTS_HEADER, MESSAGES_HEADER, conversations_feed, messages_feed, students_feed
 
 
 def test_the_partner_downloads_the_export_over_sftp_and_ftps(dropd, client_key, tmp_path):
-    dropd.add_feed_partner("northfield", [messages_feed(), conversations_feed()], authorized_keys=[client_key.public])
+    dropd.add_feed_partner(
+        "northfield", [students_feed(), messages_feed(), conversations_feed()], authorized_keys=[client_key.public]
+    )
     dropd.start()
+    contacts = "".join(f"S{n},First{n},Last{n},202-555-01{n:02d},,,,\n" for n in range(5))
+    dropd.upload("northfield", "/imports/StudentData_1.csv", (CONTACTS_HEADER + "\n" + contacts).encode())
+    dropd.wait_for_runs("students")
     rows = "".join(f"S{n},web,2026-11-20T10:00:{n:02d}Z,hi {n},,,,,,,,m{n}\n" for n in range(5))
     dropd.upload("northfield", "/log/messages_1.csv", (MESSAGES_HEADER + "\n" + rows).encode())
     dropd.wait_for_runs("log")

@@ -5,7 +5,7 @@ import signal
 import subprocess
 import sys
 
-from tests.helpers import conversations_feed, free_port, messages_feed
+from tests.helpers import CONTACTS_HEADER, conversations_feed, free_port, messages_feed, students_feed
 
 
 def start_with_unreachable_destination(dropd, retry="1s"):
@@ -15,8 +15,14 @@ def start_with_unreachable_destination(dropd, retry="1s"):
         "protocol": "sftp", "host": "127.0.0.1", "port": free_port(), "username": "dropd", "directory": "/in",
         "host_key": "SHA256:" + "A" * 43, "password_file": str(password), "timeout": "5s", "retry": retry,
     }  # fmt: skip
-    dropd.add_feed_partner("northfield", [messages_feed(), conversations_feed(destination=destination, schedule=[])])
+    dropd.add_feed_partner(
+        "northfield", [students_feed(), messages_feed(), conversations_feed(destination=destination, schedule=[])]
+    )
     dropd.start()
+    dropd.upload(
+        "northfield", "/imports/StudentData_1.csv", f"{CONTACTS_HEADER}\nS1,Ada,Lovelace,202-555-0143,,,,\n".encode()
+    )
+    dropd.wait_for_runs("students")
     rows = "".join(f"S1,web,2026-11-20T10:00:{n:02d}Z,hello {n},,,,,,,,m{n}\n" for n in range(3))
     header = "contact_id,channel,timestamp,incoming,outgoing,outgoing_source,campaign_id,campaign_name,script_id,script_name,media,message_id"
     dropd.upload("northfield", "/log/messages_1.csv", (header + "\n" + rows).encode())

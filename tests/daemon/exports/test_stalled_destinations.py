@@ -117,9 +117,12 @@ def test_imports_run_while_every_export_slot_waits_on_a_stalled_server(dropd, tm
     dropd.add_feed_partner("northfield", [students_feed(), messages_feed(), *exports])
     try:
         dropd.start()
+        contact = f"{CONTACTS_HEADER}\nS1,Ada,Lovelace,202-555-0143,,,,\n"
+        dropd.upload("northfield", "/imports/StudentData_0.csv", contact.encode())
         rows = "".join(f"S1,web,2026-11-20T10:00:{n:02d}Z,hello {n},,,,,,,,m{n}\n" for n in range(3))
         dropd.upload("northfield", "/log/messages_1.csv", (MESSAGES_HEADER + "\n" + rows).encode())
         dropd.wait_for_runs("log")
+        dropd.wait_for_runs("students")
         for n in range(6):
             assert dropd.cli("run-now", f"conversations-{n}", "--timeout", "0.1", check=False).returncode == 0
         deadline = time.monotonic() + 30
@@ -129,9 +132,9 @@ def test_imports_run_while_every_export_slot_waits_on_a_stalled_server(dropd, tm
         dropd.upload(
             "northfield",
             "/imports/StudentData_1.csv",
-            f"{CONTACTS_HEADER}\nS1,Ada,Lovelace,202-555-0143,,,,\n".encode(),
+            f"{CONTACTS_HEADER}\nS2,Alan,Turing,202-555-0144,,,,\n".encode(),
         )
-        [run] = dropd.wait_for_runs("students", timeout=20)
+        run = dropd.wait_for_runs("students", 2, timeout=20)[-1]
         assert run["status"] == "success"
         running = {entry["feed"] for entry in json.loads(dropd.cli("status", "--json").stdout)["running"]}
         assert len(running) == 4 and all(feed.startswith("conversations-") for feed in running), running

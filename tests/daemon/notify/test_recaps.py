@@ -266,6 +266,7 @@ def test_an_export_recap_says_exported_and_where_never_imported(feeds, sink):
     conversations = conversations_feed(notify=["data@northfield.example"], notify_on=["success"])
     feeds.add_feed_partner("northfield", [students_feed(), messages_feed(), conversations])
     feeds.start()
+    feeds.upload("northfield", "/imports/StudentData_1.csv", (HEADER + "\n" + GOOD.replace("1,", "S1,", 1)).encode())
     rows = "".join(f"S1,web,2026-11-2{n}T10:00:00Z,hello {n},,,C{n},Camp,,,,m{n}\n" for n in (1, 2))
     feeds.upload("northfield", "/log/messages_1.csv", (MESSAGES_HEADER + "\n" + rows).encode())
     run = feeds.export("conversations")
