@@ -264,9 +264,14 @@ def test_every_config_key_is_documented_with_the_default_the_code_has():
         read = []
         for literal in literals:
             try:
-                read.append(parse(tomllib.loads(f"value = {literal}")["value"]))
-            except (ValueError, tomllib.TOMLDecodeError):
+                value = tomllib.loads(f"value = {literal}")["value"]
+            except tomllib.TOMLDecodeError:
                 read.append(literal)
+                continue
+            try:
+                read.append(parse(value))
+            except ValueError:
+                read.append(value)  # a default the parser does not take from a file ("" = none)
         if default not in read:
             wrong.append(f"{key}: the code's default is {default!r}, docs/configuration.md says {literals}")
     assert wrong == []

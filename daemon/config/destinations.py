@@ -23,6 +23,7 @@ class Destination:
     private_key_file: Path | None
     passphrase_file: Path | None
     directory: str
+    """An absolute path, or "" for the login directory (seed 000: "optionally add a Directory")."""
     host_key: str | None
     """sftp: the server's pinned host key fingerprint, "SHA256:..." as ssh-keygen -lf prints it."""
     ca_file: Path | None
@@ -30,6 +31,15 @@ class Destination:
     timeout: float
     retry: float
     """The first wait before trying a failed push again (it doubles) while the block is open."""
+
+    @property
+    def folder(self) -> str:
+        """The directory as a person reads it."""
+        return self.directory or "the login directory"
+
+    def path_of(self, name: str) -> str:
+        """`name` in the directory (relative to the login directory when none is set)."""
+        return f"{self.directory.rstrip('/')}/{name}" if self.directory else name
 
     @property
     def where(self) -> str:
@@ -68,7 +78,7 @@ def read_destination(reader, config_dir: Path) -> Destination | None:
         password_file=table.take("password_file", secret, None),
         private_key_file=table.take("private_key_file", secret, None),
         passphrase_file=table.take("passphrase_file", secret, None),
-        directory=table.take("directory", _absolute),
+        directory=table.take("directory", _absolute, ""),
         host_key=table.take("host_key", _fingerprint, v.REQUIRED if protocol == "sftp" else None),
         ca_file=table.take("ca_file", secret, None),
         timeout=table.take("timeout", o.duration, 60.0),

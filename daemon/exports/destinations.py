@@ -202,25 +202,23 @@ class _SftpSession:
         d, sftp = self.destination, self.sftp
         with self.deadline.step("directory", "directory check"):
             try:
-                sftp.stat(d.directory)
+                sftp.stat(d.directory or ".")
             except OSError as exc:
-                raise PushError("directory", f"{d.directory} on {d.host}: {_sftp_error(exc)}") from None
-        probe = f"{d.directory.rstrip('/')}/{remote_temp_name('probe')}"
+                raise PushError("directory", f"{d.folder} on {d.host}: {_sftp_error(exc)}") from None
+        probe = d.path_of(remote_temp_name("probe"))
         with self.deadline.step("permission", "writing a probe file"):
             try:
                 with sftp.open(probe, "wb") as handle:
                     handle.write(b"dropd test-connection\n")
                 sftp.remove(probe)
             except OSError as exc:
-                raise PushError(
-                    "permission", f"cannot write in {d.directory} on {d.host}: {_sftp_error(exc)}"
-                ) from None
+                raise PushError("permission", f"cannot write in {d.folder} on {d.host}: {_sftp_error(exc)}") from None
 
     def send(self, local: Path, naming: Naming) -> str:
         """The export and its companions; returns the name the export got."""
         name = self._send_one(local, naming.candidates())
         if name is None:
-            raise _all_taken(naming, f"{self.destination.directory} on {self.destination.host}")
+            raise _all_taken(naming, f"{self.destination.folder} on {self.destination.host}")
         for companion, name_for in naming.companions:
             if self._send_one(companion, [name_for(name)]) is None:
                 raise PushError("rename", f"{name_for(name)} exists already on {self.destination.host}")
@@ -231,9 +229,8 @@ class _SftpSession:
         `names` that is free (a plain SFTP rename, which never replaces, and a look first: some
         servers' renames do replace). None, and nothing left behind, when all are taken."""
         d, sftp = self.destination, self.sftp
-        directory = d.directory.rstrip("/")
         label = names[0]
-        temp = f"{directory}/{remote_temp_name(label)}"
+        temp = d.path_of(remote_temp_name(label))
         size = local.stat().st_size
         with self.deadline.step("upload", f"sending {label}"):
             try:
@@ -241,9 +238,9 @@ class _SftpSession:
             except (OSError, paramiko.SSHException, EOFError) as exc:
                 _remove_quietly(sftp, temp)
                 if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.ENOENT):
-                    message = f"cannot write in {d.directory} on {d.host}: {_sftp_error(exc)}"
+                    message = f"cannot write in {d.folder} on {d.host}: {_sftp_error(exc)}"
                     raise PushError("permission", message) from None
-                message = f"sending {label} to {d.host}:{d.directory} failed: {_sftp_error(exc)}"
+                message = f"sending {label} to {d.host}:{d.directory or '~'} failed: {_sftp_error(exc)}"
                 raise PushError("upload", message, transient=True) from None
         with self.deadline.step("verify", f"the size of {label}"):
             try:
@@ -259,7 +256,7 @@ class _SftpSession:
             self._verify_content(local, temp, label)
         with self.deadline.step("rename", f"renaming {label}"):
             for name in names:
-                final = f"{directory}/{name}"
+                final = d.path_of(name)
                 if _sftp_exists(sftp, final):
                     continue
                 try:
@@ -388,11 +385,12 @@ class FtpsPush:
                     raise PushError("auth", f"the connection failed while logging in: {exc}", transient=True) from None
             with deadline.step("directory", "changing directory"):
                 try:
-                    client.cwd(d.directory)
+                    if d.directory:
+                        client.cwd(d.directory)
                 except ftplib.error_perm as exc:
-                    raise PushError("directory", f"{d.directory} on {d.host}: {exc}") from None
+                    raise PushError("directory", f"{d.folder} on {d.host}: {exc}") from None
                 except (OSError, ftplib.Error, EOFError) as exc:
-                    raise PushError("directory", f"{d.directory} on {d.host}: {exc}", transient=True) from None
+                    raise PushError("directory", f"{d.folder} on {d.host}: {exc}", transient=True) from None
             yield _FtpsSession(d, client, deadline)
         finally:
             client.close()
@@ -413,7 +411,7 @@ class _FtpsSession:
                 self.client.storbinary(f"STOR {probe}", _Bytes(b"dropd test-connection\n"))
                 self.client.delete(probe)
             except ftplib.error_perm as exc:
-                raise PushError("permission", f"cannot write in {self.destination.directory}: {exc}") from None
+                raise PushError("permission", f"cannot write in {self.destination.folder}: {exc}") from None
             except (OSError, ftplib.Error, EOFError) as exc:
                 raise PushError("permission", f"writing a probe file failed: {exc}", transient=True) from None
 
@@ -421,7 +419,7 @@ class _FtpsSession:
         """The export and its companions; returns the name the export got."""
         name = self._send_one(local, naming.candidates())
         if name is None:
-            raise _all_taken(naming, f"{self.destination.directory} on {self.destination.host}")
+            raise _all_taken(naming, f"{self.destination.folder} on {self.destination.host}")
         for companion, name_for in naming.companions:
             if self._send_one(companion, [name_for(name)]) is None:
                 raise PushError("rename", f"{name_for(name)} exists already on {self.destination.host}")

@@ -262,7 +262,7 @@ def _where_delivered(record: RunRecord, feed, audience: str) -> str:
         return f"in your folder {feed.path}" if audience == PARTNER else f"in the partner's folder {feed.path}"
     destination = feed.destination
     if audience == PARTNER:
-        return f"pushed to {destination.host}:{destination.directory}"
+        return f"pushed to {destination.host}:{destination.directory or '~ (the login directory)'}"
     return f"pushed to {destination.where}"
 
 

@@ -239,3 +239,23 @@ def test_an_encrypted_key_without_its_passphrase_fails_the_push_coded(feeds, ssh
         "passphrase"
     )
     assert listing(sshd.incoming) == []
+
+
+@pytest.mark.parametrize("server_kind", ["sftp", "ftps"])
+def test_without_a_directory_the_file_lands_in_the_login_directory(feeds, server_kind):
+    """Seed 000: "optionally add a Directory". `directory` was required."""
+    server = (SshDestination if server_kind == "sftp" else FtpsDestination)().start()
+    try:
+        destination = server.destination()
+        del destination["directory"]
+        start(feeds, destination, count_file="write")
+        run = feeds.export("conversations")
+        assert run["status"] == "success", run["reason"]
+        home = server.account.home
+        landed = sorted(name for name in os.listdir(home) if name.startswith("conversations_"))
+        assert landed == sorted([run["file"], run["file"].replace(".csv", "_count.txt")])
+        assert (home / run["file"]).read_text().count("hello") == 3
+        code, out = test_connection(feeds, destination)
+        assert code == 0 and "directory  ok" in out, out
+    finally:
+        server.close()
