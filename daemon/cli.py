@@ -89,6 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
     runs = with_config(commands.add_parser("runs", help="recent runs, newest first"))
     runs.add_argument("--feed")
     runs.add_argument("--status", choices=["success", "running", "skipped", "failed"])
+    runs.add_argument(
+        "--since",
+        metavar="DATE",
+        help="runs started at or after DATE (2026-11-27 or 2026-11-27T06:00, daemon.timezone)",
+    )
+    runs.add_argument("--until", metavar="DATE", help="runs started before DATE (a date: up to the end of that day)")
+    runs.add_argument("--type", metavar="KIND", help="runs of feeds of this kind (contacts, conversations_export, ...)")
     runs.add_argument("--limit", type=int, default=50)
     runs.add_argument("--json", action="store_true")
     runs.set_defaults(handler=_command("runs"))

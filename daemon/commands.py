@@ -8,6 +8,7 @@ import sys
 import zoneinfo
 from pathlib import Path
 
+from daemon.clock import utc_stamp
 from daemon.config.settings import ConfigInvalid, control_socket_of, load_config
 from daemon.control import ControlUnavailable, send_command
 from daemon.dropzone.passwords import hash_password
@@ -20,6 +21,7 @@ from daemon.runs.lifecycle import RunContext
 from daemon.store import open_store, probe_store
 from daemon.store.records import NoStoreYet, RunRecord, SchemaError
 from daemon.text import printable
+from handlers import KINDS
 
 
 def check_config(args) -> int:
@@ -142,7 +144,7 @@ def _print_runs(records, as_json: bool, config) -> None:
     for r in records:
         on = f"  on {r.instance}" if several and r.instance else ""
         file = printable(r.file) if r.file else "-"
-        print(f"#{r.id}  {_local_time(r.started, zone)}  {r.feed}  {r.status}  {r.trigger}  {file}{on}")
+        print(f"#{r.id}  {_local_time(r.started, zone)}  {r.feed} ({r.kind})  {r.status}  {r.trigger}  {file}{on}")
         if r.rows_in_file is not None:
             details = ", ".join(
                 f"{r.details[name]:,} {name.replace('_', ' ')}" for name in COUNTED if r.details.get(name)
@@ -245,16 +247,38 @@ def run_now(args) -> int:
     return 1 if any(record.status == "failed" for record in records) else 0
 
 
+def _moment(text: str, zone: zoneinfo.ZoneInfo, option: str, day_end: bool = False) -> str:
+    """An ISO date or date-time in the daemon's zone, as a UTC stamp; a date given to --until
+    means the end of that day."""
+    try:
+        if len(text) == 10:
+            moment = datetime.datetime.combine(datetime.date.fromisoformat(text), datetime.time(), zone)
+            return utc_stamp(moment + datetime.timedelta(days=1) if day_end else moment)
+        moment = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise SystemExit(
+            f"dropd runs: {option} {text!r} is not a date (2026-11-27) or a date and time (2026-11-27T06:00)"
+        ) from None
+    return utc_stamp(moment if moment.tzinfo else moment.replace(tzinfo=zone))
+
+
 def runs(args) -> int:
     config, store = _load(args)
     if args.feed:
         _find_feed(config, args.feed)
+    if args.type and args.type not in KINDS:
+        raise SystemExit(f"dropd runs: no kind named {args.type!r}; kinds: {', '.join(sorted(KINDS))}")
+    zone = zoneinfo.ZoneInfo(config.daemon.timezone)
+    since = _moment(args.since, zone, "--since") if args.since else None
+    until = _moment(args.until, zone, "--until", day_end=True) if args.until else None
     if not args.json:
         _print_queue(config)
     records = []
     if store:
         with store.reading() as tx:
-            records = tx.runs.recent(feed=args.feed, status=args.status, limit=args.limit)
+            records = tx.runs.recent(
+                feed=args.feed, status=args.status, limit=args.limit, since=since, until=until, kind=args.type
+            )
     _print_runs(records, args.json, config)
     return 0
 

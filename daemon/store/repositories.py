@@ -668,14 +668,20 @@ class Runs(_Repository):
     def get(self, run_id: int) -> RunRecord:
         return _run_record(self._one("SELECT * FROM runs WHERE id = ?", (run_id,)))
 
-    def recent(self, feed: str | None = None, status: str | None = None, limit: int = 50) -> list[RunRecord]:
+    def recent(
+        self, feed: str | None = None, status: str | None = None, limit: int = 50, since: str | None = None,
+        until: str | None = None, kind: str | None = None,
+    ) -> list[RunRecord]:  # fmt: skip
+        """The newest runs first; `since` (inclusive) and `until` (exclusive) bound their start,
+        as UTC stamps; `kind` is the feed kind."""
         query, params = "SELECT * FROM runs WHERE 1 = 1", list[Any]()
-        if feed:
-            query += " AND feed = ?"
-            params.append(feed)
-        if status:
-            query += " AND status = ?"
-            params.append(status)
+        for column, operator, value in (
+            ("feed", "=", feed), ("status", "=", status), ("kind", "=", kind), ("started", ">=", since),
+            ("started", "<", until),
+        ):  # fmt: skip
+            if value:
+                query += f" AND {column} {operator} ?"
+                params.append(value)
         params.append(limit)
         return [_run_record(row) for row in self._all(query + " ORDER BY id DESC LIMIT ?", params)]
 

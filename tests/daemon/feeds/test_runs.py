@@ -284,7 +284,7 @@ def test_runs_and_contacts_read_well_at_the_command_line(dropd, tmp_path):
     local.write_text(HEADER + "\n" + ROW.format(id=1) + "2,,Two,202-555-0102,,,,\n" + ROW.format(id=33))
     dropd.cli("ingest", "students", str(local))
     first, counts, *_ = dropd.cli("runs").stdout.splitlines()
-    assert first.split("  ")[2:] == ["students", "success", "ingest", "StudentData_cli.csv"]
+    assert first.split("  ")[2:] == ["students (contacts)", "success", "ingest", "StudentData_cli.csv"]
     assert first.split("  ")[1].endswith((" EST", " EDT"))  # daemon.timezone is America/New_York
     assert counts.strip() == "3 rows: 2 created, 1 rejected"
     lines = dropd.cli("contacts", "--partner", "northfield").stdout.splitlines()
@@ -302,3 +302,38 @@ def test_run_now_says_when_a_file_still_arriving_will_be_complete(dropd):
         "no-file: no complete file starting with 'StudentData' in /imports (1 file still arriving: "
     )
     assert "StudentData_new.csv, complete in about " in run["reason"] and run["reason"].endswith(" s)")
+
+
+def test_runs_filter_by_start_date_and_kind(dropd):
+    """Seed 000's readers ask "what came in last night": `dropd runs` had no date or kind filter."""
+    import datetime
+    import zoneinfo
+
+    from tests.helpers import MESSAGES_HEADER, messages_feed
+
+    dropd.add_feed_partner("northfield", [students_feed(schedule=["on_arrival"]), messages_feed()])
+    dropd.start()
+    dropd.upload("northfield", "/imports/StudentData_1.csv", (HEADER + "\n" + ROW.format(id=1)).encode())
+    dropd.upload(
+        "northfield", "/log/messages_1.csv", (MESSAGES_HEADER + "\n1,web,2026-11-20T10:00:00Z,hi,,,,,,,,m1\n").encode()
+    )
+    dropd.wait_for_runs("students")
+    dropd.wait_for_runs("log")
+    zone = zoneinfo.ZoneInfo(dropd.settings["daemon"]["timezone"])
+    today = datetime.datetime.now(zone).date()
+    yesterday, tomorrow = today - datetime.timedelta(days=1), today + datetime.timedelta(days=1)
+
+    def kinds(*args) -> list[str]:
+        return sorted(run["kind"] for run in dropd.runs(*args))
+
+    assert kinds() == ["contacts", "messages"]
+    assert kinds("--type", "messages") == ["messages"]
+    assert kinds("--since", str(today), "--until", str(today)) == ["contacts", "messages"]
+    assert kinds("--until", str(yesterday)) == [] and kinds("--since", str(tomorrow)) == []
+    assert kinds("--since", f"{today}T00:00", "--type", "contacts") == ["contacts"]
+    wrong = dropd.cli("runs", "--since", "27/11/2026", check=False)
+    assert wrong.returncode == 1 and "--since '27/11/2026' is not a date (2026-11-27)" in wrong.stderr
+    unknown = dropd.cli("runs", "--type", "pdf", check=False)
+    assert unknown.returncode == 1 and "no kind named 'pdf'; kinds: activity, contacts," in unknown.stderr
+    listing = dropd.cli("runs", "--type", "messages").stdout
+    assert "  log (messages)  success  " in listing
