@@ -35,6 +35,7 @@ class ViewedContact:
     mobile_number: str | None
     source_hash: bytes | None
     custom: dict[str, Any]
+    preferred_name: str | None = None
 
 
 class ContactView:
@@ -82,7 +83,9 @@ class ContactView:
 
     def create(self, changes: dict[str, Any], custom: dict[str, Any]) -> ViewedContact:
         self._writes.create(self._partner, changes, custom)
-        contact = ViewedContact(None, None, None, None, changes.get("source_hash"), custom)
+        contact = ViewedContact(
+            None, None, None, None, changes.get("source_hash"), custom, changes.get("preferred_name")
+        )
         self._created.append(contact)
         for field in MATCH_FIELDS:
             if field in changes:
@@ -99,6 +102,8 @@ class ContactView:
                 self._move(contact, field, changes[field])
         if "source_hash" in changes:
             contact.source_hash = changes["source_hash"]
+        if "preferred_name" in changes:
+            contact.preferred_name = changes["preferred_name"]
         if custom is not None:
             contact.custom = custom
 
@@ -107,8 +112,9 @@ class ContactView:
         contact = self._by_key.get(stored.key)
         if contact is None:
             contact = ViewedContact(
-                stored.key, stored.contact_id, stored.crm_id, stored.mobile_number, stored.source_hash, stored.custom
-            )
+                stored.key, stored.contact_id, stored.crm_id, stored.mobile_number, stored.source_hash, stored.custom,
+                stored.preferred_name,
+            )  # fmt: skip
             self._by_key[stored.key] = contact
         for field in MATCH_FIELDS:
             value = getattr(contact, field)

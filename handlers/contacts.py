@@ -50,12 +50,14 @@ from handlers.base import (
     column_mapping,
 )
 from handlers.contact_view import ContactView, ViewedContact
-from handlers.validation import normalized_email, normalized_emails, phone_to_e164, phones_to_e164
+from handlers.validation import language_code, normalized_email, normalized_emails, phone_to_e164, phones_to_e164
 
 if TYPE_CHECKING:
     from daemon.store.repositories import Transaction
 
-FIELDS = ("contact_id", "first_name", "last_name", "mobile_number", "email", "staff_id", "crm_id")
+FIELDS = (
+    "contact_id", "first_name", "last_name", "mobile_number", "email", "staff_id", "crm_id", "preferred_name", "language",
+)  # fmt: skip
 REQUIRED = ("contact_id", "first_name", "last_name", "mobile_number")
 MAX_CUSTOM_FIELDS = 25
 MAX_CUSTOM_LENGTH = 1000
@@ -84,6 +86,8 @@ class ContactsOptions:
     opt_out: OptOut | None
     custom: tuple[Any, ...]
     phone_region: str
+    create: bool = True
+    """False: rows for unknown contacts are rejected (`contact-not-found`), known ones updated."""
 
 
 def _region(value: object) -> str:
@@ -144,6 +148,7 @@ def _fingerprint(partner: str, options: ContactsOptions) -> bytes:
         "opt_out": opt_out and [opt_out.column, sorted(opt_out.opted_in), sorted(opt_out.opted_out), opt_out.empty],
         "custom": [[c.field, c.column] for c in options.custom],
         "region": options.phone_region,
+        "create": options.create,
     }
     return json.dumps(described, sort_keys=True).encode()
 
@@ -192,6 +197,7 @@ class ContactsImport(ImportKind):
             opt_out=_read_opt_out(reader),
             custom=_read_custom(reader),
             phone_region=reader.take("phone_region", _region, "US"),
+            create=reader.take("create", v.boolean, True),
         )
 
     def __init__(self, feed: FeedSetup):
@@ -239,6 +245,8 @@ class ContactsImport(ImportKind):
         values short enough; no contact ID, CRM ID or phone twice in the batch or stored
         already. Any other batch goes row by row (and so does a batch with a recognised record:
         `run` does not offer it)."""
+        if not self.options.create:
+            return False  # every row must find its contact
         taken = self._new_contacts(batch, layout, delimiter)
         if taken is None:
             return False
@@ -286,12 +294,17 @@ class ContactsImport(ImportKind):
         emails = self._batch_emails(cells.get("email"), size)
         opted_out = self._batch_opt_out(cells.get("opt_out"), size)
         custom = self._batch_custom(cells, size)
+        languages = [language_code(cell) if cell else None for cell in cells.get("language", ())] or [None] * size
         if emails is None or opted_out is None or custom is None:
+            return None
+        if any(code is None and cell for code, cell in zip(languages, cells.get("language", ()), strict=False)):
             return None
         columns = {"contact_id": contact_ids, "source_hash": self._source_hashes(records),
                    "first_name": cells["first_name"], "last_name": cells["last_name"], "mobile_number": phones,
                    "crm_id": crm_ids, "email": emails, "opted_out": opted_out,
-                   "staff_id": [staff_id or None for staff_id in cells.get("staff_id", ())] or [None] * size}  # fmt: skip
+                   "staff_id": [staff_id or None for staff_id in cells.get("staff_id", ())] or [None] * size,
+                   "preferred_name": [name or None for name in cells.get("preferred_name", ())] or [None] * size,
+                   "language": languages}  # fmt: skip
         return columns, custom
 
     def _stored_already(self, tx: "Transaction", columns: dict[str, Any]) -> bool:
@@ -454,6 +467,8 @@ class ContactsImport(ImportKind):
         facts.validate(self.options.phone_region)
         crm_id, phone = facts.crm_id, facts.phone
         target = self._match(view, row, contact_id, crm_id, phone, by_contact_id)
+        if target is None and not self.options.create:
+            row.reject("contact-not-found", f"no contact matches contact ID {contact_id}, and this feed creates none")
 
         changes = {"contact_id": contact_id, "source_hash": source_hash}
         changes["first_name"] = cells["first_name"]
@@ -481,6 +496,8 @@ class ContactsImport(ImportKind):
                     continue
                 value = email
             changes[name] = value
+        self._preferred_name(row, cells, target, changes)
+        self._language(row, cells, changes)
         opted_out = self._opt_out(row, cells, target is None)
         if opted_out is not None:
             changes["opted_out"] = opted_out
@@ -535,6 +552,41 @@ class ContactsImport(ImportKind):
                 "duplicate-contact", f"the {matched_by} belongs to contact {target.contact_id}, not {contact_id}"
             )
         return target
+
+    @staticmethod
+    def _preferred_name(row: Row, cells: dict[str, Any], target: Any, changes: dict[str, Any]) -> None:
+        """Seed 001: a preferred name is set while the contact has none; a file never changes
+        or clears one (the person chose it): `invalid-preferred-name`, the old one kept."""
+        value = change_of(cells.get("preferred_name"))
+        if value is KEEP:
+            return
+        stored = target.preferred_name if target is not None else None
+        if not stored:
+            if value is not None:
+                changes["preferred_name"] = value
+        elif value != stored:
+            asked = f"changed to {quoted(value)}" if value is not None else "cleared"
+            row.partial(
+                "invalid-preferred-name",
+                f"the preferred name {quoted(stored)} is set already and may not be {asked}; it was kept",
+            )
+
+    @staticmethod
+    def _language(row: Row, cells: dict[str, Any], changes: dict[str, Any]) -> None:
+        value = change_of(cells.get("language"))
+        if value is KEEP:
+            return
+        if value is None:
+            changes["language"] = None
+            return
+        code = language_code(value)
+        if code is None:
+            row.partial(
+                "invalid-language",
+                f'the language {quoted(value)} is not an ISO 639-1 code (like "en" or "es"); it was not stored',
+            )
+        else:
+            changes["language"] = code
 
     def _opt_out(self, row: Row, cells: dict[str, Any], is_new: bool) -> bool | None:
         """The opt-out status to store, or None to leave it as it is."""

@@ -217,3 +217,17 @@ def normalized_emails(cells: list[str]) -> list[str | None]:
         ):
             return list(cells)
     return [normalized_email(cell) for cell in cells]
+
+
+@functools.cache
+def _language_codes() -> frozenset[str]:
+    """ISO 639-1: the two-letter codes pycountry's ISO 639 tables give an alpha_2 (184)."""
+    import pycountry  # its tables load on first use: only feeds that map a language pay for them
+
+    return frozenset(language.alpha_2 for language in pycountry.languages if hasattr(language, "alpha_2"))
+
+
+def language_code(value: str) -> str | None:
+    """An ISO 639-1 code, any case, in lower case; None for anything else."""
+    code = value.strip().lower()
+    return code if len(code) == 2 and code in _language_codes() else None

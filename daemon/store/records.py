@@ -60,6 +60,7 @@ class StoredContact:
     mobile_number: str | None
     source_hash: bytes | None
     custom: dict[str, Any]
+    preferred_name: str | None = None
 
 
 @dataclass(frozen=True)

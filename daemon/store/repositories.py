@@ -148,7 +148,7 @@ class ContactWrites(_QueuedWrites):
         self._queue_insert("contacts", values, "contact_id")
 
     _NEW = ("contact_id", "source_hash", "first_name", "last_name", "mobile_number", "crm_id", "email", "staff_id",
-            "opted_out", "custom")  # fmt: skip
+            "preferred_name", "language", "opted_out", "custom")  # fmt: skip
 
     @property
     def checked_later(self) -> bool:
@@ -162,12 +162,13 @@ class ContactWrites(_QueuedWrites):
         self._db.settle()
 
     def create_all(self, partner: str, columns: dict[str, list[Any]], custom: list[tuple[Any, ...]]) -> list[int]:
-        """New contacts (nothing may be queued): `columns` holds each field of `create` (None:
-        not given) for every contact, `custom` its custom fields as (field, value) pairs.
+        """New contacts (nothing may be queued): `columns` holds each field of `create` (None, or
+        no column: not given) for every contact, `custom` its custom fields as (field, value) pairs.
         Returns their store keys, in order."""
         assert not self._queue, "create_all after queued writes would reorder them"
         encoded = {items: _encoded_custom(items) for items in set(custom)}
-        given = [columns[name] for name in self._NEW[:8]]
+        size = len(columns["contact_id"])
+        given = [columns.get(name) or [None] * size for name in self._NEW[:10]]  # a field not given: None
         rows = list(zip(*given, map(int, columns["opted_out"]), map(encoded.__getitem__, custom), strict=True))
         now = utc_stamp()
         fixed = {"partner": partner, "created_at": now, "updated_at": now}
@@ -200,7 +201,10 @@ def _encoded_custom(items: tuple[Any, ...]) -> str:
 
 
 class Contacts(_Repository):
-    _MATCH = "SELECT id, contact_id, crm_id, mobile_number, source_hash, custom FROM contacts WHERE partner = ? AND "
+    _MATCH = (
+        "SELECT id, contact_id, crm_id, mobile_number, source_hash, custom, preferred_name FROM contacts "
+        "WHERE partner = ? AND "
+    )
     MATCH_FIELDS = ("contact_id", "crm_id", "mobile_number")
 
     def find(self, partner: str, field: str, values: Iterable[Any]) -> list[StoredContact]:
@@ -254,8 +258,8 @@ class Contacts(_Repository):
 
     def listing(self, partner: str) -> list[dict[str, Any]]:
         rows = self._all(
-            "SELECT contact_id, crm_id, first_name, last_name, mobile_number, email, staff_id, opted_out, custom, "
-            "created_at, updated_at FROM contacts WHERE partner = ? ORDER BY contact_id",
+            "SELECT contact_id, crm_id, first_name, last_name, preferred_name, mobile_number, email, staff_id, language, "
+            "opted_out, custom, created_at, updated_at FROM contacts WHERE partner = ? ORDER BY contact_id",
             (partner,),
         )
         return [dict(row, opted_out=bool(row["opted_out"]), custom=json.loads(row["custom"])) for row in rows]
@@ -913,8 +917,9 @@ def _contact(row: Any) -> StoredContact | None:
     if row is None:
         return None
     return StoredContact(
-        row["id"], row["contact_id"], row["crm_id"], row["mobile_number"], row["source_hash"], json.loads(row["custom"])
-    )
+        row["id"], row["contact_id"], row["crm_id"], row["mobile_number"], row["source_hash"], json.loads(row["custom"]),
+        row["preferred_name"],
+    )  # fmt: skip
 
 
 def _mail(row: Any) -> OutgoingMail:

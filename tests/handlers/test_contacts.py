@@ -351,3 +351,80 @@ def test_phones_and_emails_round_trip_through_the_store_as_the_libraries_write_t
     }
     assert stored == expected
     assert all(phone and phone.startswith("+1") and len(phone) == 12 for phone, _ in stored.values())
+
+
+SEED_001_HEADER = "Student ID,First Name,Last Name,Cell,Preferred,Language"
+
+
+@pytest.fixture
+def seed_001(dropd):
+    columns = {"contact_id": "Student ID", "first_name": "First Name", "last_name": "Last Name",
+               "mobile_number": "Cell", "preferred_name": "Preferred", "language": "Language"}  # fmt: skip
+    feed = students_feed(columns=columns, custom=[])
+    del feed["opt_out"]
+    dropd.add_feed_partner("northfield", [feed])
+    dropd.start()
+    return dropd
+
+
+def stored(dropd, contact_id: str) -> tuple:
+    contact = dropd.contacts("northfield")[contact_id]
+    return contact["preferred_name"], contact["language"]
+
+
+def test_language_is_an_iso_639_1_code_stored_lower_case_or_a_partial_error(seed_001):
+    rows = "1,Ana,Lima,202-555-0101,,PT\n2,Bo,Berg,202-555-0102,,sv\n3,Cy,Cole,202-555-0103,,english\n4,Di,Dee,202-555-0104,,xx\n"
+    run = drop(seed_001, "StudentData_lang.csv", f"{SEED_001_HEADER}\n{rows}")
+    assert (run["status"], run["rows_applied"], run["details"]["partial"]) == ("success", 4, 2)
+    assert [(e["row"], e["code"], e["failure_type"], e["message"]) for e in error_rows(run)] == [
+        ("4", "invalid-language", "partial", 'the language "english" is not an ISO 639-1 code (like "en" or "es"); it was not stored'),
+        ("5", "invalid-language", "partial", 'the language "xx" is not an ISO 639-1 code (like "en" or "es"); it was not stored'),
+    ]  # fmt: skip
+    assert [stored(seed_001, n)[1] for n in "1234"] == ["pt", "sv", None, None]
+    whole = drop(
+        seed_001, "StudentData_new.csv", f"{SEED_001_HEADER}\n5,Ed,Eng,202-555-0105,,EN\n6,Flo,Fox,202-555-0106,,es\n"
+    )
+    assert whole["details"]["created"] == 2 and [stored(seed_001, n)[1] for n in "56"] == ["en", "es"], (
+        "a batch taken whole"
+    )
+    later = drop(seed_001, "StudentData_lang2.csv", f"{SEED_001_HEADER}\n1,Ana,Lima,202-555-0101,,xx\n")
+    assert [e["code"] for e in error_rows(later)] == ["invalid-language"] and stored(seed_001, "1")[1] == "pt"
+
+
+def test_a_preferred_name_is_set_while_blank_and_never_changed_by_a_file(seed_001):
+    drop(
+        seed_001,
+        "StudentData_p1.csv",
+        f"{SEED_001_HEADER}\n1,Robert,Ross,202-555-0101,Bob,\n2,Susan,Sims,202-555-0102,,\n",
+    )
+    assert stored(seed_001, "1")[0] == "Bob" and stored(seed_001, "2")[0] is None
+    run = drop(
+        seed_001, "StudentData_p2.csv",
+        f"{SEED_001_HEADER}\n1,Robert,Ross,202-555-0101,Rob,\n2,Susan,Sims,202-555-0102,Sue,\n1,Robert,Roth,202-555-0101,UNSET,\n",
+    )  # fmt: skip
+    assert (run["status"], run["rows_applied"], run["details"]["partial"]) == ("success", 3, 2)
+    assert [(e["row"], e["code"], e["message"]) for e in error_rows(run)] == [
+        ("2", "invalid-preferred-name", 'the preferred name "Bob" is set already and may not be changed to "Rob"; it was kept'),
+        ("4", "invalid-preferred-name", 'the preferred name "Bob" is set already and may not be cleared; it was kept'),
+    ]  # fmt: skip
+    assert stored(seed_001, "1")[0] == "Bob" and stored(seed_001, "2")[0] == "Sue"
+    assert seed_001.contacts("northfield")["1"]["last_name"] == "Roth", "the rest of the row is applied"
+
+
+def test_with_create_false_only_known_contacts_are_updated(dropd):
+    dropd.add_feed_partner(
+        "northfield", [students_feed(), students_feed(name="updates", prefix="Updates", create=False)]
+    )
+    dropd.start()
+    drop(dropd, "StudentData_1.csv", f"{HEADER}\n1,Ann,One,202-555-0101,,CRM-1,,\n")
+    before = len(dropd.runs("--feed", "updates"))
+    rows = "1,Annie,One,202-555-0101,,CRM-1,,\n7,New,Person,202-555-0107,,,,\n" + "".join(
+        f"{n},N{n},L{n},202-556-{n:04d},,,,\n" for n in range(100, 300)
+    )
+    dropd.upload("northfield", "/imports/Updates_1.csv", f"{HEADER}\n{rows}".encode())
+    run = dropd.wait_for_runs("updates", before + 1)[-1]
+    assert (run["rows_in_file"], run["rows_applied"], run["rows_rejected"]) == (202, 1, 201)
+    errors = error_rows(run)
+    assert {e["code"] for e in errors} == {"contact-not-found"} and errors[0]["failure_type"] == "complete"
+    assert errors[0]["message"] == "no contact matches contact ID 7, and this feed creates none"
+    assert set(dropd.contacts("northfield")) == {"1"} and dropd.contacts("northfield")["1"]["first_name"] == "Annie"
