@@ -291,21 +291,35 @@ class ContactsImport(ImportKind):
         given_crm_ids = [crm_id for crm_id in crm_ids if crm_id]
         if None in phones or not _distinct(contact_ids) or not _distinct(phones) or not _distinct(given_crm_ids):
             return None
-        emails = self._batch_emails(cells.get("email"), size)
-        opted_out = self._batch_opt_out(cells.get("opt_out"), size)
+        optional = self._batch_optional(cells, size)
         custom = self._batch_custom(cells, size)
-        languages = [language_code(cell) if cell else None for cell in cells.get("language", ())] or [None] * size
-        if emails is None or opted_out is None or custom is None:
-            return None
-        if any(code is None and cell for code, cell in zip(languages, cells.get("language", ()), strict=False)):
+        if optional is None or custom is None:
             return None
         columns = {"contact_id": contact_ids, "source_hash": self._source_hashes(records),
                    "first_name": cells["first_name"], "last_name": cells["last_name"], "mobile_number": phones,
-                   "crm_id": crm_ids, "email": emails, "opted_out": opted_out,
-                   "staff_id": [staff_id or None for staff_id in cells.get("staff_id", ())] or [None] * size,
-                   "preferred_name": [name or None for name in cells.get("preferred_name", ())] or [None] * size,
-                   "language": languages}  # fmt: skip
+                   "crm_id": crm_ids, **optional}  # fmt: skip
         return columns, custom
+
+    def _batch_optional(self, cells: dict[str, Any], size: int) -> dict[str, list[Any]] | None:
+        """The optional fields of a batch of new contacts (a field not mapped: None), or None
+        when a value is not valid: the batch then goes row by row, where it is reported."""
+        emails = self._batch_emails(cells.get("email"), size)
+        opted_out = self._batch_opt_out(cells.get("opt_out"), size)
+        languages = self._batch_languages(cells.get("language"), size)
+        if emails is None or opted_out is None or languages is None:
+            return None
+        return {"email": emails, "opted_out": opted_out, "language": languages,
+                "staff_id": [staff_id or None for staff_id in cells.get("staff_id", ())] or [None] * size,
+                "preferred_name": [name or None for name in cells.get("preferred_name", ())] or [None] * size}  # fmt: skip
+
+    @staticmethod
+    def _batch_languages(column: list[str] | None, size: int) -> list[Any] | None:
+        if column is None:
+            return [None] * size
+        codes = [language_code(cell) if cell else None for cell in column]
+        if any(code is None and cell for code, cell in zip(codes, column, strict=True)):
+            return None
+        return codes
 
     def _stored_already(self, tx: "Transaction", columns: dict[str, Any]) -> bool:
         """True when a contact ID, phone or CRM ID of the batch belongs to a stored contact."""
