@@ -25,7 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
-HEADER = ["Student ID", "First Name", "Last Name", "Cell", "Email", "CRM", "Text Opt Out", "Major", "Staff", "Year"]
+HEADER = ["Student ID", "First Name", "Last Name", "Cell", "Email", "CRM", "Text Opt Out", "Major", "Staff", "Year",
+          "Preferred Name", "Language"]  # fmt: skip
 AREAS = (201, 202, 203, 205, 206, 212, 213, 214, 215, 216, 217, 218, 301, 302, 303, 304, 305, 312, 313, 314)
 FIRST = ("Ada", "Alan", "Grace", "Edsger", "Barbara", "Donald", "Frances", "John", "Margaret", "Ken")
 LAST = ("Lovelace", "Turing", "Hopper", "Dijkstra", "Liskov", "Knuth", "Allen", "McCarthy", "Hamilton", "Thompson")
@@ -49,6 +50,7 @@ def row(index: int, variant: int = 0) -> list[str]:
     return [
         f"{index:08d}", first if not variant else first + "ie", last, phone(index, index), f"{first}.{last}{index}@example.edu".lower(),
         f"CRM{index:09d}", ("N", "Y", "")[index % 3], MAJORS[index % len(MAJORS)], f"ST{index % 250:03d}", str(2026 + index % 4),
+        first[:3] if index % 5 == 0 else "", ("en", "es", "FR", "", "pt")[index % 5],
     ]  # fmt: skip
 
 
@@ -140,8 +142,10 @@ def write_config(root: Path, store: tuple[str, str] | None = None) -> Path:
         f'[daemon]\nstate_dir = "state"\ndrop_root = "drop"\n{store_keys}'
         '[sftp]\nlisten = "127.0.0.1:0"\nhost_keys = ["state/key"]\n'
     )
-    columns = dict(zip(("contact_id", "first_name", "last_name", "mobile_number", "email", "crm_id", "staff_id"),
-                       ("Student ID", "First Name", "Last Name", "Cell", "Email", "CRM", "Staff"), strict=True))  # fmt: skip
+    columns = dict(zip(("contact_id", "first_name", "last_name", "mobile_number", "email", "crm_id", "staff_id",
+                        "preferred_name", "language"),
+                       ("Student ID", "First Name", "Last Name", "Cell", "Email", "CRM", "Staff", "Preferred Name",
+                        "Language"), strict=True))  # fmt: skip
     text = '[partner]\nname = "bench"\npassword_hash = "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$aGFzaGhhc2g"\n'
     text += '[[feed]]\nname = "students"\nkind = "contacts"\npath = "/imports"\nprefix = "StudentData"\n'
     text += "[feed.columns]\n" + "".join(f'{field} = "{column}"\n' for field, column in columns.items())

@@ -24,6 +24,7 @@ from daemon.feeds.csv_source import (
     UnsafeFile,
     inspect_file,
 )
+from daemon.runs.companions import COUNT_SUFFIX
 from daemon.runs.lifecycle import RunContext, RunRecorder
 from daemon.runs.spreadsheet import spreadsheet_row
 from daemon.store.records import RunRecord
@@ -331,11 +332,13 @@ def _missing_companion(ctx, partner, feed, trigger, path: Path, code: str, messa
 
 
 def _expire_orphan_counts(ctx, partner, feed, trigger, folder: Path, data_files: list[Path]) -> list[RunRecord]:
-    """Count files whose data file never came within count_wait: failed runs, files to failed/."""
+    """Count files without a data file: a late companion of a file this feed imported already
+    is checked against that run; the others fail once count_wait is over (files to failed/)."""
+    records = _late_counts(ctx, partner, feed, trigger, folder, data_files)
     expired, next_due = count_files.orphans(feed, folder, data_files)
     if next_due:
         _retry_later(ctx, next_due)
-    return [
+    return records + [
         _missing_companion(
             ctx,
             partner,
@@ -347,3 +350,37 @@ def _expire_orphan_counts(ctx, partner, feed, trigger, folder: Path, data_files:
         )  # fmt: skip
         for path in expired
     ]
+
+
+def _late_counts(ctx, partner, feed, trigger, folder: Path, data_files: list[Path]) -> list[RunRecord]:
+    """Optional count files that came after their data file was imported (seed 003 lets a
+    partner send it later): matching, the count is noted on that run; not matching, a failed
+    run says so (admin and the feed's addresses hear of it: the data stays applied)."""
+    if feed.count_file != "optional":
+        return []
+    records = []
+    for path in count_files.orphans(feed, folder, data_files, clock=lambda: float("inf"))[0]:
+        stem = path.name[: -len(COUNT_SUFFIX)]
+        with ctx.store.reading() as tx:
+            imported = tx.runs.imported_file(feed.name, stem)
+        if imported is None:
+            continue
+        try:
+            count = read_count(path)
+        except FileRejected as rejected:
+            count, problem = None, f"{rejected.code}: {rejected.message}"
+        bound = log.bind(partner=partner.name, feed=feed.name, file=path.name, run_id=imported.id)
+        if count is not None and count == imported.rows_in_file:
+            with ctx.store.transaction(label=feed.name) as tx:
+                tx.runs.note(imported.id, {"late_count_file": path.name, "late_count": count})
+            bound.info("count_file.late", matches=True)
+        else:
+            if count is not None:
+                problem = (
+                    f"count-mismatch: {path.name} came after run #{imported.id} imported {imported.file}: it says "
+                    f"{count:,} rows, the file had {imported.rows_in_file or 0:,}; the data stays applied"
+                )
+            bound.warning("count_file.late", matches=False, reason=problem)
+            records.append(ctx.recorder(partner, feed, trigger).once("failed", problem, path.name))
+        _dispose(ctx, partner, feed, path, imported=count is not None and count == imported.rows_in_file)
+    return records

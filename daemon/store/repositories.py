@@ -689,6 +689,18 @@ class Runs(_Repository):
         params.append(limit)
         return [_run_record(row) for row in self._all(query + " ORDER BY id DESC LIMIT ?", params)]
 
+    def imported_file(self, feed: str, stem: str, among: int = 200) -> RunRecord | None:
+        """The newest of `feed`'s last `among` successful runs that imported a file named
+        `stem` plus an extension."""
+        found = self.recent(feed=feed, status="success", limit=among)
+        return next((run for run in found if run.file and run.file.rsplit(".", 1)[0] == stem), None)
+
+    def note(self, run_id: int, details: dict[str, Any]) -> None:
+        """Add `details` to a finished run's (a late companion file's count, say)."""
+        row = self._one("SELECT details FROM runs WHERE id = ?", (run_id,))
+        merged = {**json.loads(row[0] or "{}"), **details} if row else details
+        self._db.execute("UPDATE runs SET details = ? WHERE id = ?", (json.dumps(merged), run_id))
+
     def since(self, stamp: str) -> list[RunRecord]:
         """Every run started at or after `stamp`, oldest first."""
         return [_run_record(row) for row in self._all("SELECT * FROM runs WHERE started >= ? ORDER BY id", (stamp,))]

@@ -104,3 +104,29 @@ def test_count_file_whose_data_never_comes_fails_after_count_wait(dropd):
     [run] = dropd.wait_for_runs("students", timeout=20)
     assert run["status"] == "failed" and run["reason"].startswith("data-file-missing: StudentData_7_count.txt arrived")
     assert [name.startswith("StudentData_7_count_") for name in folder(dropd, "failed")] == [True]
+
+
+def test_an_optional_count_file_that_comes_after_its_import_is_checked_against_it(dropd):
+    """Seed 003 lets the count file come later; it failed the next run as data-file-missing
+    although its data file had been imported."""
+    start(dropd, mode="optional", wait="1s")
+    upload(dropd, "StudentData_1.csv", ROWS)
+    [first] = dropd.wait_for_runs("students")
+    assert first["status"] == "success"
+    upload(dropd, "StudentData_1_count.txt", "2\n")
+    dropd.wait_for("count_file.late", matches=True, file="StudentData_1_count.txt")
+    [noted] = dropd.runs("--feed", "students")
+    assert noted["id"] == first["id"] and noted["details"]["late_count"] == 2, "noted on that run, no new run"
+    assert "StudentData_1_count.txt" not in folder(dropd)
+
+    upload(dropd, "StudentData_2.csv", ROWS.replace("Ann", "Anne"))
+    second = dropd.wait_for_runs("students", 2)[-1]
+    upload(dropd, "StudentData_2_count.txt", "5\n")
+    mismatch = dropd.wait_for_runs("students", 3)[-1]
+    assert mismatch["status"] == "failed" and mismatch["file"] == "StudentData_2_count.txt"
+    assert mismatch["reason"] == (
+        f"count-mismatch: StudentData_2_count.txt came after run #{second['id']} imported StudentData_2.csv: it says "
+        "5 rows, the file had 2; the data stays applied"
+    )
+    assert dropd.contacts("northfield")["1"]["first_name"] == "Anne"
+    assert not [run for run in dropd.runs("--feed", "students") if "data-file-missing" in (run["reason"] or "")]
