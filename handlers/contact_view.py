@@ -36,6 +36,7 @@ class ViewedContact:
     source_hash: bytes | None
     custom: dict[str, Any]
     preferred_name: str | None = None
+    previous_mobile_number: str | None = None
 
 
 class ContactView:
@@ -104,6 +105,8 @@ class ContactView:
             contact.source_hash = changes["source_hash"]
         if "preferred_name" in changes:
             contact.preferred_name = changes["preferred_name"]
+        if "previous_mobile_number" in changes:
+            contact.previous_mobile_number = changes["previous_mobile_number"]
         if custom is not None:
             contact.custom = custom
 
@@ -113,7 +116,7 @@ class ContactView:
         if contact is None:
             contact = ViewedContact(
                 stored.key, stored.contact_id, stored.crm_id, stored.mobile_number, stored.source_hash, stored.custom,
-                stored.preferred_name,
+                stored.preferred_name, stored.previous_mobile_number,
             )  # fmt: skip
             self._by_key[stored.key] = contact
         for field in MATCH_FIELDS:

@@ -496,7 +496,7 @@ class ContactsImport(ImportKind):
                 f"the mobile number {quoted(raw_phone)} is not a valid phone number; the stored number is kept",
             )
         else:
-            changes["mobile_number"] = phone
+            self._phone(row, phone, target, changes)
         for name in ("crm_id", "email", "staff_id"):
             value = change_of(cells.get(name))
             if value is KEEP:
@@ -566,6 +566,23 @@ class ContactsImport(ImportKind):
                 "duplicate-contact", f"the {matched_by} belongs to contact {target.contact_id}, not {contact_id}"
             )
         return target
+
+    @staticmethod
+    def _phone(row: Row, phone: str, target: Any, changes: dict[str, Any]) -> None:
+        """Seed 001: the store keeps each contact's previous number, and a row holding it does
+        not put it back (the person changed it since the partner's system last looked):
+        `contact-out-of-sync`, the current number kept, the rest of the row applied."""
+        current = target.mobile_number if target is not None else None
+        if target is not None and phone != current and phone == target.previous_mobile_number:
+            row.partial(
+                "contact-out-of-sync",
+                f"the mobile number {phone} is contact {target.contact_id}'s previous number; the current one, "
+                f"{current}, is kept",
+            )
+            return
+        changes["mobile_number"] = phone
+        if current is not None and phone != current:
+            changes["previous_mobile_number"] = current
 
     @staticmethod
     def _preferred_name(row: Row, cells: dict[str, Any], target: Any, changes: dict[str, Any]) -> None:

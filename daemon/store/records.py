@@ -61,6 +61,7 @@ class StoredContact:
     source_hash: bytes | None
     custom: dict[str, Any]
     preferred_name: str | None = None
+    previous_mobile_number: str | None = None
 
 
 @dataclass(frozen=True)

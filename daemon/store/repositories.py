@@ -202,7 +202,8 @@ def _encoded_custom(items: tuple[Any, ...]) -> str:
 
 class Contacts(_Repository):
     _MATCH = (
-        "SELECT id, contact_id, crm_id, mobile_number, source_hash, custom, preferred_name FROM contacts "
+        "SELECT id, contact_id, crm_id, mobile_number, source_hash, custom, preferred_name, previous_mobile_number "
+        "FROM contacts "
         "WHERE partner = ? AND "
     )
     MATCH_FIELDS = ("contact_id", "crm_id", "mobile_number")
@@ -930,7 +931,7 @@ def _contact(row: Any) -> StoredContact | None:
         return None
     return StoredContact(
         row["id"], row["contact_id"], row["crm_id"], row["mobile_number"], row["source_hash"], json.loads(row["custom"]),
-        row["preferred_name"],
+        row["preferred_name"], row["previous_mobile_number"],
     )  # fmt: skip
 
 

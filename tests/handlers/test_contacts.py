@@ -428,3 +428,21 @@ def test_with_create_false_only_known_contacts_are_updated(dropd):
     assert {e["code"] for e in errors} == {"contact-not-found"} and errors[0]["failure_type"] == "complete"
     assert errors[0]["message"] == "no contact matches contact ID 7, and this feed creates none"
     assert set(dropd.contacts("northfield")) == {"1"} and dropd.contacts("northfield")["1"]["first_name"] == "Annie"
+
+
+def test_a_row_holding_the_previous_phone_does_not_revert_it(school):
+    """Seed 001, contact-out-of-sync: the partner's system still has the number the person
+    changed since; the file must not put the old one back."""
+    drop(school, "StudentData_1.csv", f"{HEADER}\n1,Ann,One,202-555-0101,,,,\n")
+    drop(school, "StudentData_2.csv", f"{HEADER}\n1,Ann,One,202-555-0199,,,,\n")  # the person's new number
+    run = drop(school, "StudentData_3.csv", f"{HEADER}\n1,Annie,One,202-555-0101,,,,\n")
+    assert (run["status"], run["rows_applied"], run["details"]["partial"]) == ("success", 1, 1)
+    [error] = error_rows(run)
+    assert (error["code"], error["failure_type"], error["message"]) == (
+        "contact-out-of-sync", "partial",
+        "the mobile number +12025550101 is contact 1's previous number; the current one, +12025550199, is kept",
+    )  # fmt: skip
+    ann = school.contacts("northfield")["1"]
+    assert (ann["mobile_number"], ann["first_name"]) == ("+12025550199", "Annie")
+    moved = drop(school, "StudentData_4.csv", f"{HEADER}\n1,Annie,One,202-555-0177,,,,\n")
+    assert moved["error_file"] is None and school.contacts("northfield")["1"]["mobile_number"] == "+12025550177"

@@ -105,7 +105,7 @@ class ReferenceContactsImport(ContactsImport):
                 f"the mobile number {quoted(raw_phone)} is not a valid phone number; the stored number is kept",
             )
         else:
-            changes["mobile_number"] = phone
+            self._phone(row, phone, target, changes)  # seed 001's previous-number rule, added since
         for name in ("crm_id", "email", "staff_id"):
             value = row.change(name)
             if value is KEEP:
