@@ -37,6 +37,8 @@ class ViewedContact:
     custom: dict[str, Any]
     preferred_name: str | None = None
     previous_mobile_number: str | None = None
+    messaging_status_sms: str | None = None
+    messaging_status_web_bot: str | None = None
 
 
 class ContactView:
@@ -105,8 +107,9 @@ class ContactView:
             contact.source_hash = changes["source_hash"]
         if "preferred_name" in changes:
             contact.preferred_name = changes["preferred_name"]
-        if "previous_mobile_number" in changes:
-            contact.previous_mobile_number = changes["previous_mobile_number"]
+        for field in ("previous_mobile_number", "messaging_status_sms", "messaging_status_web_bot"):
+            if field in changes:
+                setattr(contact, field, changes[field])
         if custom is not None:
             contact.custom = custom
 
@@ -116,7 +119,8 @@ class ContactView:
         if contact is None:
             contact = ViewedContact(
                 stored.key, stored.contact_id, stored.crm_id, stored.mobile_number, stored.source_hash, stored.custom,
-                stored.preferred_name, stored.previous_mobile_number,
+                stored.preferred_name, stored.previous_mobile_number, stored.messaging_status_sms,
+                stored.messaging_status_web_bot,
             )  # fmt: skip
             self._by_key[stored.key] = contact
         for field in MATCH_FIELDS:

@@ -57,7 +57,20 @@ if TYPE_CHECKING:
 
 FIELDS = (
     "contact_id", "first_name", "last_name", "mobile_number", "email", "staff_id", "crm_id", "preferred_name", "language",
+    "messaging_status_sms", "messaging_status_web_bot",
 )  # fmt: skip
+CHANNEL_STATUSES = {"sms": "messaging_status_sms", "web bot": "messaging_status_web_bot"}
+"""Seed 001's per-channel messaging status fields, by the channel's name in messages."""
+STATUSES = ("opted-in", "opted-out", "paused")
+
+
+def messaging_status(value: str) -> str | None:
+    """A messaging status as the seed writes it ("Opted In", "opted-out", "PAUSED"), in its
+    stored form; None for anything else."""
+    status = " ".join(value.lower().split()).replace(" ", "-")
+    return status if status in STATUSES else None
+
+
 REQUIRED = ("contact_id", "first_name", "last_name", "mobile_number")
 MAX_CUSTOM_FIELDS = 25
 MAX_CUSTOM_LENGTH = 1000
@@ -306,11 +319,27 @@ class ContactsImport(ImportKind):
         emails = self._batch_emails(cells.get("email"), size)
         opted_out = self._batch_opt_out(cells.get("opt_out"), size)
         languages = self._batch_languages(cells.get("language"), size)
+        statuses: dict[str, list[Any]] = {}
+        for field in CHANNEL_STATUSES.values():
+            column = self._batch_statuses(cells.get(field), size)
+            if column is None:
+                return None
+            statuses[field] = column
         if emails is None or opted_out is None or languages is None:
             return None
-        return {"email": emails, "opted_out": opted_out, "language": languages,
+        return {"email": emails, "opted_out": opted_out, "language": languages, **statuses,
                 "staff_id": [staff_id or None for staff_id in cells.get("staff_id", ())] or [None] * size,
                 "preferred_name": [name or None for name in cells.get("preferred_name", ())] or [None] * size}  # fmt: skip
+
+    @staticmethod
+    def _batch_statuses(column: list[str] | None, size: int) -> list[Any] | None:
+        """New contacts may be opted in or out; a paused or unknown status goes row by row."""
+        if column is None:
+            return [None] * size
+        statuses = [messaging_status(cell) if cell else None for cell in column]
+        if any((status is None and cell) or status == "paused" for status, cell in zip(statuses, column, strict=True)):
+            return None
+        return statuses
 
     @staticmethod
     def _batch_languages(column: list[str] | None, size: int) -> list[Any] | None:
@@ -512,6 +541,7 @@ class ContactsImport(ImportKind):
             changes[name] = value
         self._preferred_name(row, cells, target, changes)
         self._language(row, cells, changes)
+        self._messaging_statuses(row, cells, target, changes)
         opted_out = self._opt_out(row, cells, target is None)
         if opted_out is not None:
             changes["opted_out"] = opted_out
@@ -601,6 +631,32 @@ class ContactsImport(ImportKind):
                 "invalid-preferred-name",
                 f"the preferred name {quoted(stored)} is set already and may not be {asked}; it was kept",
             )
+
+    @staticmethod
+    def _messaging_statuses(row: Row, cells: dict[str, Any], target: Any, changes: dict[str, Any]) -> None:
+        """Seed 001: a file may opt a contact out of a channel, never back in and never pause
+        it (the person texts START or #pause); a status for a channel the contact lacks (SMS
+        without a mobile number) is refused too. Each refusal: `invalid-messaging-status`."""
+        has_phone = bool(changes.get("mobile_number") or (target is not None and target.mobile_number))
+        for channel, field in CHANNEL_STATUSES.items():
+            value = change_of(cells.get(field))
+            if value is KEEP:
+                continue
+            stored = getattr(target, field) if target is not None else None
+            status = messaging_status(value) if value is not None else "opted-in"
+            problem = None
+            if status is None:
+                problem = f"the {channel} status {quoted(value)} is not one of: opted-in, opted-out, paused"
+            elif channel == "sms" and not has_phone:
+                problem = "an SMS status for a contact without a mobile number"
+            elif status == "paused":
+                problem = f"a file may not pause {channel} messages (the person texts #pause)"
+            elif status == "opted-in" and stored in ("opted-out", "paused"):
+                problem = f"a file may not opt the contact back in to {channel} messages (the person texts START)"
+            if problem is not None:
+                row.partial("invalid-messaging-status", f"{problem}; the {channel} status was kept")
+            elif status != stored:
+                changes[field] = status
 
     @staticmethod
     def _language(row: Row, cells: dict[str, Any], changes: dict[str, Any]) -> None:

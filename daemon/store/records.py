@@ -62,6 +62,8 @@ class StoredContact:
     custom: dict[str, Any]
     preferred_name: str | None = None
     previous_mobile_number: str | None = None
+    messaging_status_sms: str | None = None
+    messaging_status_web_bot: str | None = None
 
 
 @dataclass(frozen=True)

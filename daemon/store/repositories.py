@@ -148,7 +148,7 @@ class ContactWrites(_QueuedWrites):
         self._queue_insert("contacts", values, "contact_id")
 
     _NEW = ("contact_id", "source_hash", "first_name", "last_name", "mobile_number", "crm_id", "email", "staff_id",
-            "preferred_name", "language", "opted_out", "custom")  # fmt: skip
+            "preferred_name", "language", "messaging_status_sms", "messaging_status_web_bot", "opted_out", "custom")  # fmt: skip
 
     @property
     def checked_later(self) -> bool:
@@ -168,7 +168,7 @@ class ContactWrites(_QueuedWrites):
         assert not self._queue, "create_all after queued writes would reorder them"
         encoded = {items: _encoded_custom(items) for items in set(custom)}
         size = len(columns["contact_id"])
-        given = [columns.get(name) or [None] * size for name in self._NEW[:10]]  # a field not given: None
+        given = [columns.get(name) or [None] * size for name in self._NEW[:-2]]  # a field not given: None
         rows = list(zip(*given, map(int, columns["opted_out"]), map(encoded.__getitem__, custom), strict=True))
         now = utc_stamp()
         fixed = {"partner": partner, "created_at": now, "updated_at": now}
@@ -202,8 +202,8 @@ def _encoded_custom(items: tuple[Any, ...]) -> str:
 
 class Contacts(_Repository):
     _MATCH = (
-        "SELECT id, contact_id, crm_id, mobile_number, source_hash, custom, preferred_name, previous_mobile_number "
-        "FROM contacts "
+        "SELECT id, contact_id, crm_id, mobile_number, source_hash, custom, preferred_name, previous_mobile_number, "
+        "messaging_status_sms, messaging_status_web_bot FROM contacts "
         "WHERE partner = ? AND "
     )
     MATCH_FIELDS = ("contact_id", "crm_id", "mobile_number")
@@ -260,7 +260,8 @@ class Contacts(_Repository):
     def listing(self, partner: str) -> list[dict[str, Any]]:
         rows = self._all(
             "SELECT contact_id, crm_id, first_name, last_name, preferred_name, mobile_number, email, staff_id, language, "
-            "opted_out, custom, created_at, updated_at FROM contacts WHERE partner = ? ORDER BY contact_id",
+            "messaging_status_sms, messaging_status_web_bot, opted_out, custom, created_at, updated_at FROM contacts "
+            "WHERE partner = ? ORDER BY contact_id",
             (partner,),
         )
         return [dict(row, opted_out=bool(row["opted_out"]), custom=json.loads(row["custom"])) for row in rows]
@@ -931,7 +932,8 @@ def _contact(row: Any) -> StoredContact | None:
         return None
     return StoredContact(
         row["id"], row["contact_id"], row["crm_id"], row["mobile_number"], row["source_hash"], json.loads(row["custom"]),
-        row["preferred_name"], row["previous_mobile_number"],
+        row["preferred_name"], row["previous_mobile_number"], row["messaging_status_sms"],
+        row["messaging_status_web_bot"],
     )  # fmt: skip
 
 

@@ -446,3 +446,47 @@ def test_a_row_holding_the_previous_phone_does_not_revert_it(school):
     assert (ann["mobile_number"], ann["first_name"]) == ("+12025550199", "Annie")
     moved = drop(school, "StudentData_4.csv", f"{HEADER}\n1,Annie,One,202-555-0177,,,,\n")
     assert moved["error_file"] is None and school.contacts("northfield")["1"]["mobile_number"] == "+12025550177"
+
+
+STATUS_HEADER = "Student ID,First Name,Last Name,Cell,SMS Status,Web Status"
+
+
+@pytest.fixture
+def statuses(dropd):
+    columns = {"contact_id": "Student ID", "first_name": "First Name", "last_name": "Last Name", "mobile_number": "Cell",
+               "messaging_status_sms": "SMS Status", "messaging_status_web_bot": "Web Status"}  # fmt: skip
+    feed = students_feed(columns=columns, custom=[])
+    del feed["opt_out"]
+    dropd.add_feed_partner("northfield", [feed])
+    dropd.start()
+    return dropd
+
+
+def channel_statuses(dropd) -> dict:
+    return {
+        cid: (c["messaging_status_sms"], c["messaging_status_web_bot"])
+        for cid, c in dropd.contacts("northfield").items()
+    }
+
+
+def test_a_file_may_opt_a_channel_out_but_never_back_in_nor_pause_it(statuses):
+    whole = drop(
+        statuses,
+        "StudentData_1.csv",
+        f"{STATUS_HEADER}\n1,A,A,202-555-0101,Opted In,\n2,B,B,202-555-0102,opted out,OPTED-OUT\n",
+    )
+    assert whole["details"]["created"] == 2 and whole["error_file"] is None
+    assert channel_statuses(statuses) == {"1": ("opted-in", None), "2": ("opted-out", "opted-out")}
+    run = drop(
+        statuses, "StudentData_2.csv",
+        f"{STATUS_HEADER}\n1,A,A,202-555-0101,opted-out,paused\n2,B,B,202-555-0102,Opted In,UNSET\n"
+        "3,C,C,202-555-0103,maybe,\n",
+    )  # fmt: skip
+    assert (run["status"], run["rows_applied"], run["details"]["partial"]) == ("success", 3, 3)
+    assert [(e["row"], e["code"], e["failure_type"], e["message"]) for e in error_rows(run)] == [
+        ("2", "invalid-messaging-status", "partial", "a file may not pause web bot messages (the person texts #pause); the web bot status was kept"),
+        ("3", "invalid-messaging-status", "partial", "a file may not opt the contact back in to sms messages (the person texts START); the sms status was kept"),
+        ("3", "invalid-messaging-status", "partial", "a file may not opt the contact back in to web bot messages (the person texts START); the web bot status was kept"),
+        ("4", "invalid-messaging-status", "partial", 'the sms status "maybe" is not one of: opted-in, opted-out, paused; the sms status was kept'),
+    ]  # fmt: skip
+    assert channel_statuses(statuses) == {"1": ("opted-out", None), "2": ("opted-out", "opted-out"), "3": (None, None)}
