@@ -50,6 +50,7 @@ from handlers.base import (
     column_mapping,
 )
 from handlers.contact_view import ContactView, ViewedContact
+from handlers.typed_values import CUSTOM_TYPES, custom_value
 from handlers.validation import language_code, normalized_email, normalized_emails, phone_to_e164, phones_to_e164
 
 if TYPE_CHECKING:
@@ -91,6 +92,8 @@ class CustomField:
     required: bool
     mergeable: bool
     visible: bool
+    type: str = "string"
+    """How the value is stored: string, number, integer, boolean or date (typed_values.CUSTOM_TYPES)."""
 
 
 @dataclass(frozen=True)
@@ -143,6 +146,7 @@ def _read_custom(reader: OptionReader) -> tuple[Any, ...]:
                 required=table.take("required", v.boolean, False),
                 mergeable=table.take("mergeable", v.boolean, False),
                 visible=table.take("visible", v.boolean, True),
+                type=table.take("type", v.choice(*CUSTOM_TYPES), "string"),
             )
         )
         table.finish()
@@ -159,7 +163,7 @@ def _fingerprint(partner: str, options: ContactsOptions) -> bytes:
         "partner": partner,
         "columns": sorted(options.columns.items()),
         "opt_out": opt_out and [opt_out.column, sorted(opt_out.opted_in), sorted(opt_out.opted_out), opt_out.empty],
-        "custom": [[c.field, c.column] for c in options.custom],
+        "custom": [[c.field, c.column] + ([c.type] if c.type != "string" else []) for c in options.custom],
         "region": options.phone_region,
         "create": options.create,
     }
@@ -405,10 +409,18 @@ class ContactsImport(ImportKind):
             return [()] * size
         if any(max(map(len, values)) > MAX_CUSTOM_LENGTH for _, values in present):
             return None
+        kinds = {c.field: c.type for c in self.options.custom}
+        typed = []
+        for name, values in present:
+            try:
+                typed.append((name, [custom_value(value, kinds[name]) if value else value for value in values]))
+            except ValueError:
+                return None  # row by row, where the field is reported
+        present = typed
         names = [name for name, _ in present]
         rows = list(zip(*(values for _, values in present), strict=True))
         pairs = {
-            row: tuple[Any, ...]((name, value) for name, value in zip(names, row, strict=True) if value)
+            row: tuple[Any, ...]((name, value) for name, value in zip(names, row, strict=True) if value != "")
             for row in set(rows)
         }
         return list(map(pairs.__getitem__, rows))
@@ -704,10 +716,17 @@ class ContactsImport(ImportKind):
                 continue
             if value is None:
                 changed |= custom.pop(field.field, None) is not None
-            elif len(value) > MAX_CUSTOM_LENGTH:
+                continue
+            if len(value) > MAX_CUSTOM_LENGTH:
                 too_long.append(field.field)
-            elif custom.get(field.field) != value:
-                custom[field.field] = value
+                continue
+            try:
+                typed = custom_value(value, field.type)
+            except ValueError as exc:
+                row.partial("invalid-attribute-data", f"{field.field}: {exc}; the field was dropped")
+                continue
+            if custom.get(field.field) != typed:
+                custom[field.field] = typed
                 changed = True
         if too_long:
             row.partial(

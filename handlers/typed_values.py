@@ -1,4 +1,5 @@
-"""Typed cell values for the activity and messages imports: string, boolean, date."""
+"""Typed cell values: the activity and messages imports' (string, boolean, date) and contacts'
+custom fields' (string, number, integer, boolean, date)."""
 
 import datetime
 import operator
@@ -81,3 +82,37 @@ def boolean_column(cells: list[str]) -> list[bool] | None:
     """`parse_boolean` of every cell (stripped already), or None when one is not a boolean."""
     values = list(map(_BOOLEANS.get, map(str.lower, cells)))
     return None if None in values else [bool(value) for value in values]
+
+
+CUSTOM_TYPES = ("string", "number", "integer", "boolean", "date")
+
+
+def custom_value(text: str, kind: str) -> object:
+    """A custom field's cell as stored, by its `type`: a string as it came; a number as an
+    int when whole, else a float; an integer; true/false; a date as YYYY-MM-DD. ValueError
+    says what was expected."""
+    if kind == "string":
+        return text
+    value = text.strip()
+    if kind == "boolean":
+        return parse_boolean(value)
+    if kind == "date":
+        try:
+            return datetime.date.fromisoformat(value).isoformat()
+        except ValueError:
+            raise ValueError(f"{value!r} is not a date (YYYY-MM-DD)") from None
+    if kind == "integer":
+        if not re.fullmatch(r"[+-]?[0-9]+", value):
+            raise ValueError(f"{value!r} is not a whole number")
+        return int(value)
+    try:
+        number = (
+            float(value.replace(",", ""))
+            if re.fullmatch(r"[+-]?[0-9][0-9,]*(\.[0-9]*)?|[+-]?\.[0-9]+", value)
+            else None
+        )
+    except ValueError:
+        number = None
+    if number is None:
+        raise ValueError(f"{value!r} is not a number")
+    return int(number) if number.is_integer() and abs(number) < 2**53 else number

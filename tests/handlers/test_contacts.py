@@ -490,3 +490,32 @@ def test_a_file_may_opt_a_channel_out_but_never_back_in_nor_pause_it(statuses):
         ("4", "invalid-messaging-status", "partial", 'the sms status "maybe" is not one of: opted-in, opted-out, paused; the sms status was kept'),
     ]  # fmt: skip
     assert channel_statuses(statuses) == {"1": ("opted-out", None), "2": ("opted-out", "opted-out"), "3": (None, None)}
+
+
+def test_typed_custom_fields_are_stored_typed_and_a_bad_value_drops_that_field_only(dropd):
+    custom = [{"field": "year", "column": "Year", "type": "integer"}, {"field": "gpa", "column": "GPA", "type": "number"},
+              {"field": "athlete", "column": "Athlete", "type": "boolean"}, {"field": "start", "column": "Start", "type": "date"},
+              {"field": "major", "column": "Major"}]  # fmt: skip
+    dropd.add_feed_partner("northfield", [students_feed(custom=custom)])
+    dropd.start()
+    header = f"{HEADER.removesuffix(',Major')},Year,GPA,Athlete,Start,Major"
+    whole = drop(dropd, "StudentData_1.csv", f"{header}\n1,A,A,202-555-0101,,,,2027,3.5,yes,2026-09-01,Maths\n")
+    assert whole["error_file"] is None
+    assert dropd.contacts("northfield")["1"]["custom"] == {
+        "year": 2027, "gpa": 3.5, "athlete": True, "start": "2026-09-01", "major": "Maths"
+    }  # fmt: skip
+    run = drop(
+        dropd,
+        "StudentData_2.csv",
+        f'{header}\n2,B,B,202-555-0102,,,,2027.5,four,maybe,09/01/2026,0\n3,C,C,202-555-0103,,,,-1,"1,200",n,2026-02-28,\n',
+    )
+    assert (run["rows_applied"], run["details"]["partial"]) == (2, 1)
+    assert [(e["row"], e["code"], e["message"]) for e in error_rows(run)] == [
+        ("2", "invalid-attribute-data", "year: '2027.5' is not a whole number; the field was dropped"),
+        ("2", "invalid-attribute-data", "gpa: 'four' is not a number; the field was dropped"),
+        ("2", "invalid-attribute-data", "athlete: 'maybe' is not a boolean (true/false, 1/0, yes/no); the field was dropped"),
+        ("2", "invalid-attribute-data", "start: '09/01/2026' is not a date (YYYY-MM-DD); the field was dropped"),
+    ]  # fmt: skip
+    contacts = dropd.contacts("northfield")
+    assert contacts["2"]["custom"] == {"major": "0"}, "the other fields and the rest of the row are applied"
+    assert contacts["3"]["custom"] == {"year": -1, "gpa": 1200, "athlete": False, "start": "2026-02-28"}
