@@ -3,11 +3,12 @@ the only way the daemon and the config find them."""
 
 from handlers.activity import ActivityImport
 from handlers.contacts import ContactsImport
+from handlers.contacts_export import ContactsExport
 from handlers.conversations import ConversationsExport
 from handlers.engagement import EngagementExport
 from handlers.messages import MessagesImport
 from handlers.subscribers import SubscribersImport
 
 IMPORT_KINDS = (ContactsImport, SubscribersImport, ActivityImport, MessagesImport)
-EXPORT_KINDS = (ConversationsExport, EngagementExport)
+EXPORT_KINDS = (ConversationsExport, EngagementExport, ContactsExport)
 KINDS = {kind.kind: kind for kind in IMPORT_KINDS + EXPORT_KINDS}

@@ -66,8 +66,9 @@ An export kind is a class derived from `ExportKind`. The export run
 `read_options(reader)` (static), `__init__(feed)`
     As for import kinds.
 
-`header() -> list[str]`
-    The file's columns, in order.
+`header(tx) -> list[str]`
+    The file's columns, in order, read in the export's snapshot (a kind may add columns the
+    store knows of, such as a partner's custom fields).
 
 `settle(tx)`
     Called in a short transaction of its own just before the snapshot: a watermarked kind
@@ -527,7 +528,7 @@ class ExportKind(_Kind):
     """True: each export holds the rows since the last delivered one; False: a full snapshot."""
 
     @abstractmethod
-    def header(self) -> list[str]: ...
+    def header(self, tx: "Transaction") -> list[str]: ...
 
     def settle(self, tx: "Transaction") -> None:
         """Before the snapshot."""

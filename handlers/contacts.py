@@ -234,6 +234,7 @@ class ContactsImport(ImportKind):
         return columns
 
     def begin(self, tx: "Transaction", header: list[str]) -> None:
+        tx.contacts.serialize_changes(self.partner)  # a contacts export's snapshot never splits this import
         tx.contacts.declare_custom_fields(
             self.partner, [(c.field, c.mergeable, c.visible) for c in self.options.custom]
         )

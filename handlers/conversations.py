@@ -72,7 +72,7 @@ class ConversationsExport(ExportKind):
             outgoing_sources=reader.take("outgoing_sources", v.choice_list(*OUTGOING_SOURCES), OUTGOING_SOURCES),
         )
 
-    def header(self) -> list[str]:
+    def header(self, tx: "Transaction") -> list[str]:
         return list(COLUMNS)
 
     def settle(self, tx: "Transaction") -> None:

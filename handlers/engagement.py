@@ -26,7 +26,7 @@ class EngagementExport(ExportKind):
         """No keys of its own: the columns are fixed."""
         return None
 
-    def header(self) -> list[str]:
+    def header(self, tx: "Transaction") -> list[str]:
         return list(COLUMNS)
 
     def rows(self, tx: "Transaction", after: int, upto: int | None) -> Iterator[list[Any]]:

@@ -65,7 +65,7 @@ def run_export(
         with ctx.store.reading() as tx:
             after = tx.watermarks.position(feed.name) if kind.watermarked else 0
             upto = kind.upto(tx)
-            rows, size, sha256 = _write(local, kind.header(), kind.rows(tx, after, upto))
+            rows, size, sha256 = _write(local, kind.header(tx), kind.rows(tx, after, upto))
         if rows == 0:
             reason = "no-rows: nothing to export" + (" since the last delivered export" if kind.watermarked else "")
             with ctx.store.transaction(label=feed.name) as tx:

@@ -4,8 +4,10 @@ Excel, LibreOffice and Google Sheets run a cell that begins with `=`, `+`, `-` o
 formula (and tab or CR can hide such a start). Every CSV we write for a person (error
 reports, exports) passes its cells through `spreadsheet_safe`, which prefixes those with a
 single quote. A cell that already begins with a quote gets one too, so the raw value is
-always the written value with one leading quote removed, if it has one. NUL bytes, which no
-spreadsheet shows and some reject, are written as U+FFFD.
+always the written value with one leading quote removed, if it has one. A cell that is a
+plain number (`+12025550144`, `-3.5`) is left as it is: a spreadsheet reads it as a number,
+nothing runs, and a partner's system reading an export must get phone numbers in E.164 as
+they are. NUL bytes, which no spreadsheet shows and some reject, are written as U+FFFD.
 """
 
 import re
@@ -16,12 +18,17 @@ _SEPARATOR = "\x1f"
 _MAYBE_UNSAFE = re.compile(r"\x1f[=+\-@\t\r']")
 
 
+_PLAIN_NUMBER = re.compile(r"[+-][0-9]+(?:\.[0-9]+)?")
+
+
 def spreadsheet_safe(cell):
     if not isinstance(cell, str):
         return cell
     if "\x00" in cell:
         cell = cell.replace("\x00", "\ufffd")
-    return "'" + cell if cell.startswith(FORMULA_STARTS) else cell
+    if not cell.startswith(FORMULA_STARTS) or _PLAIN_NUMBER.fullmatch(cell):
+        return cell
+    return "'" + cell
 
 
 def spreadsheet_row(cells) -> list:

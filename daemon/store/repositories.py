@@ -227,6 +227,7 @@ class Contacts(_Repository):
 
         Its source hash is cleared: the next import of the same row must not count as unchanged.
         """
+        self.serialize_changes(partner)
         cursor = self._db.execute(
             "UPDATE contacts SET opted_out = 1, updated_at = ?, source_hash = NULL "
             "WHERE partner = ? AND contact_id = ? AND opted_out = 0",
@@ -248,6 +249,33 @@ class Contacts(_Repository):
             (partner, version),
         )
         return version
+
+    def serialize_changes(self, partner: str) -> None:
+        """Taken by contacts imports and, in its own transaction, by a contacts export before
+        its snapshot: the export never sees a change whose earlier neighbour commits later.
+        SQLite has one writer at a time, so only PostgreSQL needs the lock."""
+        self._db.lock_for_transaction(f"contacts:{partner}")
+
+    def last_change(self, partner: str) -> str | None:
+        """When the partner's contacts last changed (a UTC stamp), None when it has none."""
+        row = self._one("SELECT MAX(updated_at) FROM contacts WHERE partner = ?", (partner,))
+        return row[0] if row else None
+
+    def custom_field_names(self, partner: str) -> list[str]:
+        """The custom fields the partner's feeds declared, by name."""
+        rows = self._all("SELECT field FROM custom_fields WHERE partner = ? ORDER BY field", (partner,))
+        return [row[0] for row in rows]
+
+    def for_export(self, partner: str, after: str | None, upto: str) -> Iterator[Any]:
+        """The partner's contacts changed after `after` (all when None) up to `upto` (UTC
+        stamps), in key order, streamed."""
+        since = "" if after is None else after
+        return self._stream(
+            "SELECT id, crm_id, first_name, last_name, preferred_name, mobile_number, email, language, "
+            "messaging_status_sms, messaging_status_web_bot, opted_out, custom, created_at, updated_at "
+            "FROM contacts WHERE partner = ? AND updated_at > ? AND updated_at <= ? ORDER BY id",
+            (partner, since, upto),
+        )
 
     def declare_custom_fields(self, partner: str, fields: list[tuple[str, bool, bool]]) -> None:
         """(field, mergeable, visible) of each custom field a feed maps."""

@@ -325,3 +325,44 @@ def test_a_message_keeps_its_contact_when_the_contacts_id_changes(feeds):
     rows = exported(feeds, run["file"])
     assert {(row["crm_id"], row["first_name"]) for row in rows} == {("CRM-1", "Ada")}
     assert len({row["admithub_id"] for row in rows}) == 1 and rows[0]["admithub_id"]
+
+
+def contacts_export_feed(**overrides) -> dict:
+    return {"name": "contacts-out", "kind": "contacts_export", "prefix": "contacts", "schedule": [], **overrides}
+
+
+def test_the_contacts_export_sends_the_changed_contacts_with_every_field(feeds):
+    """Seed 000: a contacts export with every field and the partner's custom fields by name."""
+    start(feeds, contacts_export_feed())  # contact S1, CRM-1, Major custom field
+    feeds.upload(
+        "northfield", "/imports/StudentData_2.csv",
+        f"{CONTACTS_HEADER}\nS2,Alan,Turing,202-555-0144,alan@example.org,CRM-2,Y,Logic\n".encode(),
+    )  # fmt: skip
+    first = feeds.export("contacts-out")
+    assert first["status"] == "success" and first["rows_in_file"] == 2
+    with open(feeds.home("northfield") / "outbox" / first["file"], encoding="utf-8") as handle:
+        assert handle.readline().strip() == (
+            "crm_id,admithub_id,first_name,last_name,preferred_name,mobile_number,email,language,messaging_status_sms,"
+            "messaging_status_web_bot,opted_out,created,updated,Major"
+        )
+    rows = {row["crm_id"]: row for row in exported(feeds, first["file"])}
+    alan = rows["CRM-2"]
+    assert (alan["first_name"], alan["mobile_number"], alan["email"], alan["opted_out"], alan["Major"]) == (
+        "Alan", "+12025550144", "alan@example.org", "true", "Logic",
+    )  # fmt: skip
+    assert alan["admithub_id"] and alan["created"].endswith("Z") and alan["updated"].endswith("Z")
+
+    assert feeds.export("contacts-out")["status"] == "skipped", "nothing changed since"
+    feeds.upload(
+        "northfield",
+        "/imports/StudentData_3.csv",
+        f"{CONTACTS_HEADER}\nS2,Alan,Turing,202-555-0144,,CRM-2,Y,Maths\n".encode(),
+    )
+    second = feeds.export("contacts-out")
+    assert [(row["crm_id"], row["Major"]) for row in exported(feeds, second["file"])] == [("CRM-2", "Maths")]
+
+
+def test_a_full_contacts_export_sends_every_contact_each_time(feeds):
+    start(feeds, contacts_export_feed(full=True))
+    assert feeds.export("contacts-out")["rows_in_file"] == 1
+    assert feeds.export("contacts-out")["rows_in_file"] == 1

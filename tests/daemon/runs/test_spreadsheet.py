@@ -20,6 +20,14 @@ def test_the_fast_path_equals_the_rule_cell_by_cell(cells):
 
 
 def test_the_rule():
-    assert spreadsheet_row(["=1+1", "+1", "-2", "@x", "\tx", "\rx", "'x", "a\x00b", "fine", 7]) == [
-        "'=1+1", "'+1", "'-2", "'@x", "'\tx", "'\rx", "''x", "a\ufffdb", "fine", 7,
+    assert spreadsheet_row(["=1+1", "+1+1", "-2-A1", "@x", "\tx", "\rx", "'x", "a\x00b", "fine", 7]) == [
+        "'=1+1", "'+1+1", "'-2-A1", "'@x", "'\tx", "'\rx", "''x", "a\ufffdb", "fine", 7,
+    ]  # fmt: skip
+
+
+def test_a_plain_number_is_left_as_it_is():
+    """A phone in E.164 and a negative number are numbers to a spreadsheet, not formulas; a
+    partner's CRM must get them as they are (the contacts export writes every phone)."""
+    assert spreadsheet_row(["+12025550144", "-3.5", "+1", "-2", "+1e5", "+ 1"]) == [
+        "+12025550144", "-3.5", "+1", "-2", "'+1e5", "'+ 1",
     ]  # fmt: skip
