@@ -7,8 +7,9 @@ from handlers.contacts_export import ContactsExport
 from handlers.conversations import ConversationsExport
 from handlers.engagement import EngagementExport
 from handlers.messages import MessagesImport
+from handlers.notes_export import NotesExport
 from handlers.subscribers import SubscribersImport
 
 IMPORT_KINDS = (ContactsImport, SubscribersImport, ActivityImport, MessagesImport)
-EXPORT_KINDS = (ConversationsExport, EngagementExport, ContactsExport)
+EXPORT_KINDS = (ConversationsExport, EngagementExport, ContactsExport, NotesExport)
 KINDS = {kind.kind: kind for kind in IMPORT_KINDS + EXPORT_KINDS}

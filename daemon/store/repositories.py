@@ -545,6 +545,17 @@ class Messages(_Repository):
         )
         yield from cursor
 
+    def for_notes(self, feed: str, partner: str, after: int, upto: int) -> Iterator[Any]:
+        """Messages in (after, upto], and those `feed` held back, whose contact is known, by
+        contact and then time: (contact key, CRM ID, timestamp, direction, body); streamed."""
+        return self._stream(
+            "SELECT c.id, c.crm_id, m.timestamp, m.direction, m.body FROM messages m JOIN contacts c ON c.id = m.contact_key "
+            "WHERE m.partner = ? AND m.id <= ? "
+            "AND (m.id > ? OR m.id IN (SELECT message_id FROM held_messages WHERE feed = ?)) "
+            "ORDER BY c.id, m.timestamp, m.id",
+            (partner, upto, after, feed),
+        )
+
     def hold_back(
         self, feed: str, partner: str, after: int, upto: int, channels: Iterable[str], directions: Iterable[str],
         outgoing_sources: Iterable[str],

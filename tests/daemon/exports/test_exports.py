@@ -366,3 +366,31 @@ def test_a_full_contacts_export_sends_every_contact_each_time(feeds):
     start(feeds, contacts_export_feed(full=True))
     assert feeds.export("contacts-out")["rows_in_file"] == 1
     assert feeds.export("contacts-out")["rows_in_file"] == 1
+
+
+def test_the_notes_export_writes_a_note_per_contact_and_day(feeds):
+    """Seed 000's "EAB Notes": a contact's messages of one day in one note, in order."""
+    notes = {"name": "notes", "kind": "notes_export", "prefix": "notes", "schedule": [], "max_body": 200}
+    start(feeds, notes)  # contact S1, CRM-1; the daemon's zone is America/New_York
+    rows = (
+        "S1,web,2026-11-21T14:05:00Z,Hi there,,,,,,,,n1\n"
+        "S1,web,2026-11-21T14:06:00Z,,Hello! How can I help?,AI,,,,,,n2\n"
+        "S1,twilio,2026-11-22T03:00:00Z,late night,,,,,,,,n3\n"  # 22:00 on the 21st in New York
+        "S1,web,2026-11-23T15:00:00Z,next day,,,,,,,,n4\n"
+        "nobody,web,2026-11-23T15:01:00Z,who?,,,,,,,,n5\n"
+    )
+    feeds.upload("northfield", "/log/messages_1.csv", (MESSAGES_HEADER + "\n" + rows).encode())
+    run = feeds.export("notes")
+    assert run["status"] == "success" and run["rows_in_file"] == 2 and run["details"]["unknown_contact"] == 1
+    first, second = exported(feeds, run["file"])
+    assert (first["crm_id"], first["note_date"], first["subject"]) == ("CRM-1", "2026-11-21", "Text conversation")
+    assert (
+        first["body"] == "09:05 incoming: Hi there\n09:06 outgoing: Hello! How can I help?\n22:00 incoming: late night"
+    )
+    assert (second["note_date"], second["body"]) == ("2026-11-23", "10:00 incoming: next day")
+    chatty = "".join(f"S1,web,2026-11-24T15:{n:02d}:00Z,message number {n} of the day,,,,,,,,c{n}\n" for n in range(20))
+    feeds.upload("northfield", "/log/messages_2.csv", (MESSAGES_HEADER + "\n" + chatty).encode())
+    [long] = exported(feeds, feeds.export("notes")["file"])
+    lines = long["body"].split("\n")
+    assert len(long["body"]) <= 200 + 30 and lines[-1] == f"… ({20 - len(lines) + 1} more messages)"
+    assert lines[0] == "10:00 incoming: message number 0 of the day"
