@@ -60,9 +60,32 @@ def media_list(value: str | None) -> str:
     return json.dumps([item for item in value.replace(",", " ").split() if item])
 
 
-class ConversationsExport(ExportKind):
-    kind = "conversations_export"
+class MessageLogExport(ExportKind):
+    """What the exports of the organisation's message log share: the message positions as
+    the watermark, contacts tied to messages before the snapshot, and messages whose contact
+    is not known yet held back for the feed's next runs."""
+
     watermarked = True
+
+    def settle(self, tx: "Transaction") -> None:
+        tx.messages.serialize_positions(self.partner)
+        tx.messages.tie_contacts(self.partner)
+
+    def upto(self, tx: "Transaction") -> int | None:
+        return tx.messages.last_position(self.partner)
+
+    def _hold_back(
+        self, tx: "Transaction", after: int, upto: int | None, filters: tuple[tuple[str, ...], ...]
+    ) -> dict[str, int]:
+        """Messages whose contact is not known (yet) were left out: held back for this feed's
+        next runs, never sent with a blank contact."""
+        tx.messages.hold_back(self.feed, self.partner, after, upto or 0, *filters)
+        held = tx.messages.held_back(self.feed)
+        return {"unknown_contact": held} if held else {}
+
+
+class ConversationsExport(MessageLogExport):
+    kind = "conversations_export"
 
     @staticmethod
     def read_options(reader: OptionReader) -> ConversationsOptions:
@@ -74,13 +97,6 @@ class ConversationsExport(ExportKind):
 
     def header(self, tx: "Transaction") -> list[str]:
         return list(COLUMNS)
-
-    def settle(self, tx: "Transaction") -> None:
-        tx.messages.serialize_positions(self.partner)
-        tx.messages.tie_contacts(self.partner)
-
-    def upto(self, tx: "Transaction") -> int | None:
-        return tx.messages.last_position(self.partner)
 
     def rows(self, tx: "Transaction", after: int, upto: int | None) -> Iterator[list[Any]]:
         options = self.options
@@ -97,11 +113,5 @@ class ConversationsExport(ExportKind):
             ]  # fmt: skip
 
     def delivered(self, tx: "Transaction", after: int, upto: int | None) -> dict[str, int]:
-        """Messages whose contact is not known (yet) were left out: held back for this feed's
-        next runs, never sent with a blank contact."""
         options = self.options
-        tx.messages.hold_back(
-            self.feed, self.partner, after, upto or 0, options.channels, options.directions, options.outgoing_sources
-        )
-        held = tx.messages.held_back(self.feed)
-        return {"unknown_contact": held} if held else {}
+        return self._hold_back(tx, after, upto, (options.channels, options.directions, options.outgoing_sources))

@@ -16,8 +16,8 @@ from itertools import groupby
 from typing import TYPE_CHECKING, Any
 
 from handlers import option_values as v
-from handlers.base import ExportKind, OptionReader
-from handlers.conversations import DIRECTIONS
+from handlers.base import OptionReader
+from handlers.conversations import DIRECTIONS, MessageLogExport
 from handlers.messages import CHANNELS, OUTGOING_SOURCES
 
 if TYPE_CHECKING:
@@ -32,9 +32,8 @@ class NotesOptions:
     max_body: int
 
 
-class NotesExport(ExportKind):
+class NotesExport(MessageLogExport):
     kind = "notes_export"
-    watermarked = True
 
     @staticmethod
     def read_options(reader: OptionReader) -> NotesOptions:
@@ -45,13 +44,6 @@ class NotesExport(ExportKind):
 
     def header(self, tx: "Transaction") -> list[str]:
         return list(COLUMNS)
-
-    def settle(self, tx: "Transaction") -> None:
-        tx.messages.serialize_positions(self.partner)
-        tx.messages.tie_contacts(self.partner)
-
-    def upto(self, tx: "Transaction") -> int | None:
-        return tx.messages.last_position(self.partner)
 
     def rows(self, tx: "Transaction", after: int, upto: int | None) -> Iterator[list[Any]]:
         zone = zoneinfo.ZoneInfo(self.timezone)
@@ -81,7 +73,4 @@ class NotesExport(ExportKind):
         return "\n".join(lines)
 
     def delivered(self, tx: "Transaction", after: int, upto: int | None) -> dict[str, int]:
-        """Messages whose contact is not known yet wait for it, as in the conversations export."""
-        tx.messages.hold_back(self.feed, self.partner, after, upto or 0, CHANNELS, DIRECTIONS, OUTGOING_SOURCES)
-        held = tx.messages.held_back(self.feed)
-        return {"unknown_contact": held} if held else {}
+        return self._hold_back(tx, after, upto, (CHANNELS, DIRECTIONS, OUTGOING_SOURCES))
