@@ -413,6 +413,9 @@ class ContactsImport(ImportKind):
         kinds = {c.field: c.type for c in self.options.custom}
         typed = []
         for name, values in present:
+            if kinds[name] == "string":
+                typed.append((name, values))  # stored as they came: no call per value
+                continue
             try:
                 typed.append((name, [custom_value(value, kinds[name]) if value else value for value in values]))
             except ValueError:
