@@ -51,6 +51,9 @@ def test_ctrl_c_leaves_the_run_to_the_daemon_and_says_so(dropd):
     client = subprocess.Popen(
         [sys.executable, "-m", "daemon.cli", "run-now", "conversations", "-c", str(dropd.config_file)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # As from a terminal: a test run started in the background inherits SIGINT ignored,
+        # and Python then installs no KeyboardInterrupt for it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     dropd.wait_for("export.retry", feed="conversations")
     client.send_signal(signal.SIGINT)
