@@ -18,6 +18,7 @@ import re
 import shutil
 import socket
 import ssl
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
@@ -189,7 +190,28 @@ class SftpPush:
             raise PushError("auth", f"the connection failed while logging in: {exc}", transient=True) from None
 
 
-class _SftpSession:
+class _RemoteSession(ABC):
+    """What both protocols' logged-in pushes share: an export sent, then its companions under
+    names made from the name it got; `_send_one` is the protocol's."""
+
+    destination: Destination
+
+    def send(self, local: Path, naming: Naming) -> str:
+        """The export and its companions; returns the name the export got."""
+        name = self._send_one(local, naming.candidates())
+        if name is None:
+            raise _all_taken(naming, f"{self.destination.folder} on {self.destination.host}")
+        for companion, name_for in naming.companions:
+            if self._send_one(companion, [name_for(name)]) is None:
+                raise PushError("rename", f"{name_for(name)} exists already on {self.destination.host}")
+        return name
+
+    @abstractmethod
+    def _send_one(self, local: Path, names: list[str]) -> str | None:
+        """`local` under the first of `names` that is free; None when all are taken."""
+
+
+class _SftpSession(_RemoteSession):
     """What a logged-in SFTP push does: check the directory, send files."""
 
     def __init__(self, destination: Destination, sftp: paramiko.SFTPClient, deadline: Deadline):
@@ -213,16 +235,6 @@ class _SftpSession:
                 sftp.remove(probe)
             except OSError as exc:
                 raise PushError("permission", f"cannot write in {d.folder} on {d.host}: {_sftp_error(exc)}") from None
-
-    def send(self, local: Path, naming: Naming) -> str:
-        """The export and its companions; returns the name the export got."""
-        name = self._send_one(local, naming.candidates())
-        if name is None:
-            raise _all_taken(naming, f"{self.destination.folder} on {self.destination.host}")
-        for companion, name_for in naming.companions:
-            if self._send_one(companion, [name_for(name)]) is None:
-                raise PushError("rename", f"{name_for(name)} exists already on {self.destination.host}")
-        return name
 
     def _send_one(self, local: Path, names: list[str]) -> str | None:
         """`local` under a temporary name, its size checked, then renamed to the first of
@@ -396,7 +408,7 @@ class FtpsPush:
             client.close()
 
 
-class _FtpsSession:
+class _FtpsSession(_RemoteSession):
     """What a logged-in FTPS push does, in the destination directory."""
 
     def __init__(self, destination: Destination, client: ftplib.FTP_TLS, deadline: Deadline):
@@ -414,16 +426,6 @@ class _FtpsSession:
                 raise PushError("permission", f"cannot write in {self.destination.folder}: {exc}") from None
             except (OSError, ftplib.Error, EOFError) as exc:
                 raise PushError("permission", f"writing a probe file failed: {exc}", transient=True) from None
-
-    def send(self, local: Path, naming: Naming) -> str:
-        """The export and its companions; returns the name the export got."""
-        name = self._send_one(local, naming.candidates())
-        if name is None:
-            raise _all_taken(naming, f"{self.destination.folder} on {self.destination.host}")
-        for companion, name_for in naming.companions:
-            if self._send_one(companion, [name_for(name)]) is None:
-                raise PushError("rename", f"{name_for(name)} exists already on {self.destination.host}")
-        return name
 
     def _send_one(self, local: Path, names: list[str]) -> str | None:
         """`local` under a temporary name, its size checked, then renamed to the first of
