@@ -341,19 +341,19 @@ class ContactsImport(ImportKind):
         """New contacts may be opted in or out; a paused or unknown status goes row by row."""
         if column is None:
             return [None] * size
-        statuses = [messaging_status(cell) if cell else None for cell in column]
-        if any((status is None and cell) or status == "paused" for status, cell in zip(statuses, column, strict=True)):
+        known = {cell: messaging_status(cell) if cell else None for cell in set(column)}  # a few distinct values
+        if any((status is None and cell) or status == "paused" for cell, status in known.items()):
             return None
-        return statuses
+        return list(map(known.__getitem__, column))
 
     @staticmethod
     def _batch_languages(column: list[str] | None, size: int) -> list[Any] | None:
         if column is None:
             return [None] * size
-        codes = [language_code(cell) if cell else None for cell in column]
-        if any(code is None and cell for code, cell in zip(codes, column, strict=True)):
+        known = {cell: language_code(cell) if cell else None for cell in set(column)}  # a few distinct values
+        if any(code is None and cell for cell, code in known.items()):
             return None
-        return codes
+        return list(map(known.__getitem__, column))
 
     def _stored_already(self, tx: "Transaction", columns: dict[str, Any]) -> bool:
         """True when a contact ID, phone or CRM ID of the batch belongs to a stored contact."""
