@@ -168,11 +168,17 @@ class ContactWrites(_QueuedWrites):
         assert not self._queue, "create_all after queued writes would reorder them"
         encoded = {items: _encoded_custom(items) for items in set(custom)}
         size = len(columns["contact_id"])
-        given = [columns.get(name) or [None] * size for name in self._NEW[:-2]]  # a field not given: None
-        rows = list(zip(*given, map(int, columns["opted_out"]), map(encoded.__getitem__, custom), strict=True))
+        # A field no contact of the batch has is left to the column's default (NULL): the rows
+        # staged and moved are only as wide as what the file gave (contact_id always first).
+        given = [
+            (name, column) for name in self._NEW[:-2] if (column := columns.get(name)) and column.count(None) < size
+        ]
+        names = (*(name for name, _ in given), *self._NEW[-2:])
+        values = [column for _, column in given]
+        rows = list(zip(*values, map(int, columns["opted_out"]), map(encoded.__getitem__, custom), strict=True))
         now = utc_stamp()
         fixed = {"partner": partner, "created_at": now, "updated_at": now}
-        return self._db.insert_keyed("contacts", self._NEW, rows, fixed)
+        return self._db.insert_keyed("contacts", names, rows, fixed)
 
     def update(self, key: int, fields: dict[str, Any], custom: dict[str, Any] | None = None) -> None:
         """Change the given columns of one contact (and its custom fields, when given)."""
