@@ -294,10 +294,9 @@ def _print_queue(config) -> None:
         print(f"queued  {_local_time(since, zone)}  {feed}  waiting for {store['writing'] or 'the store'} to finish")
 
 
-def _control(config_or_socket, command: str, request: dict, refusal_ok: bool = False) -> dict:
-    """Send a request to the running daemon (the config's control socket, or the socket
-    itself); exit with a clear message when it cannot answer (or refuses, unless `refusal_ok`)."""
-    socket_path = config_or_socket if isinstance(config_or_socket, Path) else config_or_socket.daemon.control_socket
+def _control(socket_path: Path, command: str, request: dict, refusal_ok: bool = False) -> dict:
+    """Send a request to the running daemon on its control socket; exit with a clear message
+    when it cannot answer (or refuses, unless `refusal_ok`)."""
     try:
         reply = send_command(socket_path, request, timeout=30)
     except ControlUnavailable as exc:
@@ -333,7 +332,7 @@ def status(args) -> int:
     """Exit 0 when the daemon runs and is healthy, 1 when none answers, 2 when unhealthy.
     It answers while a partner file is broken: that is when a rejected reload is looked for."""
     config = _load_config_leniently(args)
-    status = _control(config, "status", {"command": "status"})
+    status = _control(config.daemon.control_socket, "status", {"command": "status"})
     if args.json:
         print(json.dumps(status, indent=2))
         return 0 if status["healthy"] else 2
@@ -386,7 +385,7 @@ def status(args) -> int:
 
 def bans(args) -> int:
     config = _load_config(args)
-    bans = _control(config, "bans", {"command": "bans"})["bans"]
+    bans = _control(config.daemon.control_socket, "bans", {"command": "bans"})["bans"]
     if args.json:
         print(json.dumps(bans, indent=2))
         return 0
@@ -400,7 +399,7 @@ def bans(args) -> int:
 
 def unban(args) -> int:
     config = _load_config(args)
-    _control(config, "unban", {"command": "unban", "address": args.address})
+    _control(config.daemon.control_socket, "unban", {"command": "unban", "address": args.address})
     print(f"{args.address} is no longer banned; its failure count starts again from zero")
     return 0
 

@@ -4,7 +4,7 @@ tests are slow (`tests/run.sh --quick` leaves them out)."""
 import pytest
 
 from daemon.dropzone.passwords import hash_password
-from tests.helpers import PASSWORD, ClientKey, DropdProcess, InProcessFeeds, PostgresServer
+from tests.helpers import PASSWORD, ClientKey, DropdProcess, InProcessFeeds, PostgresServer, SmtpSink
 
 
 @pytest.fixture(scope="session")
@@ -22,6 +22,14 @@ def dropd(tmp_path, password_hash):
 @pytest.fixture
 def client_key(tmp_path) -> ClientKey:
     return ClientKey(tmp_path)
+
+
+@pytest.fixture
+def sink(tmp_path):
+    """A real SMTP server (aiosmtpd) that keeps what it takes in a Maildir."""
+    server = SmtpSink(tmp_path / "smtp").start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -58,6 +58,8 @@ class _Connection:
 
     def __init__(self, connection: psycopg.Connection[Any]):
         self.raw = connection
+        self._locks: set[str] = set()
+        """Advisory locks this transaction holds (a wrapper lives for one transaction)."""
 
     @staticmethod
     @functools.lru_cache(maxsize=1024)
@@ -73,8 +75,11 @@ class _Connection:
         """Nothing is written in the background here."""
 
     def lock_for_transaction(self, name: str) -> None:
-        """A lock on `name` held until this transaction ends (pg_advisory_xact_lock)."""
-        self.raw.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (name,))
+        """A lock on `name` held until this transaction ends (pg_advisory_xact_lock); asked
+        again (an opt-out event per row of an activity file), it costs no round trip."""
+        if name not in self._locks:
+            self.raw.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (name,))
+            self._locks.add(name)
 
     def stream(self, sql: str, params: Sequence[Any] = ()) -> Iterator[Any]:
         """Rows as the server sends them, without fetching the whole result first."""

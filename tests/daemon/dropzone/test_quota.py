@@ -9,16 +9,9 @@ import os
 
 import pytest
 
-from tests.helpers import SmtpSink, ftps
+from tests.helpers import ftps
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def sink(tmp_path):
-    server = SmtpSink(tmp_path / "smtp").start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -7,18 +7,11 @@ import time
 
 import pytest
 
-from tests.helpers import CONTACTS_HEADER, SmtpSink, students_feed
+from tests.helpers import CONTACTS_HEADER, students_feed
 
 pytestmark = pytest.mark.slow
 
 ROW = "{n},Ada,Lovelace,(202) 555-{n:04d},,,,\n"
-
-
-@pytest.fixture
-def sink(tmp_path):
-    server = SmtpSink(tmp_path / "smtp").start()
-    yield server
-    server.stop()
 
 
 def start(dropd, sink=None, **feed):

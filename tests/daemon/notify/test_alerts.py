@@ -6,21 +6,12 @@ import threading
 import time
 import types
 
-import pytest
-
 from daemon.dropzone.quota import Quotas
 from daemon.dropzone.tls_certificates import ensure_self_signed
 from daemon.notify.alerts import AlertMonitor, Alerts
 from daemon.notify.mailer import Mailer
 from tests.helpers import CONTACTS_HEADER as HEADER
-from tests.helpers import InProcessFeeds, SmtpSink, students_feed
-
-
-@pytest.fixture
-def sink(tmp_path):
-    server = SmtpSink(tmp_path / "smtp").start()
-    yield server
-    server.stop()
+from tests.helpers import InProcessFeeds, students_feed
 
 
 class Watched:

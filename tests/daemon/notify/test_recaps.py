@@ -16,13 +16,6 @@ BAD_PHONE = "2,Alan,Turing,not a phone,,C2,,Logic\n"
 
 
 @pytest.fixture
-def sink(tmp_path):
-    server = SmtpSink(tmp_path / "smtp").start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def feeds(tmp_path, password_hash):
     return InProcessFeeds(tmp_path, password_hash)
 
