@@ -43,3 +43,6 @@ _.first_rows
 
 # daemon/cli.py calls the handlers of daemon/commands.py by name (_command("check_config")).
 check_config, partner_records
+
+# uvicorn's serve loop reads should_exit (daemon/web/server.py sets it to stop the console).
+_.should_exit

@@ -8,7 +8,7 @@ import sys
 import zoneinfo
 from pathlib import Path
 
-from daemon.clock import utc_stamp
+from daemon.clock import local_moment
 from daemon.config.settings import ConfigInvalid, control_socket_of, load_config
 from daemon.control import ControlUnavailable, send_command
 from daemon.dropzone.passwords import hash_password
@@ -251,15 +251,11 @@ def _moment(text: str, zone: zoneinfo.ZoneInfo, option: str, day_end: bool = Fal
     """An ISO date or date-time in the daemon's zone, as a UTC stamp; a date given to --until
     means the end of that day."""
     try:
-        if len(text) == 10:
-            moment = datetime.datetime.combine(datetime.date.fromisoformat(text), datetime.time(), zone)
-            return utc_stamp(moment + datetime.timedelta(days=1) if day_end else moment)
-        moment = datetime.datetime.fromisoformat(text)
+        return local_moment(text, zone, day_end)
     except ValueError:
         raise SystemExit(
             f"dropd runs: {option} {text!r} is not a date (2026-11-27) or a date and time (2026-11-27T06:00)"
         ) from None
-    return utc_stamp(moment if moment.tzinfo else moment.replace(tzinfo=zone))
 
 
 def runs(args) -> int:

@@ -1,6 +1,6 @@
 """The private parts of our dependencies that dropd relies on, checked at start.
 
-dropd fixes a few things in paramiko, pyftpdlib and phonenumbers from the outside (each is
+dropd fixes a few things in paramiko, pyftpdlib, phonenumbers and uvicorn from the outside (each is
 named where it is done, with its reason and, where there is one, the upstream issue). Those
 fixes lean on names the libraries do not promise to keep. `setup.cfg` pins each library to a
 compatible release (`~=`), and `unmet()` looks at every such name at start: a library that
@@ -109,6 +109,21 @@ PRIVATES = (
         why="North American numbers validated by the library's own patterns",
     ),  # fmt: skip
     Private("phonenumbers", "phonenumbers.phonenumberutil:COUNTRY_CODE_TO_REGION_CODE"),
+    # uvicorn: the console's deadline per request and cap on connections (web/server.py).
+    Private(
+        "uvicorn",
+        "uvicorn.protocols.http.h11_impl:H11Protocol.__init__",
+        sets=("connections", "cycle", "loop", "transport"),
+        why="a connection that never finishes its request is closed",
+    ),  # fmt: skip
+    Private("uvicorn", "uvicorn.protocols.http.h11_impl:H11Protocol.connection_made", ("self", "transport")),
+    Private("uvicorn", "uvicorn.protocols.http.h11_impl:H11Protocol.connection_lost", ("self", "exc")),
+    Private("uvicorn", "uvicorn.protocols.http.h11_impl:H11Protocol.on_response_complete", ("self",)),
+    Private(
+        "uvicorn",
+        "uvicorn.protocols.http.h11_impl:RequestResponseCycle.__init__",
+        sets=("more_body", "response_complete"),
+    ),
 )
 
 

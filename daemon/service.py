@@ -42,6 +42,10 @@ from daemon.sd_notify import SystemdNotifier
 from daemon.store import open_store
 from daemon.store.records import SchemaError
 from daemon.store.sqlite import SqliteStore
+from daemon.web.app import build_app
+from daemon.web.auth import StaffAuth
+from daemon.web.server import WebServer
+from daemon.web.views import Console
 
 log = structlog.get_logger("dropd.service")
 
@@ -83,6 +87,7 @@ class Daemon:
         self.notifier = SystemdNotifier()
         self.sftp: SftpServer | None = None
         self.ftp: FtpServer | None = None
+        self.web: WebServer | None = None
         self.store = None
         self.runner = FeedRunner(lambda: self.config, self._run_context, self.run_progress.tell)
         self.arrivals = Arrivals(
@@ -177,6 +182,9 @@ class Daemon:
             if self.metrics is not None:
                 self.metrics.watch(lambda: self.connections.counts()["sessions"], self.runner.activity, self.store)
                 self.metrics.serve(self.config.metrics.listen)
+            if self.config.web.listen:
+                self.web = self._web_console()
+                self.web.start()
             if self.config.sftp:
                 self.sftp = SftpServer(self.config.sftp, self.zone)
                 self.sftp.start()
@@ -200,7 +208,11 @@ class Daemon:
         self.run_finished.subscribe(lambda record: self.mail_sender.wake())
         self.mail_sender.start()
         alerts = Alerts(
-            self.store, self.mailer.queue_admin, self.mailer.send_to_admin_now, lambda: self.config.daemon.timezone
+            self.store,
+            self.mailer.queue_admin,
+            self.mailer.send_to_admin_now,
+            lambda: self.config.daemon.timezone,
+            lambda: self.config.web.base_url,
         )
         self.alert_monitor = AlertMonitor(
             lambda: self.config, self.store, alerts, self.mailer.queue_digest_if_due, self.zone.quotas.used
@@ -208,6 +220,13 @@ class Daemon:
         self.alert_monitor.start()
         self.pruner = ArtefactPruner(self.store, lambda: self.config)
         self.pruner.start()
+
+    def _web_console(self) -> WebServer:
+        """The console, reading the config in force at each request (a reload changes staff)."""
+        config = lambda: self.config  # noqa: E731
+        console = Console(config, self.store, self.logins, self.bans, self.zone.quotas.used)
+        auth = StaffAuth(lambda: self.config.web, self.store, self.verifier, self.bans)
+        return WebServer(self.config.web, build_app(console, auth, lambda: self.config.web.secure_cookies))
 
     def status(self) -> dict:
         """What `dropd status` shows; `healthy` is False when a server stopped accepting or the
@@ -324,7 +343,7 @@ class Daemon:
                 self.ftp.reload_certificate(self.config.ftp)
             self.notifier.ready(f"reload rejected, old config kept: {exc}")
             return False
-        for section in ("sftp", "ftp"):
+        for section in ("sftp", "ftp", "web"):
             old, fresh = getattr(self.config, section), getattr(new, section)
             if (old and old.listen) != (fresh and fresh.listen):
                 log.warning(
@@ -382,6 +401,8 @@ class Daemon:
     def stop_servers(self) -> None:
         for server in self.servers:
             server.stop()
+        if self.web is not None:
+            self.web.stop()
 
 
 def config_changes(old: Config, new: Config) -> dict:

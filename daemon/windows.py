@@ -84,3 +84,16 @@ def due_window(now: datetime.datetime, timezone: str, name: str, feed: str) -> s
 def window_end(now: datetime.datetime, timezone: str, name: str) -> datetime.datetime:
     """When the window `name` that is open at `now` closes (in UTC)."""
     return _bounds(now, timezone, name)[1]
+
+
+def next_run(now: datetime.datetime, timezone: str, name: str, feed: str) -> datetime.datetime:
+    """The next instant (UTC) after `now` at which `feed` runs in window `name`."""
+    zone = zoneinfo.ZoneInfo(timezone)
+    today = now.astimezone(zone).date()
+    for days in range(3):
+        noon = datetime.datetime.combine(today + datetime.timedelta(days=days), datetime.time(12), tzinfo=zone)
+        opens, closes = _bounds(noon, timezone, name)
+        moment = opens + datetime.timedelta(seconds=start_offset(feed, name, (closes - opens).total_seconds()))
+        if moment > now:
+            return moment
+    raise AssertionError("a daily window opens within three days")

@@ -16,6 +16,7 @@ from daemon.config.destinations import KeyUnusable, load_private_key
 from daemon.config.partners import Partner, read_partner
 from daemon.config.secret_files import readable_secret_file, secret_path
 from daemon.config.values import ConfigInvalid
+from daemon.config.web import WebSettings, read_web, unknown_staff_partners
 from handlers import option_values as o
 
 
@@ -116,6 +117,7 @@ class Config:
     security: SecuritySettings
     alerts: AlertSettings
     metrics: MetricsSettings
+    web: WebSettings
     partners: dict[str, Partner]
     skipped: tuple = ()
     """With `skip_broken_partners`: the errors of partner files that were left out."""
@@ -316,6 +318,8 @@ def load_config(file: str | Path, skip_broken_partners: bool = False, load_keys:
     partners = _read_partners(errors, partners_dir) if partners_dir else {}
     if main["smtp"] is None:
         errors += _notify_without_smtp(partners)
+    if main["web"] is not None and main_errors == 0:
+        errors += unknown_staff_partners(file, main["web"], partners)
     if load_keys:
         errors += _unusable_keys(partners)
     skipped = ()
@@ -326,7 +330,7 @@ def load_config(file: str | Path, skip_broken_partners: bool = False, load_keys:
         errors = []
     if errors:
         raise ConfigInvalid(errors)
-    sections = {key: main[key] for key in ("daemon", "sftp", "ftp", "smtp", "security", "alerts", "metrics")}
+    sections = {key: main[key] for key in ("daemon", "sftp", "ftp", "smtp", "security", "alerts", "metrics", "web")}
     return Config(file, partners=partners, skipped=skipped, **sections)
 
 
@@ -388,6 +392,7 @@ def _read_main(file: Path, document: dict, errors: list) -> dict:
         security=defaulted("security", _read_security),
         alerts=defaulted("alerts", _read_alerts),
         metrics=defaulted("metrics", _read_metrics),
+        web=read_web(top.sub("web") or v.TableReader(errors, file, "web", {}), base),
     )
     top.finish()
     sftp, ftp = main["sftp"], main["ftp"]

@@ -37,6 +37,8 @@ log = structlog.get_logger("dropd.gatekeeper")
 
 LOG_EVERY = 60.0
 PRUNE_FROM = 1024
+RECENT_LOGINS = 20
+"""Logins and failed attempts kept per partner for the web console."""
 
 
 class LoginRefused(Exception):
@@ -358,21 +360,37 @@ def _hang_up(ticket: ConnectionTicket, reason: str) -> None:
 
 
 class LastLogins:
-    """Each partner's last successful login (when, how, from where), for `dropd status`; kept
-    in memory across reloads, so it starts empty with the daemon."""
+    """Each partner's last successful login (when, how, from where), for `dropd status`, and
+    its last RECENT_LOGINS logins and failed attempts, for the web console; kept in memory
+    across reloads, so it starts empty with the daemon."""
 
     def __init__(self):
         self._lock = threading.Lock()
         self._last: dict[str, dict] = {}
+        self._recent: dict[str, deque] = {}
 
     def record(self, partner: str, protocol: str, address: str) -> None:
         entry = {"at": utc_stamp(), "protocol": protocol, "address": address}
         with self._lock:
             self._last[partner] = entry
+            self._remember(partner, {**entry, "outcome": "succeeded", "reason": ""})
+
+    def record_failure(self, partner: str, protocol: str, address: str, reason: str) -> None:
+        entry = {"at": utc_stamp(), "protocol": protocol, "address": address, "outcome": "failed", "reason": reason}
+        with self._lock:
+            self._remember(partner, entry)
+
+    def _remember(self, partner: str, entry: dict) -> None:
+        self._recent.setdefault(partner, deque(maxlen=RECENT_LOGINS)).appendleft(entry)
 
     def last(self) -> dict[str, dict]:
         with self._lock:
             return dict(self._last)
+
+    def recent(self, partner: str) -> list[dict]:
+        """The partner's last logins and failed attempts, newest first."""
+        with self._lock:
+            return list(self._recent.get(partner, ()))
 
 
 class Gatekeeper:
@@ -444,6 +462,8 @@ class Gatekeeper:
             reason=str(reason),
             **fields,
         )
+        if username in self.partners:
+            self.logins.record_failure(username, protocol, address, str(reason))
         self.bans.record_failure(address, sparing=ticket)
 
     def accepted(self, protocol: str, partner: Partner, address: str, method: str, **fields) -> None:

@@ -19,6 +19,7 @@ import hashlib
 import os
 import shutil
 import time
+import urllib.parse
 import zoneinfo
 from dataclasses import dataclass
 
@@ -196,13 +197,25 @@ def thread_id(key: str, raised_at: str) -> str:
     return f"<dropd.alert.{digest}@{host_name()}>"
 
 
-def alert_mail(summary: str, detail: str, raised: str, host: str | None = None) -> tuple[str, str]:
+def alert_mail(
+    summary: str, detail: str, raised: str, host: str | None = None, link: str | None = None
+) -> tuple[str, str]:
     """(subject, body) of the mail that says a condition started (`raised`: when, as read;
-    `host`: the daemon's host, this one's unless given)."""
+    `host`: the daemon's host, this one's unless given; `link`: its page in the web console)."""
     return (
         wording.line("alert_subject.txt", summary=summary),
-        wording.render("alert.txt", detail=detail, raised=raised, host=host or host_name()),
+        wording.render("alert.txt", detail=detail, raised=raised, host=host or host_name(), link=link),
     )
+
+
+def console_link(console: str, key: str) -> str | None:
+    """The web console's page about condition `key` (its feed or partner; else the dashboard),
+    under `[web] base_url` `console`; None without one."""
+    if not console:
+        return None
+    kind, _, subject = key.partition(":")
+    page = {"feed-failing": "feeds", "waiting": "feeds", "quota": "partners"}.get(kind)
+    return f"{console}/{page}/{urllib.parse.quote(subject, safe='')}" if page else f"{console}/"
 
 
 def resolved_mail(summary: str, raised: str, cleared: str, host: str | None = None) -> tuple[str, str]:
@@ -216,14 +229,16 @@ def resolved_mail(summary: str, raised: str, cleared: str, host: str | None = No
 class Alerts:
     """Raising and clearing conditions, with one mail each way, the second in the first's thread."""
 
-    def __init__(self, store, outbox, direct_send, timezone=lambda: "UTC"):
+    def __init__(self, store, outbox, direct_send, timezone=lambda: "UTC", console=lambda: ""):
         """`outbox(tx, kind, message_id, subject, body, thread)` queues mail to admin in `tx`;
         `direct_send(subject, body, thread)` sends at once (for when the store itself is down)
-        and returns its Message-ID; `timezone()`: the daemon's, for the times the mails give."""
+        and returns its Message-ID; `timezone()`: the daemon's, for the times the mails give;
+        `console()`: `[web] base_url`, for links to the web console."""
         self.store = store
         self._outbox = outbox
         self._direct_send = direct_send
         self._timezone = timezone
+        self._console = console
         self._store_down: tuple[str, str, str | None] | None = None
         """(error, when, the alert's Message-ID) while the store is unavailable."""
 
@@ -238,7 +253,10 @@ class Alerts:
             for key, condition in current.items():
                 if key not in raised and tx.alerts.raise_(key, condition.summary):
                     _, raised_at = tx.alerts.raised()[key]
-                    subject, body = alert_mail(condition.summary, condition.detail, self._local(raised_at))
+                    subject, body = alert_mail(
+                        condition.summary, condition.detail, self._local(raised_at),
+                        link=console_link(self._console(), key),
+                    )  # fmt: skip
                     self._outbox(tx, "alert", thread_id(key, raised_at), subject, body)
                     log.warning("alert.raised", condition=key, summary=condition.summary)
             for key, (summary, raised_at) in raised.items():

@@ -54,7 +54,7 @@ class Mailer:
         settings = config.smtp
         recap_settings = RecapSettings(
             settings.sender, settings.admin, settings.max_attachment, config.daemon.timezone,
-            str(config.daemon.drop_root),
+            str(config.daemon.drop_root), config.web.base_url,
         )  # fmt: skip
         errors = [recaps.ErrorCount(*count) for count in tx.runs.error_counts(record.id)]
         for recap in recaps.compose(record, partner, feed, recap_settings, errors):

@@ -20,12 +20,12 @@ import re
 import socket
 import tempfile
 import zipfile
-import zoneinfo
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
 
+from daemon.clock import local_text
 from daemon.feeds import landing
 from daemon.notify import wording
 from daemon.store.records import RunRecord
@@ -136,6 +136,8 @@ class RecapSettings:
     timezone: str
     drop_root: str = ""
     """Server paths under it are shown to the partner relative to their home."""
+    console: str = ""
+    """`[web] base_url`: admin's recap links to the run's page in the web console."""
 
 
 @dataclass(frozen=True)
@@ -229,13 +231,6 @@ def subject(record: RunRecord) -> str:
     )
 
 
-def _local(stamp: str | None, timezone: str) -> str:
-    if not stamp:
-        return "-"
-    moment = datetime.datetime.fromisoformat(stamp).astimezone(zoneinfo.ZoneInfo(timezone))
-    return moment.strftime("%Y-%m-%d %H:%M:%S %Z")
-
-
 def _size(size: int | None) -> str:
     if size is None:
         return ""
@@ -311,8 +306,8 @@ def run_view(
         other_counts=other_counts if record.status != "failed" else [],
         delivered=_where_delivered(record, feed, audience) if feed.direction == "export" else None,
         errors=errors,
-        started=_local(record.started, settings.timezone),
-        finished=_local(record.finished, settings.timezone),
+        started=local_text(record.started, settings.timezone),
+        finished=local_text(record.finished, settings.timezone),
         duration=duration,
         trigger=record.trigger,
         instance=record.instance,
@@ -321,6 +316,7 @@ def run_view(
         config_file=str(partner.source),
         landing=os.path.join(settings.drop_root, partner.name, feed.path.lstrip("/")) if settings.drop_root else None,
         error_file=record.error_file,
+        link=f"{settings.console}/runs/{record.id}" if settings.console and audience == ADMIN else None,
         attachment_name=attachment.name if attachment is not None else None,
         attachment_note=attachment.note if attachment is not None else None,
     )

@@ -16,7 +16,7 @@ from pathlib import Path
 from daemon.config.destinations import Destination
 from daemon.config.partners import Feed, Partner
 from daemon.notify import recaps
-from daemon.notify.alerts import alert_mail, resolved_mail
+from daemon.notify.alerts import alert_mail, console_link, resolved_mail
 from daemon.notify.mailer import digest_view, plain_message
 from daemon.notify.recaps import ErrorCount, RecapSettings
 from daemon.notify.wording import line, render
@@ -26,6 +26,8 @@ HOST = "dropd.example.org"
 DATE = "Fri, 27 Nov 2026 08:00:41 +0000"
 TIMEZONE = "America/New_York"
 SENDER = "dropd@example.org"
+CONSOLE = "https://dropd.example.org"
+"""The web console's base_url in the samples: admin's mails link to it."""
 ADMIN = "ops@example.org"
 PARTNER_CONTACT = "registrar@northfield.example"
 HEADERS = ("Subject", "From", "To", "Reply-To", "Auto-Submitted", "In-Reply-To")
@@ -92,7 +94,7 @@ def _fixed(message: EmailMessage, name: str) -> EmailMessage:
 
 
 def _recap(record: RunRecord, feed: Feed, audience: str, errors=(), error_file: str | None = None) -> EmailMessage:
-    settings = RecapSettings(SENDER, (ADMIN,), 1_000_000, TIMEZONE, "/var/lib/dropd/drop")
+    settings = RecapSettings(SENDER, (ADMIN,), 1_000_000, TIMEZONE, "/var/lib/dropd/drop", CONSOLE)
     if error_file is not None:
         record = RunRecord(**{**record.as_dict(), "error_file": error_file})
     for recap in recaps.compose(record, _partner(), feed, settings, list(errors)):
@@ -139,7 +141,9 @@ def samples(work: Path) -> dict[str, EmailMessage]:
         "file said 9,830 rows, the file has 9,826. `dropd runs --feed northfield-students` lists them."
     )
     thread = "<dropd.alert.0123456789abcdef01234567@localhost>"
-    subject, body = alert_mail(summary, detail, "2026-11-27 03:05 EST", HOST)
+    subject, body = alert_mail(
+        summary, detail, "2026-11-27 03:05 EST", HOST, console_link(CONSOLE, "feed-failing:northfield-students")
+    )
     messages["alert"] = plain_message(SENDER, subject, body, ADMIN, thread)
     subject, body = resolved_mail(summary, "2026-11-27 03:05 EST", "2026-11-28 03:01 EST", HOST)
     resolved_id = thread.replace("alert", "resolved", 1)

@@ -13,6 +13,7 @@ commits loses that one recap, never the run.
 
 import csv
 import datetime
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,6 +84,17 @@ class ErrorFile:
     def take_pending(self) -> list[tuple]:
         pending, self.pending = self.pending, []
         return pending
+
+    def recorded(self, batch: int):
+        """The errors written to the file so far, read back, in lists of `batch`: a failed
+        run's transaction took those it had stored with it."""
+        if self._handle is None:
+            return
+        with open(self.path, encoding="utf-8-sig", newline="") as handle:
+            reader = csv.reader(handle)
+            next(reader, None)
+            while chunk := [(int(r[0]), r[1], r[2], r[3]) for r in itertools.islice(reader, batch)]:
+                yield chunk
 
     @property
     def written(self) -> str | None:
@@ -168,6 +180,9 @@ class RunRecorder:
             return
         rows = (counts.rows, 0, counts.rejected, counts.details()) if counts else (None, None, None, None)
         with self.store.transaction(label=self.subject.feed) as tx:
+            if self.error_file is not None:  # the rows rejected before the run failed, for its recap and page
+                for errors in self.error_file.recorded(ERROR_BATCH):
+                    tx.runs.add_errors(self.run_id, errors)
             self.finish(tx, "failed", reason, *rows, error_file=self.error_csv)
 
     def finish(

@@ -95,3 +95,15 @@ class OutgoingMail:
     last_error: str | None
     created: str
     sent_at: str | None
+
+
+@dataclass(frozen=True)
+class WebSession:
+    """A web console session, as the store keeps it."""
+
+    staff: str
+    csrf: str
+    credential: str
+    """Which password hash the session was opened with (a digest of it)."""
+    created: str
+    expires: str

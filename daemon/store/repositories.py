@@ -16,7 +16,7 @@ from typing import Any
 
 from daemon.clock import utc_now, utc_stamp
 from daemon.store.backend import Connection
-from daemon.store.records import RUN_COLUMNS, OutgoingMail, RunRecord, StoredContact, StoredSubscriber
+from daemon.store.records import RUN_COLUMNS, OutgoingMail, RunRecord, StoredContact, StoredSubscriber, WebSession
 from daemon.store.row_digests import DigestSet
 
 INTERRUPTED = "interrupted: the daemon stopped during the run; nothing was applied"
@@ -719,22 +719,43 @@ class Runs(_Repository):
     def get(self, run_id: int) -> RunRecord:
         return _run_record(self._one("SELECT * FROM runs WHERE id = ?", (run_id,)))
 
+    def find(self, run_id: int) -> RunRecord | None:
+        row = self._one("SELECT * FROM runs WHERE id = ?", (run_id,))
+        return _run_record(row) if row else None
+
     def recent(
         self, feed: str | None = None, status: str | None = None, limit: int = 50, since: str | None = None,
-        until: str | None = None, kind: str | None = None,
+        until: str | None = None, kind: str | None = None, partner: str | None = None,
+        partners: Sequence[str] | None = None, before: int | None = None,
     ) -> list[RunRecord]:  # fmt: skip
         """The newest runs first; `since` (inclusive) and `until` (exclusive) bound their start,
-        as UTC stamps; `kind` is the feed kind."""
+        as UTC stamps; `kind` is the feed kind; `partners` (when not None) the only partners
+        whose runs may show. `before` is a run id: the page after the one that ended with it
+        (keyset pagination: each page costs the same however deep)."""
         query, params = "SELECT * FROM runs WHERE 1 = 1", list[Any]()
         for column, operator, value in (
             ("feed", "=", feed), ("status", "=", status), ("kind", "=", kind), ("started", ">=", since),
-            ("started", "<", until),
+            ("started", "<", until), ("partner", "=", partner), ("id", "<", before),
         ):  # fmt: skip
             if value:
                 query += f" AND {column} {operator} ?"
                 params.append(value)
+        if partners is not None:
+            if not partners:
+                return []
+            query += f" AND partner IN ({', '.join('?' * len(partners))})"
+            params.extend(partners)
         params.append(limit)
         return [_run_record(row) for row in self._all(query + " ORDER BY id DESC LIMIT ?", params)]
+
+    def first_errors(self, run_id: int, limit: int = 100) -> list[tuple[int, str, str, str]]:
+        """(row number, code, failure type, message) of the run's first `limit` error rows."""
+        rows = self._all(
+            "SELECT row_number, code, failure_type, message FROM run_errors WHERE run_id = ? "
+            "ORDER BY row_number LIMIT ?",
+            (run_id, limit),
+        )
+        return [(int(row[0]), row[1], row[2], row[3]) for row in rows]
 
     def imported_file(self, feed: str, stem: str, among: int = 200) -> RunRecord | None:
         """The newest of `feed`'s last `among` successful runs that imported a file named
@@ -899,6 +920,10 @@ class Outbox(_Repository):
         """What is waiting or was refused for good, oldest first."""
         return [_mail(row) for row in self._all("SELECT * FROM outbox WHERE status <> 'sent' ORDER BY id")]
 
+    def for_run(self, run_id: int) -> list[OutgoingMail]:
+        """Every message queued about the run (its recap, one per recipient), oldest first."""
+        return [_mail(row) for row in self._all("SELECT * FROM outbox WHERE run_id = ? ORDER BY id", (run_id,))]
+
     def pending_count(self) -> int:
         return int(self._one("SELECT COUNT(*) FROM outbox WHERE status = 'pending'")[0])
 
@@ -954,6 +979,31 @@ class Logins(_Repository):
         return self._db.execute("DELETE FROM bans WHERE address = ?", (address,)).rowcount > 0
 
 
+class WebSessions(_Repository):
+    """The web console's logged-in browsers, shared by every instance on one store. A session
+    is found by the SHA-256 of its cookie (the cookie itself is never stored) and is bound to
+    the staff member's password hash (`credential`): a changed password ends it."""
+
+    def open(self, id_hash: str, staff: str, csrf: str, credential: str, expires: str) -> None:
+        self._db.execute(
+            "INSERT INTO web_sessions (id_hash, staff, csrf, credential, created, expires) VALUES (?, ?, ?, ?, ?, ?)",
+            (id_hash, staff, csrf, credential, utc_stamp(), expires),
+        )
+
+    def find(self, id_hash: str, now: str) -> WebSession | None:
+        row = self._one(
+            "SELECT staff, csrf, credential, created, expires FROM web_sessions WHERE id_hash = ? AND expires > ?",
+            (id_hash, now),
+        )
+        return WebSession(*row) if row else None
+
+    def close(self, id_hash: str) -> None:
+        self._db.execute("DELETE FROM web_sessions WHERE id_hash = ?", (id_hash,))
+
+    def forget_expired(self, now: str) -> int:
+        return self._db.execute("DELETE FROM web_sessions WHERE expires <= ?", (now,)).rowcount
+
+
 class Transaction:
     """The repositories of one transaction. Handlers and runs get this, never a connection."""
 
@@ -970,6 +1020,7 @@ class Transaction:
         self.alerts = Alerts(connection)
         self.watermarks = Watermarks(connection)
         self.logins = Logins(connection)
+        self.web_sessions = WebSessions(connection)
 
 
 def _contact(row: Any) -> StoredContact | None:

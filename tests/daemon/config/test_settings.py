@@ -231,6 +231,32 @@ BROKEN = {
         },
         "feed[f].schedule: 'midnight' not one of",
     ),
+    "web console without staff": (
+        GOOD_MAIN + '[web]\nlisten = "127.0.0.1:8080"\n',
+        None,
+        "web.staff: no one could log in: add a [web.staff.NAME] table",
+    ),
+    "web staff limited to an unknown partner": (
+        GOOD_MAIN + '[web.staff.omar]\npassword_hash = "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$aGFzaGhhc2g"\n'
+        'partners = ["northfeld"]\n',
+        None,
+        "web.staff.omar.partners: 'northfeld' is not a partner in partners_dir",
+    ),
+    "web staff password not argon2id": (
+        GOOD_MAIN + '[web.staff.maria]\npassword_hash = "secret"\n',
+        None,
+        "web.staff.maria.password_hash: is not an argon2id hash; make one with `dropd passwd`",
+    ),
+    "web base_url not a web address": (
+        GOOD_MAIN + '[web]\nbase_url = "dropd.example.org"\n',
+        None,
+        "web.base_url: 'dropd.example.org' is not a web address",
+    ),
+    "web certfile without keyfile": (
+        GOOD_MAIN + '[web]\ncertfile = "cert.pem"\n',
+        None,
+        "web.keyfile: certfile and keyfile go together",
+    ),
 }
 
 

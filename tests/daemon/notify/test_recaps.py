@@ -90,6 +90,24 @@ def test_errors_are_summed_by_code_before_any_detail(feeds, sink):
     assert "<li><code>invalid-phone</code>: 6 (rows 3, 5, 6, …)</li>" in html
 
 
+def test_a_run_whose_every_row_was_rejected_sums_its_errors_and_links_admin_to_the_console(feeds, sink):
+    """The failed run's transaction took the row errors it had stored with it: the recap of an
+    all-rejected file said why it failed but not which rows, and the console showed none."""
+    feeds.settings["web"] = {"base_url": "https://dropd.example.org"}
+    start(feeds, sink)
+    run = drop(feeds, "StudentData_2.csv", HEADER + "\n" + BAD_PHONE + "3,,Hopper,202-555-0101,,,,\n")
+    assert run["status"] == "failed" and run["reason"].startswith("all-rows-rejected")
+    feeds.deliver_mail()
+    messages = {message["X-RcptTo"]: message for message in sink.wait_for(2)}
+    for message in messages.values():
+        text = message.get_body(("plain",)).get_content()
+        summary = text.split("Errors by code:\n", 1)[1].split("\n\n", 1)[0]
+        assert summary == "  invalid-phone: 1 (row 2)\n  missing-value: 1 (row 3)"
+    link = f"In the web console: https://dropd.example.org/runs/{run['id']}\n"
+    assert link in messages["ops@example.org"].get_body(("plain",)).get_content()
+    assert "web console" not in messages["registrar@northfield.example"].as_string(), "partners have no console"
+
+
 @pytest.mark.parametrize(
     "files, code, hint",
     [
