@@ -8,6 +8,7 @@ import sys
 import zoneinfo
 from pathlib import Path
 
+from daemon import schedules
 from daemon.clock import local_moment
 from daemon.config.settings import ConfigInvalid, control_socket_of, load_config
 from daemon.control import ControlUnavailable, send_command
@@ -276,6 +277,36 @@ def runs(args) -> int:
                 feed=args.feed, status=args.status, limit=args.limit, since=since, until=until, kind=args.type
             )
     _print_runs(records, args.json, config)
+    return 0
+
+
+def schedule(args) -> int:
+    """Each feed's next five scheduled runs, in daemon.timezone and UTC (on_arrival said)."""
+    config = _load_config_leniently(args)
+    feeds = [_find_feed(config, args.feed)] if args.feed else list(config.feeds())
+    zone = zoneinfo.ZoneInfo(config.daemon.timezone)
+    now = datetime.datetime.now(datetime.UTC)
+    listing = []
+    for partner, feed in feeds:
+        entries = [entry for entry in (schedules.parse(text, feed.direction) for text in feed.schedule) if entry]
+        upcoming = schedules.next_runs(entries, now, config.daemon.timezone, feed.name, 5) if partner.runs(feed) else []
+        listing.append({
+            "feed": feed.name, "partner": partner.name, "schedule": list(feed.schedule),
+            "on_arrival": schedules.ON_ARRIVAL in feed.schedule, "enabled": partner.runs(feed),
+            "next": [{"local": instant.astimezone(zone).isoformat(), "utc": instant.isoformat()} for instant in upcoming],
+        })  # fmt: skip
+    if args.json:
+        print(json.dumps(listing, indent=2))
+        return 0
+    for item in listing:
+        print(f"{item['feed']} ({item['partner']}): {', '.join(item['schedule']) or 'no schedule'}")
+        if not item["enabled"]:
+            print("  disabled: no runs")
+        for moment in item["next"]:
+            when = datetime.datetime.fromisoformat(moment["utc"]).astimezone(zone)
+            print(f"  {when:%a %Y-%m-%d %H:%M %Z}   {moment['utc'][:16].replace('T', ' ')} UTC")
+        if item["enabled"] and not item["next"]:
+            print("  on arrival only" if item["on_arrival"] else "  never: no schedule entries")
     return 0
 
 

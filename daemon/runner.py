@@ -20,7 +20,7 @@ from daemon.exports.runs import run_export
 from daemon.feeds import landing
 from daemon.feeds.runs import run_feed
 from daemon.memory import release_free_memory
-from daemon.windows import window_end
+from daemon.schedules import retry_deadline
 
 log = structlog.get_logger("dropd.feed_runner")
 
@@ -121,8 +121,7 @@ class FeedRunner:
             return []
         context = self._context_for(lambda seconds: self.later(feed_name, seconds))
         if feed.direction == "export":
-            window = trigger.removeprefix("window:") if trigger.startswith("window:") else None
-            block_end = window_end(utc_now(), config.daemon.timezone, window) if window else None
+            block_end = retry_deadline(trigger, feed.direction, config.daemon.timezone, feed.name, utc_now())
             return [run_export(context, partner, feed, trigger, block_end)]
         return run_feed(context, partner, feed, trigger, force=force)
 

@@ -32,12 +32,12 @@ from daemon.feeds.arrivals import Arrivals
 from daemon.feeds.landing import archive_dir, feed_folders, landed_files, landing_dir
 from daemon.feeds.leases import LeaseKeeper
 from daemon.instance_lock import AlreadyRunning, InstanceLock
-from daemon.notify.alerts import AlertMonitor, Alerts
+from daemon.notify.alerts import AlertMonitor, Alerts, extra_recipients
 from daemon.notify.mailer import Mailer, smtp_server
 from daemon.notify.sender import MailSender
 from daemon.runner import FeedRunner
 from daemon.runs.lifecycle import RunContext, RunFinished, RunProgress
-from daemon.scheduler import WindowScheduler, claim_window
+from daemon.scheduler import FeedScheduler, claim_slot, has_claims
 from daemon.sd_notify import SystemdNotifier
 from daemon.store import open_store
 from daemon.store.records import SchemaError
@@ -99,9 +99,10 @@ class Daemon:
         )
         self.handoff.subscribe(lambda upload: self.arrivals.handed_off(upload.real_path))
         self.handoff.subscribe(self.runner.upload_finished)
-        self.scheduler = WindowScheduler(
-            lambda: self.config, lambda feed, key: claim_window(self.store, feed, key), self.runner.request
-        )
+        self.scheduler = FeedScheduler(
+            lambda: self.config, lambda feed, key: claim_slot(self.store, feed, key), self.runner.request,
+            lambda feed, pattern: has_claims(self.store, feed, pattern),
+        )  # fmt: skip
         self.control = ControlServer(
             config.daemon.control_socket, lambda: self.config, self.status, self.bans, self.runner.request,
             self.run_progress, self._reload_for_control,
@@ -213,6 +214,7 @@ class Daemon:
             self.mailer.send_to_admin_now,
             lambda: self.config.daemon.timezone,
             lambda: self.config.web.base_url,
+            lambda key: extra_recipients(self.config, key),
         )
         self.alert_monitor = AlertMonitor(
             lambda: self.config, self.store, alerts, self.mailer.queue_digest_if_due, self.zone.quotas.used

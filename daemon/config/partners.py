@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from daemon import schedules
 from daemon.config import values as v
 from daemon.config.destinations import Destination, read_destination
-from daemon.windows import ON_ARRIVAL, window_names
 from handlers import KINDS
 from handlers import option_values as o
 
@@ -47,6 +47,8 @@ class Feed:
     count_wait: float | None = None
     error_report: bool | None = None
     """Write `<name>.errors.csv` beside an archived or failed file, for the partner."""
+    expect_by: str | None = None
+    """A schedule expression: by each of its times a file is expected, else an alert."""
     # Export feeds (prefix and count_file above too)
     keep_days: int | None = None
     """Files in the partner's outbox are removed after this many days."""
@@ -125,7 +127,6 @@ def read_feed(errors, file: Path, index: int, table) -> Feed | None:
         reader.prefix = f"feed[{name}]"
     kind = reader.take("kind", o.choice(*KINDS))
     direction = KINDS[kind].direction if kind else "import"
-    schedule = window_names(direction) + ((ON_ARRIVAL,) if direction == "import" else ())
     feed = dict(
         name=name,
         kind=kind,
@@ -133,7 +134,7 @@ def read_feed(errors, file: Path, index: int, table) -> Feed | None:
         enabled=reader.take("enabled", o.boolean, True),
         description=reader.take("description", o.text, ""),
         path=reader.take("path", virtual_dir, "/outbox" if direction == "export" else v.REQUIRED),
-        schedule=reader.take("schedule", o.choice_list(*schedule, allow_empty=True), ()),
+        schedule=reader.take("schedule", schedule_entries(direction), ()),
         notify=reader.take("notify", v.email_list, ()),
         notify_on=reader.take(
             "notify_on",
@@ -150,6 +151,35 @@ def read_feed(errors, file: Path, index: int, table) -> Feed | None:
     if len(errors) > before:
         return None
     return Feed(**feed)
+
+
+def schedule_entries(direction: str):
+    """A parser for `schedule`: every entry read by `daemon/schedules.py`, written once each."""
+
+    def parse(value) -> tuple[str, ...]:
+        entries = []
+        for item in o.text_list(value):
+            try:
+                schedules.parse(item, direction)
+            except schedules.ScheduleError as exc:
+                raise ValueError(f"{item!r}: {exc}") from None
+            written = " ".join(item.split())
+            if written not in entries:
+                entries.append(written)
+        return tuple(entries)
+
+    return parse
+
+
+def schedule_expression(value) -> str:
+    """`expect_by`: one schedule expression (not on_arrival), as `schedule` entries are written."""
+    written = " ".join(o.non_empty_text(value).split())
+    try:
+        if schedules.parse(written, "import") is None:
+            raise ValueError('is a time, not on_arrival; write it like "at 07:00" or "at 07:00 on mon-fri"')
+    except schedules.ScheduleError as exc:
+        raise ValueError(f"{written!r}: {exc}") from None
+    return written
 
 
 def _read_export_settings(reader, config_dir: Path) -> dict:
@@ -172,6 +202,7 @@ def _read_import_settings(reader, path: str | None) -> dict:
         count_file=reader.take("count_file", o.choice("off", "optional", "required"), "optional"),
         count_wait=reader.take("count_wait", o.duration, 600.0),
         error_report=reader.take("error_report", o.boolean, True),
+        expect_by=reader.take("expect_by", schedule_expression, None),
     )
     if settings["archive_path"] and settings["archive_path"].rstrip("/") == (path or "").rstrip("/"):
         reader.error("archive_path", "must differ from path: archived files would be imported again")

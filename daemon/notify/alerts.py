@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import structlog
 from cryptography import x509
 
+from daemon import schedules
 from daemon.clock import utc_now, utc_stamp
 from daemon.dropzone.quota import WARN_AT, format_bytes
 from daemon.feeds import landing
@@ -159,15 +160,16 @@ class AlertMonitor(Periodic):
     """Checks the conditions every `[alerts] interval`, raising and clearing them through
     `Alerts`, and queues the daily digest when it is due."""
 
-    def __init__(self, config_source, store, alerts: "Alerts", digest, quota_use):
+    def __init__(self, config_source, store, alerts: "Alerts", digest, quota_use, clock=utc_now):
         """`config_source()`: the config in force; `digest(tx, now)` queues the digest when it
-        is due; `quota_use(partner)`: the bytes in a partner's home."""
+        is due; `quota_use(partner)`: the bytes in a partner's home; `clock()`: now (UTC)."""
         super().__init__("alerts", lambda: config_source().alerts.interval, self.check, "alerts.check_failed")
         self._config = config_source
         self._store = store
         self.alerts = alerts
         self._digest = digest
         self._quota_use = quota_use
+        self._clock = clock
 
     def check(self) -> None:
         config = self._config()
@@ -181,6 +183,7 @@ class AlertMonitor(Periodic):
         try:
             with self._store.reading() as tx:
                 conditions += failing_feeds(tx, config, settings.failed_runs)
+                conditions += overdue_feeds(tx, config, self._clock())
         except Exception as exc:
             self.alerts.store_unavailable(str(exc))
             return
@@ -218,27 +221,80 @@ def console_link(console: str, key: str) -> str | None:
     return f"{console}/{page}/{urllib.parse.quote(subject, safe='')}" if page else f"{console}/"
 
 
-def resolved_mail(summary: str, raised: str, cleared: str, host: str | None = None) -> tuple[str, str]:
-    """(subject, body) of the mail that says it cleared."""
+def resolved_mail(
+    summary: str, raised: str, cleared: str, host: str | None = None, word: str = "resolved"
+) -> tuple[str, str]:
+    """(subject, body) of the mail that says it cleared (`word`: "received" for a late file)."""
     return (
-        wording.line("resolved_subject.txt", summary=summary),
-        wording.render("resolved.txt", summary=summary, raised=raised, cleared=cleared, host=host or host_name()),
+        wording.line("resolved_subject.txt", summary=summary, word=word),
+        wording.render(
+            "resolved.txt", summary=summary, raised=raised, cleared=cleared, host=host or host_name(), word=word
+        ),
     )
+
+
+def overdue_feeds(tx, config, now: datetime.datetime) -> list[Condition]:
+    """Import feeds with `expect_by` whose deadline passed with no file since the one before:
+    neither a run of a file nor a file waiting in the landing folder."""
+    found = []
+    zone = config.daemon.timezone
+    for partner, feed in config.feeds():
+        if feed.direction != "import" or not partner.runs(feed) or not feed.expect_by:
+            continue
+        entry = schedules.parse(feed.expect_by)
+        deadline = entry.last_at_or_before(now, zone, feed.name)
+        previous = entry.last_at_or_before(deadline - datetime.timedelta(seconds=1), zone, feed.name)
+        runs = tx.runs.recent(feed=feed.name, since=utc_stamp(previous), limit=20)
+        if any(run.file for run in runs) or _landed_since(config, partner, feed, previous.timestamp()):
+            continue
+        by = deadline.astimezone(zoneinfo.ZoneInfo(zone))
+        found.append(Condition(
+            f"overdue:{feed.name}",
+            f"no file for {feed.name} from {partner.name} by {by:%H:%M %Z}",
+            f"No file for {feed.name} (partner {partner.name}, {feed.path}/{feed.prefix}*) has arrived since "
+            f"{previous.astimezone(by.tzinfo):%Y-%m-%d %H:%M %Z}; it was expected by {by:%Y-%m-%d %H:%M %Z} "
+            f"(expect_by = \"{feed.expect_by}\"). You will hear once more when it comes.",
+        ))  # fmt: skip
+    return found
+
+
+def _landed_since(config, partner, feed, since: float) -> bool:
+    folder = landing.landing_dir(config.daemon.drop_root, partner, feed)
+    for path in landing.feed_files(folder, feed.prefix):
+        try:
+            if path.stat().st_mtime >= since:
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def extra_recipients(config, key: str) -> tuple[str, ...]:
+    """Who hears of condition `key` besides admin: a feed's `notify` list for its overdue file."""
+    kind, _, name = key.partition(":")
+    if kind != "overdue":
+        return ()
+    try:
+        return config.feed(name)[1].notify
+    except KeyError:
+        return ()
 
 
 class Alerts:
     """Raising and clearing conditions, with one mail each way, the second in the first's thread."""
 
-    def __init__(self, store, outbox, direct_send, timezone=lambda: "UTC", console=lambda: ""):
+    def __init__(self, store, outbox, direct_send, timezone=lambda: "UTC", console=lambda: "", also=lambda key: ()):
         """`outbox(tx, kind, message_id, subject, body, thread)` queues mail to admin in `tx`;
         `direct_send(subject, body, thread)` sends at once (for when the store itself is down)
         and returns its Message-ID; `timezone()`: the daemon's, for the times the mails give;
-        `console()`: `[web] base_url`, for links to the web console."""
+        `console()`: `[web] base_url`, for links to the web console; `also(key)`: who else
+        hears of condition `key` (a feed's notify list for its overdue file)."""
         self.store = store
         self._outbox = outbox
         self._direct_send = direct_send
         self._timezone = timezone
         self._console = console
+        self._also = also
         self._store_down: tuple[str, str, str | None] | None = None
         """(error, when, the alert's Message-ID) while the store is unavailable."""
 
@@ -257,14 +313,15 @@ class Alerts:
                         condition.summary, condition.detail, self._local(raised_at),
                         link=console_link(self._console(), key),
                     )  # fmt: skip
-                    self._outbox(tx, "alert", thread_id(key, raised_at), subject, body)
+                    self._outbox(tx, "alert", thread_id(key, raised_at), subject, body, also=self._also(key))
                     log.warning("alert.raised", condition=key, summary=condition.summary)
             for key, (summary, raised_at) in raised.items():
                 if key not in current and tx.alerts.clear(key):
                     thread = thread_id(key, raised_at)
-                    subject, body = resolved_mail(summary, self._local(raised_at), self._local(utc_stamp()))
+                    word = "received" if key.startswith("overdue:") else "resolved"
+                    subject, body = resolved_mail(summary, self._local(raised_at), self._local(utc_stamp()), word=word)
                     resolved_id = thread.replace("<dropd.alert.", "<dropd.resolved.", 1)
-                    self._outbox(tx, "alert", resolved_id, subject, body, thread)
+                    self._outbox(tx, "alert", resolved_id, subject, body, thread, also=self._also(key))
                     log.info("alert.cleared", condition=key, summary=summary)
 
     def store_unavailable(self, error: str) -> None:

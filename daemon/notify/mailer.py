@@ -64,14 +64,16 @@ class Mailer:
                 message.as_bytes(policy=SMTP),
             )  # fmt: skip
 
-    def queue_admin(self, tx, kind: str, message_id: str, subject: str, body: str, thread: str | None = None) -> None:
+    def queue_admin(
+        self, tx, kind: str, message_id: str, subject: str, body: str, thread: str | None = None, also=()
+    ) -> None:
         """A message to each `[smtp] admin` address (alerts, the digest), queued in `tx`.
         `message_id` names this one message (queued once); `thread`, the Message-ID of the
         message it follows (a "resolved" mail follows its alert)."""
         config = self._config()
-        if config.smtp is None or not config.smtp.admin:
+        if config.smtp is None:
             return
-        for address in config.smtp.admin:
+        for address in dict.fromkeys((*config.smtp.admin, *also)):
             message = self._plain(config, subject, body, address, message_id, thread)
             tx.outbox.add(kind, message_id, None, (address,), subject, message.as_bytes(policy=SMTP))
 

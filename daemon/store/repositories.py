@@ -837,6 +837,13 @@ class Claims(_Repository):
         )
         return cursor.rowcount == 1
 
+    def has_any(self, feed: str, pattern: str) -> bool:
+        """Whether the feed ever claimed a time whose key is LIKE `pattern` (one schedule entry's)."""
+        row = self._one(
+            "SELECT 1 FROM window_claims WHERE feed = ? AND slot LIKE ? ESCAPE '\\' LIMIT 1", (feed, pattern)
+        )
+        return row is not None
+
 
 class Outbox(_Repository):
     """Mail waiting to be sent, sent, or refused for good: one row per message and recipient."""

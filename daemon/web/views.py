@@ -19,8 +19,8 @@ from daemon.clock import local_moment, utc_now, utc_stamp
 from daemon.config.settings import Config
 from daemon.config.web import StaffAccount
 from daemon.dropzone.gatekeeper import BanList, LastLogins
+from daemon.schedules import next_runs, parse
 from daemon.store.records import RunRecord
-from daemon.windows import WINDOWS, next_run
 
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
@@ -307,8 +307,8 @@ def partner(console: Console, staff: StaffAccount, name: str) -> dict:
 
 
 def _feed_line(config: Config, partner, feed, now: datetime.datetime) -> dict:
-    windows = [name for name in feed.schedule if name in WINDOWS]
-    upcoming = [next_run(now, config.daemon.timezone, name, feed.name) for name in windows]
+    entries = [entry for entry in (parse(text, feed.direction) for text in feed.schedule) if entry is not None]
+    upcoming = next_runs(entries, now, config.daemon.timezone, feed.name, 1)
     return {
         "name": feed.name, "kind": feed.kind, "direction": feed.direction, "enabled": partner.runs(feed),
         "schedule": list(feed.schedule), "next_run": utc_stamp(min(upcoming)) if upcoming and partner.runs(feed)

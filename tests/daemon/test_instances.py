@@ -12,7 +12,7 @@ import time
 import paramiko
 import pytest
 
-from daemon.scheduler import WindowScheduler, claim_window
+from daemon.scheduler import FeedScheduler, claim_slot, has_claims
 from daemon.store.postgres import PostgresStore
 from tests.helpers import CONTACTS_HEADER, DropdProcess, students_feed
 
@@ -147,24 +147,26 @@ def test_guesses_spread_over_the_instances_meet_one_budget(cluster):
         assert "127.0.0.9" in node.cli("bans").stdout
 
 
-def test_twenty_windows_run_once_each_across_three_schedulers(postgresql):
+def test_scheduled_times_run_once_each_across_three_schedulers(postgresql):
     url = postgresql.database()
     stores = [PostgresStore(url, postgresql.password_file) for _ in range(3)]
-    blocks = ("00-03", "03-06", "06-09", "09-12", "12-15", "15-18", "18-21", "21-24", "overnight", "morning")
-
-    feed = type("Feed", (), {"name": "students", "enabled": True, "schedule": blocks})()
+    blocks = ("00-03", "03-06", "06-09", "09-12", "12-15", "15-18", "18-21", "21-24")
     partner = type("Partner", (), {"runs": staticmethod(lambda feed: True)})()
+    exports = type("Feed", (), {"name": "conversations", "direction": "export", "schedule": blocks})()
+    imports = type("Feed", (), {"name": "students", "direction": "import",
+                                "schedule": ("overnight", "morning", "every 6h", "cron 15 6 * * *")})()  # fmt: skip
     config = type("Config", (), {})()
     config.daemon = type("Daemon", (), {"timezone": "America/New_York"})()
-    config.feeds = lambda: [(partner, feed)]
+    config.feeds = lambda: [(partner, exports), (partner, imports)]
 
-    clock = [datetime.datetime(2026, 11, 23, 5, 0, tzinfo=datetime.UTC)]
+    clock = [datetime.datetime(2026, 11, 23, 5, 0, tzinfo=datetime.UTC)]  # midnight in New York
     requested = []
     schedulers = [
-        WindowScheduler(
+        FeedScheduler(
             lambda: config,
-            lambda feed, key, store=store: claim_window(store, feed, key),
-            lambda feed, trigger: requested.append(trigger),
+            lambda feed, key, store=store: claim_slot(store, feed, key),
+            lambda feed, trigger: requested.append((feed, trigger, clock[0])),
+            lambda feed, pattern, store=store: has_claims(store, feed, pattern),
             clock=lambda: clock[0],
         )  # fmt: skip
         for store in stores
@@ -174,7 +176,10 @@ def test_twenty_windows_run_once_each_across_three_schedulers(postgresql):
         for scheduler in random.sample(schedulers, 3):
             scheduler.tick()
         clock[0] += datetime.timedelta(minutes=5)
-    assert len(requested) == 20 and len(set(requested)) == len(blocks)
+    # Two days: 8 blocks, 2 windows, 4 six-hour times, 1 cron time a day; midnight's "every 6h"
+    # at the first tick had passed before the entry was seen (it starts from 06:00).
+    assert len(requested) == 2 * (8 + 2 + 4 + 1) - 1
+    assert len({(feed, trigger, moment) for feed, trigger, moment in requested}) == len(requested)
     for store in stores:
         store.close()
 

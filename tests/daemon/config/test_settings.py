@@ -229,7 +229,23 @@ BROKEN = {
             "p": GOOD_PARTNER
             + '[[feed]]\nname = "f"\nkind = "contacts"\npath = "/i"\nprefix = "S"\nschedule = ["midnight"]\n'
         },
-        "feed[f].schedule: 'midnight' not one of",
+        "feed[f].schedule: 'midnight': 'midnight' is not a schedule; write on_arrival",
+    ),
+    "cron field out of range": (
+        GOOD_MAIN,
+        {
+            "p": GOOD_PARTNER
+            + '[[feed]]\nname = "f"\nkind = "contacts"\npath = "/i"\nprefix = "S"\nschedule = ["cron 61 6 * * *"]\n'
+        },
+        "feed[f].schedule: 'cron 61 6 * * *': cron minute 61 out of range 0-59",
+    ),
+    "expect_by on arrival": (
+        GOOD_MAIN,
+        {
+            "p": GOOD_PARTNER
+            + '[[feed]]\nname = "f"\nkind = "contacts"\npath = "/i"\nprefix = "S"\nexpect_by = "on_arrival"\n'
+        },
+        "feed[f].expect_by: is a time, not on_arrival",
     ),
     "web console without staff": (
         GOOD_MAIN + '[web]\nlisten = "127.0.0.1:8080"\n',

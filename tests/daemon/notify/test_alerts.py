@@ -1,17 +1,21 @@
 """Daemon alerts to admin through a real SMTP server: each condition mailed once when it
 starts and once when it clears; the store being down is mailed directly; the daily digest."""
 
+import datetime
 import os
 import threading
 import time
 import types
+import zoneinfo
 
 from daemon.dropzone.quota import Quotas
 from daemon.dropzone.tls_certificates import ensure_self_signed
-from daemon.notify.alerts import AlertMonitor, Alerts
+from daemon.notify.alerts import AlertMonitor, Alerts, extra_recipients
 from daemon.notify.mailer import Mailer
 from tests.helpers import CONTACTS_HEADER as HEADER
 from tests.helpers import InProcessFeeds, students_feed
+
+ZONE = zoneinfo.ZoneInfo("America/New_York")
 
 
 class Watched:
@@ -30,7 +34,13 @@ class Watched:
         self.monitor = AlertMonitor(
             lambda: self.core.config,
             self.feeds.store,
-            Alerts(self.feeds.store, mailer.queue_admin, mailer.send_to_admin_now, lambda: "UTC"),
+            Alerts(
+                self.feeds.store,
+                mailer.queue_admin,
+                mailer.send_to_admin_now,
+                lambda: "UTC",
+                also=lambda key: extra_recipients(self.core.config, key),
+            ),  # as daemon/service.py does
             mailer.queue_digest_if_due,
             Quotas(self.feeds.drop_root).used,
         )
@@ -150,3 +160,51 @@ def test_the_digest_reads_each_run_as_a_sentence_would(tmp_path, password_hash, 
     [line] = [line for line in digest.get_content().splitlines() if "StudentData_1.csv" in line]
     assert line.split()[3:] == ["failed", "StudentData_1.csv", "0", "applied", "(all-rows-rejected)"]
     assert "rejectedall" not in digest.get_content()
+
+
+def test_a_file_not_received_by_expect_by_is_alerted_once_to_notify_and_admin_and_closed_when_it_comes(
+    tmp_path, password_hash, sink
+):
+    watched = Watched(tmp_path, password_hash, sink)
+    feed = students_feed(
+        schedule=["overnight"], expect_by="at 07:00 on mon-fri", notify=["registrar@northfield.example"]
+    )
+    watched.feeds.add_feed_partner("northfield", [feed])
+    watched.reconfigure()
+    clock = [local(2027, 5, 3, 6, 59)]  # a Monday
+    watched.monitor._clock = lambda: clock[0]
+    landed(watched, "StudentData_A.csv", local(2027, 4, 29, 12, 0))  # Thursday's, still waiting for its window
+    assert watched.check() == [], "a file came after Thursday's deadline: Friday's is met"
+    clock[0] = local(2027, 5, 3, 7, 1)
+    watched.check()
+    assert watched.check() == ["[dropd] alert: no file for students from northfield by 07:00 EDT"] * 2
+    assert sorted(m["X-RcptTo"] for m in sink.messages()) == ["ops@example.org", "registrar@northfield.example"]
+    body = sink.messages()[0].get_content()
+    assert "has arrived since 2027-04-30 07:00 EDT; it was expected by 2027-05-03 07:00 EDT" in body
+    landed(watched, "StudentData_B.csv", local(2027, 5, 3, 8, 0))
+    clock[0] = local(2027, 5, 3, 8, 1)
+    subjects = watched.check()
+    assert subjects[2:] == ["[dropd] received: no file for students from northfield by 07:00 EDT"] * 2
+    alert = next(m for m in sink.messages() if m["X-RcptTo"] == "registrar@northfield.example")
+    received = next(m for m in sink.messages()[2:] if m["X-RcptTo"] == "registrar@northfield.example")
+    assert received["In-Reply-To"] == alert["Message-ID"], "the received mail closes the alert's thread"
+    assert received.get_content().startswith("Received: no file for students from northfield by 07:00 EDT.")
+    clock[0] = local(2027, 5, 4, 7, 30)
+    assert len(watched.check()) == 4, "Monday's late file was since Monday's deadline: Tuesday's is met"
+    clock[0] = local(2027, 5, 5, 7, 30)
+    assert len(watched.check()) == 6, "nothing since Tuesday: Wednesday's is late"
+    for day in (8, 9):  # the weekend: no deadline, the alert stands, no more mail
+        clock[0] = local(2027, 5, day, 12, 0)
+        assert len(watched.check()) == 6
+
+
+def local(*parts) -> datetime.datetime:
+    return datetime.datetime(*parts, tzinfo=ZONE).astimezone(datetime.UTC)
+
+
+def landed(watched, name: str, at: datetime.datetime) -> None:
+    """A file in the feed's landing folder, last written at `at`."""
+    path = watched.feeds.home("northfield") / "imports" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"{HEADER}\n1,A,B,202-555-0143,,,,\n")
+    os.utime(path, (at.timestamp(), at.timestamp()))
