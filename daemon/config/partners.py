@@ -49,6 +49,11 @@ class Feed:
     """Write `<name>.errors.csv` beside an archived or failed file, for the partner."""
     expect_by: str | None = None
     """A schedule expression: by each of its times a file is expected, else an alert."""
+    checksum_file: str | None = None
+    """Imports: off | optional | required (NAME.sha256 / NAME.md5); exports: off | write."""
+    checksum_wait: float | None = None
+    ready_marker: str | None = None
+    """"NAME.done": a data file waits until the marker named after it is there; "" for none."""
     # Export feeds (prefix and count_file above too)
     keep_days: int | None = None
     """Files in the partner's outbox are removed after this many days."""
@@ -182,10 +187,20 @@ def schedule_expression(value) -> str:
     return written
 
 
+def _ready_marker(value) -> str:
+    marker = o.text(value).strip()
+    if marker and (marker.count("NAME") != 1 or marker == "NAME" or "/" in marker):
+        raise ValueError(f'{marker!r} must name the marker after its data file, once, like "NAME.done" or "NAME.ready"')
+    if marker.endswith((".sha256", ".md5")):
+        raise ValueError(f"{marker!r} ends like a checksum file; pick another ending, like .done")
+    return marker
+
+
 def _read_export_settings(reader, config_dir: Path) -> dict:
     return dict(
         prefix=reader.take("prefix", o.non_empty_text),
         count_file=reader.take("count_file", o.choice("off", "write"), "off"),
+        checksum_file=reader.take("checksum_file", o.choice("off", "write"), "off"),
         keep_days=reader.take("keep_days", o.integer(1, 3650), 30),
         destination=read_destination(reader, config_dir),
     )
@@ -203,6 +218,9 @@ def _read_import_settings(reader, path: str | None) -> dict:
         count_wait=reader.take("count_wait", o.duration, 600.0),
         error_report=reader.take("error_report", o.boolean, True),
         expect_by=reader.take("expect_by", schedule_expression, None),
+        checksum_file=reader.take("checksum_file", o.choice("off", "optional", "required"), "off"),
+        checksum_wait=reader.take("checksum_wait", o.duration, 600.0),
+        ready_marker=reader.take("ready_marker", _ready_marker, ""),
     )
     if settings["archive_path"] and settings["archive_path"].rstrip("/") == (path or "").rstrip("/"):
         reader.error("archive_path", "must differ from path: archived files would be imported again")

@@ -21,6 +21,7 @@ import ssl
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -41,15 +42,34 @@ MAX_SEQUENCE = 1000
 """Names a delivery tries before it gives up: this many exports with one stamp."""
 
 
+@dataclass(frozen=True)
+class Companion:
+    """A file sent after an export, named after the name the export got."""
+
+    local: Path
+    name_for: Callable[[str], str]
+    fill: Callable[[Path, str], None] | None = None
+    """Writes `local` once the export's name is known (a checksum line names the file)."""
+
+
 class Naming:
     """An export's names: the data file's (`data(n)`: the n-th free one) and its companions',
     each made from the data file's name."""
 
-    def __init__(self, stem: str, extension: str, companions: list[tuple[Path, Callable[[str], str]]] = ()):
+    def __init__(self, stem: str, extension: str, companions: list[Companion] = ()):
         self.stem = stem
         self.extension = extension
         self.companions = list(companions)
-        """(local file, its name from the data file's name) of each companion, sent after it."""
+        """Each companion, sent after the data file."""
+
+    def companion_files(self, name: str) -> list[tuple[Path, str]]:
+        """(local file, name to send it as) of each companion of the export sent as `name`."""
+        found = []
+        for companion in self.companions:
+            if companion.fill is not None:
+                companion.fill(companion.local, name)
+            found.append((companion.local, companion.name_for(name)))
+        return found
 
     def data(self, sequence: int) -> str:
         return f"{self.stem}{'' if sequence == 1 else f'_{sequence}'}{self.extension}"
@@ -92,9 +112,9 @@ class OutboxFolder:
         name = self._place(local, naming.candidates())
         if name is None:
             raise _all_taken(naming, str(self.folder))
-        for companion, name_for in naming.companions:
-            if self._place(companion, [name_for(name)]) is None:
-                raise PushError("rename", f"{name_for(name)} exists already in {self.folder}")
+        for companion, companion_name in naming.companion_files(name):
+            if self._place(companion, [companion_name]) is None:
+                raise PushError("rename", f"{companion_name} exists already in {self.folder}")
         return name
 
     def _place(self, local: Path, names: list[str]) -> str | None:
@@ -201,9 +221,9 @@ class _RemoteSession(ABC):
         name = self._send_one(local, naming.candidates())
         if name is None:
             raise _all_taken(naming, f"{self.destination.folder} on {self.destination.host}")
-        for companion, name_for in naming.companions:
-            if self._send_one(companion, [name_for(name)]) is None:
-                raise PushError("rename", f"{name_for(name)} exists already on {self.destination.host}")
+        for companion, companion_name in naming.companion_files(name):
+            if self._send_one(companion, [companion_name]) is None:
+                raise PushError("rename", f"{companion_name} exists already on {self.destination.host}")
         return name
 
     @abstractmethod

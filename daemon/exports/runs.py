@@ -21,9 +21,9 @@ from pathlib import Path
 import structlog
 
 from daemon.clock import utc_now
-from daemon.exports.destinations import ExportDestination, Naming, OutboxFolder, destination_for
+from daemon.exports.destinations import Companion, ExportDestination, Naming, OutboxFolder, destination_for
 from daemon.exports.errors import PushError
-from daemon.runs.companions import COUNT_SUFFIX, count_name
+from daemon.runs.companions import CHECKSUM_SUFFIX, COUNT_SUFFIX, count_name
 from daemon.runs.spreadsheet import spreadsheet_row
 from daemon.store.records import RunRecord
 from handlers import KINDS
@@ -75,7 +75,11 @@ def run_export(
         if feed.count_file == "write":
             count = local.with_name(local.name + COUNT_SUFFIX)
             count.write_text(f"{rows}\n", encoding="ascii")
-            naming.companions.append((count, count_name))
+            naming.companions.append(Companion(count, count_name))
+        if feed.checksum_file == "write":
+            checksum = local.with_name(local.name + CHECKSUM_SUFFIX)
+            naming.companions.append(Companion(checksum, lambda name: name + CHECKSUM_SUFFIX,
+                                               lambda path, name: _write_checksum(path, sha256, name)))  # fmt: skip
         bound.info("run.started", rows=rows, size=size, destination=destination.where)
         ctx.tell(feed.name, f"delivering {rows:,} rows ({size:,} bytes) to {destination.where}")
         tell = functools.partial(ctx.tell, feed.name)
@@ -91,7 +95,7 @@ def run_export(
         recorder.fail(f"internal-error: {type(exc).__name__}: {exc} (see the daemon log)")
         return recorder.done()
     finally:
-        for path in (local, local.with_name(local.name + COUNT_SUFFIX)):
+        for path in (local, local.with_name(local.name + COUNT_SUFFIX), local.with_name(local.name + CHECKSUM_SUFFIX)):
             path.unlink(missing_ok=True)
     with ctx.store.transaction(label=feed.name) as tx:
         if kind.watermarked and upto is not None:
@@ -104,6 +108,11 @@ def run_export(
         recorder.finish(tx, "success", note, rows, rows, 0, details)
     bound.info("run.finished", status="success", rows=rows, size=size, destination=destination.where)
     return recorder.done()
+
+
+def _write_checksum(path: Path, sha256: str, name: str) -> None:
+    """`<file>.sha256` as `sha256sum` writes it, naming the file as it was delivered."""
+    path.write_text(f"{sha256}  {name}\n", encoding="utf-8")
 
 
 class _HashingFile:

@@ -52,27 +52,29 @@ def read_count(path: Path) -> int:
 
 
 @dataclass(frozen=True)
-class CountDecision:
-    count_file: Path | None
-    """The count file to verify against, or None."""
+class CompanionDecision:
+    """What a data file's companion (count or checksum file) means for its run now."""
+
+    companion: Path | None
+    """The companion to verify against, or None."""
     wait: float = 0.0
-    """Seconds to wait for a required count file; the run leaves the data file for later."""
+    """Seconds to wait for a required companion; the run leaves the data file for later."""
     missing: bool = False
-    """A required count file never came."""
+    """A required companion never came."""
 
 
-def decide(feed, data: Path, clock=time.time) -> CountDecision:
+def decide(feed, data: Path, clock=time.time) -> CompanionDecision:
     if feed.count_file == "off":
-        return CountDecision(None)
+        return CompanionDecision(None)
     companion = present_count_file(data)
     if companion is not None:
-        return CountDecision(companion)
+        return CompanionDecision(companion)
     if feed.count_file == "optional":
-        return CountDecision(None)
+        return CompanionDecision(None)
     waited = clock() - data.stat().st_mtime
     if waited < feed.count_wait:
-        return CountDecision(None, wait=feed.count_wait - waited)
-    return CountDecision(None, missing=True)
+        return CompanionDecision(None, wait=feed.count_wait - waited)
+    return CompanionDecision(None, missing=True)
 
 
 def orphans(feed, folder: Path, data_files: list[Path], clock=time.time) -> tuple[list[Path], float]:

@@ -9,13 +9,14 @@ run left `running` is marked failed and its file, still in place, is picked up a
 import csv
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
 
 from daemon.clock import utc_now
-from daemon.feeds import count_files, landing
+from daemon.feeds import checksums, count_files, landing
 from daemon.feeds.count_files import read_count
 from daemon.feeds.csv_source import (
     CsvRows,
@@ -46,6 +47,19 @@ class ClaimedElsewhere(Exception):
         self.run_id = run_id
 
 
+@dataclass(frozen=True)
+class Companions:
+    """A data file's companions: checked with it, moved where it goes."""
+
+    count: Path | None = None
+    checksum: Path | None = None
+    marker: Path | None = None
+
+    @property
+    def paths(self) -> list[Path]:
+        return [path for path in (self.count, self.checksum, self.marker) if path is not None]
+
+
 @dataclass
 class DryRunReport:
     file: str
@@ -56,22 +70,23 @@ class DryRunReport:
 
 def import_file(
     ctx: RunContext, partner, feed, path: Path, trigger: str, force=False, dry_run=False, manual=False,
-    count_file: Path | None = None,
+    companions: "Companions | None" = None,
 ) -> RunRecord | DryRunReport:  # fmt: skip
-    """Import one file through `feed`, checked against `count_file` when given.
+    """Import one file through `feed`, checked against its count and checksum files when given.
 
     The file is opened once, without following a symbolic link, and everything is read from
     that descriptor. `manual` (dropd ingest) leaves the file where it is.
     """
     recorder = ctx.recorder(partner, feed, trigger, dry_run)
+    companions = companions or Companions()
     bound = log.bind(partner=partner.name, feed=feed.name, file=path.name, trigger=trigger)
     try:
         landed = LandedFile(path)
     except UnsafeFile as exc:
         recorder.start(path.name, None)
-        return _failed(ctx, recorder, partner, feed, path, f"unsafe-file: {exc}", manual, bound, count_file)
+        return _failed(ctx, recorder, partner, feed, path, f"unsafe-file: {exc}", manual, bound, companions)
     with landed:
-        return _import_landed(ctx, recorder, partner, feed, landed, force, manual, count_file, bound)
+        return _import_landed(ctx, recorder, partner, feed, landed, force, manual, companions, bound)
 
 
 def ingest_file(ctx: RunContext, partner, feed, path: Path, force=False, dry_run=False) -> RunRecord | DryRunReport:
@@ -81,9 +96,17 @@ def ingest_file(ctx: RunContext, partner, feed, path: Path, force=False, dry_run
     `count_file = "required"` and none there the run fails at once (nothing waits).
     """
     count_file = count_files.present_count_file(path) if feed.count_file != "off" else None
+    checksum_file = checksums.present_checksum_file(path) if feed.checksum_file != "off" else None
+    reason = None
     if count_file is None and feed.count_file == "required":
         companion = count_files.count_file_for(path).name
         reason = f'count-file-missing: {companion} is required (count_file = "required") and is not beside the file'
+    elif checksum_file is None and feed.checksum_file == "required":
+        reason = (
+            f"checksum-file-missing: {path.name}.sha256 or {path.name}.md5 is required "
+            '(checksum_file = "required") and neither is beside the file'
+        )
+    if reason is not None:
         if dry_run:
             return DryRunReport(path.name, None, [], reason)
         log.warning(
@@ -92,15 +115,16 @@ def ingest_file(ctx: RunContext, partner, feed, path: Path, force=False, dry_run
             feed=feed.name,
             file=path.name,
             status="failed",
-            reason="count-file-missing",
+            reason=reason.split(":", 1)[0],
         )
         return ctx.recorder(partner, feed, "ingest").once("failed", reason, path.name)
     return import_file(
-        ctx, partner, feed, path, "ingest", force=force, dry_run=dry_run, manual=True, count_file=count_file
-    )
+        ctx, partner, feed, path, "ingest", force=force, dry_run=dry_run, manual=True,
+        companions=Companions(count_file, checksum_file),
+    )  # fmt: skip
 
 
-def _import_landed(ctx, recorder: RunRecorder, partner, feed, landed: LandedFile, force, manual, count_file, bound):
+def _import_landed(ctx, recorder: RunRecorder, partner, feed, landed: LandedFile, force, manual, companions, bound):
     store, path = ctx.store, landed.path
     facts = inspect_file(landed)
     previous = crashes = None
@@ -115,14 +139,14 @@ def _import_landed(ctx, recorder: RunRecorder, partner, feed, landed: LandedFile
             "of memory); it is set aside in failed/ and not tried again by itself. See the daemon log of those runs, "
             f"then import it by hand with `dropd ingest {feed.name} FILE --force` once the cause is fixed"
         )
-        return _failed(ctx, recorder, partner, feed, landed, reason, manual, bound, count_file)
+        return _failed(ctx, recorder, partner, feed, landed, reason, manual, bound, companions)
     if previous is not None:
         record = recorder.once(
             "skipped", f"duplicate: identical to the file imported by run {previous}", path.name, facts.sha256
         )
         bound.info("run.finished", run_id=record.id, status="skipped", reason="duplicate")
         if not manual:
-            _dispose(ctx, partner, feed, landed, imported=True, count_file=count_file)
+            _dispose(ctx, partner, feed, landed, imported=True, companions=companions)
         return record
 
     run_id = recorder.start(path.name, facts.sha256, facts.size)
@@ -131,7 +155,10 @@ def _import_landed(ctx, recorder: RunRecorder, partner, feed, landed: LandedFile
     bound.info("run.started", size=facts.size, encoding=facts.encoding)
     counts = None
     try:
-        expected_rows = read_count(count_file) if count_file else None
+        expected_rows = read_count(companions.count) if companions.count else None
+        if companions.checksum:
+            algorithm = checksums.verify(companions.checksum, landed, facts.sha256)
+            bound.info("checksum.verified", algorithm=algorithm, checksum_file=companions.checksum.name)
         with CsvRows(landed, facts, feed.delimiter) as rows:
             kind = KINDS[feed.kind](FeedSetup(partner.name, feed.name, feed.options, ctx.config.daemon.timezone))
             with store.transaction(label=feed.name, commit=not recorder.dry) as tx:
@@ -157,17 +184,17 @@ def _import_landed(ctx, recorder: RunRecorder, partner, feed, landed: LandedFile
             recorder.finish(tx, "skipped", f"duplicate: identical to the file imported by run {claimed.run_id}")
         bound.info("run.finished", status="skipped", reason="duplicate", by_run=claimed.run_id)
         if not manual:
-            _dispose(ctx, partner, feed, landed, imported=True, count_file=count_file)
+            _dispose(ctx, partner, feed, landed, imported=True, companions=companions)
         return recorder.done()
     except (FileRejected, CsvStructureError) as exc:
         reason = f"{exc.code}: {exc.message}" if isinstance(exc, FileRejected) else f"malformed-row: {exc}"
         read_through = isinstance(exc, FileRejected) and exc.code in ("all-rows-rejected", "count-mismatch")
         rows_seen = counts if read_through else None
-        return _failed(ctx, recorder, partner, feed, landed, reason, manual, bound, count_file, rows_seen)
+        return _failed(ctx, recorder, partner, feed, landed, reason, manual, bound, companions, rows_seen)
     except Exception as exc:
         bound.exception("run.crashed")
         reason = f"internal-error: {type(exc).__name__}: {exc} (see the daemon log)"
-        return _failed(ctx, recorder, partner, feed, landed, reason, manual, bound, count_file)
+        return _failed(ctx, recorder, partner, feed, landed, reason, manual, bound, companions)
     finally:
         recorder.close()
     if recorder.dry:
@@ -177,11 +204,11 @@ def _import_landed(ctx, recorder: RunRecorder, partner, feed, landed: LandedFile
         **counts.details(),
     )  # fmt: skip
     if not manual:
-        _dispose(ctx, partner, feed, landed, imported=True, count_file=count_file, error_csv=recorder.error_csv)
+        _dispose(ctx, partner, feed, landed, imported=True, companions=companions, error_csv=recorder.error_csv)
     return recorder.done()
 
 
-def _failed(ctx, recorder: RunRecorder, partner, feed, landed, reason, manual, bound, count_file=None, counts=None):
+def _failed(ctx, recorder: RunRecorder, partner, feed, landed, reason, manual, bound, companions=None, counts=None):
     """Record the run failed; `landed` is the file read, or the path of one that could not be.
 
     `counts`, when the file was read through (all rows rejected), are recorded with it.
@@ -198,7 +225,7 @@ def _failed(ctx, recorder: RunRecorder, partner, feed, landed, reason, manual, b
             feed,
             landed,
             imported=False,
-            count_file=count_file,
+            companions=companions,
             error_csv=recorder.error_csv,
             reason=reason,
         )
@@ -206,18 +233,19 @@ def _failed(ctx, recorder: RunRecorder, partner, feed, landed, reason, manual, b
 
 
 def _dispose(
-    ctx, partner, feed, landed: LandedFile | Path, imported: bool, count_file: Path | None = None,
+    ctx, partner, feed, landed: LandedFile | Path, imported: bool, companions: "Companions | None" = None,
     error_csv: str | None = None, reason: str | None = None,
 ) -> None:  # fmt: skip
     """After the commit: archive or delete an imported file; move a failed one to `failed/`.
 
-    A count file goes wherever its data file goes. A data file whose name no longer leads to
+    Its companions (count, checksum, marker) go wherever it goes. A data file whose name no longer leads to
     the file that was read (replaced meanwhile) is left alone: the next look at the folder
     sees the new file as the new arrival it is. With `error_csv` (rows were rejected) or
     `reason` (the run failed), the partner gets `<name>.errors.csv` beside the file.
     """
-    if count_file is not None and count_file.exists():
-        _dispose(ctx, partner, feed, count_file, imported)
+    for companion in companions.paths if companions else ():
+        if companion.exists():
+            _dispose(ctx, partner, feed, companion, imported)
     path = landed.path if isinstance(landed, LandedFile) else landed
     context = dict(partner=partner.name, feed=feed.name, file=path.name)
     if isinstance(landed, LandedFile) and not landed.still_in_place():
@@ -272,10 +300,11 @@ def _report_to_partner(placed: Path, error_csv: str | None, reason: str | None, 
 def run_feed(ctx: RunContext, partner, feed, trigger: str, force=False) -> list[RunRecord]:
     """One pass over the feed's landing folder, as `files` says: newest only, or each in turn."""
     folder = landing.landing_dir(ctx.config.daemon.drop_root, partner, feed)
-    present = landing.feed_files(folder, feed.prefix)
+    present = [path for path in landing.feed_files(folder, feed.prefix) if not checksums.is_companion(feed, path.name)]
     files = [path for path in present if ctx.settled is None or ctx.settled(path)]
     if not files:
         orphaned = _expire_orphan_counts(ctx, partner, feed, trigger, folder, present)
+        orphaned += _late_checksums(ctx, partner, feed, trigger, folder, present)
         if trigger in ("arrival", "count-wait") or orphaned:
             return orphaned
         reason = f"no-file: no complete file starting with {feed.prefix!r} in {feed.path}"
@@ -289,7 +318,9 @@ def run_feed(ctx: RunContext, partner, feed, trigger: str, force=False) -> list[
         for older in files[:-1]:
             record = ctx.recorder(partner, feed, trigger).once("skipped", f"superseded by {newest.name}", older.name)
             archive = landing.archive_dir(ctx.config.daemon.drop_root, partner, feed)
-            for superseded in filter(None, (older, count_files.present_count_file(older))):
+            companions = [count_files.present_count_file(older), checksums.present_checksum_file(older),
+                          checksums.marker_for(feed, older)]  # fmt: skip
+            for superseded in [path for path in (older, *companions) if path is not None and path.exists()]:
                 context = dict(partner=partner.name, feed=feed.name, file=superseded.name)
                 try:
                     target = landing.move_aside(superseded, archive, utc_now())
@@ -300,22 +331,36 @@ def run_feed(ctx: RunContext, partner, feed, trigger: str, force=False) -> list[
             records.append(record)
         files = [newest]
     for path in files:
-        decision = count_files.decide(feed, path)
-        if decision.wait:
-            log.info(
-                "run.waiting_for_count_file",
-                partner=partner.name,
-                feed=feed.name,
-                file=path.name,
-                seconds=round(decision.wait),
-            )
-            _retry_later(ctx, decision.wait)
-        elif decision.missing:
-            records.append(_missing_companion(ctx, partner, feed, trigger, path, "count-file-missing",
-                           f"no {count_files.count_file_for(path).name} arrived within count_wait"))  # fmt: skip
-        else:
-            records.append(import_file(ctx, partner, feed, path, trigger, force=force, count_file=decision.count_file))
-    return records + _expire_orphan_counts(ctx, partner, feed, trigger, folder, present)
+        records += _run_one(ctx, partner, feed, trigger, path, force)
+    return (
+        records
+        + _expire_orphan_counts(ctx, partner, feed, trigger, folder, present)
+        + _late_checksums(ctx, partner, feed, trigger, folder, present)
+    )
+
+
+def _run_one(ctx, partner, feed, trigger: str, path: Path, force: bool) -> list[RunRecord]:
+    """One data file: imported, or left waiting for its marker or companions, or failed
+    because a required companion never came."""
+    marker = checksums.marker_for(feed, path)
+    if marker is not None and not marker.exists():
+        log.info("run.waiting_for_marker", partner=partner.name, feed=feed.name, file=path.name, marker=marker.name)
+        return []
+    count, checksum = count_files.decide(feed, path), checksums.decide(feed, path)
+    if count.wait or checksum.wait:
+        for decision, event in ((count, "run.waiting_for_count_file"), (checksum, "run.waiting_for_checksum_file")):
+            if decision.wait:
+                log.info(event, partner=partner.name, feed=feed.name, file=path.name, seconds=round(decision.wait))
+        _retry_later(ctx, max(count.wait, checksum.wait))
+        return []
+    if count.missing:
+        return [_missing_companion(ctx, partner, feed, trigger, path, "count-file-missing",
+                f"no {count_files.count_file_for(path).name} arrived within count_wait")]  # fmt: skip
+    if checksum.missing:
+        return [_missing_companion(ctx, partner, feed, trigger, path, "checksum-file-missing",
+                f"neither {path.name}.sha256 nor {path.name}.md5 arrived within checksum_wait")]  # fmt: skip
+    companions = Companions(count.companion, checksum.companion, marker)
+    return [import_file(ctx, partner, feed, path, trigger, force=force, companions=companions)]
 
 
 def _retry_later(ctx: RunContext, seconds: float) -> None:
@@ -350,6 +395,43 @@ def _expire_orphan_counts(ctx, partner, feed, trigger, folder: Path, data_files:
         )  # fmt: skip
         for path in expired
     ]
+
+
+def _late_checksums(ctx, partner, feed, trigger, folder: Path, data_files: list[Path]) -> list[RunRecord]:
+    """Checksum files and markers whose data file is gone: a SHA-256 that came after its file
+    was imported is checked against that run (noted when it matches, a failed run says so when
+    not: the data stays applied); the others, once checksum_wait is over, go to failed/."""
+    names = {path.name for path in data_files}
+    records = []
+    for path in landing.feed_files(folder, feed.prefix):
+        if not checksums.is_companion(feed, path.name):
+            continue
+        data_name = checksums.data_name_of(feed, path.name)
+        if data_name in names:
+            continue
+        with ctx.store.reading() as tx:
+            imported = tx.runs.imported_file(feed.name, data_name.rsplit(".", 1)[0])
+        context = dict(partner=partner.name, feed=feed.name, file=path.name)
+        if imported is not None and imported.file == data_name and path.name.endswith(".sha256"):
+            try:
+                algorithm, expected = checksums.expected_digest(path, data_name)
+                problem = None if expected == imported.sha256 else (
+                    f"checksum-mismatch: {path.name} came after run #{imported.id} imported {data_name}: it says "
+                    f"{algorithm} {expected}, the file had {imported.sha256}; the data stays applied"
+                )  # fmt: skip
+            except FileRejected as rejected:
+                problem = f"{rejected.code}: {rejected.message}"
+            log.info("checksum.late", **context, run_id=imported.id, matches=problem is None)
+            if problem is None:
+                with ctx.store.transaction(label=feed.name) as tx:
+                    tx.runs.note(imported.id, {"late_checksum_file": path.name})
+            else:
+                records.append(ctx.recorder(partner, feed, trigger).once("failed", problem, path.name))
+            _dispose(ctx, partner, feed, path, imported=problem is None)
+        elif time.time() - path.stat().st_mtime > feed.checksum_wait:
+            log.warning("file.orphan_companion", **context, message=f"no {data_name} came with it")
+            _dispose(ctx, partner, feed, path, imported=False)
+    return records
 
 
 def _late_counts(ctx, partner, feed, trigger, folder: Path, data_files: list[Path]) -> list[RunRecord]:

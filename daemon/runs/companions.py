@@ -4,6 +4,8 @@ Imports read count files (`daemon/feeds/count_files.py`); exports write them.
 """
 
 COUNT_SUFFIX = "_count.txt"
+CHECKSUM_SUFFIX = ".sha256"
+"""An export's checksum file is `<file>.sha256`, as `sha256sum` writes it."""
 
 
 def count_name(data_name: str) -> str:
