@@ -22,7 +22,11 @@ _SHARED = [
 # paramiko logs a failed connection as a traceback, one ERROR line per traceback line, for
 # anything a stranger sends (no banner, a bad packet): the SFTP server logs each ending as one
 # rate-limited `connection.closed` event of its own instead, so paramiko is silenced.
-_LIBRARY_LEVELS = {"paramiko": logging.CRITICAL + 1, "pyftpdlib": logging.WARNING, "watchdog": logging.WARNING}
+# python-gnupg logs gpg's status lines as warnings ("potential problem"); a run's reason says what failed.
+_LIBRARY_LEVELS = {
+    "paramiko": logging.CRITICAL + 1, "pyftpdlib": logging.WARNING, "watchdog": logging.WARNING,
+    "gnupg": logging.CRITICAL + 1,
+}  # fmt: skip
 
 
 def configure_logging(level: str = "info", stream=None, observers=()) -> None:

@@ -185,7 +185,7 @@ def error_codes_in_code() -> set[str]:
             if isinstance(node, ast.Call):
                 name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", None)
                 arguments = [a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
-                if name in ("reject", "partial", "FileRejected", "RowRejected") and arguments:
+                if name in ("reject", "partial", "FileRejected", "RowRejected", "OpenPgpFailed") and arguments:
                     codes.add(arguments[0])
                 elif reasons or name == "write":
                     codes.update(a for a in arguments if re.fullmatch(r"[a-z][a-zA-Z]*(?:-[a-zA-Z]+)+", a))

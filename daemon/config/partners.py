@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from daemon import schedules
 from daemon.config import values as v
 from daemon.config.destinations import Destination, read_destination
+from daemon.config.secret_files import readable_secret_file
 from handlers import KINDS
 from handlers import option_values as o
 
@@ -54,6 +55,15 @@ class Feed:
     checksum_wait: float | None = None
     ready_marker: str | None = None
     """"NAME.done": a data file waits until the marker named after it is there; "" for none."""
+    decrypt_key_file: Path | None = None
+    """Imports: the OpenPGP secret key .pgp/.gpg/.asc files are decrypted with."""
+    decrypt_passphrase_file: Path | None = None
+    verify_key_file: Path | None = None
+    """Imports: the OpenPGP public key every encrypted file must be signed by."""
+    encrypt_key_file: Path | None = None
+    """Exports: the partner's OpenPGP public key; files are sent as <name>.csv.pgp."""
+    sign_key_file: Path | None = None
+    sign_passphrase_file: Path | None = None
     # Export feeds (prefix and count_file above too)
     keep_days: int | None = None
     """Files in the partner's outbox are removed after this many days."""
@@ -149,7 +159,7 @@ def read_feed(errors, file: Path, index: int, table) -> Feed | None:
         options=KINDS[kind].read_options(reader) if kind else None,
     )
     if direction == "import":
-        feed.update(_read_import_settings(reader, feed["path"]))
+        feed.update(_read_import_settings(reader, feed["path"], file.parent))
     else:
         feed.update(_read_export_settings(reader, file.parent))
     reader.finish()
@@ -201,12 +211,15 @@ def _read_export_settings(reader, config_dir: Path) -> dict:
         prefix=reader.take("prefix", o.non_empty_text),
         count_file=reader.take("count_file", o.choice("off", "write"), "off"),
         checksum_file=reader.take("checksum_file", o.choice("off", "write"), "off"),
+        encrypt_key_file=reader.take("encrypt_key_file", readable_secret_file(config_dir), None),
+        sign_key_file=reader.take("sign_key_file", readable_secret_file(config_dir), None),
+        sign_passphrase_file=reader.take("sign_passphrase_file", readable_secret_file(config_dir), None),
         keep_days=reader.take("keep_days", o.integer(1, 3650), 30),
         destination=read_destination(reader, config_dir),
     )
 
 
-def _read_import_settings(reader, path: str | None) -> dict:
+def _read_import_settings(reader, path: str | None, config_dir: Path) -> dict:
     settings = dict(
         prefix=reader.take("prefix", o.non_empty_text),
         files=reader.take("files", o.choice("most_recent", "all"), "most_recent"),
@@ -221,7 +234,12 @@ def _read_import_settings(reader, path: str | None) -> dict:
         checksum_file=reader.take("checksum_file", o.choice("off", "optional", "required"), "off"),
         checksum_wait=reader.take("checksum_wait", o.duration, 600.0),
         ready_marker=reader.take("ready_marker", _ready_marker, ""),
+        decrypt_key_file=reader.take("decrypt_key_file", readable_secret_file(config_dir), None),
+        decrypt_passphrase_file=reader.take("decrypt_passphrase_file", readable_secret_file(config_dir), None),
+        verify_key_file=reader.take("verify_key_file", readable_secret_file(config_dir), None),
     )
+    if settings["verify_key_file"] and not settings["decrypt_key_file"]:
+        reader.error("verify_key_file", "signatures are checked on decrypted files: set decrypt_key_file too")
     if settings["archive_path"] and settings["archive_path"].rstrip("/") == (path or "").rstrip("/"):
         reader.error("archive_path", "must differ from path: archived files would be imported again")
     return settings

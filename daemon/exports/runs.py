@@ -23,6 +23,7 @@ import structlog
 from daemon.clock import utc_now
 from daemon.exports.destinations import Companion, ExportDestination, Naming, OutboxFolder, destination_for
 from daemon.exports.errors import PushError
+from daemon.runs import openpgp
 from daemon.runs.companions import CHECKSUM_SUFFIX, COUNT_SUFFIX, count_name
 from daemon.runs.spreadsheet import spreadsheet_row
 from daemon.store.records import RunRecord
@@ -36,9 +37,11 @@ MAX_WAIT = 600.0
 
 
 def export_naming(feed, moment: datetime.datetime) -> Naming:
-    """`<prefix>_<YYYYMMDDTHHMMSSZ>.csv` (`_2`, `_3`, ... before `.csv` when that is taken), and
-    `<stem>_count.txt` beside it when the feed writes count files."""
-    return Naming(f"{feed.prefix}_{moment.astimezone(datetime.UTC):%Y%m%dT%H%M%SZ}", ".csv")
+    """`<prefix>_<YYYYMMDDTHHMMSSZ>.csv` (`_2`, `_3`, ... before `.csv` when that is taken;
+    `.csv.pgp` when the feed encrypts), and `<stem>_count.txt` beside it when the feed writes
+    count files."""
+    extension = ".csv.pgp" if feed.encrypt_key_file else ".csv"
+    return Naming(f"{feed.prefix}_{moment.astimezone(datetime.UTC):%Y%m%dT%H%M%SZ}", extension)
 
 
 def run_export(
@@ -55,7 +58,7 @@ def run_export(
     bound = log.bind(partner=partner.name, feed=feed.name, trigger=trigger)
     work = ctx.config.daemon.state_dir / "exports"
     work.mkdir(parents=True, exist_ok=True)
-    local = work / f"{feed.name}-{started:%Y%m%dT%H%M%S%f}.csv"
+    local = plain = work / f"{feed.name}-{started:%Y%m%dT%H%M%S%f}.csv"
     recorder.start(None, None)  # the file is named in the record once it exists
     bound = bound.bind(run_id=recorder.run_id)
     ctx.tell(feed.name, f"run #{recorder.run_id}: writing the export file")
@@ -72,6 +75,9 @@ def run_export(
                 recorder.finish(tx, "skipped", reason)
             bound.info("run.finished", status="skipped", reason="no-rows")
             return recorder.done()
+        plaintext_sha256 = sha256
+        if feed.encrypt_key_file:
+            local, size, sha256 = _encrypted(ctx, feed, local)
         if feed.count_file == "write":
             count = local.with_name(local.name + COUNT_SUFFIX)
             count.write_text(f"{rows}\n", encoding="ascii")
@@ -85,6 +91,11 @@ def run_export(
         tell = functools.partial(ctx.tell, feed.name)
         name = _deliver(destination, local, naming, block_end, feed, bound, sleep, tell)
         bound = bound.bind(file=name)
+    except openpgp.OpenPgpFailed as failure:
+        reason = f"{failure.code}: {failure.message}"
+        bound.warning("run.finished", status="failed", reason=reason)
+        recorder.fail(reason)
+        return recorder.done()
     except PushError as error:
         reason = f"delivery-failed: {error.step}: {error.message}"
         bound.warning("run.finished", status="failed", reason=reason)
@@ -95,8 +106,13 @@ def run_export(
         recorder.fail(f"internal-error: {type(exc).__name__}: {exc} (see the daemon log)")
         return recorder.done()
     finally:
-        for path in (local, local.with_name(local.name + COUNT_SUFFIX), local.with_name(local.name + CHECKSUM_SUFFIX)):
-            path.unlink(missing_ok=True)
+        for path in {local, plain}:
+            for leftover in (
+                path,
+                path.with_name(path.name + COUNT_SUFFIX),
+                path.with_name(path.name + CHECKSUM_SUFFIX),
+            ):
+                leftover.unlink(missing_ok=True)
     with ctx.store.transaction(label=feed.name) as tx:
         if kind.watermarked and upto is not None:
             tx.watermarks.advance(feed.name, upto, recorder.run_id)
@@ -105,9 +121,23 @@ def run_export(
         held = counts.get("unknown_contact")
         note = f"unknown-contact: {held:,} held back until their contact is known" if held else None
         details = {"destination": destination.where, "bytes": size, "sha256": sha256, **counts}
+        if feed.encrypt_key_file:
+            details["plaintext_sha256"] = plaintext_sha256
         recorder.finish(tx, "success", note, rows, rows, 0, details)
     bound.info("run.finished", status="success", rows=rows, size=size, destination=destination.where)
     return recorder.done()
+
+
+def _encrypted(ctx, feed, plain: Path) -> tuple[Path, int, str]:
+    """The export encrypted to the partner's key (signed when the feed says so): its path,
+    size and SHA-256 (what the partner receives, and what a checksum companion states)."""
+    encrypted = plain.with_name(plain.name + ".pgp")
+    openpgp.encrypt(plain, encrypted, feed.encrypt_key_file, feed.sign_key_file, feed.sign_passphrase_file)
+    digest = hashlib.sha256()
+    with open(encrypted, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return encrypted, encrypted.stat().st_size, digest.hexdigest()
 
 
 def _write_checksum(path: Path, sha256: str, name: str) -> None:

@@ -80,10 +80,15 @@ def expected_digest(path: Path, data_name: str) -> tuple[str, str]:
 
 
 def verify(checksum_file: Path, landed: LandedFile, sha256: str) -> str:
-    """Check the landed file against its checksum file (`sha256`: its digest, computed when
-    it was inspected); the algorithm checked, or FileRejected (checksum-mismatch)."""
+    """Check the landed file as uploaded against its checksum file (`sha256`: the digest of
+    what was read, computed when it was inspected; a decrypted file's companion is of its
+    encrypted bytes); the algorithm checked, or FileRejected (checksum-mismatch)."""
     algorithm, expected = expected_digest(checksum_file, landed.path.name)
-    actual = sha256 if algorithm == "sha256" else _digest(landed.fd, algorithm)
+    uploaded = getattr(landed, "uploaded_fd", None)
+    if uploaded is not None:
+        actual = _digest(uploaded, algorithm)
+    else:
+        actual = sha256 if algorithm == "sha256" else _digest(landed.fd, algorithm)
     if actual != expected:
         raise FileRejected(
             "checksum-mismatch",

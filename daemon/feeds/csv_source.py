@@ -54,6 +54,11 @@ class LandedFile:
             raise UnsafeFile(f"{path.name} is not a regular file")
         self.identity = (info.st_dev, info.st_ino)
 
+    @property
+    def name(self) -> str:
+        """The name the file is imported under (a decrypted file's inner name)."""
+        return self.path.name
+
     def still_in_place(self) -> bool:
         """True when the name still leads to the file that was read."""
         try:
@@ -78,6 +83,24 @@ class LandedFile:
 
     def __exit__(self, *exc):
         self.close()
+
+
+class DecryptedFile(LandedFile):
+    """The plaintext of an encrypted landed file: read from its own (unnamed) descriptor,
+    imported under the inner name, while the landed file's name and identity stay those of
+    what the partner uploaded (it is that file that is archived or set aside)."""
+
+    def __init__(self, landed: LandedFile, plaintext_fd: int, inner_name: str):
+        self.path = landed.path
+        self.identity = landed.identity
+        self.uploaded_fd = landed.fd
+        """The file as uploaded (its checksum companion is of these bytes)."""
+        self.fd = plaintext_fd
+        self._inner_name = inner_name
+
+    @property
+    def name(self) -> str:
+        return self._inner_name
 
 
 class CsvStructureError(Exception):

@@ -21,10 +21,12 @@ from daemon.feeds.count_files import read_count
 from daemon.feeds.csv_source import (
     CsvRows,
     CsvStructureError,
+    DecryptedFile,
     LandedFile,
     UnsafeFile,
     inspect_file,
 )
+from daemon.runs import openpgp
 from daemon.runs.companions import COUNT_SUFFIX
 from daemon.runs.lifecycle import RunContext, RunRecorder
 from daemon.runs.spreadsheet import spreadsheet_row
@@ -86,7 +88,31 @@ def import_file(
         recorder.start(path.name, None)
         return _failed(ctx, recorder, partner, feed, path, f"unsafe-file: {exc}", manual, bound, companions)
     with landed:
-        return _import_landed(ctx, recorder, partner, feed, landed, force, manual, companions, bound)
+        if not openpgp.is_encrypted_name(path.name):
+            return _import_landed(ctx, recorder, partner, feed, landed, force, manual, companions, bound)
+        try:
+            plaintext = _decrypt(ctx, feed, landed)
+        except openpgp.OpenPgpFailed as failure:
+            recorder.start(path.name, None, os.fstat(landed.fd).st_size)
+            reason = f"{failure.code}: {failure.message}"
+            return _failed(ctx, recorder, partner, feed, landed, reason, manual, bound, companions)
+        with plaintext:
+            bound.info("file.decrypted", inner_name=plaintext.name, verified=bool(feed.verify_key_file))
+            return _import_landed(ctx, recorder, partner, feed, plaintext, force, manual, companions, bound)
+
+
+def _decrypt(ctx, feed, landed: LandedFile) -> DecryptedFile:
+    """The plaintext of an encrypted landed file (its checksum companion, if any, is of it)."""
+    if not feed.decrypt_key_file:
+        raise openpgp.OpenPgpFailed(
+            "decrypt-failed",
+            f"{landed.path.name} is OpenPGP-encrypted (by its name) and the feed has no decrypt_key_file",
+        )
+    fd = openpgp.decrypt(
+        landed.fd, ctx.config.daemon.state_dir, feed.decrypt_key_file, feed.decrypt_passphrase_file,
+        feed.verify_key_file,
+    )  # fmt: skip
+    return DecryptedFile(landed, fd, openpgp.inner_name(landed.path.name))
 
 
 def ingest_file(ctx: RunContext, partner, feed, path: Path, force=False, dry_run=False) -> RunRecord | DryRunReport:
@@ -125,7 +151,7 @@ def ingest_file(ctx: RunContext, partner, feed, path: Path, force=False, dry_run
 
 
 def _import_landed(ctx, recorder: RunRecorder, partner, feed, landed: LandedFile, force, manual, companions, bound):
-    store, path = ctx.store, landed.path
+    store = ctx.store
     facts = inspect_file(landed)
     previous = crashes = None
     if not (force or recorder.dry):  # a re-drop is told apart before parsing; the claim below settles races
@@ -133,7 +159,7 @@ def _import_landed(ctx, recorder: RunRecorder, partner, feed, landed: LandedFile
             previous = tx.ledger.imported_by(feed.name, facts.sha256)
             crashes = tx.runs.interruptions(feed.name, facts.sha256)
     if previous is None and crashes and crashes >= MAX_INTERRUPTIONS:
-        recorder.start(path.name, facts.sha256, facts.size)
+        recorder.start(landed.name, facts.sha256, facts.size)
         reason = (
             f"interrupted-repeatedly: the daemon stopped {crashes} times while importing this file (killed, or out "
             "of memory); it is set aside in failed/ and not tried again by itself. See the daemon log of those runs, "
@@ -142,16 +168,16 @@ def _import_landed(ctx, recorder: RunRecorder, partner, feed, landed: LandedFile
         return _failed(ctx, recorder, partner, feed, landed, reason, manual, bound, companions)
     if previous is not None:
         record = recorder.once(
-            "skipped", f"duplicate: identical to the file imported by run {previous}", path.name, facts.sha256
+            "skipped", f"duplicate: identical to the file imported by run {previous}", landed.name, facts.sha256
         )
         bound.info("run.finished", run_id=record.id, status="skipped", reason="duplicate")
         if not manual:
             _dispose(ctx, partner, feed, landed, imported=True, companions=companions)
         return record
 
-    run_id = recorder.start(path.name, facts.sha256, facts.size)
+    run_id = recorder.start(landed.name, facts.sha256, facts.size)
     bound = bound.bind(run_id=run_id)
-    ctx.tell(feed.name, f"run #{run_id}: importing {printable(path.name)} ({facts.size:,} bytes)")
+    ctx.tell(feed.name, f"run #{run_id}: importing {printable(landed.name)} ({facts.size:,} bytes)")
     bound.info("run.started", size=facts.size, encoding=facts.encoding)
     counts = None
     try:
@@ -162,7 +188,7 @@ def _import_landed(ctx, recorder: RunRecorder, partner, feed, landed: LandedFile
         with CsvRows(landed, facts, feed.delimiter) as rows:
             kind = KINDS[feed.kind](FeedSetup(partner.name, feed.name, feed.options, ctx.config.daemon.timezone))
             with store.transaction(label=feed.name, commit=not recorder.dry) as tx:
-                holder = recorder.claim(tx, path.name, facts.sha256, force)
+                holder = recorder.claim(tx, landed.name, facts.sha256, force)
                 if holder is not None:
                     raise ClaimedElsewhere(holder)
                 counts = kind.run(tx, rows, recorder.row_errors(tx, rows.header))
@@ -198,7 +224,7 @@ def _import_landed(ctx, recorder: RunRecorder, partner, feed, landed: LandedFile
     finally:
         recorder.close()
     if recorder.dry:
-        return DryRunReport(path.name, counts, recorder.error_file.pending, facts.encoding_note)
+        return DryRunReport(landed.name, counts, recorder.error_file.pending, facts.encoding_note)
     bound.info(
         "run.finished", status="success", rows=counts.rows, applied=counts.applied, rejected=counts.rejected,
         **counts.details(),
@@ -213,7 +239,7 @@ def _failed(ctx, recorder: RunRecorder, partner, feed, landed, reason, manual, b
 
     `counts`, when the file was read through (all rows rejected), are recorded with it.
     """
-    name = landed.path.name if isinstance(landed, LandedFile) else landed.name
+    name = landed.name
     recorder.fail(reason, counts)
     if recorder.dry:
         return DryRunReport(name, None, recorder.error_file.pending if recorder.error_file else [], reason)
