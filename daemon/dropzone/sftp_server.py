@@ -30,6 +30,7 @@ from paramiko.sftp import (
 
 from daemon.dropzone import channel_buffer
 from daemon.dropzone.accept_pause import AcceptPause
+from daemon.dropzone.chacha20_poly1305 import ChaChaTransport
 from daemon.dropzone.gatekeeper import LoginRefused
 from daemon.dropzone.host_keys import load_host_keys
 from daemon.dropzone.jail import JailError
@@ -569,8 +570,9 @@ class _ReadAheadSocket:
         return getattr(self._sock, name)
 
 
-class _ServerTransport(paramiko.Transport):
-    """paramiko's transport, telling its connection's authenticator when it ends."""
+class _ServerTransport(ChaChaTransport):
+    """paramiko's transport (with chacha20-poly1305 first), telling its connection's
+    authenticator when it ends."""
 
     auth: _SshAuth | None = None
 
