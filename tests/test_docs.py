@@ -43,7 +43,7 @@ NEW_IN_EXAMPLES = {"handlers/orders.py", "daemon/store/mysql.py"}
 
 
 def named_in_architecture() -> set[str]:
-    return set(re.findall(r"((?:daemon|handlers)/[a-z_/]+\.py)", ARCHITECTURE.read_text())) - NEW_IN_EXAMPLES
+    return set(re.findall(r"((?:daemon|handlers)/[a-z0-9_/]+\.py)", ARCHITECTURE.read_text())) - NEW_IN_EXAMPLES
 
 
 def test_every_module_the_architecture_names_exists_and_imports():
@@ -70,7 +70,7 @@ def architecture_layers() -> dict[str, int]:
         number = re.match(r"\s*(\d+)\s", line)
         if number:
             current = int(number.group(1))
-        for unit in re.findall(r"(?:daemon|handlers)/[a-z_/]*(?:\.py)?", line):
+        for unit in re.findall(r"(?:daemon|handlers)/[a-z0-9_/]*(?:\.py)?", line):
             layers[unit] = current
     return layers
 
