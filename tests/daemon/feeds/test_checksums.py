@@ -2,9 +2,9 @@
 and the checksum an export writes beside its file, checked by `sha256sum -c`."""
 
 import hashlib
-import os
 import subprocess
 
+from tests.daemon.feeds.test_count_files import folder, upload
 from tests.helpers import CONTACTS_HEADER as HEADER
 from tests.helpers import students_feed
 
@@ -16,15 +16,6 @@ def start(dropd, **feed):
     dropd.add_feed_partner("northfield", [students_feed(**{"checksum_file": "required", "checksum_wait": "3s",
                                                           **feed})])  # fmt: skip
     dropd.start()
-
-
-def upload(dropd, name, content):
-    dropd.upload("northfield", f"/imports/{name}", content.encode())
-
-
-def folder(dropd, *parts):
-    path = dropd.home("northfield").joinpath("imports", *parts)
-    return sorted(name for name in os.listdir(path) if not name.endswith(".errors.csv")) if path.is_dir() else []
 
 
 def test_a_right_sha256_lets_the_file_in_and_both_are_archived(dropd):
