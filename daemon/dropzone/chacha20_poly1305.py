@@ -49,14 +49,17 @@ class ChaCha20Poly1305:
         nonce = counter.to_bytes(8, "little") + sequence.to_bytes(8, "big")
         return Cipher(algorithms.ChaCha20(key, nonce), mode=None).encryptor().update(data)
 
-    def _poly_key(self, sequence: int) -> bytes:
-        return self._stream(self._payload_key, 0, sequence, bytes(32))
+    def _payload(self, sequence: int, data: bytes) -> tuple[bytes, bytes]:
+        """(the Poly1305 key, `data` en- or decrypted): one pass of K_2's stream from block 0,
+        whose first 32 bytes are the key; the data starts at block 1."""
+        out = self._stream(self._payload_key, 0, sequence, bytes(64) + data)
+        return out[:32], out[64:]
 
     def seal(self, sequence: int, packet: bytes) -> bytes:
         """`packet` (length, padding length, payload, padding) as sent: encrypted, tagged."""
         length = self._stream(self._length_key, 0, sequence, packet[:4])
-        body = self._stream(self._payload_key, 1, sequence, packet[4:])
-        return length + body + Poly1305.generate_tag(self._poly_key(sequence), length + body)
+        poly_key, body = self._payload(sequence, packet[4:])
+        return length + body + Poly1305.generate_tag(poly_key, length + body)
 
     def length(self, sequence: int, encrypted_length: bytes) -> int:
         return struct.unpack(">I", self._stream(self._length_key, 0, sequence, encrypted_length))[0]
@@ -65,11 +68,12 @@ class ChaCha20Poly1305:
         """The packet after its length (padding length, payload, padding), once its tag is
         checked; SSHException when it does not match."""
         body, tag = rest[:-TAG], rest[-TAG:]
+        poly_key, plain = self._payload(sequence, body)
         try:
-            Poly1305.verify_tag(self._poly_key(sequence), encrypted_length + body, tag)
+            Poly1305.verify_tag(poly_key, encrypted_length + body, tag)
         except InvalidSignature:
             raise SSHException("Mismatched MAC") from None
-        return self._stream(self._payload_key, 1, sequence, body)
+        return plain
 
 
 CIPHER_INFO = {"class": ChaCha20Poly1305, "block-size": 8, "key-size": 64, "iv-size": 0, "is_aead": True}

@@ -25,6 +25,8 @@ class Cursor(Protocol):
 class Connection(Protocol):
     """One backend connection, as the repositories use it (`?` placeholders)."""
 
+    arrays: bool
+    """True when a parameter may be a list, matched with `column = ANY(?)` (PostgreSQL)."""
     checks_keys_later: bool
     """True when `insert_keyed` may finish in the background and the store's own unique keys
     check the rows (a taken one raises `KeyTaken` at `settle`): SQLite. False when the caller

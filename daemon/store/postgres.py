@@ -9,6 +9,7 @@ credential), never from the URL, and is never logged: `redacted()` shows the URL
 """
 
 import functools
+import hashlib
 import re
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -28,6 +29,8 @@ log = structlog.get_logger("dropd.store")
 
 MIGRATIONS = Migrations("postgres")
 MIGRATION_LOCK = 0x64726F7064  # "dropd": pg_advisory_lock key taken while migrating
+COPY_FROM = 200
+"""Rows from which a bulk insert goes through COPY into a staging table; fewer are INSERTed."""
 
 
 class _Row(tuple[Any, ...]):
@@ -55,10 +58,13 @@ class _Connection:
     """The subset of a DB-API connection the repositories use, with `?` placeholders."""
 
     checks_keys_later = False
+    arrays = True
 
     def __init__(self, connection: psycopg.Connection[Any]):
         self.raw = connection
         self._locks: set[str] = set()
+        self._staging_ready: set[str] = set()
+        """Staging tables made (or found) in this transaction."""
         """Advisory locks this transaction holds (a wrapper lives for one transaction)."""
 
     @staticmethod
@@ -95,7 +101,17 @@ class _Connection:
         self, table: str, columns: tuple[str, ...], conflict: str, rows: list[Any], fixed: tuple[Any, ...] = ()
     ) -> None:
         """`INSERT INTO table (columns) VALUES (...) <conflict>` for each of `rows`, in order;
-        `fixed` holds (column, value) pairs every row has too."""
+        `fixed` holds (column, value) pairs every row has too. Many rows go through COPY."""
+        if len(rows) >= COPY_FROM:
+            staging = self._staged(table, columns, rows)
+            names, values = ", ".join(columns), [value for _, value in fixed]
+            extra = "".join(f", {column}" for column, _ in fixed)
+            marks = ", %s" * len(fixed)
+            self.raw.execute(
+                f"INSERT INTO {table} ({names}{extra}) SELECT {names}{marks} FROM {staging} ORDER BY ord {conflict}",
+                values,
+            )
+            return
         columns = (*columns, *(column for column, _ in fixed))
         if fixed:
             same = tuple(value for _, value in fixed)
@@ -105,10 +121,39 @@ class _Connection:
 
     def insert_keyed(self, table: str, columns: tuple[str, ...], rows: list[Any], fixed: dict[str, Any]) -> list[int]:
         """New rows of a table keyed by `id` (from its sequence), each with the columns of
-        `fixed` too; returns their keys, in order. The first column is unique among them."""
-        same = tuple(fixed.values())
-        keys = insert_returning_keys(self, table, (*columns, *fixed), columns[0], [(*row, *same) for row in rows])
+        `fixed` too; returns their keys, in order. The first column is unique among them.
+        Many rows go through COPY into a staging table, then one INSERT ... SELECT."""
+        if len(rows) < COPY_FROM:
+            same = tuple(fixed.values())
+            keys = insert_returning_keys(self, table, (*columns, *fixed), columns[0], [(*row, *same) for row in rows])
+            return [keys[row[0]] for row in rows]
+        staging = self._staged(table, columns, rows)
+        names = ", ".join(columns)
+        extra = "".join(f", {column}" for column in fixed)
+        marks = ", %s" * len(fixed)
+        found = self.raw.execute(
+            f"INSERT INTO {table} ({names}{extra}) SELECT {names}{marks} FROM {staging} ORDER BY ord "
+            f"RETURNING id, {columns[0]}",
+            tuple(fixed.values()),
+        ).fetchall()
+        keys = {natural: key for key, natural in found}
         return [keys[row[0]] for row in rows]
+
+    def _staged(self, table: str, columns: tuple[str, ...], rows: list[Any]) -> str:
+        """`rows` copied (COPY ... FROM STDIN) into this session's staging table for `table`'s
+        `columns`, emptied first; each row numbered in `ord`, its place in `rows`."""
+        staging = f"stage_{table}_{hashlib.sha256(','.join(columns).encode()).hexdigest()[:10]}"
+        if staging not in self._staging_ready:
+            self.raw.execute(
+                f"CREATE TEMP TABLE IF NOT EXISTS {staging} ON COMMIT DELETE ROWS AS "
+                f"SELECT {', '.join(columns)}, 0::bigint AS ord FROM {table} WITH NO DATA"
+            )
+            self._staging_ready.add(staging)
+        self.raw.execute(f"TRUNCATE {staging}")
+        with self.raw.cursor() as cursor, cursor.copy(f"COPY {staging} ({', '.join(columns)}, ord) FROM STDIN") as copy:
+            for number, row in enumerate(rows):
+                copy.write_row((*row, number))
+        return staging
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Any:
         with self.raw.cursor() as cursor:

@@ -47,6 +47,20 @@ def _chunks(values: list[Any], size: int = IN_LIST) -> Iterator[list[Any]]:
         yield values[start : start + size]
 
 
+def _among(db: Connection, column: str, values: Iterable[Any]) -> Iterator[tuple[str, tuple[Any, ...]]]:
+    """(condition, its parameters) pairs that together match `column` against every one of
+    `values`: one `column = ANY(?)` with them all as an array where the backend takes arrays
+    (PostgreSQL: one statement text, parsed and planned as one), else `IN (...)` lists of
+    IN_LIST values each (SQLite)."""
+    values = list(values)
+    if db.arrays:
+        if values:
+            yield f"{column} = ANY(?)", (values,)
+        return
+    for chunk in _chunks(values):
+        yield f"{column} IN ({', '.join('?' * len(chunk))})", tuple(chunk)
+
+
 PARAMETERS_PER_STATEMENT = 30_000
 """Under SQLite's limit (32,766) and PostgreSQL's (65,535) on parameters in one statement."""
 
@@ -219,8 +233,8 @@ class Contacts(_Repository):
         if field not in self.MATCH_FIELDS:
             raise ValueError(f"contacts are not looked up by {field}")
         found: list[StoredContact] = []
-        for chunk in _chunks(list(values)):
-            rows = self._all(self._MATCH + f"{field} IN ({', '.join('?' * len(chunk))})", (partner, *chunk))
+        for condition, params in _among(self._db, field, values):
+            rows = self._all(self._MATCH + condition, (partner, *params))
             found += [contact for contact in map(_contact, rows) if contact is not None]
         return found
 
@@ -350,10 +364,9 @@ class SubscriberWrites(_QueuedWrites):
         """Mark these subscribers (store keys) removed, now: what is queued is written first."""
         self.flush()
         now = self._stamp()
-        for chunk in _chunks(keys):
+        for condition, params in _among(self._db, "id", keys):
             self._db.execute(
-                f"UPDATE subscribers SET removed_at = ?, updated_at = ? WHERE id IN ({', '.join('?' * len(chunk))})",
-                (now, now, *chunk),
+                f"UPDATE subscribers SET removed_at = ?, updated_at = ? WHERE {condition}", (now, now, *params)
             )
 
 
@@ -363,11 +376,11 @@ class Subscribers(_Repository):
     def find(self, partner: str, email_keys: Iterable[str]) -> list[StoredSubscriber]:
         """The partner's subscribers (removed ones too) whose lower-cased email is in `email_keys`."""
         found = []
-        for chunk in _chunks(list(email_keys)):
+        for condition, params in _among(self._db, "email_key", email_keys):
             rows = self._all(
                 "SELECT id, email_key, first_name, last_name, segment_code, removed_at FROM subscribers "
-                f"WHERE partner = ? AND email_key IN ({', '.join('?' * len(chunk))})",
-                (partner, *chunk),
+                f"WHERE partner = ? AND {condition}",
+                (partner, *params),
             )
             found += [StoredSubscriber(row[0], row[1], row[2], row[3], row[4], row[5] is not None) for row in rows]
         return found
@@ -464,11 +477,8 @@ class Events(_Repository):
     def stored(self, partner: str, event_ids: Iterable[str]) -> set[str]:
         """Which of `event_ids` the partner's events already hold."""
         found: set[str] = set()
-        for chunk in _chunks(list(event_ids)):
-            rows = self._all(
-                f"SELECT event_id FROM events WHERE partner = ? AND event_id IN ({', '.join('?' * len(chunk))})",
-                (partner, *chunk),
-            )
+        for condition, params in _among(self._db, "event_id", event_ids):
+            rows = self._all(f"SELECT event_id FROM events WHERE partner = ? AND {condition}", (partner, *params))
             found.update(row[0] for row in rows)
         return found
 

@@ -44,6 +44,7 @@ class _Connection(sqlite3.Connection):
     other statement on it waits for the last one first, and meets its error if it failed."""
 
     checks_keys_later = True
+    arrays = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

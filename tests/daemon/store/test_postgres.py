@@ -1,6 +1,7 @@
 """The PostgreSQL store against a real server: check-config's report, the password kept out of
 the URL, migrations taken once by instances starting together, and the daemon on it."""
 
+import json
 import threading
 
 import pytest
@@ -92,7 +93,7 @@ def test_lookups_are_planned_for_their_values_as_a_table_grows_in_a_transaction(
                 writes.create_all("p", columns | {"opted_out": [False] * 300}, [()] * 300)
                 assert len(tx.contacts.find("p", "contact_id", [f"S{n}" for n in numbers])) == 300
             plans = tx.contacts._all(
-                "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement LIKE '%contact_id IN%'"
+                "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement LIKE '%contact_id = ANY%'"
             )
         assert plans and all(generic == 0 and custom > 0 for generic, custom in plans)
     finally:
@@ -105,3 +106,40 @@ def test_the_placeholder_translation_cache_is_bounded():
     for n in range(3000):
         assert _Connection._sql(f"SELECT ? FROM t{n} WHERE x LIKE '%a'") == f"SELECT %s FROM t{n} WHERE x LIKE '%%a'"
     assert _Connection._sql.cache_info().currsize <= 1024
+
+
+def test_many_rows_go_through_copy_keep_their_order_and_conflicts(postgresql):
+    """Batches of COPY_FROM rows or more are copied into a staging table and inserted from it:
+    the keys come back for the right rows, and a duplicate event keeps the first one stored."""
+    from daemon.store.postgres import COPY_FROM
+
+    store = PostgresStore(postgresql.database(), postgresql.password_file)
+    count = COPY_FROM + 50
+    try:
+        with store.transaction() as tx:
+            writes = tx.contacts.writes()
+            columns = {"contact_id": [f"S{n}" for n in range(count)], "mobile_number": [None] * count}
+            columns |= {name: [None] * count for name in ("source_hash", "first_name", "last_name", "crm_id", "email",
+                                                           "staff_id")}  # fmt: skip
+            keys = writes.create_all("p", columns | {"opted_out": [False] * count}, [()] * count)
+            stored = {
+                contact.contact_id: contact.key
+                for contact in tx.contacts.find("p", "contact_id", columns["contact_id"])
+            }
+            assert keys == [stored[f"S{n}"] for n in range(count)]
+            events = tx.events.writes()
+            ids = [f"E{n % (count - 10)}" for n in range(count)]  # the last ten repeat the first ten
+            events.add_all("p", ids, [f"S{n}" for n in range(count)], ["open"] * count,
+                           ["2026-11-27T10:00:00Z"] * count, [json.dumps({"n": n}) for n in range(count)])  # fmt: skip
+            events.flush()
+            events.add_all("p", ids[:COPY_FROM], ["X"] * COPY_FROM, ["click"] * COPY_FROM,
+                           ["2026-11-28T10:00:00Z"] * COPY_FROM, ["{}"] * COPY_FROM)  # fmt: skip
+            events.flush()
+            rows = tx.events._all(
+                "SELECT event_id, contact_id, action FROM events WHERE partner = 'p' ORDER BY event_id"
+            )
+        assert len(rows) == count - 10
+        assert all(contact.startswith("S") and action == "open" for _, contact, action in rows), "first stored wins"
+        assert {event: contact for event, contact, _ in rows}["E0"] == "S0"
+    finally:
+        store.close()
