@@ -42,7 +42,10 @@ _.change, _.remembered
 _.first_rows
 
 # daemon/cli.py calls the handlers of daemon/commands.py by name (_command("check_config")).
-check_config, partner_records
+check_config, partner_records, migrate_store
 
 # uvicorn's serve loop reads should_exit (daemon/web/server.py sets it to stop the console).
 _.should_exit
+
+# paramiko's transport reads a message's seqno (daemon/dropzone/chacha20_poly1305.py sets it, as paramiko does).
+_.seqno

@@ -103,6 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
     schedule.add_argument("--feed", help="only this feed")
     schedule.add_argument("--json", action="store_true")
     schedule.set_defaults(handler=_command("schedule"))
+    migrate = with_config(
+        commands.add_parser("migrate-store", help="copy the store into another (SQLite to PostgreSQL), verified")
+    )
+    migrate.add_argument("--to", required=True, metavar="URL", help="postgresql://USER@HOST/DB or sqlite:PATH")
+    migrate.add_argument("--password-file", type=Path, help="the target PostgreSQL's password (not in the URL)")
+    migrate.add_argument("--force", action="store_true", help="empty a target that holds data first")
+    migrate.set_defaults(handler=_command("migrate_store"))
     contacts = with_config(commands.add_parser("contacts", help="the contacts the store holds for a partner"))
     contacts.add_argument("--partner", required=True)
     contacts.add_argument("--json", action="store_true")

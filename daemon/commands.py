@@ -310,6 +310,65 @@ def schedule(args) -> int:
     return 0
 
 
+def migrate_store(args) -> int:
+    """Copy the config's store into `--to`, verify each table, say what to change."""
+    from daemon.store import moving
+
+    config = _load_config(args)
+    if _daemon_answers(config.daemon.control_socket):
+        raise SystemExit("dropd migrate-store: the daemon is running; stop it first (systemctl stop dropd)")
+    if config.daemon.store == "sqlite":
+        source_name, source = (
+            str(config.daemon.state_dir / "dropd.db"),
+            f"sqlite:{config.daemon.state_dir / 'dropd.db'}",
+        )
+    else:
+        source_name = source = config.daemon.store
+    if args.to.rstrip("/") == source.rstrip("/"):
+        raise SystemExit("dropd migrate-store: --to is the store in use; name another")
+    try:
+        moving.check_address(args.to)
+        origin = moving.side_for(source, config.daemon.store_password_file, create=False)
+        target = moving.side_for(args.to, args.password_file, create=True)
+    except (moving.MoveRefused, SchemaError, OSError) as exc:
+        raise SystemExit(f"dropd migrate-store: {exc}") from None
+    shown: dict[str, int] = {}
+
+    def progress(table: str, done: int, total: int) -> None:
+        if done == 0 or done == total or done - shown.get(table, 0) >= 100_000:
+            shown[table] = done
+            print(f"  {table}: {done:,} of {total:,} rows", file=sys.stderr, flush=True)
+
+    print(f"copying {source_name} into {args.to}", file=sys.stderr)
+    try:
+        moved = moving.move(origin, target, args.force, progress)
+    except moving.MoveRefused as exc:
+        raise SystemExit(f"dropd migrate-store: {exc}") from None
+    finally:
+        origin.close()
+        target.close()
+    for table in moved:
+        print(f"{table.table:<20} {table.rows:>12,} rows  sha256 {table.digest[:16]}  verified")
+    if args.to.startswith("sqlite:"):
+        print("\nDone. This dropd keeps its SQLite store at <state_dir>/dropd.db: copy the new file there and "
+              'set `store = "sqlite"` in [daemon] of ' + str(config.file))  # fmt: skip
+    else:
+        print(f'\nDone. In [daemon] of {config.file} set:\n  store = "{args.to}"')
+        if args.password_file:
+            print(f'  store_password_file = "{args.password_file}"')
+        print("then start the daemon.")
+    return 0
+
+
+def _daemon_answers(socket_path: Path) -> bool:
+    """Whether a daemon answers on its control socket."""
+    try:
+        send_command(socket_path, {"command": "status"}, timeout=2)
+    except (ControlUnavailable, OSError):
+        return False
+    return True
+
+
 def _print_queue(config) -> None:
     """Runs waiting for their turn at the store in the running daemon, if one answers."""
     try:
