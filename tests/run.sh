@@ -20,7 +20,7 @@ if [ "${1:-}" = "--quick" ]; then
 fi
 
 missing=()
-for pair in lftp:lftp rclone:rclone sftp:openssh-client ssh-keygen:openssh-client /usr/sbin/sshd:openssh-server /usr/sbin/vsftpd:vsftpd curl:curl openssl:openssl systemd-analyze:systemd unshare:util-linux systemd-nspawn:systemd-container /usr/bin/chromium:chromium gpg:gnupg gpgconf:gnupg; do
+for pair in lftp:lftp rclone:rclone sftp:openssh-client ssh-keygen:openssh-client /usr/sbin/sshd:openssh-server /usr/sbin/vsftpd:vsftpd curl:curl openssl:openssl systemd-analyze:systemd unshare:util-linux systemd-nspawn:systemd-container /usr/bin/chromium:chromium gpg:gnupg gpgconf:gnupg /usr/sbin/haproxy:haproxy; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair##*:}")
 done
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
