@@ -23,6 +23,11 @@ from pathlib import Path
 import gnupg
 
 ENCRYPTED_SUFFIXES = (".pgp", ".gpg", ".asc")
+MAX_EXPANSION = 50
+"""A decrypted file may be at most this many times the size of the encrypted one (CSV
+compresses 7-10x; a compression bomb, 1,000x and more, would fill state_dir's disk)."""
+MIN_PLAINTEXT_LIMIT = 64 * 1024 * 1024
+"""...or this many bytes, for small files."""
 
 
 class OpenPgpFailed(Exception):
@@ -82,11 +87,19 @@ def decrypt(
         with keyring() as gpg:
             _import(gpg, key_file, "decrypt_key_file", "decrypt-failed", passphrase)
             signer = _import(gpg, verify_key_file, "verify_key_file", "bad-signature") if verify_key_file else None
+            limit = max(MAX_EXPANSION * os.fstat(fd).st_size, MIN_PLAINTEXT_LIMIT)
             with os.fdopen(os.dup(fd), "rb") as ciphertext:
                 ciphertext.seek(0)
                 result = gpg.decrypt_file(
-                    ciphertext, passphrase=passphrase, output=f"/proc/{os.getpid()}/fd/{plain}", always_trust=True
-                )
+                    ciphertext, passphrase=passphrase, output=f"/proc/{os.getpid()}/fd/{plain}", always_trust=True,
+                    extra_args=["--max-output", str(limit)],
+                )  # fmt: skip
+        if "max-output" in (result.stderr or ""):
+            raise OpenPgpFailed(
+                "decrypt-failed",
+                f"the file decrypts to more than {limit:,} bytes, {MAX_EXPANSION} times its own size: a compression "
+                "bomb, or a file compressed far more than CSV can be; nothing applied",
+            )
         if not result.ok:
             raise OpenPgpFailed("decrypt-failed", _why(result))
         if signer is not None and not (result.valid and signer in (result.fingerprint, result.pubkey_fingerprint)):

@@ -166,3 +166,20 @@ def test_an_encrypted_export_decrypts_with_gpg_to_the_plain_exports_bytes(tmp_pa
         assert hashlib.sha256((outbox / sealed["file"]).read_bytes()).hexdigest() == sealed["sha256"]
     finally:
         feeds.stop()
+
+
+def test_a_compression_bomb_is_cut_at_fifty_times_its_size(tmp_path, password_hash, keys):
+    """100 MB of zeros compress to about 100 KB: decrypted whole it would fill state_dir's disk."""
+    from daemon.runs import openpgp
+
+    feeds = importing(tmp_path, password_hash, decrypt_key_file=str(keys["secret"]))
+    bomb = keys["partner"].run("--recipient", "dropd@example.org", "--encrypt",
+                               data=(CONTACTS_HEADER + "\n").encode() + bytes(100_000_000))  # fmt: skip
+    assert len(bomb) * openpgp.MAX_EXPANSION < openpgp.MIN_PLAINTEXT_LIMIT < 100_000_000
+    feeds.upload("northfield", "/imports/StudentData_1.csv.pgp", bomb)
+    [run] = feeds.runs()
+    assert run["status"] == "failed" and run["reason"].startswith(
+        f"decrypt-failed: the file decrypts to more than {openpgp.MIN_PLAINTEXT_LIMIT:,} bytes"
+    )
+    assert feeds.contacts("northfield") == {}
+    feeds.stop()
