@@ -28,9 +28,9 @@ class Connection(Protocol):
     arrays: bool
     """True when a parameter may be a list, matched with `column = ANY(?)` (PostgreSQL)."""
     checks_keys_later: bool
-    """True when `insert_keyed` may finish in the background and the store's own unique keys
-    check the rows (a taken one raises `KeyTaken` at `settle`): SQLite. False when the caller
-    must know the keys are free: PostgreSQL."""
+    """True when the store's own unique keys check the rows of `insert_keyed` (a taken one
+    raises `KeyTaken` at `settle`, having written none of them), so callers need not look the
+    keys up first: both backends (SQLite may also finish the insert in the background)."""
 
     def execute(self, sql: str, params: Sequence[Any] = (), /) -> Cursor: ...
 

@@ -22,7 +22,7 @@ import psycopg_pool
 import structlog
 
 from daemon.store.migrations import Migrations
-from daemon.store.records import NoStoreYet, SchemaError
+from daemon.store.records import KeyTaken, NoStoreYet, SchemaError
 from daemon.store.repositories import Transaction, insert_returning_keys
 
 log = structlog.get_logger("dropd.store")
@@ -57,7 +57,7 @@ def _row_factory(cursor: Any) -> Callable[[Sequence[Any]], _Row]:
 class _Connection:
     """The subset of a DB-API connection the repositories use, with `?` placeholders."""
 
-    checks_keys_later = False
+    checks_keys_later = True
     arrays = True
 
     def __init__(self, connection: psycopg.Connection[Any]):
@@ -65,6 +65,8 @@ class _Connection:
         self._locks: set[str] = set()
         self._staging_ready: set[str] = set()
         """Staging tables made (or found) in this transaction."""
+        self._key_taken: psycopg.errors.UniqueViolation | None = None
+        """How the last `insert_keyed` was turned down, for `settle` to raise."""
         """Advisory locks this transaction holds (a wrapper lives for one transaction)."""
 
     @staticmethod
@@ -78,7 +80,11 @@ class _Connection:
         return self.raw.execute(self._sql(sql), tuple(params))
 
     def settle(self) -> None:
-        """Nothing is written in the background here."""
+        """Raise `KeyTaken` when the last `insert_keyed` found a unique key taken (it wrote
+        nothing of its rows; the transaction goes on), as SQLite's background insert does."""
+        if self._key_taken is not None:
+            taken, self._key_taken = self._key_taken, None
+            raise KeyTaken(str(taken).splitlines()[0]) from taken
 
     def lock_for_transaction(self, name: str) -> None:
         """A lock on `name` held until this transaction ends (pg_advisory_xact_lock); asked
@@ -122,7 +128,22 @@ class _Connection:
     def insert_keyed(self, table: str, columns: tuple[str, ...], rows: list[Any], fixed: dict[str, Any]) -> list[int]:
         """New rows of a table keyed by `id` (from its sequence), each with the columns of
         `fixed` too; returns their keys, in order. The first column is unique among them.
-        Many rows go through COPY into a staging table, then one INSERT ... SELECT."""
+        Many rows go through COPY into a staging table, then one INSERT ... SELECT.
+
+        The table's unique keys check the rows (no lookup first): when one is taken, nothing
+        of the rows is written (a savepoint is rolled back), zeros stand for their keys, and
+        `settle` raises `KeyTaken` (the caller then takes the rows one at a time)."""
+        self.raw.execute("SAVEPOINT insert_keyed")
+        try:
+            keys = self._insert_keyed(table, columns, rows, fixed)
+        except psycopg.errors.UniqueViolation as taken:
+            self.raw.execute("ROLLBACK TO SAVEPOINT insert_keyed")
+            self._key_taken = taken
+            return [0] * len(rows)
+        self.raw.execute("RELEASE SAVEPOINT insert_keyed")
+        return keys
+
+    def _insert_keyed(self, table: str, columns: tuple[str, ...], rows: list[Any], fixed: dict[str, Any]) -> list[int]:
         if len(rows) < COPY_FROM:
             same = tuple(fixed.values())
             keys = insert_returning_keys(self, table, (*columns, *fixed), columns[0], [(*row, *same) for row in rows])

@@ -166,10 +166,12 @@ def spoiled(rng: random.Random, row: list[str], odd: float, oddities, *args) -> 
 
 
 def contacts_stored(feeds: InProcessFeeds) -> dict:
-    """`contacts_held`, and what each row holds, in the order the contacts were written."""
+    """`contacts_held`, and what each row holds, in the order the contacts were written (the
+    order of their store keys, not the keys' values: a PostgreSQL sequence skips those a batch
+    turned down for a taken key had drawn)."""
     with feeds.store.reading() as tx:
         rows = tx.contacts._all(
-            "SELECT id, contact_id, crm_id, mobile_number, email, staff_id, opted_out, custom, source_hash "
+            "SELECT contact_id, crm_id, mobile_number, email, staff_id, opted_out, custom, source_hash "
             "FROM contacts ORDER BY id"
         )
     return {**contacts_held(feeds), "stored": [tuple(row) for row in rows]}
