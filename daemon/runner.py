@@ -21,10 +21,14 @@ from daemon.feeds import landing
 from daemon.feeds.runs import run_feed
 from daemon.memory import release_free_memory
 from daemon.schedules import retry_deadline
+from daemon.store.records import StoreUnavailable
 
 log = structlog.get_logger("dropd.feed_runner")
 
 MAX_PARALLEL = 4
+STORE_RETRY = 5.0
+"""Seconds before a run the store could not take is tried again; it doubles, up to MAX_STORE_RETRY."""
+MAX_STORE_RETRY = 60.0
 
 
 class FeedRunner:
@@ -36,6 +40,8 @@ class FeedRunner:
         self._context_for = context_for
         self._tell = tell
         self._lock = threading.Lock()
+        self._store_backoff: dict[str, float] = {}
+        """Each feed's wait before its next try while the store cannot be reached."""
         self._waiting: dict[str, Future] = {}
         self._feed_locks: dict[str, threading.Lock] = {}
         self._slots = {direction: threading.BoundedSemaphore(MAX_PARALLEL) for direction in ("import", "export")}
@@ -72,6 +78,15 @@ class FeedRunner:
                     self._running[feed_name] = {"feed": feed_name, "trigger": trigger, "since": utc_stamp()}
                 try:
                     future.set_result(self._run_feed(feed_name, trigger, force))
+                    self._store_backoff.pop(feed_name, None)
+                except StoreUnavailable as exc:
+                    delay = min(self._store_backoff.get(feed_name, STORE_RETRY / 2) * 2, MAX_STORE_RETRY)
+                    self._store_backoff[feed_name] = delay
+                    log.warning(
+                        "run.store_unavailable", feed=feed_name, trigger=trigger, retry_in=delay, error=str(exc)
+                    )
+                    self.later(feed_name, delay)
+                    future.set_exception(exc)
                 finally:
                     with self._lock:
                         self._running.pop(feed_name, None)

@@ -825,9 +825,8 @@ class PostgresServer:
             f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
             "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
         )
-        self._run(
-            str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.root / "log"), "-w", "start"
-        )
+        self.options = options
+        self.resume()
         self.sql(f"CREATE ROLE dropd LOGIN CREATEDB PASSWORD '{self.password}'")
         self._databases = 0
 
@@ -847,6 +846,16 @@ class PostgresServer:
         name = f"dropd_{os.getpid()}_{self._databases}"
         self.sql(f"CREATE DATABASE {name} OWNER dropd")
         return f"postgresql://dropd@127.0.0.1:{self.port}/{name}"
+
+    def pause(self, mode: str = "fast") -> None:
+        """Stop the server (`pg_ctl stop -m fast` or `immediate`), keeping its data."""
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    def resume(self) -> None:
+        self._run(
+            str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", self.options, "-l", str(self.root / "log"), "-w",
+            "start",
+        )  # fmt: skip
 
     def stop(self) -> None:
         subprocess.run([*self.as_owner, str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"],

@@ -30,7 +30,7 @@ from daemon.runs import openpgp
 from daemon.runs.companions import COUNT_SUFFIX
 from daemon.runs.lifecycle import RunContext, RunRecorder
 from daemon.runs.spreadsheet import spreadsheet_row
-from daemon.store.records import RunRecord
+from daemon.store.records import RunRecord, StoreUnavailable
 from daemon.temp_names import our_temp_name
 from daemon.text import printable
 from handlers import KINDS
@@ -217,6 +217,8 @@ def _import_landed(ctx, recorder: RunRecorder, partner, feed, landed: LandedFile
         read_through = isinstance(exc, FileRejected) and exc.code in ("all-rows-rejected", "count-mismatch")
         rows_seen = counts if read_through else None
         return _failed(ctx, recorder, partner, feed, landed, reason, manual, bound, companions, rows_seen)
+    except StoreUnavailable:
+        raise  # nothing was applied; the file stays where it is for the run that comes after
     except Exception as exc:
         bound.exception("run.crashed")
         reason = f"internal-error: {type(exc).__name__}: {exc} (see the daemon log)"

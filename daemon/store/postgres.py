@@ -22,13 +22,17 @@ import psycopg_pool
 import structlog
 
 from daemon.store.migrations import Migrations
-from daemon.store.records import KeyTaken, NoStoreYet, SchemaError
+from daemon.store.records import KeyTaken, NoStoreYet, SchemaError, StoreUnavailable
 from daemon.store.repositories import Transaction, insert_returning_keys
 
 log = structlog.get_logger("dropd.store")
 
 MIGRATIONS = Migrations("postgres")
 MIGRATION_LOCK = 0x64726F7064  # "dropd": pg_advisory_lock key taken while migrating
+POOL_WAIT = 10.0
+"""Seconds a transaction waits for a connection (the server down: the pool cannot make one)."""
+UNAVAILABLE_STATES = {"57P01", "57P02", "57P03"}
+"""admin_shutdown, crash_shutdown, cannot_connect_now: the server going down or starting up."""
 COPY_FROM = 200
 """Rows from which a bulk insert goes through COPY into a staging table; fewer are INSERTed."""
 
@@ -182,6 +186,19 @@ class _Connection:
             return cursor
 
 
+def unavailable(exc: BaseException) -> bool:
+    """Whether `exc` says the server cannot be reached now, by its SQLSTATE: class 08
+    (connection exception) or a shutdown or start-up in progress; no SQLSTATE at all is a
+    connection that failed before the server answered. A statement's own error (a unique key,
+    a lock timeout) is not."""
+    if isinstance(exc, psycopg_pool.PoolTimeout):
+        return True
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    state = getattr(exc, "sqlstate", None)
+    return state is None or state.startswith("08") or state in UNAVAILABLE_STATES
+
+
 def _custom_plans(connection: psycopg.Connection[Any]) -> None:
     """Plan each statement for its own values. An import's tables grow inside its transaction,
     unanalysed; psycopg prepares a statement run five times, and the generic plan PostgreSQL
@@ -273,8 +290,15 @@ class PostgresStore:
 
     @contextmanager
     def _connection(self) -> Iterator[_Connection]:
-        with self._pool.connection(timeout=60) as raw:
-            yield _Connection(raw)
+        """A connection for one transaction; `StoreUnavailable` when the server cannot be
+        reached or goes away (classified by SQLSTATE, `unavailable`)."""
+        try:
+            with self._pool.connection(timeout=POOL_WAIT) as raw:
+                yield _Connection(raw)
+        except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
+            if unavailable(exc):
+                raise StoreUnavailable(f"the PostgreSQL store cannot be reached: {_first_line(exc)}") from exc
+            raise
 
     @staticmethod
     def _schema_version(connection: _Connection) -> int:

@@ -18,6 +18,11 @@ class KeyTaken(Exception):
     statement wrote none of them)."""
 
 
+class StoreUnavailable(RuntimeError):
+    """The store cannot be reached now (PostgreSQL down, restarting, or out of reach): what
+    was being done can be done again later; nothing of it was written."""
+
+
 class NoStoreYet(SchemaError):
     """A read-only open found no store: the daemon has never started with this state_dir."""
 
