@@ -37,6 +37,8 @@ log = structlog.get_logger("dropd.gatekeeper")
 
 LOG_EVERY = 60.0
 PRUNE_FROM = 1024
+SHARED_RETRY = 30.0
+"""Seconds the shared bans are left alone after the store failed to answer."""
 RECENT_LOGINS = 20
 """Logins and failed attempts kept per partner for the web console."""
 
@@ -90,12 +92,19 @@ class BanList:
         self._lock = threading.Lock()
         self.shared = None
         """A `SharedBans`, when failures and bans are shared with other instances."""
+        self._shared_down_until = 0.0
 
     def _shared(self, operation: str, *args, default):
+        """`operation` on the shared bans; `default` while the store cannot be reached. After a
+        failure the store is left alone for SHARED_RETRY seconds: every connect and attempt
+        asks, and each would wait for the store again (logins must not wait on an outage)."""
+        if time.monotonic() < self._shared_down_until:
+            return default
         try:
             return getattr(self.shared, operation)(*args)
         except Exception as exc:  # the store is down: this instance's own count and bans still apply
-            log.warning("bans.store_unavailable", operation=operation, error=str(exc))
+            self._shared_down_until = time.monotonic() + SHARED_RETRY
+            log.warning("bans.store_unavailable", operation=operation, error=str(exc), retry_in=SHARED_RETRY)
             return default
 
     def on_ban(self, listener) -> None:
