@@ -457,6 +457,9 @@ def status(args) -> int:
     print(f"  banned addresses: {status['bans']}")
     if status.get("pending_mail"):
         print(f"  mail waiting to be sent: {status['pending_mail']} (`dropd mail --pending`)")
+    unreachable = status.get("store_unreachable")
+    if unreachable:
+        print(f"  STORE UNREACHABLE since {_local_time(unreachable['since'], zone)}: {unreachable['error']}")
     for alert in status["alerts"] or ():
         print(f"  ALERT since {_local_time(alert['raised_at'], zone)}: {alert['summary']}")
     reload = status["last_reload"]

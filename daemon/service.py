@@ -66,6 +66,8 @@ class Daemon:
         self.logins = LastLogins()
         self._reloading = threading.Lock()
         """One reload at a time: SIGHUP (the main thread) and `dropd reload` (the control socket)."""
+        self.store_unreachable: dict | None = None
+        """Since when (and why) the store could not be read, while it cannot (for `dropd status`)."""
         self.last_reload: dict | None = None
         """When the config was last re-read, and the errors when it was rejected (for `dropd status`)."""
         self.refusals = RateLimitedLog()
@@ -247,9 +249,12 @@ class Daemon:
                     for key, (summary, raised_at) in sorted(tx.alerts.raised().items(), key=lambda item: item[1][1])
                 ]
             store_ok = True
+            self.store_unreachable = None
         except Exception as exc:
             log.warning("status.store_unreadable", error=str(exc))
             last_runs, pending_mail, alerts, store_ok = [], None, None, False
+            if self.store_unreachable is None:
+                self.store_unreachable = {"since": utc_stamp(), "error": str(exc).splitlines()[0]}
         logins = self.logins.last()
         return {
             "pid": os.getpid(),
@@ -264,6 +269,7 @@ class Daemon:
             "pending_mail": pending_mail,
             "alerts": alerts,
             "last_reload": self.last_reload,
+            "store_unreachable": self.store_unreachable,
             "partners": [
                 {
                     "partner": name,
@@ -284,6 +290,11 @@ class Daemon:
         queued = len(status["waiting"]) + len(status["store"]["waiting"])
         parts = [
             f"serving {len(self.config.partners)} partners" if status["healthy"] else "UNHEALTHY",
+            *(
+                [f"store unreachable since {status['store_unreachable']['since'][11:16]} UTC"]
+                if status["store_unreachable"]
+                else []
+            ),
             f"sessions: {sessions or 'none'}",
             f"running: {', '.join(run['feed'] for run in status['running']) or 'none'}",
             f"queued: {queued}",

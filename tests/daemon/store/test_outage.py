@@ -40,6 +40,8 @@ def test_files_uploaded_while_postgresql_is_down_are_imported_once_it_is_back(dr
         time.sleep(0.2)
     dropd.wait_for("run.store_unavailable", feed="students", timeout=60)
     assert len(dropd.find("bans.store_unavailable")) <= 2, "logins stop asking the store for a while after it fails"
+    answer = dropd.cli("status", check=False)
+    assert answer.returncode == 2 and "STORE UNREACHABLE since " in answer.stdout, answer.stdout + answer.stderr
     landing = dropd.home("northfield") / "imports"
     waiting = sorted(path.name for path in landing.glob("StudentData_*"))
     assert waiting == [f"StudentData_{n}.csv" for n in ((0, 1, 2, 3) if mode == "immediate" else (1, 2, 3))]
