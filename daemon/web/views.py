@@ -300,7 +300,9 @@ def partner(console: Console, staff: StaffAccount, name: str) -> dict:
         "feeds": [_feed_line(config, found, feed, console.clock()) for feed in found.feeds],
         "logins": recent,
         "bans": [
-            {"address": ban.address, "until": ban.until} for ban in console.bans.bans() if ban.address in addresses
+            {"address": ban.address, "until": utc_stamp(datetime.datetime.fromtimestamp(ban.until, datetime.UTC))}
+            for ban in console.bans.bans()
+            if ban.address in addresses
         ],
         "timezone": config.daemon.timezone,
     }  # fmt: skip

@@ -287,3 +287,21 @@ def test_secrets_are_never_shown_in_a_feed_page(console, tmp_path):
     shown = client.get("/api/feeds/conversations").json()["settings"]["destination"]
     assert shown["passphrase_file"] == shown["private_key_file"] == "(set)" and shown["host"] == "127.0.0.1"
     assert client.get("/api/partners/westfield").json()["feeds"][0]["next_run"]
+
+
+def test_a_partners_page_shows_its_recent_logins_and_the_bans_of_their_addresses(console):
+    logins = LastLogins()
+    logins.record("northfield", "sftp", "192.0.2.7")
+    logins.record_failure("northfield", "ftp", "198.51.100.9", "wrong password")
+    for _ in range(console.config.security.max_failures):
+        console.bans.record_failure("198.51.100.9")
+    view = Console(lambda: console.config, console.store, logins, console.bans, lambda name: 0, console.clock)
+    auth = StaffAuth(lambda: console.config.web, console.store, Verifier(), console.bans, console.clock)
+    client = TestClient(build_app(view, auth, lambda: True), base_url="https://testserver", follow_redirects=False)
+    assert log_in(client).status_code == 303
+    data = client.get("/api/partners/northfield").json()
+    assert [(entry["address"], entry["outcome"]) for entry in data["logins"]] == [
+        ("198.51.100.9", "failed"), ("192.0.2.7", "succeeded")]  # fmt: skip
+    assert [ban["address"] for ban in data["bans"]] == ["198.51.100.9"]
+    page = client.get("/partners/northfield")
+    assert page.status_code == 200 and "198.51.100.9 until " in page.text and "wrong password" in page.text
