@@ -280,6 +280,7 @@ def partners(console: Console, staff: StaffAccount) -> dict:
             for name, partner in sorted(config.partners.items())
             if staff.sees(name)
         ],
+        "timezone": config.daemon.timezone,
     }  # fmt: skip
 
 
