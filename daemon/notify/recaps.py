@@ -81,7 +81,7 @@ HINTS: dict[str, tuple[str, str | None]] = {
         "The landing file was a link or not a regular file and was not read. Upload the file itself.",
         None,
     ),
-    "no-file": ("No complete file with the feed's prefix was waiting when the window opened.", None),
+    "no-file": ("No complete file with the feed's prefix was waiting at the scheduled time.", None),
     "interrupted": (
         "The service stopped during the run; nothing was applied and the file is imported again. You need not "
         "send it again.",
