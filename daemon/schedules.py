@@ -26,6 +26,7 @@ import functools
 import hashlib
 import re
 import zoneinfo
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 from cronsim import CronSim, CronSimError
@@ -66,7 +67,9 @@ def _wall_instants(wall: datetime.datetime, zone: zoneinfo.ZoneInfo, repeated: b
 
 
 @dataclass(frozen=True)
-class Entry:
+class Entry(ABC):
+    """One entry of a `schedule`: its times, how a run it starts is recorded and claimed."""
+
     text: str
 
     @property
@@ -74,29 +77,13 @@ class Entry:
         """What a run it starts records as its trigger."""
         return f"schedule:{self.text}"
 
+    @abstractmethod
     def next_after(self, moment: datetime.datetime, timezone: str, feed: str = "") -> datetime.datetime:
         """The first time strictly after `moment` (UTC)."""
-        zone = zoneinfo.ZoneInfo(timezone)
-        today = moment.astimezone(zone).date()
-        for days in range(-1, LOOK_DAYS):
-            for instant in self._day(today + datetime.timedelta(days=days), zone, feed):
-                if instant > moment:
-                    return instant
-        raise AssertionError(f"{self.text!r} has no time within {LOOK_DAYS} days")
 
+    @abstractmethod
     def last_at_or_before(self, moment: datetime.datetime, timezone: str, feed: str = "") -> datetime.datetime:
         """The last time at or before `moment` (UTC)."""
-        zone = zoneinfo.ZoneInfo(timezone)
-        today = moment.astimezone(zone).date()
-        for days in range(1, -LOOK_DAYS, -1):
-            for instant in reversed(self._day(today + datetime.timedelta(days=days), zone, feed)):
-                if instant <= moment:
-                    return instant
-        raise AssertionError(f"{self.text!r} has no time within {LOOK_DAYS} days")
-
-    def _day(self, day: datetime.date, zone: zoneinfo.ZoneInfo, feed: str) -> list[datetime.datetime]:
-        """Its times on local day `day`, as sorted instants (UTC) without repeats."""
-        raise NotImplementedError
 
     def claim_key(self, slot: datetime.datetime, timezone: str) -> str:
         """The key the slot is claimed under in the store (it runs once, across instances)."""
@@ -118,7 +105,34 @@ class Entry:
 
 
 @dataclass(frozen=True)
-class Daily(Entry):
+class _ByDay(Entry):
+    """An entry whose times are wall-clock times of each local day (`_day`)."""
+
+    def next_after(self, moment: datetime.datetime, timezone: str, feed: str = "") -> datetime.datetime:
+        zone = zoneinfo.ZoneInfo(timezone)
+        today = moment.astimezone(zone).date()
+        for days in range(-1, LOOK_DAYS):
+            for instant in self._day(today + datetime.timedelta(days=days), zone, feed):
+                if instant > moment:
+                    return instant
+        raise AssertionError(f"{self.text!r} has no time within {LOOK_DAYS} days")
+
+    def last_at_or_before(self, moment: datetime.datetime, timezone: str, feed: str = "") -> datetime.datetime:
+        zone = zoneinfo.ZoneInfo(timezone)
+        today = moment.astimezone(zone).date()
+        for days in range(1, -LOOK_DAYS, -1):
+            for instant in reversed(self._day(today + datetime.timedelta(days=days), zone, feed)):
+                if instant <= moment:
+                    return instant
+        raise AssertionError(f"{self.text!r} has no time within {LOOK_DAYS} days")
+
+    @abstractmethod
+    def _day(self, day: datetime.date, zone: zoneinfo.ZoneInfo, feed: str) -> list[datetime.datetime]:
+        """Its times on local day `day`, as sorted instants (UTC) without repeats."""
+
+
+@dataclass(frozen=True)
+class Daily(_ByDay):
     times: tuple[tuple[int, int], ...] = ()
     days: frozenset[int] = field(default_factory=lambda: frozenset(range(7)))
 
@@ -130,7 +144,7 @@ class Daily(Entry):
 
 
 @dataclass(frozen=True)
-class Interval(Entry):
+class Interval(_ByDay):
     minutes: int = 60
 
     def _day(self, day, zone, feed):
@@ -139,34 +153,37 @@ class Interval(Entry):
         return sorted({instant for wall in walls for instant in _wall_instants(wall, zone, repeated=True)})
 
 
-@dataclass(frozen=True)
-class ImportWindow(Daily):
-    """An old import window's name: at its opening hour, two hours open."""
+class _OldWindowName:
+    """What the old window and block names keep: their trigger (`window:NAME`) and their claim
+    keys (`LOCAL-DATE/NAME`, as before schedules, so an upgrade neither repeats nor loses one)."""
+
+    text: str
 
     @property
     def trigger(self) -> str:
         return f"window:{self.text}"
 
-    def claim_key(self, slot, timezone):
+    def claim_key(self, slot: datetime.datetime, timezone: str) -> str:
         return f"{slot.astimezone(zoneinfo.ZoneInfo(timezone)).date().isoformat()}/{self.text}"
 
     @property
     def claim_pattern(self) -> str:
         return f"%/{self.text}"
 
+
+@dataclass(frozen=True)
+class ImportWindow(_OldWindowName, Daily):
+    """An old import window's name: at its opening hour, two hours open."""
+
     def catches_up_fresh(self, slot, now, timezone, feed):
         return now - slot < datetime.timedelta(hours=2)
 
 
 @dataclass(frozen=True)
-class ExportBlock(Entry):
+class ExportBlock(_OldWindowName, _ByDay):
     """An old export block: the feed's own moment in the block; retries until the block ends."""
 
     hour: int = 0
-
-    @property
-    def trigger(self) -> str:
-        return f"window:{self.text}"
 
     def _bounds(self, day, zone) -> tuple[datetime.datetime, datetime.datetime]:
         opens = _wall_instants(datetime.datetime.combine(day, datetime.time(self.hour)), zone, False)[0]
@@ -176,13 +193,6 @@ class ExportBlock(Entry):
     def _day(self, day, zone, feed):
         opens, closes = self._bounds(day, zone)
         return [opens + datetime.timedelta(seconds=start_offset(feed, (closes - opens).total_seconds()))]
-
-    def claim_key(self, slot, timezone):
-        return f"{slot.astimezone(zoneinfo.ZoneInfo(timezone)).date().isoformat()}/{self.text}"
-
-    @property
-    def claim_pattern(self) -> str:
-        return f"%/{self.text}"
 
     def retry_until(self, slot, timezone, feed=""):
         zone = zoneinfo.ZoneInfo(timezone)
