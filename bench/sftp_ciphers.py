@@ -96,11 +96,7 @@ def main() -> int:
     try:
         servers.dropd()
         servers.sshd()
-        big = work / "big.bin"
-        with open(big, "wb") as handle:
-            for _ in range(args.size_mib):
-                handle.write(os.urandom(2**20))
-        os.chmod(big, 0o644)
+        big = transfer.random_file(work / "big.bin", args.size_mib)
         print(f"{args.size_mib} MiB over loopback with OpenSSH's sftp, {args.repeat} pairs ({os.cpu_count()} cores)")
         for cipher in args.ciphers:
             measure(servers, cipher, big, args.repeat, args.size_mib)

@@ -191,6 +191,15 @@ def ftps_put(port: int, user: str, local: Path, remote: str) -> subprocess.Compl
     )
 
 
+def random_file(path: Path, mib: int) -> Path:
+    """`mib` MiB of random bytes (nothing compresses them), readable by the servers' users."""
+    with open(path, "wb") as handle:
+        for _ in range(mib):
+            handle.write(os.urandom(2**20))
+    os.chmod(path, 0o644)
+    return path
+
+
 def cpu_seconds(pid: int) -> float:
     """CPU time of a process and of its children it has waited for (sshd's sessions)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -261,11 +270,7 @@ def main() -> int:
         servers.dropd()
         servers.sshd()
         servers.vsftpd()
-        big = work / "big.bin"
-        with open(big, "wb") as handle:
-            for _ in range(args.size_mib):
-                handle.write(os.urandom(2**20))
-        os.chmod(big, 0o644)
+        big = random_file(work / "big.bin", args.size_mib)
         print(f"{args.size_mib} MiB over loopback, median of {args.repeat} ({os.cpu_count()} cores)")
         size, repeat = args.size_mib, args.repeat
         back = work / "back.bin"
