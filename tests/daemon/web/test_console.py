@@ -305,3 +305,14 @@ def test_a_partners_page_shows_its_recent_logins_and_the_bans_of_their_addresses
     assert [ban["address"] for ban in data["bans"]] == ["198.51.100.9"]
     page = client.get("/partners/northfield")
     assert page.status_code == 200 and "198.51.100.9 until " in page.text and "wrong password" in page.text
+
+
+def test_a_malformed_or_overfull_login_form_is_refused_as_a_bad_request(console):
+    client = browser(console)
+    client.get("/login")
+    fields = client.post("/login", data={f"f{n}": "x" for n in range(20)})
+    garbage = client.post(
+        "/login", content=b"--x\r\nnot a part", headers={"content-type": "multipart/form-data; boundary=x"}
+    )
+    assert fields.status_code == garbage.status_code == 400
+    assert not console.bans.is_banned("testclient")
