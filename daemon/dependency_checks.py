@@ -76,12 +76,21 @@ PRIVATES = (
     Private(
         "paramiko",
         "paramiko.channel:Channel.__init__",
-        sets=("in_buffer",),
+        sets=("in_buffer", "lock", "remote_chanid", "closed"),
         why="the receive buffer swapped (paramiko issue #1660)",
     ),  # fmt: skip
     Private("paramiko", "paramiko.buffered_pipe:BufferedPipe.__init__", sets=("_event", "_closed")),
-    # paramiko: chacha20-poly1305@openssh.com's packet path, on the packetizer's own state
-    # (chacha20_poly1305.py; paramiko has the AEAD ciphers of issue #982 but not this one).
+    # paramiko: SFTP replies sent from parts, one channel packet at a time (channel_data.py).
+    Private(
+        "paramiko",
+        "paramiko.channel:Channel._wait_for_send_window",
+        ("self", "size"),
+        why="downloads sent without joining each reply",
+    ),  # fmt: skip
+    Private("paramiko", "paramiko.transport:Transport._send_user_message", ("self", "data")),
+    # paramiko: chacha20-poly1305@openssh.com's packet path and packets sealed from parts, on the
+    # packetizer's own state (packetizer.py; paramiko has the AEAD ciphers of issue #982 but
+    # not this one).
     Private(
         "paramiko",
         "paramiko.packet:Packetizer.__init__",
@@ -102,11 +111,16 @@ PRIVATES = (
                 "received_bytes_overflow",
                 "received_packets_overflow",
                 "need_rekey",
+                "sdctr_out",
+                "etm_out",
+                "block_size_out",
+                "mac_size_out",
+                "mac_key_out",
+                "mac_engine_out",
             )
         ),
-        why="chacha20-poly1305@openssh.com",
+        why="chacha20-poly1305@openssh.com; downloads sealed without copies",
     ),  # fmt: skip
-    Private("paramiko", "paramiko.packet:Packetizer._build_packet", ("self", "payload")),
     Private("paramiko", "paramiko.packet:Packetizer.read_all", ("self", "n", "check_rekey")),
     Private("paramiko", "paramiko.packet:Packetizer.write_all", ("self", "out")),
     Private("paramiko", "paramiko.packet:Packetizer._trigger_rekey", ("self",)),

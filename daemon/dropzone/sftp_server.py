@@ -16,24 +16,28 @@ import paramiko
 import structlog
 from paramiko.sftp import (
     CMD_CLOSE,
+    CMD_DATA,
     CMD_EXTENDED,
     CMD_EXTENDED_REPLY,
     CMD_INIT,
     CMD_OPEN,
     CMD_OPENDIR,
+    CMD_READ,
     CMD_VERSION,
+    SFTP_BAD_MESSAGE,
+    SFTP_EOF,
     SFTP_FAILURE,
     SFTP_OK,
     SFTP_OP_UNSUPPORTED,
     SFTP_PERMISSION_DENIED,
 )
 
-from daemon.dropzone import channel_buffer
+from daemon.dropzone import channel_buffer, channel_data
 from daemon.dropzone.accept_pause import AcceptPause
-from daemon.dropzone.chacha20_poly1305 import ChaChaTransport
 from daemon.dropzone.gatekeeper import LoginRefused
 from daemon.dropzone.host_keys import load_host_keys
 from daemon.dropzone.jail import JailError
+from daemon.dropzone.packetizer import SshTransport
 from daemon.dropzone.peers import peer_gone
 from daemon.dropzone.sessions import Download, PartnerSession
 from daemon.dropzone.zone import DropZone
@@ -54,6 +58,7 @@ READ_AHEAD = 256 * 1024
 # What sshd announces in limits@openssh.com: 256 KiB packets, 255 KiB reads and writes.
 MAX_SFTP_PACKET = 256 * 1024
 MAX_SFTP_DATA = MAX_SFTP_PACKET - 1024
+DATA_HEADER = struct.Struct(">IBII")  # an SFTP DATA reply before its data: length, type, id, data length
 EXTENSIONS = (("posix-rename@openssh.com", "1"), ("limits@openssh.com", "1"), ("check-file", "sha256,sha1,md5"))
 # check-file: a client verifies what it uploaded by the server's hash of it (dropd's own pushes
 # do). paramiko's answer is wrong past 64 KiB (its offset advances by the running total at each
@@ -130,7 +135,7 @@ class _UploadHandle(paramiko.SFTPHandle):
         return SFTP_OK
 
     def read(self, offset, length):
-        return os.pread(self.upload.fd, length, offset)
+        return os.pread(self.upload.fd, min(length, MAX_SFTP_DATA), offset)
 
     def stat(self):
         return paramiko.SFTPAttributes.from_stat(os.fstat(self.upload.fd))
@@ -158,11 +163,18 @@ class _DownloadHandle(paramiko.SFTPHandle):
         super().__init__(flags)
         self.download = download
         self.sent = 0
+        self._buffer = bytearray()
 
     def read(self, offset, length):
-        data = os.pread(self.download.fd, length, offset)
-        self.sent += len(data)
-        return data
+        """Up to `length` (at most MAX_SFTP_DATA) bytes at `offset`, in a buffer this handle
+        reuses: valid until its next read, which is all a reply needs."""
+        length = min(length, MAX_SFTP_DATA)
+        if len(self._buffer) < length:
+            self._buffer = bytearray(length)
+        view = memoryview(self._buffer)[:length]
+        count = os.preadv(self.download.fd, [view], offset)
+        self.sent += count
+        return view[:count]
 
     def stat(self):
         return paramiko.SFTPAttributes.from_stat(os.fstat(self.download.fd))
@@ -252,7 +264,7 @@ class _SftpSubsystem(paramiko.SFTPServer):
             digest, block_end = CHECK_FILE_HASHES[name](), min(offset + block_size, end)
             while offset < block_end:
                 data = opened.read(offset, min(block_end - offset, 1 << 16))
-                if not isinstance(data, bytes) or not data:
+                if isinstance(data, int) or not data:
                     break
                 digest.update(data)
                 offset += len(data)
@@ -265,6 +277,24 @@ class _SftpSubsystem(paramiko.SFTPServer):
         reply.add_string(name)
         reply.add_bytes(b"".join(digests))
         self._send_packet(CMD_EXTENDED_REPLY, reply)
+
+    def _read(self, request_number, msg) -> None:
+        """READ, answered with at most MAX_SFTP_DATA bytes, as sshd (paramiko read whatever a
+        client asked, up to 4 GiB at once, into memory), its header and data sent as parts
+        (daemon/dropzone/channel_data.py) rather than joined into one reply."""
+        handle, offset, length = msg.get_binary(), msg.get_int64(), msg.get_int()
+        opened = self.file_table.get(handle)
+        if opened is None:
+            self._send_status(request_number, SFTP_BAD_MESSAGE, "Invalid handle")
+            return
+        data = opened.read(offset, min(length, MAX_SFTP_DATA))
+        if isinstance(data, int):
+            self._send_status(request_number, data)
+        elif not data:
+            self._send_status(request_number, SFTP_EOF)
+        else:
+            header = DATA_HEADER.pack(len(data) + 9, CMD_DATA, request_number, len(data))
+            channel_data.send(self.sock, (header, data))
 
     def _send_status(self, request_number, code, desc=None):
         super()._send_status(request_number, code, desc if desc is not None else getattr(code, "message", None))
@@ -289,6 +319,9 @@ class _SftpSubsystem(paramiko.SFTPServer):
             raise
 
     def _process_request(self, t, request_number, msg):
+        if t == CMD_READ:
+            self._read(request_number, msg)
+            return
         if t in (CMD_OPEN, CMD_OPENDIR):
             limit = self.server.auth.zone.security.max_handles_per_session
             if len(self.file_table) + len(self.folder_table) >= limit:
@@ -570,7 +603,7 @@ class _ReadAheadSocket:
         return getattr(self._sock, name)
 
 
-class _ServerTransport(ChaChaTransport):
+class _ServerTransport(SshTransport):
     """paramiko's transport (with chacha20-poly1305 first), telling its connection's
     authenticator when it ends."""
 

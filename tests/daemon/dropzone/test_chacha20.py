@@ -10,7 +10,8 @@ import paramiko
 import pytest
 from paramiko.ssh_exception import SSHException
 
-from daemon.dropzone.chacha20_poly1305 import NAME, ChaCha20Poly1305, ChaChaTransport
+from daemon.dropzone.chacha20_poly1305 import NAME, ChaCha20Poly1305
+from daemon.dropzone.packetizer import SshTransport
 from tests.helpers import PASSWORD
 
 
@@ -46,7 +47,7 @@ def test_openssh_sftp_uses_chacha20_both_ways_across_a_rekey(serving, client_key
 
 def test_paramiko_as_client_with_chacha20_and_a_server_side_rekey(serving):
     sock = socket.create_connection(("127.0.0.1", serving.sftp_port), timeout=30)
-    transport = ChaChaTransport(sock, disabled_algorithms={"ciphers": [c for c in ChaChaTransport._preferred_ciphers
+    transport = SshTransport(sock, disabled_algorithms={"ciphers": [c for c in SshTransport._preferred_ciphers
                                                                        if c != NAME]})  # fmt: skip
     transport.packetizer.REKEY_BYTES = 1024 * 1024  # this side asks for new keys every MiB
     with transport:
@@ -67,7 +68,7 @@ def test_a_tampered_packet_is_refused_and_a_good_one_opens():
     key = os.urandom(64)
     sender, receiver = ChaCha20Poly1305(key), ChaCha20Poly1305(key)
     packet = (16).to_bytes(4, "big") + bytes([7]) + b"payload!" + bytes(7)
-    sealed = sender.seal(42, packet)
+    sealed = bytes(sender.seal(42, [b"pay", memoryview(b"load!")]))  # parts, as a ChannelData's
     assert receiver.length(42, sealed[:4]) == 16
     assert receiver.open(42, sealed[:4], sealed[4:]) == packet[4:]
     for position in (0, 5, len(sealed) - 1):  # the length, the payload, the tag

@@ -9,6 +9,8 @@ import subprocess
 import paramiko
 import pytest
 
+from tests.helpers import PASSWORD
+
 
 @pytest.fixture
 def running(dropd, client_key):
@@ -275,3 +277,60 @@ def test_check_file_answers_the_true_hash(running, size):
             halves = handle.check("sha1", 0, 0, max(256, size // 2 + 1))
         step = max(256, size // 2 + 1)
         assert halves == b"".join(hashlib.sha1(content[at : at + step]).digest() for at in range(0, size, step))
+
+
+def test_a_read_gets_at_most_what_limits_announce(running):
+    """paramiko's server read whatever length a READ asked, up to 4 GiB into memory at once;
+    sshd answers at most the 255 KiB it announces, and so do we."""
+    content = os.urandom(3 << 20)
+    transport, sftp = running.paramiko_sftp("westbrook")
+    with transport:
+        sftp.putfo(io.BytesIO(content), "/big.bin")
+        with sftp.open("/big.bin", "rb") as handle:
+            for offset, length in ((0, 4 << 20), (12345, 0xFFFFFFFF), (len(content) - 10, 1 << 20)):
+                kind, reply = sftp._request(paramiko.sftp.CMD_READ, handle.handle, paramiko.sftp.int64(offset), length)
+                assert kind == paramiko.sftp.CMD_DATA
+                assert reply.get_string() == content[offset : offset + 261120]
+            with pytest.raises(EOFError):
+                sftp._request(paramiko.sftp.CMD_READ, handle.handle, paramiko.sftp.int64(len(content)), 1000)
+
+
+@pytest.mark.parametrize("cipher", ["chacha20-poly1305@openssh.com", "aes128-ctr", "aes256-gcm@openssh.com"])
+def test_downloads_fit_a_small_window_and_odd_packets(running, cipher):
+    """A reply's header and data go out as parts cut to the client's window and packet size
+    (daemon/dropzone/channel_data.py): a client announcing a 40,000-byte window and 9,000-byte
+    packets gets the file exactly, whichever cipher seals the packets."""
+    from daemon.dropzone.packetizer import SshTransport
+
+    content = os.urandom((2 << 20) + 777)
+    sock = socket.create_connection(("127.0.0.1", running.sftp_port), timeout=30)
+    others = [name for name in SshTransport._preferred_ciphers if name != cipher]
+    transport = SshTransport(sock, disabled_algorithms={"ciphers": others})
+    with transport:
+        transport.connect(username="westbrook", password=PASSWORD)
+        assert transport.remote_cipher == cipher
+        sftp = paramiko.SFTPClient.from_transport(transport, window_size=40_000, max_packet_size=9_000)
+        sftp.putfo(io.BytesIO(content), "/odd.bin")
+        with sftp.open("/odd.bin", "rb") as handle:
+            handle.prefetch()
+            assert handle.read() == content
+        sftp.close()
+
+
+@pytest.mark.parametrize("mac", ["hmac-sha2-256-etm@openssh.com", "hmac-sha2-512"])
+def test_openssh_downloads_under_ctr_with_either_kind_of_mac(running, client_key, tmp_path, mac):
+    """Under a CTR cipher a download's packets are sealed from their parts by our packetizer:
+    the MAC over the ciphertext (EtM) or over the plaintext, as OpenSSH checks it."""
+    content = os.urandom((3 << 20) + 4321)
+    (running.home("northfield") / "down.bin").write_bytes(content)
+    command = [
+        "sftp", "-v", "-b", "-", "-P", str(running.sftp_port), "-i", str(client_key.path), "-c", "aes256-ctr",
+        "-o", f"MACs={mac}", "-o", "StrictHostKeyChecking=no", "-o", f"UserKnownHostsFile={tmp_path / 'known_hosts'}",
+        "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "northfield@127.0.0.1",
+    ]  # fmt: skip
+    result = subprocess.run(
+        command, input=f"get /down.bin {tmp_path / 'back.bin'}\n", capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"kex: server->client cipher: aes256-ctr MAC: {mac}" in result.stderr
+    assert (tmp_path / "back.bin").read_bytes() == content
