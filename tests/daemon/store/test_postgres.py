@@ -143,3 +143,80 @@ def test_many_rows_go_through_copy_keep_their_order_and_conflicts(postgresql):
         assert {event: contact for event, contact, _ in rows}["E0"] == "S0"
     finally:
         store.close()
+
+
+def _new_contacts(count: int, prefix: str = "S") -> dict:
+    columns = {"contact_id": [f"{prefix}{n}" for n in range(count)], "mobile_number": [None] * count}
+    columns |= {name: [None] * count for name in ("source_hash", "first_name", "last_name", "crm_id", "email",
+                                                   "staff_id")}  # fmt: skip
+    return columns | {"opted_out": [False] * count}
+
+
+def test_a_batch_written_in_the_background_meets_a_taken_key_at_settle(postgresql):
+    """A batch of COPY_FROM or more is written in the background: a contact ID stored already
+    turns the whole batch down at `settle` (nothing of it written), and the transaction goes on."""
+    from daemon.store.postgres import COPY_FROM
+    from daemon.store.records import KeyTaken
+
+    store = PostgresStore(postgresql.database(), postgresql.password_file)
+    count = COPY_FROM + 50
+    try:
+        with store.transaction() as tx:
+            tx.contacts.writes().create_all("p", _new_contacts(1, prefix="T"), [()])
+            tx.contacts.writes().settle()
+            writes = tx.contacts.writes()
+            columns = _new_contacts(count, prefix="S")
+            columns["contact_id"][-1] = "T0"  # stored above
+            writes.create_all("p", columns, [()] * count)
+            with pytest.raises(KeyTaken, match="contacts_by_contact_id"):
+                writes.settle()
+            assert tx.contacts.find("p", "contact_id", [f"S{n}" for n in range(count)]) == []
+            keys = writes.create_all("p", _new_contacts(count, prefix="U"), [()] * count)
+            writes.settle()
+        with store.reading() as tx:
+            stored = {c.contact_id: c.key for c in tx.contacts.find("p", "contact_id", [f"U{n}" for n in range(count)])}
+            assert [stored[f"U{n}"] for n in range(count)] == keys
+            assert len(tx.contacts.find("p", "contact_id", ["T0"])) == 1
+    finally:
+        store.close()
+
+
+def test_keys_drawn_out_of_one_run_are_let_go_and_the_rows_still_get_theirs(postgresql):
+    """Keys for a batch are drawn from the sequence first; when they are not one run (here: a
+    sequence that steps by two, as another session drawing meanwhile would leave them), the
+    batch is written with keys the sequence gives it, and each row gets its own."""
+    from daemon.store.postgres import COPY_FROM
+
+    store = PostgresStore(postgresql.database(), postgresql.password_file)
+    count = COPY_FROM + 5
+    try:
+        with store.transaction() as tx:
+            tx.contacts._db.raw.execute("ALTER SEQUENCE contacts_id_seq INCREMENT BY 2")
+            keys = tx.contacts.writes().create_all("p", _new_contacts(count), [()] * count)
+            tx.contacts.writes().settle()
+            stored = {c.contact_id: c.key for c in tx.contacts.find("p", "contact_id", [f"S{n}" for n in range(count)])}
+        assert [stored[f"S{n}"] for n in range(count)] == keys
+        assert len(set(keys)) == count
+    finally:
+        store.close()
+
+
+def test_a_background_insert_that_fails_fails_its_transaction(postgresql):
+    """Any other error of a batch written in the background is raised where the connection is
+    next used, and the transaction rolls back: nothing of it is stored."""
+    import psycopg
+
+    from daemon.store.postgres import COPY_FROM
+
+    store = PostgresStore(postgresql.database(), postgresql.password_file)
+    count = COPY_FROM
+    try:
+        with pytest.raises(psycopg.errors.NotNullViolation), store.transaction() as tx:
+            columns = _new_contacts(count)
+            columns["contact_id"][7] = None
+            tx.contacts.writes().create_all("p", columns, [()] * count)
+            tx.contacts.version("p")
+        with store.reading() as tx:
+            assert tx.contacts.find("p", "contact_id", [f"S{n}" for n in range(count)]) == []
+    finally:
+        store.close()
