@@ -261,9 +261,9 @@ class _Connection:
         None."""
         sequence = self._sequences.get(table)
         if sequence is None:
-            sequence = self._sequences[table] = self.raw.execute(
-                "SELECT pg_get_serial_sequence(%s, 'id')", (table,)
-            ).fetchone()[0]
+            sequence = self._sequences[table] = _first(
+                self.raw.execute("SELECT pg_get_serial_sequence(%s, 'id')", (table,)).fetchone()
+            )
         draw = psycopg.sql.SQL(
             "SAVEPOINT insert_keyed; TRUNCATE {}; SELECT min(key), max(key) FROM "
             "(SELECT nextval({}::regclass) AS key FROM generate_series(1, {})) drawn"
@@ -272,8 +272,10 @@ class _Connection:
             cursor.execute(draw)
             cursor.nextset()
             cursor.nextset()
-            low, high = cursor.fetchone()
-        return low if high - low + 1 == count else None
+            drawn = cursor.fetchone()
+        assert drawn is not None, "an aggregate always gives a row"
+        low, high = drawn
+        return int(low) if high - low + 1 == count else None
 
     def _staged(self, table: str, columns: tuple[str, ...], rows: list[Any]) -> str:
         """`rows` copied into this session's staging table for `table`'s `columns`, emptied
