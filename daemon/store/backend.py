@@ -50,6 +50,12 @@ class Connection(Protocol):
 
     def put_blobs(self, table: str, key_column: str, key: Any, blobs: dict[str, memoryview]) -> None: ...
 
+    def get_blobs(
+        self, table: str, key_column: str, key: Any, columns: tuple[str, ...]
+    ) -> dict[str, bytes | bytearray] | None:
+        """The blob columns of one row (None: no such row), each read into memory once."""
+        ...
+
     def settle(self) -> None:
         """Wait for what the connection still writes in the background (nothing: return)."""
         ...

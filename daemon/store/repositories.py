@@ -342,12 +342,13 @@ class RowDigests(_Repository):
     def previous(self, feed: str, partner: str, version: int) -> DigestSet | None:
         """The feed's last set, if what it describes (the partner's contacts or list) is still
         at `version`."""
-        row = self._one(
-            "SELECT version, digests, record_keys FROM feed_row_digests WHERE feed = ? AND partner = ?", (feed, partner)
-        )
+        row = self._one("SELECT version FROM feed_row_digests WHERE feed = ? AND partner = ?", (feed, partner))
         if row is None or row[0] != version:
             return None
-        return DigestSet.from_bytes(row[1], row[2])
+        blobs = self._db.get_blobs("feed_row_digests", "feed", feed, ("digests", "record_keys"))
+        if blobs is None:
+            return None
+        return DigestSet.from_bytes(blobs["digests"], blobs["record_keys"])
 
     def save(self, feed: str, partner: str, version: int, table: DigestSet) -> None:
         self._db.execute(

@@ -108,6 +108,13 @@ class _Connection(sqlite3.Connection):
                 for start in range(0, len(data), BLOB_CHUNK):
                     blob.write(data[start : start + BLOB_CHUNK])
 
+    def get_blobs(
+        self, table: str, key_column: str, key: Any, columns: tuple[str, ...]
+    ) -> dict[str, bytes | bytearray] | None:
+        """The blob columns of one row, as SQLite hands them over (one copy each)."""
+        row = self.execute(f"SELECT {', '.join(columns)} FROM {table} WHERE {key_column} = ?", (key,)).fetchone()
+        return None if row is None else dict(zip(columns, row, strict=True))
+
     def insert_rows(
         self, table: str, columns: tuple[str, ...], conflict: str, rows: list[Any], fixed: tuple[Any, ...] = ()
     ) -> None:
