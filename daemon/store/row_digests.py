@@ -208,8 +208,8 @@ def _not_in(keys: np.ndarray, dropped: np.ndarray) -> np.ndarray:
     dropped = np.unique(dropped)
     at = np.searchsorted(dropped, keys)
     np.minimum(at, len(dropped) - 1, out=at)
-    found: np.ndarray = dropped[at] != keys
-    return found
+    kept: np.ndarray = dropped[at] != keys
+    return kept
 
 
 def _strictly_increasing(keys: np.ndarray) -> bool:
