@@ -26,7 +26,7 @@ from daemon.exports.errors import PushError
 from daemon.runs import openpgp
 from daemon.runs.companions import CHECKSUM_SUFFIX, COUNT_SUFFIX, count_name
 from daemon.runs.spreadsheet import spreadsheet_row
-from daemon.store.records import RunRecord
+from daemon.store.records import RunRecord, StoreUnavailable
 from handlers import KINDS
 from handlers.base import FeedSetup
 
@@ -34,6 +34,12 @@ log = structlog.get_logger("dropd.exports")
 
 MANUAL_TRIES = 3
 MAX_WAIT = 600.0
+STORE_RETRY = 5.0
+"""Seconds before a delivered file's record is tried again while the store is away; doubles."""
+MAX_STORE_RETRY = 60.0
+RECORD_PATIENCE = 3600.0
+"""Seconds of store outage a delivered file's record waits out before the run gives up on it
+(the feed then runs again once the store is back, and delivers those rows a second time)."""
 
 
 def export_naming(feed, moment: datetime.datetime) -> Naming:
@@ -101,6 +107,9 @@ def run_export(
         bound.warning("run.finished", status="failed", reason=reason)
         recorder.fail(reason)
         return recorder.done()
+    except StoreUnavailable:
+        recorder.unreached()
+        raise  # nothing was delivered; the runner asks for the feed again once the store is back
     except Exception as exc:
         bound.exception("run.crashed")
         recorder.fail(f"internal-error: {type(exc).__name__}: {exc} (see the daemon log)")
@@ -113,19 +122,41 @@ def run_export(
                 path.with_name(path.name + CHECKSUM_SUFFIX),
             ):
                 leftover.unlink(missing_ok=True)
-    with ctx.store.transaction(label=feed.name) as tx:
-        if kind.watermarked and upto is not None:
-            tx.watermarks.advance(feed.name, upto, recorder.run_id)
-        tx.runs.name_file(recorder.run_id, name, sha256, size)
-        counts = kind.delivered(tx, after, upto)
-        held = counts.get("unknown_contact")
-        note = f"unknown-contact: {held:,} held back until their contact is known" if held else None
-        details = {"destination": destination.where, "bytes": size, "sha256": sha256, **counts}
-        if feed.encrypt_key_file:
-            details["plaintext_sha256"] = plaintext_sha256
-        recorder.finish(tx, "success", note, rows, rows, 0, details)
+
+    def record_delivery() -> None:
+        with ctx.store.transaction(label=feed.name) as tx:
+            if kind.watermarked and upto is not None:
+                tx.watermarks.advance(feed.name, upto, recorder.run_id)
+            tx.runs.name_file(recorder.run_id, name, sha256, size)
+            counts = kind.delivered(tx, after, upto)
+            held = counts.get("unknown_contact")
+            note = f"unknown-contact: {held:,} held back until their contact is known" if held else None
+            details = {"destination": destination.where, "bytes": size, "sha256": sha256, **counts}
+            if feed.encrypt_key_file:
+                details["plaintext_sha256"] = plaintext_sha256
+            recorder.finish(tx, "success", note, rows, rows, 0, details)
+
+    _until_recorded(record_delivery, bound, sleep)
     bound.info("run.finished", status="success", rows=rows, size=size, destination=destination.where)
     return recorder.done()
+
+
+def _until_recorded(record, bound, sleep) -> None:
+    """`record()`, the transaction that says a file was delivered, tried again while the store
+    cannot be reached (5 s, doubling to a minute, for up to RECORD_PATIENCE): the file is with
+    the partner, and a run that did not record it would deliver its rows a second time."""
+    delay, waited = STORE_RETRY, 0.0
+    while True:
+        try:
+            record()
+            return
+        except StoreUnavailable as exc:
+            if waited >= RECORD_PATIENCE:
+                raise
+            bound.warning("export.record_waits", retry_in=delay, error=str(exc))
+            sleep(delay)
+            waited += delay
+            delay = min(delay * 2, MAX_STORE_RETRY)
 
 
 def _encrypted(ctx, feed, plain: Path) -> tuple[Path, int, str]:

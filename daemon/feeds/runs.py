@@ -218,6 +218,7 @@ def _import_landed(ctx, recorder: RunRecorder, partner, feed, landed: LandedFile
         rows_seen = counts if read_through else None
         return _failed(ctx, recorder, partner, feed, landed, reason, manual, bound, companions, rows_seen)
     except StoreUnavailable:
+        recorder.unreached()
         raise  # nothing was applied; the file stays where it is for the run that comes after
     except Exception as exc:
         bound.exception("run.crashed")

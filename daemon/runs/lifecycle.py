@@ -14,6 +14,8 @@ commits loses that one recap, never the run.
 import csv
 import datetime
 import itertools
+import threading
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,6 +107,30 @@ class ErrorFile:
             self._handle.close()
 
 
+class _Unreached:
+    """Runs the store went away under, per store, until it answers again: their records could
+    not be finished then (the store was gone) and would stay `running` while this daemon lives."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._runs: weakref.WeakKeyDictionary[object, list[int]] = weakref.WeakKeyDictionary()
+
+    def add(self, store: object, run_id: int) -> None:
+        with self._lock:
+            self._runs.setdefault(store, []).append(run_id)
+
+    def take(self, store: object) -> list[int]:
+        with self._lock:
+            return self._runs.pop(store, [])
+
+    def give_back(self, store: object, run_ids: list[int]) -> None:
+        with self._lock:
+            self._runs.setdefault(store, []).extend(run_ids)
+
+
+_unreached = _Unreached()
+
+
 class RunRecorder:
     def __init__(self, store, finished: RunFinished | None, errors_dir: Path | None, subject: RunSubject, notify=None):
         """`errors_dir` None records nothing at all: a dry run. `notify(tx, record)` is called
@@ -133,11 +159,23 @@ class RunRecorder:
             return None
         s = self.subject
         lease_until = utc_stamp(utc_now() + datetime.timedelta(seconds=s.lease))
-        with self.store.transaction(label=s.feed) as tx:
-            self.run_id = tx.runs.start(
-                s.partner, s.feed, s.kind, s.trigger, file, sha256, size, s.instance, lease_until
-            )
+        unreached = _unreached.take(self.store)
+        try:
+            with self.store.transaction(label=s.feed) as tx:
+                tx.runs.fail_unreached(unreached)
+                self.run_id = tx.runs.start(
+                    s.partner, s.feed, s.kind, s.trigger, file, sha256, size, s.instance, lease_until
+                )
+        except BaseException:
+            _unreached.give_back(self.store, unreached)
+            raise
         return self.run_id
+
+    def unreached(self) -> None:
+        """The store went away during this run (nothing of it was applied): its record is
+        failed as `store-unreachable` by the next run that reaches the store."""
+        if self.run_id is not None:
+            _unreached.add(self.store, self.run_id)
 
     def row_errors(self, tx, header: list[str]) -> RowErrors:
         """Where the kind reports rows: to the error CSV at once, to the store in batches."""

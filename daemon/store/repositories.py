@@ -21,6 +21,10 @@ from daemon.store.row_digests import DigestSet
 
 INTERRUPTED = "interrupted: the daemon stopped during the run; nothing was applied"
 CUT_AT_STOP = "cut-at-stop: the daemon was stopped during the run and grace_time ran out; nothing was applied"
+STORE_UNREACHABLE = (
+    "store-unreachable: the store could not be reached during the run; nothing was applied, and the feed ran "
+    "again once it was back"
+)
 
 
 class _Repository:
@@ -682,6 +686,16 @@ class Runs(_Repository):
         for code, total, row_number in rows:
             counts.setdefault(code, (int(total), []))[1].append(int(row_number))
         return [(code, total, numbers) for code, (total, numbers) in counts.items()]
+
+    def fail_unreached(self, run_ids: list[int]) -> None:
+        """Runs that were left `running` when the store went away under them (their feeds ran
+        again since): failed, saying so. No recap: nothing was applied, and the run after
+        them reports on the file."""
+        for run_id in run_ids:
+            self._db.execute(
+                "UPDATE runs SET status = 'failed', reason = ?, finished = ? WHERE id = ? AND status = 'running'",
+                (STORE_UNREACHABLE, utc_stamp(), run_id),
+            )
 
     def fail_interrupted(self, instance: str | None = None, cut_at_stop: bool = False) -> list[tuple[int, str]]:
         """Runs whose instance is gone are failed now: (run id, feed) of each. Gone means this

@@ -394,3 +394,30 @@ def test_the_notes_export_writes_a_note_per_contact_and_day(feeds):
     lines = long["body"].split("\n")
     assert len(long["body"]) <= 200 + 30 and lines[-1] == f"… ({20 - len(lines) + 1} more messages)"
     assert lines[0] == "10:00 incoming: message number 0 of the day"
+
+
+def test_a_delivered_file_waits_for_the_store_to_record_it():
+    """After a file is delivered, its record is tried again while the store is away (5 s,
+    doubling to a minute, an hour at most), rather than have the feed run again and deliver
+    the same rows twice; past the hour the outage is raised for the runner."""
+    import structlog
+
+    from daemon.exports import runs
+    from daemon.store.records import StoreUnavailable
+
+    calls, waits = [], []
+
+    def flaky(failures):
+        def record():
+            calls.append(1)
+            if len(calls) <= failures:
+                raise StoreUnavailable("the PostgreSQL store cannot be reached: connection refused")
+
+        return record
+
+    runs._until_recorded(flaky(3), structlog.get_logger(), waits.append)
+    assert len(calls) == 4 and waits == [5.0, 10.0, 20.0]
+    calls.clear(), waits.clear()
+    with pytest.raises(StoreUnavailable):
+        runs._until_recorded(flaky(10_000), structlog.get_logger(), waits.append)
+    assert sum(waits) >= runs.RECORD_PATIENCE and max(waits) == 60.0
