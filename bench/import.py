@@ -234,16 +234,16 @@ def main() -> int:
         # first import, 1 %-changed re-import, replacement, activity: each store's own goals
         targets = (3, 1, 3, "none set") if store else (1.5, 0.5, 1.5, "<= 1.5")
         ingest = [sys.executable, "-m", "daemon.cli", "ingest", "-c", str(config)]
+        # A new server's first COPY also makes its first WAL files and fills its caches: the
+        # first floor of a run took up to twice its time (and flattered dropd), so one COPY runs
+        # untimed first.
         warmed: list[bool] = []
-        """A new server's first COPY also makes its first WAL files and fills its caches: the
-        first floor of a run took up to twice its time (and flattered dropd), so one COPY
-        runs untimed first."""
 
         def floor_of(path: Path) -> float:
             if store:
                 base = [sys.executable, __file__, "--floor-postgresql", str(path), server.database(), store[1]]
                 if not warmed:
-                    timed_process([*base, "plain"])  # see `warmed`
+                    timed_process([*base, "plain"])
                     warmed.append(True)
                 seconds, rss = timed_process([*base, "plain"])
                 report("(COPY into a table without keys)", args.rows, seconds, rss)
