@@ -7,7 +7,10 @@ transaction. Contacts: (b) dropd's first import (`dropd ingest`), (c) the same f
 of rows changed. Every step starts after `sync`, so that none pays for the previous one's writes. Subscribers: a full replacement of a list of N by a file with 10 % of them
 gone. Activity: N events. Each step runs in its own process; peak RSS is that process's
 maximum resident set, with Python's bytecode cached (in the run's temporary folder), as an
-installed dropd has it. Prints seconds, rows/s, peak RSS and the ratio to the floor.
+installed dropd has it. Each step and floor is timed twice: whole (the process, start-up
+included) and after start-up (dropd's `ingest` once its modules are imported, as the running
+daemon has them; the floor's work once its modules are imported, as psql's timing times a
+copy). Prints both, rows/s, peak RSS, and the ratios to the floor (after start-up first).
 
 With `--store postgresql` (as root, or as a user who may run initdb) a PostgreSQL server is
 started for the run in a temporary folder and dropd imports into it; the floor is then the
@@ -90,6 +93,7 @@ def write_activity(path: Path, rows: int) -> None:
 
 def floor(file: str, database: str) -> None:
     """The reference: read every row and upsert it raw, no mapping or validation."""
+    started = time.perf_counter()
     connection = sqlite3.connect(database, isolation_level=None)
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=NORMAL")
@@ -106,6 +110,7 @@ def floor(file: str, database: str) -> None:
             reader,
         )
         connection.execute("COMMIT")
+    print(f"WORK {time.perf_counter() - started}")
 
 
 FLOOR_KEYS = {
@@ -123,6 +128,7 @@ def floor_postgresql(file: str, url: str, password_file: str, keyed: str) -> Non
     identity primary key and, after a partner column, the same unique and plain indexes."""
     import psycopg
 
+    started = time.perf_counter()
     password = Path(password_file).read_text().strip()
     with open(file, newline="") as handle, psycopg.connect(url, password=password) as connection:
         header = next(csv.reader(handle))
@@ -144,6 +150,23 @@ def floor_postgresql(file: str, url: str, password_file: str, keyed: str) -> Non
         with connection.cursor().copy(f"COPY {table} ({names}) FROM STDIN (FORMAT csv)") as copy:
             for block in iter(lambda: handle.read(1 << 20), ""):
                 copy.write(block)
+    print(f"WORK {time.perf_counter() - started}")
+
+
+def ingest_step(config: str, feed: str, file: str) -> None:
+    """`dropd ingest` in this process, timed once its modules are imported (as the daemon has
+    them): what an import costs, without the interpreter's start-up."""
+    import importlib
+
+    for module in ("daemon.commands", "daemon.feeds.runs", "daemon.store.postgres", "daemon.store.sqlite", "handlers"):
+        importlib.import_module(module)
+    from daemon.cli import main as dropd
+
+    started = time.perf_counter()
+    status = dropd(["ingest", "-c", config, feed, file])
+    print(f"WORK {time.perf_counter() - started}")
+    if status:
+        sys.exit(status)
 
 
 CHILD_ENV = dict(os.environ)
@@ -153,26 +176,34 @@ compiled dropd's modules again: 0.3 s, a fifth of a 100,000-row re-import."""
 
 
 def cached_bytecode(folder: Path) -> None:
-    """Steps read dropd's compiled modules from `folder` (compiled there first, not in the tree)."""
+    """Steps read compiled modules from `folder` (compiled there first, not in the tree)."""
     CHILD_ENV.pop("PYTHONDONTWRITEBYTECODE", None)
     CHILD_ENV["PYTHONPYCACHEPREFIX"] = str(folder)
     root = Path(__file__).resolve().parents[1]
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(root / "daemon"), str(root / "handlers")],
                    env=CHILD_ENV, check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+    # With a prefix, Python looks for every module's bytecode there, the libraries' too: one
+    # untimed import of what a step uses compiles them once.
+    modules = "daemon.commands, daemon.feeds.runs, daemon.store.postgres, daemon.store.sqlite, handlers, pycountry"
+    subprocess.run([sys.executable, "-c", f"import {modules}"], env=CHILD_ENV, check=True, cwd=root)
 
 
-def timed_process(command: list[str]) -> tuple[float, float]:
-    """Run a command; return (seconds, peak RSS in MiB). The page cache's dirty data is written
+def timed_process(command: list[str]) -> tuple[float, float, float]:
+    """Run a command; return (seconds, seconds after start-up, peak RSS in MiB): the second is
+    what the command printed last as `WORK <seconds>`. The page cache's dirty data is written
     out first (os.sync), so that no step pays for the writes of the step before it."""
     os.sync()
     started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=CHILD_ENV)
-    _, status, usage = os.wait4(process.pid, 0)
-    elapsed = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{' '.join(command)} failed: {process.stderr.read().decode()[-2000:]}")
-    process.stderr.close()
-    return elapsed, usage.ru_maxrss / 1024
+    with tempfile.TemporaryFile() as output:
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.PIPE, env=CHILD_ENV)
+        _, status, usage = os.wait4(process.pid, 0)
+        elapsed = time.perf_counter() - started
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise RuntimeError(f"{' '.join(command)} failed: {process.stderr.read().decode()[-2000:]}")
+        process.stderr.close()
+        output.seek(0)
+        work = [line for line in output.read().decode().splitlines() if line.startswith("WORK ")]
+    return elapsed, float(work[-1].split()[1]), usage.ru_maxrss / 1024
 
 
 def write_config(root: Path, store: tuple[str, str] | None = None) -> Path:
@@ -199,9 +230,14 @@ def write_config(root: Path, store: tuple[str, str] | None = None) -> Path:
     return root / "dropd.toml"
 
 
-def report(label: str, rows: int, seconds: float, rss: float, reference: float | None = None) -> None:
-    ratio = f"   {seconds / reference:5.2f}x floor" if reference else ""
-    print(f"  {label:<36} {seconds:8.2f} s {rows / seconds:10.0f} rows/s   peak RSS {rss:6.0f} MiB{ratio}")
+def report(label: str, rows: int, seconds: tuple[float, float], rss: float, reference=None) -> None:
+    """A step's line: its time after start-up and rows/s by it, its whole time, peak RSS, and
+    both ratios to the floor's (after start-up first)."""
+    wall, work = seconds
+    ratio = f"   {work / reference[1]:5.2f}x floor ({wall / reference[0]:.2f}x whole)" if reference else ""
+    print(
+        f"  {label:<44} {work:7.2f} s {rows / work:9.0f} rows/s  (whole {wall:6.2f} s)  peak RSS {rss:4.0f} MiB{ratio}"
+    )
 
 
 def main() -> int:
@@ -213,7 +249,11 @@ def main() -> int:
     parser.add_argument("--floor", nargs=2, metavar=("FILE", "DB"), help=argparse.SUPPRESS)
     parser.add_argument("--floor-postgresql", nargs=4, metavar=("FILE", "URL", "PASSWORD_FILE", "KIND"),
                         help=argparse.SUPPRESS)  # fmt: skip
+    parser.add_argument("--ingest", nargs=3, metavar=("CONFIG", "FEED", "FILE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.ingest:
+        ingest_step(*args.ingest)
+        return 0
     if args.floor:
         floor(*args.floor)
         return 0
@@ -233,32 +273,32 @@ def main() -> int:
         cached_bytecode(work / "pycache")
         # first import, 1 %-changed re-import, replacement, activity: each store's own goals
         targets = (3, 1, 3, "none set") if store else (1.5, 0.5, 1.5, "<= 1.5")
-        ingest = [sys.executable, "-m", "daemon.cli", "ingest", "-c", str(config)]
+        ingest = [sys.executable, __file__, "--ingest", str(config)]
         # A new server's first COPY also makes its first WAL files and fills its caches: the
         # first floor of a run took up to twice its time (and flattered dropd), so one COPY runs
         # untimed first.
         warmed: list[bool] = []
 
-        def floor_of(path: Path) -> float:
+        def floor_of(path: Path) -> tuple[float, float]:
             if store:
                 base = [sys.executable, __file__, "--floor-postgresql", str(path), server.database(), store[1]]
                 if not warmed:
                     timed_process([*base, "plain"])
                     warmed.append(True)
-                seconds, rss = timed_process([*base, "plain"])
-                report("(COPY into a table without keys)", args.rows, seconds, rss)
+                wall, after, rss = timed_process([*base, "plain"])
+                report("(COPY into a table without keys)", args.rows, (wall, after), rss)
                 command, label = [*base, "keyed"], "floor: COPY into a table with the same keys"
             else:
                 command = [sys.executable, __file__, "--floor", str(path), str(work / f"floor-{path.stem}.db")]
                 label = "floor: csv.reader + executemany"
-            seconds, rss = timed_process(command)
-            report(label, args.rows, seconds, rss)
-            return seconds
+            wall, after, rss = timed_process(command)
+            report(label, args.rows, (wall, after), rss)
+            return wall, after
 
-        def step(label: str, feed: str, path: Path, rows: int, reference: float) -> float:
-            seconds, rss = timed_process(ingest + [feed, str(path)])
-            report(label, rows, seconds, rss, reference)
-            return seconds / reference
+        def step(label: str, feed: str, path: Path, rows: int, reference: tuple[float, float]) -> float:
+            wall, after, rss = timed_process(ingest + [feed, str(path)])
+            report(label, rows, (wall, after), rss, reference)
+            return after / reference[1]
 
         if "contacts" in args.only:
             first, second = work / "StudentData_first.csv", work / "StudentData_second.csv"
