@@ -221,3 +221,14 @@ def test_emails_are_email_validators_own_normal_form_and_stay_as_they_are(value)
     assert normalized_emails([value]) == [expected]
     if expected is not None:
         assert normalized_email(expected) == expected, "normalising twice changes nothing"
+
+
+def test_language_codes_are_pycountrys_two_letter_codes():
+    """dropd reads the ISO 639 table's JSON file itself (building pycountry's index of every
+    language cost 55 ms an ingest): the codes must be exactly those pycountry gives."""
+    import pycountry
+
+    from handlers.validation import _language_codes
+
+    assert _language_codes() == {language.alpha_2 for language in pycountry.languages if hasattr(language, "alpha_2")}
+    assert len(_language_codes()) == 184
