@@ -183,11 +183,20 @@ class _LyingFtps:
         self.cert = cert
         self.server = FTPServer(("127.0.0.1", 0), Handler)
         self.port = self.server.address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"timeout": 0.1}, daemon=True)
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
 
-    def close(self):
+    def _serve(self):
+        """The loop in steps, closed by its own thread: close_all() from another thread closed
+        the poller under a running poll (EBADF in this thread, reported against a later test)."""
+        while not self.stopping.is_set():
+            self.server.ioloop.loop(timeout=0.1, blocking=False)
         self.server.close_all()
+
+    def close(self):
+        self.stopping.set()
+        self.thread.join(timeout=10)
 
 
 def test_an_ftps_push_whose_server_hash_differs_is_not_delivered(feeds, tmp_path):
