@@ -548,7 +548,10 @@ class FtpServer:
         try:
             self._server = _FtpServer(self.settings.listen, self.handler, self.zone.connections)
         except OSError as exc:
-            raise RuntimeError(f"cannot listen for FTP on {host}:{port} (ftp.listen): {exc.strerror}") from exc
+            # pyftpdlib raises the bind's OSError wrapped in another, whose strerror is None.
+            cause = exc.args[0] if exc.args and isinstance(exc.args[0], OSError) else exc
+            why = cause.strerror or str(cause)
+            raise RuntimeError(f"cannot listen for FTP on {host}:{port} (ftp.listen): {why}") from exc
         self._running.set()
         self._thread = threading.Thread(target=self._serve, name="ftp-accept", daemon=True)
         self._thread.start()

@@ -194,6 +194,20 @@ def test_a_taken_listen_address_is_named(dropd):
     )
 
 
+def test_a_taken_ftp_listen_address_is_named_too(dropd):
+    """pyftpdlib wraps the bind error in another (no strerror of its own): it read "None"."""
+    dropd.add_partner("northfield")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", dropd.ftp_port))
+        taken.listen(1)
+        dropd.write_config()
+        result = dropd.cli("run", check=False, timeout=30)
+    assert result.returncode == 1
+    assert (
+        f"cannot listen for FTP on 127.0.0.1:{dropd.ftp_port} (ftp.listen): Address already in use" in result.stderr
+    ), result.stderr
+
+
 def test_dropd_status_says_what_the_daemon_is_doing(dropd):
     dropd.add_feed_partner("northfield", [students_feed()])
     dropd.start()
