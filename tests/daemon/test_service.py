@@ -181,31 +181,19 @@ def test_a_second_daemon_on_the_same_state_dir_exits_and_changes_nothing(dropd):
         assert sftp.listdir("/") == ["imports"]
 
 
-def test_a_taken_listen_address_is_named(dropd):
+@pytest.mark.parametrize("protocol", ["sftp", "ftp"])
+def test_a_taken_listen_address_is_named(dropd, protocol):
+    """FTP too: pyftpdlib wraps the bind error in another (no strerror of its own): it read "None"."""
     dropd.add_partner("northfield")
+    port = getattr(dropd, f"{protocol}_port")
     with socket.socket() as taken:
-        taken.bind(("127.0.0.1", dropd.sftp_port))
+        taken.bind(("127.0.0.1", port))
         taken.listen(1)
         dropd.write_config()
         result = dropd.cli("run", check=False, timeout=30)
     assert result.returncode == 1
-    assert (
-        f"cannot listen for SFTP on 127.0.0.1:{dropd.sftp_port} (sftp.listen): Address already in use" in result.stderr
-    )
-
-
-def test_a_taken_ftp_listen_address_is_named_too(dropd):
-    """pyftpdlib wraps the bind error in another (no strerror of its own): it read "None"."""
-    dropd.add_partner("northfield")
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", dropd.ftp_port))
-        taken.listen(1)
-        dropd.write_config()
-        result = dropd.cli("run", check=False, timeout=30)
-    assert result.returncode == 1
-    assert (
-        f"cannot listen for FTP on 127.0.0.1:{dropd.ftp_port} (ftp.listen): Address already in use" in result.stderr
-    ), result.stderr
+    expected = f"cannot listen for {protocol.upper()} on 127.0.0.1:{port} ({protocol}.listen): Address already in use"
+    assert expected in result.stderr, result.stderr
 
 
 def test_dropd_status_says_what_the_daemon_is_doing(dropd):
