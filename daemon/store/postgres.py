@@ -253,12 +253,13 @@ class _Connection:
         class). When the keys drawn are not one run (another session drew some meanwhile)
         they are let go, and the rows are written here with keys the sequence gives them."""
         self._wait()
+        staging = None
         if len(rows) >= COPY_FROM:
             staging = self._staging(table, columns)
-            first = self._draw_keys(table, len(rows), staging)
-            self._savepoint = True
+            first = self._draw_keys(table, len(rows), staging)  # the savepoint made, staging emptied
+            self._copy_into(staging, columns, rows)
             if first is not None:
-                self._copy_into(staging, columns, rows)
+                self._savepoint = True
                 names = ", ".join(columns)
                 marks = ", %s" * len(fixed)
                 self._in_background(
@@ -267,10 +268,10 @@ class _Connection:
                     (first, *fixed.values()),
                 )
                 return list(range(first, first + len(rows)))
-            self._wait()  # let the savepoint go: the rows are written below, under a new one
-        self.raw.execute("SAVEPOINT insert_keyed")
+        else:
+            self.raw.execute("SAVEPOINT insert_keyed")
         try:
-            keys = self._insert_keyed(table, columns, rows, fixed)
+            keys = self._insert_keyed(table, columns, rows, fixed, staging)
         except psycopg.errors.UniqueViolation as taken:
             self.raw.execute("ROLLBACK TO SAVEPOINT insert_keyed")
             self._key_taken = taken
@@ -278,12 +279,15 @@ class _Connection:
         self.raw.execute("RELEASE SAVEPOINT insert_keyed")
         return keys
 
-    def _insert_keyed(self, table: str, columns: tuple[str, ...], rows: list[Any], fixed: dict[str, Any]) -> list[int]:
-        if len(rows) < COPY_FROM:
+    def _insert_keyed(
+        self, table: str, columns: tuple[str, ...], rows: list[Any], fixed: dict[str, Any], staging: str | None
+    ) -> list[int]:
+        """The rows written here, with keys from the table's sequence: by multi-row INSERTs, or
+        from `staging` (filled already) when given."""
+        if staging is None:
             same = tuple(fixed.values())
             keys = insert_returning_keys(self, table, (*columns, *fixed), columns[0], [(*row, *same) for row in rows])
             return [keys[row[0]] for row in rows]
-        staging = self._staged(table, columns, rows)
         names = ", ".join(columns)
         extra = "".join(f", {column}" for column in fixed)
         marks = ", %s" * len(fixed)
