@@ -34,13 +34,13 @@ class SshPacketizer(Packetizer):
         engine = self._Packetizer__block_engine_out
         chacha = isinstance(engine, ChaCha20Poly1305)
         compress = self._Packetizer__compress_engine_out
-        from_parts = isinstance(data, ChannelData) and compress is None and self._Packetizer__sdctr_out
-        if not chacha and not from_parts:
+        parts = data.parts if isinstance(data, ChannelData) and compress is None else None
+        if not chacha and (parts is None or not self._Packetizer__sdctr_out):
             return super().send_message(data)
-        parts = data.parts if isinstance(data, ChannelData) and compress is None else (data.asbytes(),)
         with self._Packetizer__write_lock:
-            if compress is not None:
-                parts = (compress(parts[0]),)
+            if parts is None:  # compressed in the order sent, as paramiko does: under the lock
+                payload = data.asbytes()
+                parts = (payload if compress is None else compress(payload),)
             sequence = self._Packetizer__sequence_number_out
             out = engine.seal(sequence, parts) if chacha else self._seal_ctr(sequence, parts)
             following = (sequence + 1) & xffffffff
